@@ -1,0 +1,575 @@
+//! Services: the desired state the service scheduler (a later controller) keeps running.
+//! This module stores and validates the whole shape and keeps `deployments[]` as ECS does:
+//! one PRIMARY, older ones ACTIVE until drained.
+
+use super::task_definitions::{container, require};
+use super::{Keys, active_cluster, check_name, input, output, split_ref, tags};
+use crate::Ctx;
+use crate::db::cas_put;
+use crate::paging::{max_results, scan, with_token};
+use serde::Deserialize;
+use serde_json::{Map, Value, json};
+use wharf_types::ecs::{
+    Deployment, DeploymentCircuitBreaker, DeploymentConfiguration, Failure, Service, Tag, TaskDefinition,
+};
+use wharf_types::{Error, Result};
+
+/// A new deployment id: `ecs-svc/` and 19 digits, as ECS prints them.
+fn deployment_id() -> String {
+    let digits: String = (0..19).map(|_| char::from(b'0' + rand::random_range(0..10u8))).collect();
+    format!("ecs-svc/{digits}")
+}
+
+#[derive(Deserialize, Clone)]
+#[serde(rename_all = "camelCase")]
+struct CreateRequest {
+    cluster: Option<String>,
+    service_name: String,
+    task_definition: Option<String>,
+    #[serde(default)]
+    load_balancers: Vec<Value>,
+    #[serde(default)]
+    service_registries: Vec<Value>,
+    desired_count: Option<i64>,
+    launch_type: Option<String>,
+    capacity_provider_strategy: Option<Vec<Value>>,
+    platform_version: Option<String>,
+    role: Option<String>,
+    deployment_configuration: Option<DeploymentConfiguration>,
+    #[serde(default)]
+    placement_constraints: Vec<Value>,
+    #[serde(default)]
+    placement_strategy: Vec<Value>,
+    network_configuration: Option<Value>,
+    health_check_grace_period_seconds: Option<i64>,
+    scheduling_strategy: Option<String>,
+    deployment_controller: Option<Value>,
+    #[serde(default)]
+    tags: Vec<Tag>,
+    #[serde(default)]
+    enable_ecs_managed_tags: bool,
+    propagate_tags: Option<String>,
+    #[serde(default)]
+    enable_execute_command: bool,
+    #[serde(flatten)]
+    extra: Map<String, Value>,
+}
+
+/// Fills ECS's defaults into a deployment configuration and checks its ranges.
+fn deployment_configuration(given: Option<DeploymentConfiguration>, daemon: bool) -> Result<DeploymentConfiguration> {
+    let mut dc = given.unwrap_or(DeploymentConfiguration {
+        deployment_circuit_breaker: None,
+        maximum_percent: None,
+        minimum_healthy_percent: None,
+        strategy: None,
+        extra: Map::new(),
+    });
+    let max = *dc.maximum_percent.get_or_insert(if daemon { 100 } else { 200 });
+    let min = *dc.minimum_healthy_percent.get_or_insert(if daemon { 0 } else { 100 });
+    dc.deployment_circuit_breaker.get_or_insert(DeploymentCircuitBreaker { enable: false, rollback: false });
+    dc.strategy.get_or_insert_with(|| "ROLLING".into());
+    if !(0..=100).contains(&min) {
+        return Err(Error::invalid(
+            "deploymentConfiguration.minimumHealthyPercent",
+            format!("minimumHealthyPercent must be between 0 and 100 (got {min})."),
+        ));
+    }
+    if !daemon && !(100..=2000).contains(&max) {
+        return Err(Error::invalid(
+            "deploymentConfiguration.maximumPercent",
+            format!("maximumPercent must be between 100 and 2000 for the REPLICA scheduling strategy (got {max})."),
+        ));
+    }
+    if daemon && max != 100 {
+        return Err(Error::invalid(
+            "deploymentConfiguration.maximumPercent",
+            "The DAEMON scheduling strategy requires maximumPercent 100.",
+        ));
+    }
+    Ok(dc)
+}
+
+fn check_launch(launch_type: Option<&str>, strategy: Option<&Vec<Value>>) -> Result<()> {
+    if launch_type.is_some() && strategy.is_some_and(|s| !s.is_empty()) {
+        return Err(Error::invalid(
+            "launchType",
+            "Specifying both a launch type and capacity provider strategy is not supported. Remove one and try again.",
+        ));
+    }
+    Ok(())
+}
+
+/// Checks load balancer entries against the task definition's containers and ports.
+fn check_load_balancers(lbs: &[Value], td: Option<&TaskDefinition>) -> Result<()> {
+    for lb in lbs {
+        let tg = lb.get("targetGroupArn").and_then(Value::as_str);
+        let name = lb.get("loadBalancerName").and_then(Value::as_str);
+        if tg.is_none() && name.is_none() {
+            return Err(Error::invalid(
+                "loadBalancers.targetGroupArn",
+                "Either targetGroupArn or loadBalancerName must be specified.",
+            ));
+        }
+        let (Some(cname), Some(port)) =
+            (lb.get("containerName").and_then(Value::as_str), lb.get("containerPort").and_then(Value::as_i64))
+        else {
+            return Err(Error::invalid(
+                "loadBalancers.containerName",
+                "containerName and containerPort must be specified for a load balancer.",
+            ));
+        };
+        if let Some(td) = td {
+            let Some(c) = container(td, cname) else {
+                return Err(Error::invalid(
+                    "loadBalancers.containerName",
+                    format!("The container {cname} does not exist in the task definition."),
+                ));
+            };
+            if !c.port_mappings.iter().any(|pm| pm.container_port == Some(port)) {
+                return Err(Error::invalid(
+                    "loadBalancers.containerPort",
+                    format!("The container {cname} did not have a container port {port} defined."),
+                ));
+            }
+        }
+    }
+    Ok(())
+}
+
+fn check_network(td: Option<&TaskDefinition>, network: Option<&Value>) -> Result<()> {
+    if td.and_then(|t| t.network_mode.as_deref()) == Some("awsvpc") && network.is_none() {
+        return Err(Error::invalid(
+            "networkConfiguration",
+            "Network Configuration must be provided when networkMode 'awsvpc' is specified.",
+        ));
+    }
+    if td.and_then(|t| t.network_mode.as_deref()) != Some("awsvpc") && network.is_some() && td.is_some() {
+        return Err(Error::invalid(
+            "networkConfiguration",
+            "Network Configuration is not valid for the given networkMode of this task definition.",
+        ));
+    }
+    Ok(())
+}
+
+fn new_deployment(service: &Service, td: &str, now: f64) -> Deployment {
+    let id = deployment_id();
+    Deployment {
+        rollout_state_reason: Some(format!("ECS deployment {id} in progress.")),
+        id,
+        status: "PRIMARY".into(),
+        task_definition: td.to_string(),
+        desired_count: service.desired_count,
+        pending_count: 0,
+        running_count: 0,
+        failed_tasks: 0,
+        created_at: now,
+        updated_at: now,
+        launch_type: service.launch_type.clone(),
+        capacity_provider_strategy: service.capacity_provider_strategy.clone(),
+        platform_version: service.platform_version.clone(),
+        network_configuration: service.network_configuration.clone(),
+        rollout_state: Some("IN_PROGRESS".into()),
+        extra: Map::new(),
+    }
+}
+
+pub async fn create(ctx: &Ctx, v: Value) -> Result<Value> {
+    let req: CreateRequest = input(v)?;
+    check_name("serviceName", "Service", &req.service_name)?;
+    tags::validate(&req.tags)?;
+    let cluster = active_cluster(ctx, req.cluster.as_deref()).await?;
+    let daemon = req.scheduling_strategy.as_deref() == Some("DAEMON");
+    let controller =
+        req.deployment_controller.as_ref().and_then(|c| c.get("type")).and_then(Value::as_str).unwrap_or("ECS");
+    let td = match &req.task_definition {
+        Some(r) => Some(require(ctx, r, "taskDefinition").await?.doc),
+        None if controller == "EXTERNAL" => None,
+        None => {
+            return Err(Error::invalid(
+                "taskDefinition",
+                "A task definition must be specified for a service that uses the ECS deployment controller.",
+            ));
+        }
+    };
+    if td.as_ref().is_some_and(|t| t.status != "ACTIVE") {
+        return Err(Error::invalid("taskDefinition", "TaskDefinition is inactive"));
+    }
+    check_launch(req.launch_type.as_deref(), req.capacity_provider_strategy.as_ref())?;
+    super::check_placement(&req.placement_constraints, &req.placement_strategy)?;
+    if daemon && req.launch_type.as_deref() == Some("FARGATE") {
+        return Err(Error::invalid(
+            "schedulingStrategy",
+            "The DAEMON scheduling strategy is not supported for the FARGATE launch type.",
+        ));
+    }
+    if daemon && req.desired_count.is_some() {
+        return Err(Error::invalid(
+            "desiredCount",
+            "The desiredCount parameter is not valid for services that use the DAEMON scheduling strategy.",
+        ));
+    }
+    let desired = req.desired_count.unwrap_or(0);
+    if desired < 0 {
+        return Err(Error::invalid("desiredCount", "desiredCount must be greater than or equal to 0."));
+    }
+    check_load_balancers(&req.load_balancers, td.as_ref())?;
+    if req.health_check_grace_period_seconds.is_some() && req.load_balancers.is_empty() {
+        return Err(Error::invalid(
+            "healthCheckGracePeriodSeconds",
+            "Health check grace period is only valid for services configured to use load balancers",
+        ));
+    }
+    if req.health_check_grace_period_seconds.is_some_and(|g| !(0..=2_147_483_647).contains(&g)) {
+        return Err(Error::invalid(
+            "healthCheckGracePeriodSeconds",
+            "healthCheckGracePeriodSeconds must be at least 0.",
+        ));
+    }
+    check_network(td.as_ref(), req.network_configuration.as_ref())?;
+    let deployment_configuration = deployment_configuration(req.deployment_configuration.clone(), daemon)?;
+    let requires_fargate =
+        td.as_ref().and_then(|t| t.requires_compatibilities.as_ref()).is_some_and(|r| r.iter().any(|c| c == "FARGATE"));
+    let launch_type = match (&req.launch_type, &req.capacity_provider_strategy) {
+        (Some(l), _) => Some(l.clone()),
+        (None, Some(s)) if !s.is_empty() => None,
+        (None, _) if cluster.doc.default_capacity_provider_strategy.is_empty() => {
+            Some(if requires_fargate { "FARGATE".into() } else { "EC2".into() })
+        }
+        (None, _) => None,
+    };
+    let capacity_provider_strategy = match (&launch_type, &req.capacity_provider_strategy) {
+        (None, Some(s)) if !s.is_empty() => Some(s.clone()),
+        (None, _) => Some(cluster.doc.default_capacity_provider_strategy.clone()),
+        _ => None,
+    };
+
+    let cluster_name = cluster.doc.cluster_name.clone();
+    let key = Keys::new(ctx).service(&cluster_name, &req.service_name);
+    let arn = ctx.scope.arn("ecs", format!("service/{cluster_name}/{}", req.service_name));
+    let td_arn = td.as_ref().map(|t| t.task_definition_arn.clone());
+    let service = ctx
+        .db
+        .update(|| async {
+            let existing = ctx.db.get::<Service>(&key).await?;
+            if existing.as_ref().is_some_and(|s| s.doc.status != "INACTIVE") {
+                return Err(Error::invalid("serviceName", "Creation of service was not idempotent."));
+            }
+            let now = wharf_types::now();
+            let r = req.clone();
+            let mut service = Service {
+                service_arn: arn.clone(),
+                service_name: r.service_name,
+                cluster_arn: cluster.doc.cluster_arn.clone(),
+                load_balancers: r.load_balancers,
+                service_registries: r.service_registries,
+                status: "ACTIVE".into(),
+                desired_count: if daemon { 0 } else { desired },
+                running_count: 0,
+                pending_count: 0,
+                launch_type: launch_type.clone(),
+                capacity_provider_strategy: capacity_provider_strategy.clone(),
+                platform_version: r
+                    .platform_version
+                    .or_else(|| (launch_type.as_deref() == Some("FARGATE")).then(|| "LATEST".into())),
+                task_definition: td_arn.clone(),
+                deployment_configuration: deployment_configuration.clone(),
+                deployments: vec![],
+                role_arn: r.role,
+                events: vec![],
+                created_at: now,
+                placement_constraints: r.placement_constraints,
+                placement_strategy: r.placement_strategy,
+                network_configuration: r.network_configuration,
+                health_check_grace_period_seconds: r.health_check_grace_period_seconds,
+                scheduling_strategy: if daemon { "DAEMON".into() } else { "REPLICA".into() },
+                deployment_controller: Some(r.deployment_controller.unwrap_or_else(|| json!({"type": "ECS"}))),
+                tags: vec![],
+                created_by: Some(ctx.principal_arn()),
+                enable_ecs_managed_tags: r.enable_ecs_managed_tags,
+                propagate_tags: Some(r.propagate_tags.unwrap_or_else(|| "NONE".into())),
+                enable_execute_command: r.enable_execute_command,
+                extra: r.extra,
+            };
+            if let Some(td) = &td_arn {
+                service.deployments.push(new_deployment(&service, td, now));
+            }
+            let mut txn = cas_put(&key, existing.map_or(0, |s| s.rev), &service)?;
+            txn.ops.extend(tags::put_op(ctx, &arn, &req.tags)?);
+            Ok((Some(txn), service))
+        })
+        .await?;
+    let mut service = service;
+    service.tags = req.tags;
+    output(json!({ "service": service }))
+}
+
+/// Finds a service by name or ARN in the (resolved) cluster, any status.
+async fn find(ctx: &Ctx, cluster: &str, reference: &str, field: &str) -> Result<Option<crate::db::Versioned<Service>>> {
+    let (arn_cluster, name) = split_ref(ctx, reference, "service", field)?;
+    let cluster = arn_cluster.unwrap_or_else(|| cluster.to_string());
+    ctx.db.get::<Service>(&Keys::new(ctx).service(&cluster, name)).await
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct DescribeRequest {
+    cluster: Option<String>,
+    services: Vec<String>,
+    #[serde(default)]
+    include: Vec<String>,
+}
+
+pub async fn describe(ctx: &Ctx, v: Value) -> Result<Value> {
+    let req: DescribeRequest = input(v)?;
+    if req.services.is_empty() || req.services.len() > 10 {
+        return Err(Error::invalid("services", "Specify between 1 and 10 services."));
+    }
+    let cluster = active_cluster(ctx, req.cluster.as_deref()).await?;
+    let (mut services, mut failures) = (vec![], vec![]);
+    for r in &req.services {
+        match find(ctx, &cluster.doc.cluster_name, r, "services").await? {
+            Some(s) => {
+                let mut doc = s.doc;
+                if req.include.iter().any(|i| i == "TAGS") {
+                    doc.tags = tags::read(ctx, &doc.service_arn).await?;
+                }
+                let mut v = output(&doc)?;
+                if !req.include.iter().any(|i| i == "TAGS")
+                    && let Some(o) = v.as_object_mut()
+                {
+                    o.remove("tags");
+                }
+                services.push(v);
+            }
+            None => {
+                let name = split_ref(ctx, r, "service", "services")?.1;
+                failures.push(Failure::missing(
+                    ctx.scope.arn("ecs", format!("service/{}/{name}", cluster.doc.cluster_name)),
+                ));
+            }
+        }
+    }
+    output(json!({ "services": services, "failures": failures }))
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct ListRequest {
+    cluster: Option<String>,
+    next_token: Option<String>,
+    max_results: Option<i64>,
+    launch_type: Option<String>,
+    scheduling_strategy: Option<String>,
+    resource_management_type: Option<String>,
+}
+
+pub async fn list(ctx: &Ctx, v: Value) -> Result<Value> {
+    let req: ListRequest = input(v)?;
+    let cluster = active_cluster(ctx, req.cluster.as_deref()).await?;
+    let limit = max_results(req.max_results, 10, 100)?;
+    let _ = req.resource_management_type;
+    let prefix = Keys::new(ctx).services(&cluster.doc.cluster_name);
+    let (arns, next) = scan(&ctx.db, &prefix, req.next_token.as_deref(), limit, false, |s: &Service| {
+        let keep = s.status != "INACTIVE"
+            && req.launch_type.as_ref().is_none_or(|l| s.launch_type.as_ref() == Some(l))
+            && req.scheduling_strategy.as_ref().is_none_or(|st| &s.scheduling_strategy == st);
+        keep.then(|| s.service_arn.clone())
+    })
+    .await?;
+    Ok(with_token(json!({ "serviceArns": arns }), next))
+}
+
+#[derive(Deserialize, Clone)]
+#[serde(rename_all = "camelCase")]
+struct UpdateRequest {
+    cluster: Option<String>,
+    service: String,
+    desired_count: Option<i64>,
+    task_definition: Option<String>,
+    capacity_provider_strategy: Option<Vec<Value>>,
+    deployment_configuration: Option<DeploymentConfiguration>,
+    network_configuration: Option<Value>,
+    placement_constraints: Option<Vec<Value>>,
+    placement_strategy: Option<Vec<Value>>,
+    platform_version: Option<String>,
+    #[serde(default)]
+    force_new_deployment: bool,
+    health_check_grace_period_seconds: Option<i64>,
+    enable_execute_command: Option<bool>,
+    enable_ecs_managed_tags: Option<bool>,
+    load_balancers: Option<Vec<Value>>,
+    propagate_tags: Option<String>,
+    service_registries: Option<Vec<Value>>,
+    #[serde(flatten)]
+    extra: Map<String, Value>,
+}
+
+pub async fn update(ctx: &Ctx, v: Value) -> Result<Value> {
+    let req: UpdateRequest = input(v)?;
+    let cluster = active_cluster(ctx, req.cluster.as_deref()).await?;
+    let new_td = match &req.task_definition {
+        Some(r) => {
+            let td = require(ctx, r, "taskDefinition").await?.doc;
+            if td.status != "ACTIVE" {
+                return Err(Error::invalid("taskDefinition", "TaskDefinition is inactive"));
+            }
+            Some(td)
+        }
+        None => None,
+    };
+    if req.desired_count.is_some_and(|d| d < 0) {
+        return Err(Error::invalid("desiredCount", "desiredCount must be greater than or equal to 0."));
+    }
+    let service = ctx
+        .db
+        .update(|| async {
+            let Some(s) = find(ctx, &cluster.doc.cluster_name, &req.service, "service").await? else {
+                return Err(Error::service_not_found());
+            };
+            if s.doc.status != "ACTIVE" {
+                return Err(Error::ServiceNotActive("Service was not ACTIVE.".into()));
+            }
+            let r = req.clone();
+            let mut doc = s.doc.clone();
+            let daemon = doc.scheduling_strategy == "DAEMON";
+            if let Some(d) = r.desired_count {
+                if daemon {
+                    return Err(Error::invalid(
+                        "desiredCount",
+                        "The desiredCount parameter is not valid for services that use the DAEMON scheduling strategy.",
+                    ));
+                }
+                doc.desired_count = d;
+            }
+            let current_td = match (&new_td, &doc.task_definition) {
+                (Some(t), _) => Some(t.clone()),
+                (None, Some(arn)) => super::task_definitions::resolve(ctx, arn, "taskDefinition").await?.map(|t| t.doc),
+                (None, None) => None,
+            };
+            if let Some(dc) = r.deployment_configuration {
+                let mut merged = doc.deployment_configuration.clone();
+                merged.maximum_percent = dc.maximum_percent.or(merged.maximum_percent);
+                merged.minimum_healthy_percent = dc.minimum_healthy_percent.or(merged.minimum_healthy_percent);
+                merged.deployment_circuit_breaker = dc.deployment_circuit_breaker.or(merged.deployment_circuit_breaker);
+                merged.strategy = dc.strategy.or(merged.strategy);
+                merged.extra.extend(dc.extra);
+                doc.deployment_configuration = deployment_configuration(Some(merged), daemon)?;
+            }
+            let network_changed =
+                r.network_configuration.is_some() && r.network_configuration != doc.network_configuration;
+            if let Some(n) = r.network_configuration {
+                doc.network_configuration = Some(n);
+            }
+            check_network(current_td.as_ref(), doc.network_configuration.as_ref())?;
+            if let Some(lbs) = r.load_balancers {
+                check_load_balancers(&lbs, current_td.as_ref())?;
+                doc.load_balancers = lbs;
+            }
+            if let Some(g) = r.health_check_grace_period_seconds {
+                if doc.load_balancers.is_empty() {
+                    return Err(Error::invalid(
+                        "healthCheckGracePeriodSeconds",
+                        "Health check grace period is only valid for services configured to use load balancers",
+                    ));
+                }
+                doc.health_check_grace_period_seconds = Some(g);
+            }
+            if let Some(s) = r.capacity_provider_strategy {
+                doc.capacity_provider_strategy = Some(s);
+                doc.launch_type = None;
+            }
+            if let Some(p) = r.placement_constraints {
+                doc.placement_constraints = p;
+            }
+            if let Some(p) = r.placement_strategy {
+                doc.placement_strategy = p;
+            }
+            super::check_placement(&doc.placement_constraints, &doc.placement_strategy)?;
+            if let Some(p) = r.platform_version {
+                doc.platform_version = Some(p);
+            }
+            if let Some(e) = r.enable_execute_command {
+                doc.enable_execute_command = e;
+            }
+            if let Some(e) = r.enable_ecs_managed_tags {
+                doc.enable_ecs_managed_tags = e;
+            }
+            if let Some(p) = r.propagate_tags {
+                doc.propagate_tags = Some(p);
+            }
+            if let Some(sr) = r.service_registries {
+                doc.service_registries = sr;
+            }
+            doc.extra.extend(r.extra);
+            let td_changed =
+                new_td.as_ref().is_some_and(|t| Some(&t.task_definition_arn) != doc.task_definition.as_ref());
+            if let Some(t) = &new_td {
+                doc.task_definition = Some(t.task_definition_arn.clone());
+            }
+            let now = wharf_types::now();
+            if td_changed || r.force_new_deployment || network_changed {
+                for d in doc.deployments.iter_mut().filter(|d| d.status == "PRIMARY") {
+                    d.status = "ACTIVE".into();
+                    d.updated_at = now;
+                }
+                if let Some(td) = doc.task_definition.clone() {
+                    let dep = new_deployment(&doc, &td, now);
+                    doc.deployments.insert(0, dep);
+                }
+            } else if let Some(primary) = doc.deployments.iter_mut().find(|d| d.status == "PRIMARY") {
+                primary.desired_count = doc.desired_count;
+                primary.updated_at = now;
+            }
+            Ok((Some(cas_put(&s.key, s.rev, &doc)?), doc))
+        })
+        .await?;
+    let mut v = output(&service)?;
+    if let Some(o) = v.as_object_mut() {
+        o.remove("tags");
+    }
+    output(json!({ "service": v }))
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct DeleteRequest {
+    cluster: Option<String>,
+    service: String,
+    #[serde(default)]
+    force: bool,
+}
+
+pub async fn delete(ctx: &Ctx, v: Value) -> Result<Value> {
+    let req: DeleteRequest = input(v)?;
+    let cluster = active_cluster(ctx, req.cluster.as_deref()).await?;
+    let service = ctx
+        .db
+        .update(|| async {
+            let Some(s) = find(ctx, &cluster.doc.cluster_name, &req.service, "service").await? else {
+                return Err(Error::service_not_found());
+            };
+            match s.doc.status.as_str() {
+                "ACTIVE" => {}
+                "DRAINING" => return Ok((None, s.doc)),
+                _ => return Err(Error::ServiceNotActive("Service was not ACTIVE.".into())),
+            }
+            if s.doc.scheduling_strategy == "REPLICA" && s.doc.desired_count > 0 && !req.force {
+                return Err(Error::invalid("service", "The service cannot be stopped while it is scaled above 0."));
+            }
+            let mut doc = s.doc.clone();
+            doc.status = "DRAINING".into();
+            doc.desired_count = 0;
+            for d in &mut doc.deployments {
+                d.desired_count = 0;
+                d.updated_at = wharf_types::now();
+            }
+            Ok((Some(cas_put(&s.key, s.rev, &doc)?), doc))
+        })
+        .await?;
+    let mut v = output(&service)?;
+    if let Some(o) = v.as_object_mut() {
+        o.remove("tags");
+    }
+    output(json!({ "service": v }))
+}

@@ -1,0 +1,105 @@
+//! Wharf's AWS API handlers, one module per AWS service.
+//!
+//! A handler takes the caller's context and its model-validated input as JSON and returns
+//! the output document or a domain error. Handlers never see HTTP, signatures or error
+//! codes (that is `wharf-protocol` and the binary's server), and keep no state of their own:
+//! everything durable goes through the store.
+
+#![forbid(unsafe_code)]
+
+pub mod db;
+pub mod ecs;
+mod paging;
+pub mod sts;
+
+pub use db::Db;
+
+use serde_json::Value;
+use std::sync::{Arc, LazyLock};
+use wharf_protocol::{Model, Protocol};
+use wharf_types::{Result, Scope};
+
+/// Who is calling, where, and the state they act on.
+#[derive(Debug, Clone)]
+pub struct Ctx {
+    pub scope: Scope,
+    pub access_key_id: String,
+    pub db: Db,
+}
+
+impl Ctx {
+    /// The IAM principal of the account's access key (Wharf has one root user per account).
+    pub fn principal_arn(&self) -> String {
+        format!("arn:aws:iam::{}:root", self.scope.account)
+    }
+}
+
+/// One AWS service Wharf serves: its model and its operations.
+#[derive(Debug)]
+pub struct Service {
+    pub model: &'static Model,
+    pub protocol: Protocol,
+    /// Operations Wharf implements, in the order the compatibility doc lists them.
+    pub operations: &'static [&'static str],
+}
+
+impl Service {
+    /// The model's endpoint prefix (`ecs`, `sts`): the service name in error mapping and
+    /// SigV4 credential scopes.
+    pub fn name(&self) -> &str {
+        &self.model.metadata.endpoint_prefix
+    }
+
+    pub fn implements(&self, op: &str) -> bool {
+        self.operations.contains(&op)
+    }
+}
+
+fn load(json: &str, name: &str) -> Model {
+    match Model::from_json(json) {
+        Ok(m) => m,
+        // The models ship inside the binary; a bad one is a build defect caught by tests.
+        Err(e) => panic!("embedded {name} model is invalid: {e}"),
+    }
+}
+
+pub static ECS_MODEL: LazyLock<Model> = LazyLock::new(|| load(include_str!("../models/ecs.json"), "ecs"));
+pub static STS_MODEL: LazyLock<Model> = LazyLock::new(|| load(include_str!("../models/sts.json"), "sts"));
+
+pub static ECS: LazyLock<Service> =
+    LazyLock::new(|| Service { model: &ECS_MODEL, protocol: Protocol::Json, operations: ecs::OPERATIONS });
+pub static STS: LazyLock<Service> =
+    LazyLock::new(|| Service { model: &STS_MODEL, protocol: Protocol::Query, operations: sts::OPERATIONS });
+
+/// Every service, for dispatch and for the compatibility doc.
+pub fn services() -> [&'static Service; 2] {
+    [&ECS, &STS]
+}
+
+/// The JSON 1.1 service whose `X-Amz-Target` prefix this is.
+pub fn json_service(target_prefix: &str) -> Option<&'static Service> {
+    services()
+        .into_iter()
+        .find(|s| s.protocol == Protocol::Json && s.model.metadata.target_prefix.as_deref() == Some(target_prefix))
+}
+
+/// The Query service a signed request is for, by its credential scope's service name.
+pub fn query_service(signing_name: &str) -> Option<&'static Service> {
+    services().into_iter().find(|s| {
+        s.protocol == Protocol::Query
+            && (s.model.metadata.signing_name.as_deref() == Some(signing_name)
+                || s.model.metadata.endpoint_prefix == signing_name)
+    })
+}
+
+/// Runs operation `op` of `service` with validated `input`. `None` when not implemented.
+pub async fn call(service: &Service, ctx: &Ctx, op: &str, input: Value) -> Option<Result<Value>> {
+    match service.name() {
+        "ecs" => ecs::call(ctx, op, input).await,
+        "sts" => sts::call(ctx, op, input).await,
+        _ => None,
+    }
+}
+
+/// Shared handle for the binary: the services are statics, only the store is per process.
+pub type Shared<T> = Arc<T>;

@@ -1,0 +1,74 @@
+//! Wharf's controllers, in the style of Omicron's background tasks.
+//!
+//! Each reconciler is an idempotent `activate()` that reads the world from the store and
+//! moves it one step toward the desired state. It is woken by a timer or a store watch, takes
+//! nothing from the trigger ("something changed" is all it knows), and never retries inside
+//! itself: the next activation is the retry. Each returns a small status for operators.
+//! Multi-step workflows keep their step in the store so a restart resumes them.
+
+#![forbid(unsafe_code)]
+
+mod service_reaper;
+
+pub use service_reaper::ServiceReaper;
+
+use std::time::Duration;
+use tokio::sync::watch;
+use wharf_store::{Store, Watch};
+
+/// What one activation did, for logs and (later) the console.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Status {
+    pub changed: usize,
+    pub errors: Vec<String>,
+}
+
+/// A reconciler: one idempotent step toward the desired state.
+pub trait Reconciler: Send + Sync + 'static {
+    fn name(&self) -> &'static str;
+    /// The store prefixes whose changes should wake this reconciler.
+    fn watch_prefixes(&self) -> Vec<String>;
+    /// How often to run even when nothing changed.
+    fn period(&self) -> Duration;
+    fn activate(&self) -> impl Future<Output = Status> + Send;
+}
+
+/// Drives `r` until `shutdown` flips: on start, on every change under its prefixes, and
+/// every period. Changes that arrive during an activation coalesce into one more activation.
+pub async fn drive<R: Reconciler, S: Store + Clone>(r: R, store: S, mut shutdown: watch::Receiver<bool>) {
+    // One forwarding task per prefix funnels "something changed" into one channel.
+    let (wake_tx, mut wake) = tokio::sync::mpsc::channel::<()>(1);
+    for prefix in r.watch_prefixes() {
+        let (store, wake_tx, mut shutdown) = (store.clone(), wake_tx.clone(), shutdown.clone());
+        tokio::spawn(async move {
+            loop {
+                let Ok(mut w): Result<Watch, _> = store.watch(&prefix, store.current_revision()) else { return };
+                loop {
+                    tokio::select! {
+                        _ = shutdown.changed() => return,
+                        event = w.next() => match event {
+                            Some(Ok(_)) => { let _ = wake_tx.try_send(()); }
+                            // Fell behind: wake once and re-watch from now (activations re-read everything).
+                            Some(Err(_)) => { let _ = wake_tx.try_send(()); break; }
+                            None => return,
+                        }
+                    }
+                }
+            }
+        });
+    }
+    drop(wake_tx);
+    let mut ticker = tokio::time::interval(r.period());
+    ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        let status = r.activate().await;
+        if status.changed > 0 || !status.errors.is_empty() {
+            tracing::info!(reconciler = r.name(), changed = status.changed, errors = ?status.errors, "activation");
+        }
+        tokio::select! {
+            _ = shutdown.changed() => return,
+            _ = ticker.tick() => {}
+            Some(()) = wake.recv() => {}
+        }
+    }
+}

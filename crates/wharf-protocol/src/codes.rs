@@ -1,0 +1,66 @@
+//! The one place where Wharf's domain error becomes an AWS error code and HTTP status.
+
+use crate::Protocol;
+use wharf_types::{Error, InUse, Resource};
+
+/// An error as it goes on the wire.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct WireError {
+    pub status: u16,
+    pub code: &'static str,
+    pub message: String,
+    /// Query envelopes say who is at fault: `Sender` or `Receiver`.
+    pub sender_fault: bool,
+}
+
+/// Maps a domain error to the code `service` (its model's endpoint prefix) answers with.
+pub fn wire_error(err: &Error, service: &str, protocol: Protocol) -> WireError {
+    let query = protocol == Protocol::Query;
+    let code = match (err, service) {
+        (Error::InvalidParameter { .. }, _) if query => "ValidationError",
+        (Error::InvalidParameter { .. }, "ecs") => "InvalidParameterException",
+        (Error::InvalidParameter { .. }, _) => "ValidationException",
+        (Error::Serialization(_), _) if query => "MalformedInput",
+        (Error::Serialization(_), _) => "SerializationException",
+        (Error::Client(_), "ecs") => "ClientException",
+        (Error::Client(_), _) if query => "InvalidAction",
+        (Error::Client(_), _) => "ValidationException",
+        (Error::NotFound { resource, .. }, _) => match resource {
+            Resource::Cluster => "ClusterNotFoundException",
+            Resource::Service => "ServiceNotFoundException",
+            Resource::Target => "TargetNotFoundException",
+            Resource::Other => "ResourceNotFoundException",
+        },
+        (Error::InUse { reason, .. }, _) => match reason {
+            InUse::ClusterContainsServices => "ClusterContainsServicesException",
+            InUse::ClusterContainsTasks => "ClusterContainsTasksException",
+            InUse::ClusterContainsContainerInstances => "ClusterContainsContainerInstancesException",
+            InUse::Resource => "ResourceInUseException",
+        },
+        (Error::ServiceNotActive(_), _) => "ServiceNotActiveException",
+        (Error::LimitExceeded(_), _) => "LimitExceededException",
+        (Error::AttributeLimitExceeded(_), _) => "AttributeLimitExceededException",
+        (Error::Unsupported(_), "ecs") => "UnsupportedFeatureException",
+        (Error::Unsupported(_), _) => "UnsupportedOperation",
+        (Error::Internal(_), "ecs") => "ServerException",
+        (Error::Internal(_), _) if query => "InternalFailure",
+        (Error::Internal(_), _) => "InternalFailure",
+    };
+    let client = err.is_client_fault();
+    WireError { status: if client { 400 } else { 500 }, code, message: err.to_string(), sender_fault: client }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn client_faults_are_4xx_and_server_faults_5xx() {
+        let e = wire_error(&Error::cluster_not_found(), "ecs", Protocol::Json);
+        assert_eq!((e.status, e.code), (400, "ClusterNotFoundException"));
+        let e = wire_error(&Error::Internal("disk".into()), "ecs", Protocol::Json);
+        assert_eq!((e.status, e.code, e.sender_fault), (500, "ServerException", false));
+        let e = wire_error(&Error::invalid("Name", "bad"), "sts", Protocol::Query);
+        assert_eq!(e.code, "ValidationError");
+    }
+}

@@ -1,0 +1,358 @@
+//! The one HTTP endpoint: routes each request to its protocol by what AWS clients send
+//! (`X-Amz-Target` → JSON 1.1, form `Action=` → Query), verifies SigV4, validates against the
+//! service model, calls the handler and writes the service's envelope. Domain errors become
+//! wire errors here and nowhere else.
+
+use crate::ServerArgs;
+use crate::config;
+use anyhow::Context;
+use bytes::Bytes;
+use http::{HeaderMap, HeaderValue, Method, Request, Response, StatusCode};
+use http_body_util::{BodyExt, Full, Limited};
+use hyper::body::Incoming;
+use hyper_util::rt::TokioIo;
+use serde_json::Value;
+use std::collections::HashMap;
+use std::convert::Infallible;
+use std::sync::Arc;
+use std::time::{Duration, SystemTime};
+use tokio::net::TcpListener;
+use wharf_api::{Ctx, Db, Service};
+use wharf_protocol::sigv4::{Credential, RequestParts, Verifier};
+use wharf_protocol::{MAX_BODY_BYTES, Protocol, WireError, json, query, wire_error, xml};
+use wharf_types::{Error, Scope};
+
+type Body = Full<Bytes>;
+
+pub struct App {
+    verifier: Verifier<HashMap<String, Credential>>,
+    db: Db,
+}
+
+impl std::fmt::Debug for App {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("App").finish_non_exhaustive()
+    }
+}
+
+pub async fn run(args: ServerArgs) -> anyhow::Result<()> {
+    std::fs::create_dir_all(&args.data_dir)
+        .with_context(|| format!("data dir {} is unusable (cannot create it)", args.data_dir.display()))?;
+    let creds = config::credentials(&args.data_dir)
+        .with_context(|| format!("data dir {} is unusable (credentials)", args.data_dir.display()))?;
+    let db_path = args.data_dir.join("wharf.db");
+    let store = wharf_store::SqliteStore::open(&db_path).with_context(|| {
+        format!(
+            "data dir {} is unusable: cannot open {} (is another wharf using it?)",
+            args.data_dir.display(),
+            db_path.display()
+        )
+    })?;
+    let listener = TcpListener::bind(args.listen)
+        .await
+        .with_context(|| format!("cannot listen on {} (in use, or not an address of this host?)", args.listen))?;
+    let addr = listener.local_addr()?;
+    let endpoint = format!("http://{addr}");
+
+    let mut keys = HashMap::new();
+    keys.insert(
+        creds.access_key_id.clone(),
+        Credential { secret_access_key: creds.secret_access_key.clone(), account_id: args.account_id.clone() },
+    );
+    let db = Db::new(store.clone());
+    let app = Arc::new(App { verifier: Verifier::new(keys), db: db.clone() });
+
+    let (shutdown_tx, shutdown_rx) = tokio::sync::watch::channel(false);
+    let reaper = tokio::spawn(wharf_controllers::drive(
+        wharf_controllers::ServiceReaper::new(db),
+        store.clone(),
+        shutdown_rx.clone(),
+    ));
+
+    println!("Wharf is up.");
+    println!("  endpoint:          {endpoint}");
+    println!("  account:           {}", args.account_id);
+    println!("  region:            {}", args.region);
+    println!("  access key id:     {}", creds.access_key_id);
+    println!("  secret access key: {}", creds.secret_access_key);
+    println!("  data dir:          {}", args.data_dir.display());
+    if !args.no_profile {
+        match config::write_profile(&endpoint, &args.region, &creds) {
+            Ok((c, k)) => {
+                println!("  AWS CLI profile 'wharf' written to {} and {}", c.display(), k.display());
+                println!("  try: aws --profile wharf ecs list-clusters");
+            }
+            Err(e) => eprintln!("warning: could not write the AWS CLI profile: {e:#}"),
+        }
+    }
+
+    let graceful = hyper_util::server::graceful::GracefulShutdown::new();
+    let mut signals = Signals::new()?;
+    loop {
+        tokio::select! {
+            accepted = listener.accept() => {
+                let (stream, _) = match accepted {
+                    Ok(s) => s,
+                    Err(e) => {
+                        tracing::warn!(error = %e, "accept failed");
+                        tokio::time::sleep(Duration::from_millis(50)).await;
+                        continue;
+                    }
+                };
+                let _ = stream.set_nodelay(true);
+                let app = app.clone();
+                let service = hyper::service::service_fn(move |req| handle(app.clone(), req));
+                let conn = hyper::server::conn::http1::Builder::new()
+                    .serve_connection(TokioIo::new(stream), service);
+                let conn = graceful.watch(conn);
+                tokio::spawn(async move {
+                    if let Err(e) = conn.await {
+                        tracing::debug!(error = %e, "connection ended with an error");
+                    }
+                });
+            }
+            signal = signals.next() => {
+                tracing::info!(%signal, "shutting down");
+                break;
+            }
+        }
+    }
+    drop(listener);
+    let _ = shutdown_tx.send(true);
+    if tokio::time::timeout(Duration::from_secs(10), graceful.shutdown()).await.is_err() {
+        tracing::warn!("connections still open after 10 s; closing them");
+    }
+    let _ = reaper.await;
+    store.close();
+    println!("Wharf stopped.");
+    Ok(())
+}
+
+struct Signals {
+    term: tokio::signal::unix::Signal,
+    int: tokio::signal::unix::Signal,
+}
+
+impl Signals {
+    fn new() -> anyhow::Result<Self> {
+        use tokio::signal::unix::{SignalKind, signal};
+        Ok(Signals { term: signal(SignalKind::terminate())?, int: signal(SignalKind::interrupt())? })
+    }
+    async fn next(&mut self) -> &'static str {
+        tokio::select! {
+            _ = self.term.recv() => "SIGTERM",
+            _ = self.int.recv() => "SIGINT",
+        }
+    }
+}
+
+fn request_id() -> String {
+    wharf_types::uuid()
+}
+
+fn respond(status: u16, content_type: &'static str, body: impl Into<Bytes>, request_id: &str) -> Response<Body> {
+    let mut resp = Response::new(Full::new(body.into()));
+    *resp.status_mut() = StatusCode::from_u16(status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+    let h = resp.headers_mut();
+    h.insert(http::header::CONTENT_TYPE, HeaderValue::from_static(content_type));
+    if let Ok(v) = HeaderValue::from_str(request_id) {
+        h.insert("x-amzn-requestid", v);
+    }
+    resp
+}
+
+fn error_response(protocol: Protocol, err: &WireError, request_id: &str) -> Response<Body> {
+    if err.status >= 500 {
+        tracing::error!(code = err.code, message = %err.message, request_id, "server fault");
+    }
+    match protocol {
+        Protocol::Json => {
+            let mut resp = respond(err.status, json::CONTENT_TYPE, json::error_body(err), request_id);
+            resp.headers_mut().insert("x-amzn-errortype", HeaderValue::from_static(err.code));
+            resp
+        }
+        Protocol::Query => respond(err.status, "text/xml", xml::error_response(err, request_id), request_id),
+    }
+}
+
+fn wire(code: &'static str, status: u16, message: impl Into<String>) -> WireError {
+    WireError { status, code, message: message.into(), sender_fault: status < 500 }
+}
+
+/// Which protocol a request speaks, from what AWS clients send.
+fn protocol_of(method: &Method, headers: &HeaderMap, query: Option<&str>) -> Option<Protocol> {
+    if headers.contains_key("x-amz-target") {
+        return Some(Protocol::Json);
+    }
+    let form = headers
+        .get(http::header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.starts_with("application/x-www-form-urlencoded"));
+    if (method == Method::POST && form) || query.is_some_and(|q| q.contains("Action=")) {
+        return Some(Protocol::Query);
+    }
+    None
+}
+
+async fn handle(app: Arc<App>, req: Request<Incoming>) -> Result<Response<Body>, Infallible> {
+    let rid = request_id();
+    let (parts, body) = req.into_parts();
+    if parts.uri.path() == "/healthz" {
+        return Ok(respond(200, "text/plain", "ok\n", &rid));
+    }
+    let query_string = parts.uri.query().map(str::to_string);
+    let Some(protocol) = protocol_of(&parts.method, &parts.headers, query_string.as_deref()) else {
+        return Ok(error_response(
+            Protocol::Json,
+            &wire("UnknownOperationException", 404, "No AWS operation at this path."),
+            &rid,
+        ));
+    };
+    let too_large =
+        || wire("RequestEntityTooLargeException", 413, format!("Request body is larger than {MAX_BODY_BYTES} bytes."));
+    let declared = parts
+        .headers
+        .get(http::header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<usize>().ok());
+    if declared.is_some_and(|n| n > MAX_BODY_BYTES) {
+        return Ok(error_response(protocol, &too_large(), &rid));
+    }
+    let body = match Limited::new(body, MAX_BODY_BYTES).collect().await {
+        Ok(b) => b.to_bytes(),
+        Err(_) => return Ok(error_response(protocol, &too_large(), &rid)),
+    };
+    let parts_ref = RequestParts {
+        method: parts.method.as_str(),
+        path: parts.uri.path(),
+        query: query_string.as_deref(),
+        headers: &parts.headers,
+        body: &body,
+    };
+    let identity = match app.verifier.verify(&parts_ref, SystemTime::now()) {
+        Ok(id) => id,
+        Err(e) => {
+            let (code, message) = match protocol {
+                Protocol::Json => (e.json_code(), e.message()),
+                Protocol::Query => (e.query_code(), e.query_message()),
+            };
+            let status = if code.starts_with("Incomplete") { 400 } else { 403 };
+            return Ok(error_response(protocol, &wire(code, status, message), &rid));
+        }
+    };
+    let ctx = Ctx {
+        scope: Scope::new(identity.account_id, identity.region),
+        access_key_id: identity.access_key_id,
+        db: app.db.clone(),
+    };
+    let resp = match protocol {
+        Protocol::Json => handle_json(&ctx, &parts.headers, &identity.service, &body, &rid).await,
+        Protocol::Query => {
+            handle_query(&ctx, &identity.service, parts.method == Method::GET, query_string.as_deref(), &body, &rid)
+                .await
+        }
+    };
+    Ok(resp)
+}
+
+/// The service a credential scope must name for `service`.
+fn check_scope(service: &Service, signed_for: &str) -> Result<(), WireError> {
+    let expected = service.model.metadata.signing_name.as_deref().unwrap_or(service.name());
+    if signed_for == expected {
+        Ok(())
+    } else {
+        let code =
+            if service.protocol == Protocol::Json { "InvalidSignatureException" } else { "SignatureDoesNotMatch" };
+        Err(wire(code, 403, format!("Credential should be scoped to correct service: '{expected}'.")))
+    }
+}
+
+async fn handle_json(ctx: &Ctx, headers: &HeaderMap, signed_for: &str, body: &[u8], rid: &str) -> Response<Body> {
+    let target = headers.get("x-amz-target").and_then(|v| v.to_str().ok()).unwrap_or_default();
+    let unknown = || wire("UnknownOperationException", 400, format!("Unknown operation {target}"));
+    let Some((prefix, op)) = json::split_target(target) else {
+        return error_response(Protocol::Json, &unknown(), rid);
+    };
+    let Some(service) = wharf_api::json_service(prefix) else {
+        return error_response(Protocol::Json, &unknown(), rid);
+    };
+    if let Err(e) = check_scope(service, signed_for) {
+        return error_response(Protocol::Json, &e, rid);
+    }
+    if service.model.operation(op).is_none() {
+        return error_response(Protocol::Json, &unknown(), rid);
+    }
+    if !service.implements(op) {
+        let e = wire(
+            "UnknownOperationException",
+            400,
+            format!("Wharf does not implement {op} yet (see docs/compatibility.md)."),
+        );
+        return error_response(Protocol::Json, &e, rid);
+    }
+    let input: Value = if body.iter().all(u8::is_ascii_whitespace) {
+        Value::Object(Default::default())
+    } else {
+        match serde_json::from_slice(body) {
+            Ok(v) => v,
+            Err(e) => {
+                let err = Error::Serialization(format!("Request body is not valid JSON: {e}"));
+                return error_response(Protocol::Json, &wire_error(&err, service.name(), Protocol::Json), rid);
+            }
+        }
+    };
+    let result = match service.model.validate(op, input) {
+        Ok(input) => wharf_api::call(service, ctx, op, input)
+            .await
+            .unwrap_or_else(|| Err(Error::Internal(format!("{op} is listed but has no handler")))),
+        Err(e) => Err(e),
+    };
+    match result {
+        Ok(out) => respond(200, json::CONTENT_TYPE, serde_json::to_vec(&out).unwrap_or_default(), rid),
+        Err(e) => error_response(Protocol::Json, &wire_error(&e, service.name(), Protocol::Json), rid),
+    }
+}
+
+async fn handle_query(
+    ctx: &Ctx,
+    signed_for: &str,
+    is_get: bool,
+    qs: Option<&str>,
+    body: &[u8],
+    rid: &str,
+) -> Response<Body> {
+    let source = if is_get { qs.unwrap_or_default().as_bytes() } else { body };
+    let Some(req) = query::parse_form(source) else {
+        return error_response(Protocol::Query, &wire("MissingAction", 400, "Missing Action"), rid);
+    };
+    let Some(service) = wharf_api::query_service(signed_for) else {
+        let e = wire(
+            "InvalidAction",
+            400,
+            format!("Could not find operation {} for the service '{signed_for}'", req.action),
+        );
+        return error_response(Protocol::Query, &e, rid);
+    };
+    if !service.implements(&req.action) {
+        let e = wire(
+            "InvalidAction",
+            400,
+            format!(
+                "Could not find operation {} for version {}",
+                req.action,
+                req.version.as_deref().unwrap_or("NO_VERSION_SPECIFIED")
+            ),
+        );
+        return error_response(Protocol::Query, &e, rid);
+    }
+    let result = match query::decode_input(service.model, &req) {
+        Ok(input) => wharf_api::call(service, ctx, &req.action, input)
+            .await
+            .unwrap_or_else(|| Err(Error::Internal(format!("{} is listed but has no handler", req.action)))),
+        Err(e) => Err(e),
+    };
+    match result {
+        Ok(out) => respond(200, "text/xml", xml::response(service.model, &req.action, &out, rid), rid),
+        Err(e) => error_response(Protocol::Query, &wire_error(&e, service.name(), Protocol::Query), rid),
+    }
+}
