@@ -24,6 +24,15 @@ use wharf_types::{Error, Scope};
 
 type Body = Full<Bytes>;
 
+/// Prints a line for the person who started Wharf. A closed stdout (the terminal went away,
+/// a test stopped reading) must never take the server down, so write errors are ignored.
+macro_rules! say {
+    ($($arg:tt)*) => {{
+        use std::io::Write;
+        let _ = writeln!(std::io::stdout(), $($arg)*);
+    }};
+}
+
 pub struct App {
     verifier: Verifier<HashMap<String, Credential>>,
     db: Db,
@@ -69,20 +78,20 @@ pub async fn run(args: ServerArgs) -> anyhow::Result<()> {
         shutdown_rx.clone(),
     ));
 
-    println!("Wharf is up.");
-    println!("  endpoint:          {endpoint}");
-    println!("  account:           {}", args.account_id);
-    println!("  region:            {}", args.region);
-    println!("  access key id:     {}", creds.access_key_id);
-    println!("  secret access key: {}", creds.secret_access_key);
-    println!("  data dir:          {}", args.data_dir.display());
+    say!("Wharf is up.");
+    say!("  endpoint:          {endpoint}");
+    say!("  account:           {}", args.account_id);
+    say!("  region:            {}", args.region);
+    say!("  access key id:     {}", creds.access_key_id);
+    say!("  secret access key: {}", creds.secret_access_key);
+    say!("  data dir:          {}", args.data_dir.display());
     if !args.no_profile {
         match config::write_profile(&endpoint, &args.region, &creds) {
             Ok((c, k)) => {
-                println!("  AWS CLI profile 'wharf' written to {} and {}", c.display(), k.display());
-                println!("  try: aws --profile wharf ecs list-clusters");
+                say!("  AWS CLI profile 'wharf' written to {} and {}", c.display(), k.display());
+                say!("  try: aws --profile wharf ecs list-clusters");
             }
-            Err(e) => eprintln!("warning: could not write the AWS CLI profile: {e:#}"),
+            Err(e) => tracing::warn!("could not write the AWS CLI profile: {e:#}"),
         }
     }
 
@@ -124,7 +133,7 @@ pub async fn run(args: ServerArgs) -> anyhow::Result<()> {
     }
     let _ = reaper.await;
     store.close();
-    println!("Wharf stopped.");
+    say!("Wharf stopped.");
     Ok(())
 }
 

@@ -1,0 +1,154 @@
+//! The load generator's HTTP side: ECS JSON 1.1 requests signed with `aws-sigv4` (what the
+//! Rust SDK uses) each time they are sent, over one keep-alive HTTP/1.1 connection per worker.
+
+use anyhow::Context;
+use aws_credential_types::Credentials;
+use aws_sigv4::http_request::{SignableBody, SignableRequest, SigningSettings, sign};
+use aws_sigv4::sign::v4;
+use aws_smithy_runtime_api::client::identity::Identity;
+use bytes::Bytes;
+use http::{Method, Request, StatusCode};
+use http_body_util::{BodyExt, Full};
+use hyper::client::conn::http1::SendRequest;
+use hyper_util::rt::TokioIo;
+use std::net::SocketAddr;
+use std::time::SystemTime;
+use tokio::net::TcpStream;
+
+/// The key both servers are given (moto accepts any; Wharf is started with this one).
+pub const ACCESS_KEY_ID: &str = "AKIAWHARFBENCHMARK01";
+pub const SECRET_ACCESS_KEY: &str = "wharfBenchmarkSecretKey0123456789abcdefgh";
+pub const REGION: &str = "us-east-1";
+const TARGET_PREFIX: &str = "AmazonEC2ContainerServiceV20141113";
+
+/// Where one server listens, and the identity requests to it are signed with.
+#[derive(Debug, Clone)]
+pub struct Endpoint {
+    pub addr: SocketAddr,
+    host: String,
+    uri: String,
+    identity: Identity,
+}
+
+impl Endpoint {
+    pub fn new(addr: SocketAddr) -> Self {
+        let identity = Credentials::new(ACCESS_KEY_ID, SECRET_ACCESS_KEY, None, None, "bench").into();
+        Endpoint { addr, host: addr.to_string(), uri: format!("http://{addr}/"), identity }
+    }
+
+    /// `POST /` for ECS operation `op`, signed now for service `ecs` in us-east-1.
+    pub fn signed(&self, op: &str, body: &Bytes) -> anyhow::Result<Request<Full<Bytes>>> {
+        let target = format!("{TARGET_PREFIX}.{op}");
+        let mut req = Request::builder()
+            .method(Method::POST)
+            .uri("/")
+            .header(http::header::HOST, &self.host)
+            .header(http::header::CONTENT_TYPE, "application/x-amz-json-1.1")
+            .header("x-amz-target", &target)
+            .body(Full::new(body.clone()))?;
+        let params = v4::SigningParams::builder()
+            .identity(&self.identity)
+            .region(REGION)
+            .name("ecs")
+            .time(SystemTime::now())
+            .settings(SigningSettings::default())
+            .build()?
+            .into();
+        let headers = [
+            ("host", self.host.as_str()),
+            ("content-type", "application/x-amz-json-1.1"),
+            ("x-amz-target", target.as_str()),
+        ];
+        let signable =
+            SignableRequest::new("POST", self.uri.as_str(), headers.into_iter(), SignableBody::Bytes(body))?;
+        let (instructions, _) = sign(signable, &params)?.into_parts();
+        instructions.apply_to_request_http1x(&mut req);
+        Ok(req)
+    }
+}
+
+/// What came back.
+#[derive(Debug)]
+pub struct Reply {
+    pub status: StatusCode,
+    pub body: Bytes,
+}
+
+impl Reply {
+    /// A short description of a failed reply, for the report.
+    pub fn describe(&self) -> String {
+        let text = String::from_utf8_lossy(&self.body);
+        let text: String = text.chars().take(200).collect();
+        format!("HTTP {}: {text}", self.status.as_u16())
+    }
+}
+
+/// One keep-alive HTTP/1.1 connection, reopened when the server closes it.
+pub struct Conn {
+    endpoint: Endpoint,
+    sender: Option<SendRequest<Full<Bytes>>>,
+    /// How many times the connection was lost and reopened.
+    pub reconnects: u64,
+}
+
+impl std::fmt::Debug for Conn {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Conn").field("addr", &self.endpoint.addr).field("reconnects", &self.reconnects).finish()
+    }
+}
+
+async fn connect(addr: SocketAddr) -> anyhow::Result<SendRequest<Full<Bytes>>> {
+    let stream = TcpStream::connect(addr).await.with_context(|| format!("connecting to {addr}"))?;
+    stream.set_nodelay(true)?;
+    let (sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream)).await?;
+    tokio::spawn(async move {
+        let _ = conn.await;
+    });
+    Ok(sender)
+}
+
+impl Conn {
+    pub async fn open(endpoint: &Endpoint) -> anyhow::Result<Self> {
+        let sender = connect(endpoint.addr).await?;
+        Ok(Conn { endpoint: endpoint.clone(), sender: Some(sender), reconnects: 0 })
+    }
+
+    pub fn endpoint(&self) -> &Endpoint {
+        &self.endpoint
+    }
+
+    async fn ready(&mut self) -> anyhow::Result<&mut SendRequest<Full<Bytes>>> {
+        if let Some(sender) = self.sender.as_mut()
+            && sender.ready().await.is_err()
+        {
+            self.sender = None;
+        }
+        if self.sender.is_none() {
+            self.reconnects += 1;
+            self.sender = Some(connect(self.endpoint.addr).await?);
+        }
+        self.sender.as_mut().context("no connection")
+    }
+
+    /// Sends `req` and reads the whole response.
+    pub async fn send(&mut self, req: Request<Full<Bytes>>) -> anyhow::Result<Reply> {
+        let sender = self.ready().await?;
+        let result = async {
+            let resp = sender.send_request(req).await?;
+            let status = resp.status();
+            let body = resp.into_body().collect().await?.to_bytes();
+            anyhow::Ok(Reply { status, body })
+        }
+        .await;
+        if result.is_err() {
+            self.sender = None;
+        }
+        result
+    }
+
+    /// Signs and sends one call of `op`.
+    pub async fn call(&mut self, op: &str, body: &Bytes) -> anyhow::Result<Reply> {
+        let req = self.endpoint.signed(op, body)?;
+        self.send(req).await
+    }
+}
