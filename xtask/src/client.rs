@@ -59,8 +59,7 @@ impl Endpoint {
             ("content-type", "application/x-amz-json-1.1"),
             ("x-amz-target", target.as_str()),
         ];
-        let signable =
-            SignableRequest::new("POST", self.uri.as_str(), headers.into_iter(), SignableBody::Bytes(body))?;
+        let signable = SignableRequest::new("POST", self.uri.as_str(), headers.into_iter(), SignableBody::Bytes(body))?;
         let (instructions, _) = sign(signable, &params)?.into_parts();
         instructions.apply_to_request_http1x(&mut req);
         Ok(req)

@@ -15,6 +15,7 @@ pub type Backend = SqliteStore;
 #[derive(Debug, Clone)]
 pub struct Db {
     store: Backend,
+    sequences: std::sync::Arc<std::sync::Mutex<std::collections::HashMap<String, i64>>>,
 }
 
 /// A document with the revision it was read at (for compare-and-swap).
@@ -27,7 +28,7 @@ pub struct Versioned<T> {
 
 /// How many times a handler re-runs a read-modify-write that lost a race to a concurrent
 /// write. This is optimistic concurrency, not a retry of a failed operation.
-const CAS_ATTEMPTS: usize = 16;
+const CAS_ATTEMPTS: usize = 32;
 
 fn internal(e: impl std::fmt::Display) -> Error {
     Error::Internal(format!("state store failure: {e}"))
@@ -43,7 +44,20 @@ fn decode<T: DeserializeOwned>(key: &str, bytes: &[u8]) -> Result<T> {
 
 impl Db {
     pub fn new(store: Backend) -> Self {
-        Db { store }
+        Db { store, sequences: Default::default() }
+    }
+
+    /// The next number of sequence `name` (task definition revisions): one more than both
+    /// `stored_last` (the highest number in the store) and anything this process handed out.
+    /// Concurrent callers get distinct numbers without racing on one compare-and-swap; the
+    /// write that uses the number still guards it with `ModRevision(key, 0)`, so another
+    /// process sharing the store can never cause a duplicate (the loser re-reads and asks
+    /// again). A number whose write fails is skipped, as ECS never reuses revisions either.
+    pub fn next_in_sequence(&self, name: &str, stored_last: i64) -> i64 {
+        let mut map = self.sequences.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        let slot = map.entry(name.to_string()).or_insert(0);
+        *slot = (*slot).max(stored_last) + 1;
+        *slot
     }
 
     pub fn store(&self) -> &Backend {
@@ -114,12 +128,15 @@ impl Db {
         F: FnMut() -> Fut,
         Fut: Future<Output = Result<(Option<Txn>, R)>>,
     {
-        for _ in 0..CAS_ATTEMPTS {
+        for round in 0..CAS_ATTEMPTS {
             let (txn, out) = attempt().await?;
             let Some(txn) = txn else { return Ok(out) };
             if self.commit(txn).await? {
                 return Ok(out);
             }
+            // Spread the losers of a hot document out so they stop colliding.
+            let jitter = rand::random_range(0..=(1u64 << round.min(6)));
+            tokio::time::sleep(std::time::Duration::from_micros(100 * jitter)).await;
         }
         Err(Error::Internal("too many concurrent updates of the same resource; try again".into()))
     }

@@ -2,7 +2,7 @@
 //! tasks, container instances, attributes, tags and account settings.
 //!
 //! Store layout (see [`Keys`]): `/ecs/<kind>/<account>/<region>/` then
-//! `cluster/<name>`, `taskdef/<family>/<revision:010>`, `service/<cluster>/<name>`,
+//! `cluster/<name>`, `taskdef/<family>#<revision:010>`, `service/<cluster>/<name>`,
 //! `task/<cluster>/<id>`, `instance/<cluster>/<id>`, `tags/<arn>`, `setting/<principal>/<name>`
 //! (the kind leads the path).
 
@@ -114,11 +114,13 @@ impl Keys {
     pub fn taskdefs(&self) -> String {
         self.kind("taskdef")
     }
+    /// `#` sorts below every character a family may contain, so key order is ECS's order:
+    /// by family name (`web` before `web-api`), then by revision.
     pub fn family(&self, family: &str) -> String {
-        format!("{}{family}/", self.kind("taskdef"))
+        format!("{}{family}#", self.kind("taskdef"))
     }
     pub fn taskdef(&self, family: &str, revision: i64) -> String {
-        format!("{}{family}/{revision:010}", self.kind("taskdef"))
+        format!("{}{family}#{revision:010}", self.kind("taskdef"))
     }
     pub fn services(&self, cluster: &str) -> String {
         format!("{}{cluster}/", self.kind("service"))

@@ -275,7 +275,8 @@ pub async fn register(ctx: &Ctx, v: Value) -> Result<Value> {
         .db
         .update(|| async {
             let (last, _) = ctx.db.range::<TaskDefinition>(&keys.family(&family), None, 1, true).await?;
-            let revision = last.first().map_or(1, |l| l.doc.revision + 1);
+            let stored_last = last.first().map_or(0, |l| l.doc.revision);
+            let revision = ctx.db.next_in_sequence(&keys.family(&family), stored_last);
             let mut doc = td.clone();
             doc.revision = revision;
             doc.task_definition_arn = ctx.scope.arn("ecs", format!("task-definition/{family}:{revision}"));
