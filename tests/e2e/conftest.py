@@ -57,7 +57,7 @@ class Wharf:
 
     def start(self, listen="127.0.0.1:0"):
         self.data_dir.mkdir(parents=True, exist_ok=True)
-        args = [BIN, "up", "--listen", listen, "--data-dir", str(self.data_dir / "data"), "--no-profile",
+        args = [BIN, "up", "--listen", listen, "--data-dir", str(self.data_dir / "data"), "--no-profile", "--no-agent",
                 "--account-id", ACCOUNT, *self.extra_args]
         self.proc = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=open(self.log, "ab"), env=self.env(), text=True)
         deadline = time.time() + 20

@@ -187,3 +187,19 @@ def test_region_comes_from_the_credential_scope(wharf):
     assert west.register_task_definition(
         family="regional", containerDefinitions=[{"name": "a", "image": "busybox", "memory": 32}]
     )["taskDefinition"]["revision"] == 1
+
+
+def test_sts_query_errors_and_get_requests(wharf):
+    status, root = query(wharf, {"Action": "NoSuchAction", "Version": "2011-06-15"})
+    assert status == 400 and xml_error(root)[1] == "InvalidAction"
+    assert "NoSuchAction" in xml_error(root)[2]
+    status, root = query(wharf, {"Version": "2011-06-15"})
+    assert status == 400 and xml_error(root)[1] == "MissingAction"
+    # The Query protocol over GET, signed like botocore signs any request.
+    url = wharf.endpoint + "/?Action=GetCallerIdentity&Version=2011-06-15"
+    h, _ = sign("GET", url, b"", {}, "sts")
+    status, _, out = send("GET", url, b"", h)
+    assert status == 200 and f"<Account>{ACCOUNT}</Account>".encode() in out
+    # Neither a JSON target nor a Query action: not an AWS call at all.
+    status, _, out = send("GET", wharf.endpoint + "/", b"", {})
+    assert status == 404 and json.loads(out)["__type"] == "UnknownOperationException"

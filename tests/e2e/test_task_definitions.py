@@ -144,6 +144,24 @@ def test_defaults_ecs_fills_in(ecs):
     assert td["volumes"] == [] and td["placementConstraints"] == []
     assert td["compatibilities"] == ["EC2"]
     assert td["status"] == "ACTIVE"
+    assert c["essential"] is True  # ECS's default, reported back
+
+
+@pytest.mark.parametrize("mode, host_port", [("awsvpc", 80), ("host", 80), ("bridge", None)])
+def test_port_mapping_defaults(ecs, mode, host_port):
+    td = ecs.register_task_definition(
+        family="ports", networkMode=mode,
+        containerDefinitions=[{"name": "c", "image": "busybox", "memory": 16, "essential": False,
+                               "portMappings": [{"containerPort": 80}, {"containerPort": 53, "protocol": "udp"}]},
+                              {"name": "d", "image": "busybox", "memory": 16}],
+    )["taskDefinition"]
+    c, d = td["containerDefinitions"]
+    assert c["essential"] is False and d["essential"] is True
+    tcp, udp = c["portMappings"]
+    assert tcp["protocol"] == "tcp" and udp["protocol"] == "udp"
+    assert tcp.get("hostPort") == host_port
+    assert udp.get("hostPort") == (53 if host_port else None)
+    assert ecs.describe_task_definition(taskDefinition="ports")["taskDefinition"]["containerDefinitions"] == [c, d]
 
 
 def test_fargate_needs_awsvpc_and_a_valid_size(ecs):

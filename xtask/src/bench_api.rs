@@ -46,10 +46,18 @@ pub struct Args {
     /// Wharf only (quick experiments): no moto, so no throughput ratio.
     #[arg(long)]
     skip_moto: bool,
+    /// Before each cell, wait up to this many seconds for the machine to be quiet (other
+    /// processes using under 20% of a core), so shared machines give cleaner figures.
+    #[arg(long, default_value_t = 60)]
+    quiet_wait: u64,
+    /// Only these operations (quick experiments) [default: all four]
+    #[arg(long, value_delimiter = ',', value_enum)]
+    ops: Vec<Op>,
 }
 
 /// The ECS operations measured, in the order the table shows them.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, clap::ValueEnum)]
+#[value(rename_all = "PascalCase")]
 enum Op {
     DescribeClusters,
     RegisterTaskDefinition,
@@ -120,6 +128,8 @@ struct Cell {
     elapsed: Duration,
     server_cpu: Duration,
     client_cpu: Duration,
+    /// CPU the rest of the machine used meanwhile (other processes: interference).
+    other_cpu: Duration,
 }
 
 impl Cell {
@@ -142,6 +152,10 @@ impl Cell {
 
     fn client_cpu_pct(&self) -> f64 {
         100.0 * self.client_cpu.as_secs_f64() / self.elapsed.as_secs_f64().max(1e-9)
+    }
+
+    fn other_cpu_pct(&self) -> f64 {
+        100.0 * self.other_cpu.as_secs_f64() / self.elapsed.as_secs_f64().max(1e-9)
     }
 }
 
@@ -206,7 +220,8 @@ async fn run_cell(
         });
     }
     tokio::time::sleep_until(warm_end.into()).await;
-    let (server_cpu0, client_cpu0) = (servers::cpu_time(Some(server_pid)), servers::cpu_time(None));
+    let (server_cpu0, client_cpu0, busy0) =
+        (servers::cpu_time(Some(server_pid)), servers::cpu_time(None), servers::machine_busy());
     let mut cell = Cell::default();
     let mut last_done = warm_end;
     while let Some(joined) = workers.join_next().await {
@@ -222,9 +237,27 @@ async fn run_cell(
     }
     cell.server_cpu = servers::cpu_time(Some(server_pid)).saturating_sub(server_cpu0);
     cell.client_cpu = servers::cpu_time(None).saturating_sub(client_cpu0);
+    let busy = servers::machine_busy().saturating_sub(busy0);
+    cell.other_cpu = busy.saturating_sub(cell.server_cpu + cell.client_cpu);
     cell.elapsed = last_done - warm_end;
     cell.latencies.sort_unstable();
     Ok(cell)
+}
+
+/// Waits (up to `max`) until the machine is quiet: our servers are idle between cells, so
+/// whatever is busy is someone else. Returns the busy share seen last (100 = one core).
+async fn wait_quiet(max: Duration) -> f64 {
+    let give_up = Instant::now() + max;
+    loop {
+        let busy0 = servers::machine_busy();
+        let started = Instant::now();
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        let busy =
+            100.0 * servers::machine_busy().saturating_sub(busy0).as_secs_f64() / started.elapsed().as_secs_f64();
+        if busy < 20.0 || Instant::now() >= give_up {
+            return busy;
+        }
+    }
 }
 
 /// Registers `count` revisions of `family` with `concurrency` workers, retrying refused
@@ -445,8 +478,16 @@ async fn bench(args: &Args, wharf_bin: &Path, moto_bin: &Path) -> anyhow::Result
     let measure = Duration::from_secs_f64(args.seconds);
     let mut cells: HashMap<(&'static str, Op, usize), Cell> = HashMap::new();
     for server in &servers {
-        for op in RUN_ORDER {
+        for op in RUN_ORDER.into_iter().filter(|op| args.ops.is_empty() || args.ops.contains(op)) {
             for &c in &args.concurrency {
+                let waited = Instant::now();
+                let busy = wait_quiet(Duration::from_secs(args.quiet_wait)).await;
+                if waited.elapsed() > Duration::from_secs(1) {
+                    println!(
+                        "    (waited {:.0} s for other processes to go quiet; now {busy:.0}% of a core busy)",
+                        waited.elapsed().as_secs_f64()
+                    );
+                }
                 let cell = run_cell(&server.endpoint, server.pid(), op, c, warmup, measure).await?;
                 println!(
                     "    {:5} {:<24} c={c:<3} {:>9.0} req/s  p50 {:>7} ms  p99 {:>7} ms  errors {}",
@@ -458,7 +499,6 @@ async fn bench(args: &Args, wharf_bin: &Path, moto_bin: &Path) -> anyhow::Result
                     cell.errors
                 );
                 cells.insert((server.name, op, c), cell);
-                tokio::time::sleep(Duration::from_millis(200)).await;
             }
         }
     }
@@ -533,9 +573,14 @@ fn report(
     }
 
     println!();
-    println!("Per cell: requests, failures, CPU (100% = one core; the load generator is the \"client\").");
-    println!("| server | operation | conc | ok | errors | reconnects | server CPU | server CPU µs/req | client CPU |");
-    println!("|---|---|---:|---:|---:|---:|---:|---:|---:|");
+    println!(
+        "Per cell: requests, failures, CPU (100% = one core; \"client\" is the load generator, \"other\" the rest \
+         of the machine, which should be near 0%)."
+    );
+    println!(
+        "| server | operation | conc | ok | errors | reconnects | server CPU | server CPU µs/req | client CPU | other CPU |"
+    );
+    println!("|---|---|---:|---:|---:|---:|---:|---:|---:|---:|");
     let mut errors = 0;
     for server in ["wharf", "moto"] {
         for op in TABLE_ORDER {
@@ -543,7 +588,7 @@ fn report(
                 let Some(cell) = get(server, op, c) else { continue };
                 errors += cell.errors;
                 println!(
-                    "| {server} | {} | {c} | {} | {} | {} | {:.0}% | {:.0} | {:.0}% |",
+                    "| {server} | {} | {c} | {} | {} | {} | {:.0}% | {:.0} | {:.0}% | {:.0}% |",
                     op.name(),
                     cell.ok,
                     cell.errors,
@@ -551,6 +596,7 @@ fn report(
                     cell.server_cpu_pct(),
                     cell.server_cpu.as_secs_f64() * 1e6 / (cell.ok.max(1) as f64),
                     cell.client_cpu_pct(),
+                    cell.other_cpu_pct(),
                 );
             }
         }
@@ -568,11 +614,32 @@ fn report(
             }
         }
     }
+    let disturbed: Vec<String> = cells
+        .iter()
+        .filter(|(_, cell)| cell.other_cpu_pct() > 15.0)
+        .map(|((server, op, c), cell)| format!("{server} {} c={c} ({:.0}%)", op.name(), cell.other_cpu_pct()))
+        .collect();
+    if !disturbed.is_empty() {
+        println!();
+        println!(
+            "WARNING: other processes used CPU during {} cell(s): {}. Those figures are disturbed; re-run on a quiet \
+             machine.",
+            disturbed.len(),
+            disturbed.join(", ")
+        );
+    }
     if cells.keys().any(|(server, op, _)| *server == "moto" && *op == Op::ListTaskDefinitions) {
         println!();
         println!(
             "Note: moto ignores maxResults on ListTaskDefinitions and returns every ARN of the family \
              (see the probe above); Wharf returns the first page of 100 and a nextToken, as ECS does."
+        );
+    }
+    let moto_reconnects: u64 = cells.iter().filter(|((s, _, _), _)| *s == "moto").map(|(_, c)| c.reconnects).sum();
+    if moto_reconnects > 0 {
+        println!(
+            "Note: moto's server (werkzeug) answers every request with `Connection: close`, so each moto request \
+             includes a new TCP connection (the reconnects column); Wharf keeps its connections alive."
         );
     }
 

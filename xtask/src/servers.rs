@@ -191,6 +191,20 @@ pub fn cpu_time(pid: Option<u32>) -> Duration {
     Duration::from_secs_f64(ticks as f64 / clock_ticks() as f64)
 }
 
+/// CPU time the whole machine has been busy (all cores, everything but idle and iowait).
+pub fn machine_busy() -> Duration {
+    let ticks = std::fs::read_to_string("/proc/stat")
+        .ok()
+        .and_then(|text| {
+            let fields: Vec<u64> =
+                text.lines().next()?.strip_prefix("cpu ")?.split_whitespace().filter_map(|f| f.parse().ok()).collect();
+            // user nice system idle iowait irq softirq steal (guest time is inside user).
+            Some(fields.iter().take(8).enumerate().filter(|(i, _)| *i != 3 && *i != 4).map(|(_, t)| t).sum::<u64>())
+        })
+        .unwrap_or(0);
+    Duration::from_secs_f64(ticks as f64 / clock_ticks() as f64)
+}
+
 /// USER_HZ, from getconf (100 on every mainstream Linux).
 fn clock_ticks() -> u64 {
     static TICKS: std::sync::OnceLock<u64> = std::sync::OnceLock::new();

@@ -3,16 +3,20 @@
 //! A handler takes the caller's context and its model-validated input as JSON and returns
 //! the output document or a domain error. Handlers never see HTTP, signatures or error
 //! codes (that is `wharf-protocol` and the binary's server), and keep no state of their own:
-//! everything durable goes through the store.
+//! everything durable goes through the store (CloudWatch Logs events through the log store,
+//! which lives outside it: see [`logs`]).
 
 #![forbid(unsafe_code)]
 
+pub mod agent_api;
 pub mod db;
 pub mod ecs;
+pub mod logs;
 mod paging;
 pub mod sts;
 
 pub use db::Db;
+pub use logs::LogStore;
 
 use serde_json::Value;
 use std::sync::{Arc, LazyLock};
@@ -25,6 +29,8 @@ pub struct Ctx {
     pub scope: Scope,
     pub access_key_id: String,
     pub db: Db,
+    /// CloudWatch Logs groups, streams and events (their own database, not the store).
+    pub logs: LogStore,
 }
 
 impl Ctx {
@@ -65,15 +71,27 @@ fn load(json: &str, name: &str) -> Model {
 
 pub static ECS_MODEL: LazyLock<Model> = LazyLock::new(|| load(include_str!("../models/ecs.json"), "ecs"));
 pub static STS_MODEL: LazyLock<Model> = LazyLock::new(|| load(include_str!("../models/sts.json"), "sts"));
+pub static LOGS_MODEL: LazyLock<Model> = LazyLock::new(|| load(include_str!("../models/logs.json"), "logs"));
 
 pub static ECS: LazyLock<Service> =
     LazyLock::new(|| Service { model: &ECS_MODEL, protocol: Protocol::Json, operations: ecs::OPERATIONS });
 pub static STS: LazyLock<Service> =
     LazyLock::new(|| Service { model: &STS_MODEL, protocol: Protocol::Query, operations: sts::OPERATIONS });
+pub static LOGS: LazyLock<Service> =
+    LazyLock::new(|| Service { model: &LOGS_MODEL, protocol: Protocol::Json, operations: logs::OPERATIONS });
 
 /// Every service, for dispatch and for the compatibility doc.
-pub fn services() -> [&'static Service; 2] {
-    [&ECS, &STS]
+pub fn services() -> [&'static Service; 3] {
+    [&ECS, &STS, &LOGS]
+}
+
+/// The largest request body accepted for a request with this `X-Amz-Target` (if any):
+/// CloudWatch Logs batches need more than the 1 MiB every other service gets.
+pub fn max_body_bytes(target: Option<&str>) -> usize {
+    match target.and_then(|t| t.split_once('.')) {
+        Some((logs::TARGET_PREFIX, _)) => logs::MAX_BODY_BYTES,
+        _ => wharf_protocol::MAX_BODY_BYTES,
+    }
 }
 
 /// The JSON 1.1 service whose `X-Amz-Target` prefix this is.
@@ -97,6 +115,7 @@ pub async fn call(service: &Service, ctx: &Ctx, op: &str, input: Value) -> Optio
     match service.name() {
         "ecs" => ecs::call(ctx, op, input).await,
         "sts" => sts::call(ctx, op, input).await,
+        "logs" => logs::call(ctx, op, input).await,
         _ => None,
     }
 }

@@ -1,6 +1,7 @@
 //! `docs/compatibility.md` is generated from the dispatch tables and the service models, and
 //! this test fails when it drifts. Regenerate with:
 //! `WHARF_BLESS=1 cargo test -p wharf-api --test compatibility`.
+#![allow(clippy::unwrap_used)]
 
 use std::fmt::Write;
 
@@ -41,7 +42,11 @@ fn render() -> String {
 fn every_dispatched_operation_exists_in_its_model() {
     for service in wharf_api::services() {
         for op in service.operations {
-            assert!(service.model.operation(op).is_some(), "{op} is dispatched but not in the {} model", service.name());
+            assert!(
+                service.model.operation(op).is_some(),
+                "{op} is dispatched but not in the {} model",
+                service.name()
+            );
         }
     }
 }

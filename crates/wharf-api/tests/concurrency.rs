@@ -1,9 +1,10 @@
 //! Concurrent writers never lose one another's updates: revisions are handed out exactly once
 //! and read-modify-writes of one document all land.
+#![allow(clippy::unwrap_used)]
 
 use serde_json::{Value, json};
 use std::collections::BTreeSet;
-use wharf_api::{Ctx, Db, ECS};
+use wharf_api::{Ctx, Db, ECS, LogStore};
 use wharf_types::Scope;
 
 async fn call(ctx: &Ctx, op: &str, body: Value) -> Value {
@@ -13,7 +14,12 @@ async fn call(ctx: &Ctx, op: &str, body: Value) -> Value {
 
 fn ctx() -> Ctx {
     let store = wharf_store::SqliteStore::open_in_memory().unwrap();
-    Ctx { scope: Scope::new("123456789012", "us-east-1"), access_key_id: "AKIA".into(), db: Db::new(store) }
+    Ctx {
+        scope: Scope::new("123456789012", "us-east-1"),
+        access_key_id: "AKIA".into(),
+        db: Db::new(store),
+        logs: LogStore::open_in_memory().unwrap(),
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -23,7 +29,9 @@ async fn concurrent_registrations_get_every_revision_exactly_once() {
     let handles: Vec<_> = (0..64)
         .map(|_| {
             let (ctx, body) = (ctx.clone(), body.clone());
-            tokio::spawn(async move { call(&ctx, "RegisterTaskDefinition", body).await["taskDefinition"]["revision"].as_i64().unwrap() })
+            tokio::spawn(async move {
+                call(&ctx, "RegisterTaskDefinition", body).await["taskDefinition"]["revision"].as_i64().unwrap()
+            })
         })
         .collect();
     let mut revisions = BTreeSet::new();
@@ -38,12 +46,16 @@ async fn concurrent_registrations_get_every_revision_exactly_once() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn concurrent_tag_updates_all_land() {
     let ctx = ctx();
-    let arn = call(&ctx, "CreateCluster", json!({"clusterName": "c"})).await["cluster"]["clusterArn"].as_str().unwrap().to_string();
+    let arn = call(&ctx, "CreateCluster", json!({"clusterName": "c"})).await["cluster"]["clusterArn"]
+        .as_str()
+        .unwrap()
+        .to_string();
     let handles: Vec<_> = (0..40)
         .map(|i| {
             let (ctx, arn) = (ctx.clone(), arn.clone());
             tokio::spawn(async move {
-                call(&ctx, "TagResource", json!({"resourceArn": arn, "tags": [{"key": format!("k{i}"), "value": "v"}]})).await
+                call(&ctx, "TagResource", json!({"resourceArn": arn, "tags": [{"key": format!("k{i}"), "value": "v"}]}))
+                    .await
             })
         })
         .collect();

@@ -1,21 +1,54 @@
 //! Property test over request decoding: arbitrary JSON bodies for every implemented ECS
 //! operation go through model validation and the real handler on an in-memory store. Nothing
 //! may panic, and every rejection must be the caller's fault (a 4xx), never `Internal`.
+#![allow(clippy::unwrap_used)]
 
 use proptest::prelude::*;
 use serde_json::{Map, Value, json};
-use wharf_api::{Ctx, Db, ECS};
+use wharf_api::{Ctx, Db, ECS, LogStore};
 use wharf_types::{Error, Scope};
 
 /// Arbitrary JSON, biased toward the member names ECS operations use so inputs get past the
 /// first checks and reach handler logic.
 fn arb_json() -> impl Strategy<Value = Value> {
     let names = prop::sample::select(vec![
-        "cluster", "clusterName", "family", "containerDefinitions", "name", "image", "memory", "cpu", "portMappings",
-        "containerPort", "hostPort", "networkMode", "serviceName", "taskDefinition", "desiredCount", "services",
-        "tasks", "task", "count", "include", "tags", "key", "value", "maxResults", "nextToken", "status",
-        "requiresCompatibilities", "containerInstances", "attributes", "targetId", "resourceArn", "settings",
-        "deploymentConfiguration", "maximumPercent", "minimumHealthyPercent", "loadBalancers", "volumes",
+        "cluster",
+        "clusterName",
+        "family",
+        "containerDefinitions",
+        "name",
+        "image",
+        "memory",
+        "cpu",
+        "portMappings",
+        "containerPort",
+        "hostPort",
+        "networkMode",
+        "serviceName",
+        "taskDefinition",
+        "desiredCount",
+        "services",
+        "tasks",
+        "task",
+        "count",
+        "include",
+        "tags",
+        "key",
+        "value",
+        "maxResults",
+        "nextToken",
+        "status",
+        "requiresCompatibilities",
+        "containerInstances",
+        "attributes",
+        "targetId",
+        "resourceArn",
+        "settings",
+        "deploymentConfiguration",
+        "maximumPercent",
+        "minimumHealthyPercent",
+        "loadBalancers",
+        "volumes",
     ]);
     let leaf = prop_oneof![
         Just(Value::Null),
@@ -51,7 +84,7 @@ proptest! {
         let rt = runtime();
         rt.block_on(async {
             let store = wharf_store::SqliteStore::open_in_memory().unwrap();
-            let ctx = Ctx { scope: Scope::new("123456789012", "us-east-1"), access_key_id: "AKIA".into(), db: Db::new(store) };
+            let ctx = Ctx { scope: Scope::new("123456789012", "us-east-1"), access_key_id: "AKIA".into(), db: Db::new(store), logs: LogStore::open_in_memory().unwrap() };
             // A little state so handlers get past "cluster not found".
             let seed = json!({"clusterName": "default"});
             wharf_api::call(&ECS, &ctx, "CreateCluster", ECS.model.validate("CreateCluster", seed).unwrap()).await.unwrap().unwrap();

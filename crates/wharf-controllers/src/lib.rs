@@ -8,8 +8,12 @@
 
 #![forbid(unsafe_code)]
 
+mod instance_liveness;
+mod log_retention;
 mod service_reaper;
 
+pub use instance_liveness::InstanceLiveness;
+pub use log_retention::LogRetention;
 pub use service_reaper::ServiceReaper;
 
 use std::time::Duration;

@@ -18,7 +18,7 @@ pub fn wire_error(err: &Error, service: &str, protocol: Protocol) -> WireError {
     let query = protocol == Protocol::Query;
     let code = match (err, service) {
         (Error::InvalidParameter { .. }, _) if query => "ValidationError",
-        (Error::InvalidParameter { .. }, "ecs") => "InvalidParameterException",
+        (Error::InvalidParameter { .. }, "ecs" | "logs") => "InvalidParameterException",
         (Error::InvalidParameter { .. }, _) => "ValidationException",
         (Error::Serialization(_), _) if query => "MalformedInput",
         (Error::Serialization(_), _) => "SerializationException",
@@ -31,6 +31,7 @@ pub fn wire_error(err: &Error, service: &str, protocol: Protocol) -> WireError {
             Resource::Target => "TargetNotFoundException",
             Resource::Other => "ResourceNotFoundException",
         },
+        (Error::AlreadyExists(_), _) => "ResourceAlreadyExistsException",
         (Error::InUse { reason, .. }, _) => match reason {
             InUse::ClusterContainsServices => "ClusterContainsServicesException",
             InUse::ClusterContainsTasks => "ClusterContainsTasksException",
@@ -44,6 +45,7 @@ pub fn wire_error(err: &Error, service: &str, protocol: Protocol) -> WireError {
         (Error::Unsupported(_), _) => "UnsupportedOperation",
         (Error::Internal(_), "ecs") => "ServerException",
         (Error::Internal(_), _) if query => "InternalFailure",
+        (Error::Internal(_), "logs") => "ServiceUnavailableException",
         (Error::Internal(_), _) => "InternalFailure",
     };
     let client = err.is_client_fault();
@@ -62,5 +64,16 @@ mod tests {
         assert_eq!((e.status, e.code, e.sender_fault), (500, "ServerException", false));
         let e = wire_error(&Error::invalid("Name", "bad"), "sts", Protocol::Query);
         assert_eq!(e.code, "ValidationError");
+    }
+
+    #[test]
+    fn logs_errors_use_cloudwatch_logs_codes() {
+        let code = |e: &Error| wire_error(e, "logs", Protocol::Json).code;
+        assert_eq!(code(&Error::invalid("retentionInDays", "bad")), "InvalidParameterException");
+        assert_eq!(code(&Error::AlreadyExists("exists".into())), "ResourceAlreadyExistsException");
+        let missing = Error::NotFound { resource: Resource::Other, message: "gone".into() };
+        assert_eq!(code(&missing), "ResourceNotFoundException");
+        let e = wire_error(&Error::Internal("disk".into()), "logs", Protocol::Json);
+        assert_eq!((e.status, e.code), (500, "ServiceUnavailableException"));
     }
 }

@@ -191,6 +191,38 @@ impl Model {
         self.check(&shape.shape, input, "", 0)
     }
 
+    /// Shapes a handler's output to the operation's output shape: members the model does not
+    /// know (a client token kept in a document, say) are dropped, so responses carry exactly
+    /// what botocore expects. Never fails.
+    pub fn conform_output(&self, op: &str, output: Value) -> Value {
+        match self.operation(op).and_then(|o| o.output.as_ref()) {
+            Some(r) => self.conform(&r.shape, output, 0),
+            None => Value::Object(Map::new()),
+        }
+    }
+
+    fn conform(&self, shape_name: &str, value: Value, depth: usize) -> Value {
+        match (self.shapes.get(shape_name), value) {
+            (_, v) if depth > MAX_DEPTH => v,
+            (Some(Shape::Structure { members, .. }), Value::Object(mut obj)) => {
+                let mut out = Map::new();
+                for (name, r) in members {
+                    if let Some(v) = obj.remove(name).filter(|v| !v.is_null()) {
+                        out.insert(name.clone(), self.conform(&r.shape, v, depth + 1));
+                    }
+                }
+                Value::Object(out)
+            }
+            (Some(Shape::List { member, .. }), Value::Array(items)) => {
+                Value::Array(items.into_iter().map(|v| self.conform(&member.shape, v, depth + 1)).collect())
+            }
+            (Some(Shape::Map { value: val, .. }), Value::Object(obj)) => {
+                Value::Object(obj.into_iter().map(|(k, v)| (k, self.conform(&val.shape, v, depth + 1))).collect())
+            }
+            (_, v) => v,
+        }
+    }
+
     fn check(&self, shape_name: &str, value: Value, path: &str, depth: usize) -> Result<Value, Error> {
         if depth > MAX_DEPTH {
             return Err(Error::Serialization(format!("Request nests too deeply at '{path}'")));
@@ -412,6 +444,21 @@ mod tests {
                 let _ = model().validate("Op", v);
             }
         }
+    }
+
+    #[test]
+    fn output_is_conformed_to_its_shape() {
+        let m = Model::from_json(
+            r#"{"metadata": {"apiVersion": "1", "protocol": "json", "endpointPrefix": "x"},
+                "operations": {"Op": {"output": {"shape": "Out"}}},
+                "shapes": {"Out": {"type": "structure", "members": {"items": {"shape": "L"}}},
+                           "L": {"type": "list", "member": {"shape": "I"}},
+                           "I": {"type": "structure", "members": {"a": {"shape": "S"}}},
+                           "S": {"type": "string"}}}"#,
+        )
+        .unwrap();
+        let out = m.conform_output("Op", json!({"items": [{"a": "x", "secret": 1}], "clientToken": "t"}));
+        assert_eq!(out, json!({"items": [{"a": "x"}]}));
     }
 
     #[test]

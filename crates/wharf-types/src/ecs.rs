@@ -257,7 +257,8 @@ pub struct Service {
     pub tags: Vec<Tag>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub created_by: Option<String>,
-    #[serde(default)]
+    /// The model spells it with a capital acronym, which `camelCase` would not produce.
+    #[serde(default, rename = "enableECSManagedTags")]
     pub enable_ecs_managed_tags: bool,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub propagate_tags: Option<String>,
@@ -270,7 +271,7 @@ pub struct Service {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct NetworkBinding {
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(default, rename = "bindIP", skip_serializing_if = "Option::is_none")]
     pub bind_ip: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub container_port: Option<i64>,

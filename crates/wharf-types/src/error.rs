@@ -16,6 +16,9 @@ pub enum Error {
     Client(String),
     #[error("{message}")]
     NotFound { resource: Resource, message: String },
+    /// A resource of that name already exists (CloudWatch Logs' `ResourceAlreadyExistsException`).
+    #[error("{0}")]
+    AlreadyExists(String),
     /// The resource exists but its state forbids the operation.
     #[error("{message}")]
     InUse { reason: InUse, message: String },

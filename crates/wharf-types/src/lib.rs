@@ -6,6 +6,7 @@
 
 #![forbid(unsafe_code)]
 
+pub mod agent;
 pub mod arn;
 pub mod ecs;
 mod error;

@@ -6,6 +6,7 @@
 
 #![forbid(unsafe_code)]
 
+mod agent_cmd;
 mod config;
 mod server;
 
@@ -23,11 +24,28 @@ struct Cli {
 
 #[derive(Subcommand, Debug)]
 enum Command {
-    /// Run the whole system on this machine: control plane (and, as they land, the local
-    /// agent, registry and load balancer) with an embedded store.
-    Up(ServerArgs),
+    /// Run the whole system on this machine: the control plane with an embedded store and a
+    /// local agent on the Docker engine (the registry and load balancer join as they land).
+    Up(UpArgs),
     /// Run the control plane alone.
     Server(ServerArgs),
+    /// Run a container-instance agent that joins a cluster and runs its tasks on Docker.
+    Agent(agent_cmd::AgentArgs),
+}
+
+#[derive(Args, Debug, Clone)]
+struct UpArgs {
+    #[command(flatten)]
+    server: ServerArgs,
+    /// Do not run the local agent (control plane only).
+    #[arg(long, env = "WHARF_NO_AGENT")]
+    no_agent: bool,
+    /// The cluster the local agent joins.
+    #[arg(long, env = "ECS_CLUSTER", default_value = "default")]
+    cluster: String,
+    /// Host address that published container ports bind to.
+    #[arg(long, env = "WHARF_PORT_BIND_IP", default_value = "0.0.0.0")]
+    port_bind_ip: String,
 }
 
 #[derive(Args, Debug, Clone)]
@@ -48,6 +66,9 @@ pub struct ServerArgs {
     /// Do not write the `wharf` profile into ~/.aws/config and ~/.aws/credentials.
     #[arg(long, env = "WHARF_NO_PROFILE")]
     no_profile: bool,
+    /// Seconds an agent may be silent before its instance is disconnected and its tasks stopped.
+    #[arg(long, env = "WHARF_AGENT_TIMEOUT", default_value_t = 30, value_parser = clap::value_parser!(u64).range(2..=3600))]
+    agent_timeout_secs: u64,
 }
 
 fn main() -> anyhow::Result<()> {
@@ -59,6 +80,12 @@ fn main() -> anyhow::Result<()> {
     let runtime =
         tokio::runtime::Builder::new_multi_thread().enable_all().build().context("starting the async runtime")?;
     match cli.command {
-        Command::Up(args) | Command::Server(args) => runtime.block_on(server::run(args)),
+        Command::Up(up) => {
+            let agent =
+                (!up.no_agent).then_some(server::EmbeddedAgent { cluster: up.cluster, port_bind_ip: up.port_bind_ip });
+            runtime.block_on(server::run(up.server, agent))
+        }
+        Command::Server(args) => runtime.block_on(server::run(args, None)),
+        Command::Agent(args) => runtime.block_on(agent_cmd::run(args)),
     }
 }

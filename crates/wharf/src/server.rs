@@ -8,7 +8,8 @@ use crate::config;
 use anyhow::Context;
 use bytes::Bytes;
 use http::{HeaderMap, HeaderValue, Method, Request, Response, StatusCode};
-use http_body_util::{BodyExt, Full, Limited};
+use http_body_util::combinators::BoxBody;
+use http_body_util::{BodyExt, Full, Limited, StreamBody};
 use hyper::body::Incoming;
 use hyper_util::rt::TokioIo;
 use serde_json::Value;
@@ -17,12 +18,12 @@ use std::convert::Infallible;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 use tokio::net::TcpListener;
-use wharf_api::{Ctx, Db, Service};
+use wharf_api::{Ctx, Db, LogStore, Service};
 use wharf_protocol::sigv4::{Credential, RequestParts, Verifier};
 use wharf_protocol::{MAX_BODY_BYTES, Protocol, WireError, json, query, wire_error, xml};
 use wharf_types::{Error, Scope};
 
-type Body = Full<Bytes>;
+type Body = BoxBody<Bytes, Infallible>;
 
 /// Prints a line for the person who started Wharf. A closed stdout (the terminal went away,
 /// a test stopped reading) must never take the server down, so write errors are ignored.
@@ -36,6 +37,10 @@ macro_rules! say {
 pub struct App {
     verifier: Verifier<HashMap<String, Credential>>,
     db: Db,
+    logs: LogStore,
+    /// How long an agent may be silent before its instance counts as disconnected.
+    agent_timeout: Duration,
+    shutdown: tokio::sync::watch::Receiver<bool>,
 }
 
 impl std::fmt::Debug for App {
@@ -44,7 +49,14 @@ impl std::fmt::Debug for App {
     }
 }
 
-pub async fn run(args: ServerArgs) -> anyhow::Result<()> {
+/// The agent `wharf up` runs on the local Docker engine.
+#[derive(Debug, Clone)]
+pub struct EmbeddedAgent {
+    pub cluster: String,
+    pub port_bind_ip: String,
+}
+
+pub async fn run(args: ServerArgs, embedded: Option<EmbeddedAgent>) -> anyhow::Result<()> {
     std::fs::create_dir_all(&args.data_dir)
         .with_context(|| format!("data dir {} is unusable (cannot create it)", args.data_dir.display()))?;
     let creds = config::credentials(&args.data_dir)
@@ -56,6 +68,10 @@ pub async fn run(args: ServerArgs) -> anyhow::Result<()> {
             args.data_dir.display(),
             db_path.display()
         )
+    })?;
+    let logs_path = args.data_dir.join("logs.db");
+    let logs = LogStore::open(&logs_path).with_context(|| {
+        format!("data dir {} is unusable: cannot open the log store {}", args.data_dir.display(), logs_path.display())
     })?;
     let listener = TcpListener::bind(args.listen)
         .await
@@ -69,15 +85,33 @@ pub async fn run(args: ServerArgs) -> anyhow::Result<()> {
         Credential { secret_access_key: creds.secret_access_key.clone(), account_id: args.account_id.clone() },
     );
     let db = Db::new(store.clone());
-    let app = Arc::new(App { verifier: Verifier::new(keys), db: db.clone() });
-
     let (shutdown_tx, shutdown_rx) = tokio::sync::watch::channel(false);
+    let agent_timeout = Duration::from_secs(args.agent_timeout_secs);
+    let app = Arc::new(App {
+        verifier: Verifier::new(keys),
+        db: db.clone(),
+        logs: logs.clone(),
+        agent_timeout,
+        shutdown: shutdown_rx.clone(),
+    });
     let reaper = tokio::spawn(wharf_controllers::drive(
-        wharf_controllers::ServiceReaper::new(db),
+        wharf_controllers::ServiceReaper::new(db.clone()),
+        store.clone(),
+        shutdown_rx.clone(),
+    ));
+    let liveness = tokio::spawn(wharf_controllers::drive(
+        wharf_controllers::InstanceLiveness::new(db, agent_timeout),
+        store.clone(),
+        shutdown_rx.clone(),
+    ));
+    let retention = tokio::spawn(wharf_controllers::drive(
+        wharf_controllers::LogRetention::new(logs),
         store.clone(),
         shutdown_rx.clone(),
     ));
 
+    // Before announcing the endpoint: a SIGTERM right after it must still shut down cleanly.
+    let mut signals = Signals::new()?;
     say!("Wharf is up.");
     say!("  endpoint:          {endpoint}");
     say!("  account:           {}", args.account_id);
@@ -95,8 +129,12 @@ pub async fn run(args: ServerArgs) -> anyhow::Result<()> {
         }
     }
 
+    let agent = match embedded {
+        Some(e) => start_embedded_agent(e, &endpoint, &args, &creds, shutdown_rx).await,
+        None => None,
+    };
+
     let graceful = hyper_util::server::graceful::GracefulShutdown::new();
-    let mut signals = Signals::new()?;
     loop {
         tokio::select! {
             accepted = listener.accept() => {
@@ -132,9 +170,65 @@ pub async fn run(args: ServerArgs) -> anyhow::Result<()> {
         tracing::warn!("connections still open after 10 s; closing them");
     }
     let _ = reaper.await;
+    let _ = liveness.await;
+    if let Some(agent) = agent {
+        let _ = agent.await;
+    }
+    let _ = retention.await;
     store.close();
     say!("Wharf stopped.");
     Ok(())
+}
+
+/// Starts the agent of `wharf up` on the local Docker engine. Without Docker the control
+/// plane still runs; the agent is then simply absent.
+async fn start_embedded_agent(
+    e: EmbeddedAgent,
+    endpoint: &str,
+    args: &ServerArgs,
+    creds: &config::Credentials,
+    shutdown: tokio::sync::watch::Receiver<bool>,
+) -> Option<tokio::task::JoinHandle<()>> {
+    let runtime = match wharf_agent::docker::DockerRuntime::connect().await {
+        Ok(r) => r,
+        Err(err) => {
+            tracing::warn!(error = %err, "no local agent: the Docker engine is not reachable");
+            return None;
+        }
+    };
+    let agent_args = crate::agent_cmd::AgentArgs {
+        cluster: Some(e.cluster),
+        endpoint: None,
+        region: None,
+        config: std::path::PathBuf::from("/nonexistent/ecs.config"),
+        data_dir: Some(args.data_dir.join("agent")),
+        port_bind_ip: e.port_bind_ip,
+    };
+    let config = match crate::agent_cmd::agent_config(
+        &agent_args,
+        endpoint.to_string(),
+        args.region.clone(),
+        creds.access_key_id.clone(),
+        creds.secret_access_key.clone(),
+        args.data_dir.join("agent"),
+    ) {
+        Ok(c) => c,
+        Err(err) => {
+            tracing::warn!(error = %err, "no local agent: bad configuration");
+            return None;
+        }
+    };
+    say!("  local agent:       joining cluster '{}' on the local Docker engine", config.cluster);
+    Some(tokio::spawn(async move {
+        if let Err(err) = wharf_agent::run(config, runtime, shutdown).await {
+            tracing::error!(error = %err, "the local agent stopped");
+        }
+    }))
+}
+
+/// Waits for SIGTERM or SIGINT.
+pub async fn wait_for_signal() -> anyhow::Result<&'static str> {
+    Ok(Signals::new()?.next().await)
 }
 
 struct Signals {
@@ -160,7 +254,7 @@ fn request_id() -> String {
 }
 
 fn respond(status: u16, content_type: &'static str, body: impl Into<Bytes>, request_id: &str) -> Response<Body> {
-    let mut resp = Response::new(Full::new(body.into()));
+    let mut resp = Response::new(Full::new(body.into()).boxed());
     *resp.status_mut() = StatusCode::from_u16(status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
     let h = resp.headers_mut();
     h.insert(http::header::CONTENT_TYPE, HeaderValue::from_static(content_type));
@@ -210,24 +304,29 @@ async fn handle(app: Arc<App>, req: Request<Incoming>) -> Result<Response<Body>,
         return Ok(respond(200, "text/plain", "ok\n", &rid));
     }
     let query_string = parts.uri.query().map(str::to_string);
-    let Some(protocol) = protocol_of(&parts.method, &parts.headers, query_string.as_deref()) else {
+    let agent_path = parts.uri.path().starts_with("/agent/");
+    let Some(protocol) =
+        protocol_of(&parts.method, &parts.headers, query_string.as_deref()).or(agent_path.then_some(Protocol::Json))
+    else {
         return Ok(error_response(
             Protocol::Json,
             &wire("UnknownOperationException", 404, "No AWS operation at this path."),
             &rid,
         ));
     };
+    let limit = wharf_api::max_body_bytes(parts.headers.get("x-amz-target").and_then(|v| v.to_str().ok()));
     let too_large =
-        || wire("RequestEntityTooLargeException", 413, format!("Request body is larger than {MAX_BODY_BYTES} bytes."));
+        || wire("RequestEntityTooLargeException", 413, format!("Request body is larger than {limit} bytes."));
     let declared = parts
         .headers
         .get(http::header::CONTENT_LENGTH)
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.parse::<usize>().ok());
-    if declared.is_some_and(|n| n > MAX_BODY_BYTES) {
+    if declared.is_some_and(|n| n > limit) {
+        drain(body).await;
         return Ok(error_response(protocol, &too_large(), &rid));
     }
-    let body = match Limited::new(body, MAX_BODY_BYTES).collect().await {
+    let body = match Limited::new(body, limit).collect().await {
         Ok(b) => b.to_bytes(),
         Err(_) => return Ok(error_response(protocol, &too_large(), &rid)),
     };
@@ -253,7 +352,12 @@ async fn handle(app: Arc<App>, req: Request<Incoming>) -> Result<Response<Body>,
         scope: Scope::new(identity.account_id, identity.region),
         access_key_id: identity.access_key_id,
         db: app.db.clone(),
+        logs: app.logs.clone(),
     };
+    if parts.uri.path().starts_with("/agent/") {
+        let (method, path, qs) = (&parts.method, parts.uri.path(), query_string.as_deref());
+        return Ok(handle_agent(&app, ctx, &identity.service, method, path, qs, &body, &rid).await);
+    }
     let resp = match protocol {
         Protocol::Json => handle_json(&ctx, &parts.headers, &identity.service, &body, &rid).await,
         Protocol::Query => {
@@ -262,6 +366,22 @@ async fn handle(app: Arc<App>, req: Request<Incoming>) -> Result<Response<Body>,
         }
     };
     Ok(resp)
+}
+
+/// Reads and discards a refused body (within bounds) so a client still sending it gets to
+/// read the error: closing on unread data resets the connection and loses the response.
+async fn drain(mut body: Incoming) {
+    let mut left = 16 * MAX_BODY_BYTES;
+    let _ = tokio::time::timeout(Duration::from_secs(10), async {
+        while let Some(Ok(frame)) = body.frame().await {
+            match frame.data_ref() {
+                Some(d) if d.len() < left => left -= d.len(),
+                Some(_) => return,
+                None => {}
+            }
+        }
+    })
+    .await;
 }
 
 /// The service a credential scope must name for `service`.
@@ -317,7 +437,10 @@ async fn handle_json(ctx: &Ctx, headers: &HeaderMap, signed_for: &str, body: &[u
         Err(e) => Err(e),
     };
     match result {
-        Ok(out) => respond(200, json::CONTENT_TYPE, serde_json::to_vec(&out).unwrap_or_default(), rid),
+        Ok(out) => {
+            let out = service.model.conform_output(op, out);
+            respond(200, json::CONTENT_TYPE, serde_json::to_vec(&out).unwrap_or_default(), rid)
+        }
         Err(e) => error_response(Protocol::Json, &wire_error(&e, service.name(), Protocol::Json), rid),
     }
 }
@@ -363,5 +486,62 @@ async fn handle_query(
     match result {
         Ok(out) => respond(200, "text/xml", xml::response(service.model, &req.action, &out, rid), rid),
         Err(e) => error_response(Protocol::Query, &wire_error(&e, service.name(), Protocol::Query), rid),
+    }
+}
+
+/// The private agent endpoints (signed like every ECS call): the assignment stream and
+/// health reports.
+#[allow(clippy::too_many_arguments)]
+async fn handle_agent(
+    app: &App,
+    ctx: Ctx,
+    signed_for: &str,
+    method: &Method,
+    path: &str,
+    qs: Option<&str>,
+    body: &[u8],
+    rid: &str,
+) -> Response<Body> {
+    if let Err(e) = check_scope(&wharf_api::ECS, signed_for) {
+        return error_response(Protocol::Json, &e, rid);
+    }
+    let fail = |e: Error| error_response(Protocol::Json, &wire_error(&e, "ecs", Protocol::Json), rid);
+    match (method, path) {
+        (&Method::GET, wharf_types::agent::ASSIGNMENTS_PATH) => {
+            let params: HashMap<String, String> =
+                form_urlencoded::parse(qs.unwrap_or_default().as_bytes()).into_owned().collect();
+            let (Some(cluster), Some(instance)) = (params.get("cluster"), params.get("containerInstance")) else {
+                return fail(Error::invalid("containerInstance", "cluster and containerInstance are required."));
+            };
+            match wharf_api::agent_api::assignments(ctx, cluster, instance, app.agent_timeout, app.shutdown.clone())
+                .await
+            {
+                Ok(rx) => {
+                    let stream = futures_util::stream::unfold(rx, |mut rx| async move {
+                        rx.recv().await.map(|b| (Ok::<_, Infallible>(hyper::body::Frame::data(b)), rx))
+                    });
+                    let mut resp = Response::new(StreamBody::new(stream).boxed());
+                    resp.headers_mut()
+                        .insert(http::header::CONTENT_TYPE, HeaderValue::from_static("application/x-ndjson"));
+                    resp
+                }
+                Err(e) => fail(e),
+            }
+        }
+        (&Method::POST, wharf_types::agent::HEALTH_PATH) => {
+            let report: wharf_types::agent::HealthReport = match serde_json::from_slice(body) {
+                Ok(r) => r,
+                Err(e) => return fail(Error::Serialization(format!("Invalid health report: {e}"))),
+            };
+            match wharf_api::ecs::agent::report_health(&ctx, &report).await {
+                Ok(()) => respond(200, json::CONTENT_TYPE, "{}", rid),
+                Err(e) => fail(e),
+            }
+        }
+        _ => error_response(
+            Protocol::Json,
+            &wire("UnknownOperationException", 404, format!("No agent endpoint {method} {path}")),
+            rid,
+        ),
     }
 }

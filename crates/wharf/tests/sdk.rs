@@ -1,5 +1,6 @@
 //! The Rust AWS SDK (`aws-sdk-ecs`) as a second real client against the real binary: the
 //! seed-003 flow (cluster, task definition, service) with only the endpoint changed.
+#![allow(clippy::unwrap_used)]
 
 use aws_sdk_ecs::types::{ContainerDefinition, NetworkMode, PortMapping, TransportProtocol};
 use std::io::{BufRead, BufReader};
@@ -24,7 +25,16 @@ impl Drop for Server {
 fn start() -> Server {
     let dir = tempfile::tempdir().unwrap();
     let mut child = Command::new(env!("CARGO_BIN_EXE_wharf"))
-        .args(["up", "--listen", "127.0.0.1:0", "--no-profile", "--account-id", "123456789012", "--data-dir"])
+        .args([
+            "up",
+            "--listen",
+            "127.0.0.1:0",
+            "--no-profile",
+            "--no-agent",
+            "--account-id",
+            "123456789012",
+            "--data-dir",
+        ])
         .arg(dir.path())
         .env("WHARF_ACCESS_KEY_ID", KEY)
         .env("WHARF_SECRET_ACCESS_KEY", SECRET)
@@ -68,7 +78,9 @@ async fn seed_003_flow_through_the_rust_sdk() {
         .essential(true)
         .cpu(0)
         .memory(128)
-        .port_mappings(PortMapping::builder().host_port(0).container_port(8080).protocol(TransportProtocol::Tcp).build())
+        .port_mappings(
+            PortMapping::builder().host_port(0).container_port(8080).protocol(TransportProtocol::Tcp).build(),
+        )
         .build();
     for revision in 1..=2 {
         let td = ecs

@@ -150,22 +150,30 @@ async fn render(ctx: &Ctx, c: Cluster, include: &[&str]) -> Result<Value> {
     if include.contains(&"STATISTICS") {
         let keys = Keys::new(ctx);
         let tasks = ctx.db.list::<Task>(&keys.tasks(&c.cluster_name)).await?;
-        let count = |launch: &str, status: &str| {
-            tasks.iter().filter(|t| t.doc.launch_type.as_deref() == Some(launch) && t.doc.last_status == status).count()
+        // Pending as in pendingTasksCount: on the way to RUNNING, not there yet.
+        let count = |launch: &str, running: bool| {
+            tasks
+                .iter()
+                .filter(|t| t.doc.launch_type.as_deref() == Some(launch))
+                .filter(|t| match running {
+                    true => t.doc.last_status == "RUNNING",
+                    false => t.doc.last_status != "RUNNING" && ACTIVE_TASK_STATES.contains(&t.doc.last_status.as_str()),
+                })
+                .count()
         };
         let services = ctx.db.list::<Service>(&keys.services(&c.cluster_name)).await?;
-        let svc_count = |launch: &str| {
-            services.iter().filter(|s| s.doc.status == "ACTIVE" && s.doc.launch_type.as_deref() == Some(launch)).count()
+        let svc_count = |launch: &str, status: &str| {
+            services.iter().filter(|s| s.doc.status == status && s.doc.launch_type.as_deref() == Some(launch)).count()
         };
         c.statistics = [
-            ("runningEC2TasksCount", count("EC2", "RUNNING")),
-            ("runningFargateTasksCount", count("FARGATE", "RUNNING")),
-            ("pendingEC2TasksCount", count("EC2", "PENDING")),
-            ("pendingFargateTasksCount", count("FARGATE", "PENDING")),
-            ("activeEC2ServiceCount", svc_count("EC2")),
-            ("activeFargateServiceCount", svc_count("FARGATE")),
-            ("drainingEC2ServiceCount", 0),
-            ("drainingFargateServiceCount", 0),
+            ("runningEC2TasksCount", count("EC2", true)),
+            ("runningFargateTasksCount", count("FARGATE", true)),
+            ("pendingEC2TasksCount", count("EC2", false)),
+            ("pendingFargateTasksCount", count("FARGATE", false)),
+            ("activeEC2ServiceCount", svc_count("EC2", "ACTIVE")),
+            ("activeFargateServiceCount", svc_count("FARGATE", "ACTIVE")),
+            ("drainingEC2ServiceCount", svc_count("EC2", "DRAINING")),
+            ("drainingFargateServiceCount", svc_count("FARGATE", "DRAINING")),
         ]
         .into_iter()
         .map(|(n, v)| KeyValuePair { name: n.into(), value: v.to_string() })

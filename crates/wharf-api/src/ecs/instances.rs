@@ -322,6 +322,14 @@ pub async fn describe(ctx: &Ctx, v: Value) -> Result<Value> {
         match find(ctx, &cluster.doc.cluster_name, r, "containerInstances").await? {
             Some(i) => {
                 let mut doc = i.doc;
+                let tasks = ctx.db.list::<Task>(&Keys::new(ctx).tasks(&cluster.doc.cluster_name)).await?;
+                let on_it =
+                    tasks.iter().filter(|t| t.doc.container_instance_arn.as_ref() == Some(&doc.container_instance_arn));
+                let (running, pending): (Vec<_>, Vec<_>) = on_it
+                    .filter(|t| ACTIVE_TASK_STATES.contains(&t.doc.last_status.as_str()))
+                    .partition(|t| t.doc.last_status == "RUNNING");
+                doc.running_tasks_count = running.len() as i64;
+                doc.pending_tasks_count = pending.len() as i64;
                 if with_tags {
                     doc.tags = tags::read(ctx, &doc.container_instance_arn).await?;
                 }

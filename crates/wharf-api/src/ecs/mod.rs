@@ -6,6 +6,7 @@
 //! `task/<cluster>/<id>`, `instance/<cluster>/<id>`, `tags/<arn>`, `setting/<principal>/<name>`
 //! (the kind leads the path).
 
+pub mod agent;
 pub mod clusters;
 mod expr;
 mod instances;
@@ -72,6 +73,8 @@ operations! {
     "TagResource" => tags::tag,
     "UntagResource" => tags::untag,
     "ListTagsForResource" => tags::list,
+    "SubmitTaskStateChange" => agent::submit_task_state_change,
+    "SubmitContainerStateChange" => agent::submit_container_state_change,
     "ListAccountSettings" => settings::list,
     "PutAccountSetting" => settings::put,
     "PutAccountSettingDefault" => settings::put_default,
@@ -140,6 +143,12 @@ impl Keys {
     pub fn instance(&self, cluster: &str, id: &str) -> String {
         format!("{}{cluster}/{id}", self.kind("instance"))
     }
+    pub fn agent_session(&self, cluster: &str, instance_id: &str) -> String {
+        format!("{}{cluster}/{instance_id}", self.kind("agent-session"))
+    }
+    pub fn agent_sessions(&self, cluster: &str) -> String {
+        format!("{}{cluster}/", self.kind("agent-session"))
+    }
     pub fn tags(&self, arn: &str) -> String {
         format!("{}{arn}", self.kind("tags"))
     }
@@ -165,7 +174,7 @@ pub fn scope_of_key(key: &str) -> Option<wharf_types::Scope> {
 
 /// A name or ARN of a resource inside a cluster (`service/<cluster>/<name>`, ...):
 /// returns the last path segment and, for an ARN, the cluster it names.
-pub(crate) fn split_ref<'a>(ctx: &Ctx, value: &'a str, kind: &str, field: &str) -> Result<(Option<String>, &'a str)> {
+pub fn split_ref<'a>(ctx: &Ctx, value: &'a str, kind: &str, field: &str) -> Result<(Option<String>, &'a str)> {
     if !value.starts_with("arn:") {
         return Ok((None, value));
     }
@@ -183,8 +192,13 @@ pub(crate) fn split_ref<'a>(ctx: &Ctx, value: &'a str, kind: &str, field: &str) 
     }
 }
 
+/// The task definition a stored task points at (for agents and controllers).
+pub async fn task_definition(ctx: &Ctx, arn: &str) -> Result<wharf_types::ecs::TaskDefinition> {
+    task_definitions::require(ctx, arn, "taskDefinition").await.map(|t| t.doc)
+}
+
 /// Resolves a cluster name or ARN (default `default`) to its ACTIVE cluster document.
-pub(crate) async fn active_cluster(ctx: &Ctx, cluster: Option<&str>) -> Result<crate::db::Versioned<Cluster>> {
+pub async fn active_cluster(ctx: &Ctx, cluster: Option<&str>) -> Result<crate::db::Versioned<Cluster>> {
     let name = cluster_name(ctx, cluster)?;
     match ctx.db.get::<Cluster>(&Keys::new(ctx).cluster(&name)).await? {
         Some(c) if c.doc.status == "ACTIVE" => Ok(c),
@@ -222,7 +236,6 @@ pub(crate) fn check_name(field: &str, what: &str, name: &str) -> Result<()> {
         ))
     }
 }
-
 
 /// Checks placement constraints and strategies as ECS does (shapes the model cannot).
 pub(crate) fn check_placement(constraints: &[Value], strategies: &[Value]) -> Result<()> {

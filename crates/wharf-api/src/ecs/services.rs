@@ -46,7 +46,7 @@ struct CreateRequest {
     deployment_controller: Option<Value>,
     #[serde(default)]
     tags: Vec<Tag>,
-    #[serde(default)]
+    #[serde(default, rename = "enableECSManagedTags")]
     enable_ecs_managed_tags: bool,
     propagate_tags: Option<String>,
     #[serde(default)]
@@ -132,6 +132,14 @@ fn check_load_balancers(lbs: &[Value], td: Option<&TaskDefinition>) -> Result<()
                 ));
             }
         }
+    }
+    Ok(())
+}
+
+/// A service on Fargate needs a task definition that can run there.
+fn check_compatible(td: Option<&TaskDefinition>, launch_type: Option<&str>) -> Result<()> {
+    if launch_type == Some("FARGATE") && td.is_some_and(|t| !t.compatibilities.iter().any(|c| c == "FARGATE")) {
+        return Err(Error::invalid("launchType", "Task definition does not support launch_type FARGATE."));
     }
     Ok(())
 }
@@ -226,6 +234,7 @@ pub async fn create(ctx: &Ctx, v: Value) -> Result<Value> {
             "healthCheckGracePeriodSeconds must be at least 0.",
         ));
     }
+    check_compatible(td.as_ref(), req.launch_type.as_deref())?;
     check_network(td.as_ref(), req.network_configuration.as_ref())?;
     let deployment_configuration = deployment_configuration(req.deployment_configuration.clone(), daemon)?;
     let requires_fargate =
@@ -397,6 +406,7 @@ struct UpdateRequest {
     force_new_deployment: bool,
     health_check_grace_period_seconds: Option<i64>,
     enable_execute_command: Option<bool>,
+    #[serde(rename = "enableECSManagedTags")]
     enable_ecs_managed_tags: Option<bool>,
     load_balancers: Option<Vec<Value>>,
     propagate_tags: Option<String>,
@@ -461,6 +471,7 @@ pub async fn update(ctx: &Ctx, v: Value) -> Result<Value> {
             if let Some(n) = r.network_configuration {
                 doc.network_configuration = Some(n);
             }
+            check_compatible(new_td.as_ref(), doc.launch_type.as_deref())?;
             check_network(current_td.as_ref(), doc.network_configuration.as_ref())?;
             if let Some(lbs) = r.load_balancers {
                 check_load_balancers(&lbs, current_td.as_ref())?;

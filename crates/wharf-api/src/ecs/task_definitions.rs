@@ -75,6 +75,17 @@ fn check(td: &mut TaskDefinition, fargate: bool) -> Result<()> {
     };
     td.memory = task_mem.map(|m| m.to_string());
     td.cpu = task_cpu.map(|c| c.to_string());
+    // Defaults ECS fills in and reports back: containers are essential, ports are TCP, and
+    // with awsvpc or host networking the host port is the container port.
+    for c in &mut td.container_definitions {
+        c.essential.get_or_insert(true);
+        for pm in &mut c.port_mappings {
+            pm.protocol.get_or_insert_with(|| "tcp".into());
+            if (mode == "awsvpc" || mode == "host") && pm.host_port.is_none() {
+                pm.host_port = pm.container_port;
+            }
+        }
+    }
 
     let volumes: HashSet<&str> = td.volumes.iter().filter_map(|v| v.get("name").and_then(Value::as_str)).collect();
     let names: Vec<String> = td.container_definitions.iter().filter_map(|c| c.name.clone()).collect();

@@ -99,6 +99,12 @@ fn demand(td: &TaskDefinition, overrides: Option<&Value>) -> Demand {
     Demand { cpu, memory, ports }
 }
 
+/// What a stored task holds on its instance (its definition's demand with its overrides).
+pub(crate) async fn demand_of(ctx: &Ctx, task: &Task) -> Result<Demand> {
+    let td = require(ctx, &task.task_definition_arn, "taskDefinition").await?.doc;
+    Ok(demand(&td, task.overrides.as_ref()))
+}
+
 fn new_task(
     ctx: &Ctx,
     cluster_arn: &str,
@@ -289,7 +295,6 @@ async fn place(
                 };
                 let inst = &mut instances[pick];
                 let _ = reserve(&mut inst.doc, &d);
-                inst.doc.pending_tasks_count += 1;
                 touched[pick] = true;
                 tasks.push(new_task(
                     ctx,
@@ -433,9 +438,7 @@ pub async fn stop(ctx: &Ctx, v: Value) -> Result<Value> {
                     let inst_id = inst_arn.rsplit('/').next().unwrap_or_default();
                     let ikey = keys.instance(&cname, inst_id);
                     if let Some(mut inst) = ctx.db.get::<ContainerInstance>(&ikey).await? {
-                        let td = require(ctx, &doc.task_definition_arn, "taskDefinition").await?.doc;
-                        release(&mut inst.doc, &demand(&td, doc.overrides.as_ref()));
-                        inst.doc.pending_tasks_count = (inst.doc.pending_tasks_count - 1).max(0);
+                        release(&mut inst.doc, &demand_of(ctx, &doc).await?);
                         txn.compares.push(Compare::ModRevision(ikey.clone(), inst.rev));
                         txn.ops.push(Op::put(&ikey, encode(&inst.doc)?));
                     }

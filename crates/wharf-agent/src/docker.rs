@@ -1,0 +1,255 @@
+//! `ContainerRuntime` on the Docker Engine API through bollard, negotiating the API version.
+
+use crate::runtime::{ContainerRuntime, ContainerSpec, ContainerStatus, RegistryAuth, Result, RuntimeError};
+use bollard::Docker;
+use bollard::auth::DockerCredentials;
+use bollard::models::{ContainerCreateBody, HealthConfig, HostConfig, PortBinding, ResourcesUlimits, RestartPolicy};
+use bollard::query_parameters::{
+    CreateContainerOptions, CreateImageOptions, ListContainersOptions, RemoveContainerOptions, StopContainerOptions,
+};
+use futures_util::StreamExt;
+use std::collections::HashMap;
+
+#[derive(Debug, Clone)]
+pub struct DockerRuntime {
+    docker: Docker,
+}
+
+fn call(call: &'static str) -> impl Fn(bollard::errors::Error) -> RuntimeError {
+    move |e| RuntimeError::Call { call, message: e.to_string() }
+}
+
+fn is_not_found(e: &bollard::errors::Error) -> bool {
+    matches!(e, bollard::errors::Error::DockerResponseServerError { status_code: 404, .. })
+}
+
+const NANOS: i64 = 1_000_000_000;
+
+impl DockerRuntime {
+    /// Connects to the local engine (DOCKER_HOST or the default socket).
+    pub async fn connect() -> Result<Self> {
+        let docker = Docker::connect_with_local_defaults().map_err(call("connect"))?;
+        let docker = docker.negotiate_version().await.map_err(call("negotiate_version"))?;
+        Ok(DockerRuntime { docker })
+    }
+
+    fn body(spec: &ContainerSpec) -> ContainerCreateBody {
+        let mut port_bindings: HashMap<String, Option<Vec<PortBinding>>> = HashMap::new();
+        let mut exposed = vec![];
+        for p in &spec.ports {
+            let key = format!("{}/{}", p.container_port, p.protocol);
+            exposed.push(key.clone());
+            if spec.network_mode == "bridge" {
+                port_bindings.entry(key).or_insert_with(|| Some(vec![])).get_or_insert_with(Vec::new).push(
+                    PortBinding {
+                        host_ip: Some(p.host_ip.clone()),
+                        host_port: Some(if p.host_port == 0 { String::new() } else { p.host_port.to_string() }),
+                    },
+                );
+            }
+        }
+        let non_empty = |v: &Vec<String>| (!v.is_empty()).then(|| v.clone());
+        let host_config = HostConfig {
+            cpu_shares: spec.cpu_shares,
+            memory: spec.memory_bytes,
+            memory_reservation: spec.memory_reservation_bytes,
+            port_bindings: (!port_bindings.is_empty()).then_some(port_bindings),
+            network_mode: Some(spec.network_mode.clone()),
+            dns: non_empty(&spec.dns_servers),
+            dns_search: non_empty(&spec.dns_search),
+            extra_hosts: non_empty(&spec.extra_hosts),
+            links: non_empty(&spec.links),
+            ulimits: (!spec.ulimits.is_empty()).then(|| {
+                spec.ulimits
+                    .iter()
+                    .map(|u| ResourcesUlimits { name: Some(u.name.clone()), soft: Some(u.soft), hard: Some(u.hard) })
+                    .collect()
+            }),
+            readonly_rootfs: Some(spec.readonly_rootfs),
+            privileged: Some(spec.privileged),
+            init: spec.init.then_some(true),
+            binds: non_empty(&spec.binds),
+            volumes_from: non_empty(&spec.volumes_from),
+            cap_add: non_empty(&spec.cap_add),
+            cap_drop: non_empty(&spec.cap_drop),
+            security_opt: non_empty(&spec.security_opts),
+            sysctls: (!spec.sysctls.is_empty()).then(|| spec.sysctls.clone()),
+            restart_policy: spec.restart_on_failure.map(|n| RestartPolicy {
+                name: Some(bollard::models::RestartPolicyNameEnum::ON_FAILURE),
+                maximum_retry_count: Some(n),
+            }),
+            ..Default::default()
+        };
+        let healthcheck = spec.healthcheck.as_ref().map(|h| HealthConfig {
+            test: Some(h.command.clone()),
+            interval: Some(h.interval_secs * NANOS),
+            timeout: Some(h.timeout_secs * NANOS),
+            retries: Some(h.retries),
+            start_period: Some(h.start_period_secs * NANOS),
+            start_interval: None,
+        });
+        ContainerCreateBody {
+            hostname: spec.hostname.clone(),
+            user: spec.user.clone(),
+            exposed_ports: (!exposed.is_empty()).then_some(exposed),
+            env: Some(spec.env.clone()),
+            cmd: spec.command.clone(),
+            entrypoint: spec.entrypoint.clone(),
+            healthcheck,
+            image: Some(spec.image.clone()),
+            working_dir: spec.working_dir.clone(),
+            labels: Some(spec.labels.clone()),
+            stop_timeout: spec.stop_timeout_secs,
+            host_config: Some(host_config),
+            ..Default::default()
+        }
+    }
+}
+
+/// `repo:tag` (or `repo@digest`) split the way the Engine's pull API wants it.
+fn split_image(image: &str) -> (String, String) {
+    if let Some((repo, digest)) = image.split_once('@') {
+        return (repo.to_string(), digest.to_string());
+    }
+    let last_slash = image.rfind('/').map_or(0, |i| i + 1);
+    match image[last_slash..].rfind(':') {
+        Some(i) => (image[..last_slash + i].to_string(), image[last_slash + i + 1..].to_string()),
+        None => (image.to_string(), "latest".to_string()),
+    }
+}
+
+impl ContainerRuntime for DockerRuntime {
+    async fn pull(&self, image: &str, auth: Option<&RegistryAuth>) -> Result<()> {
+        let (repo, tag) = split_image(image);
+        let options = CreateImageOptions { from_image: Some(repo), tag: Some(tag), ..Default::default() };
+        let creds = auth.map(|a| DockerCredentials {
+            username: Some(a.username.clone()),
+            password: Some(a.password.clone()),
+            serveraddress: Some(a.server.clone()),
+            ..Default::default()
+        });
+        let mut stream = self.docker.create_image(Some(options), None, creds);
+        while let Some(item) = stream.next().await {
+            if let Err(e) = item {
+                let message = match e {
+                    bollard::errors::Error::DockerResponseServerError { message, .. } => message,
+                    bollard::errors::Error::DockerStreamError { error } => error,
+                    other => other.to_string(),
+                };
+                return Err(RuntimeError::Pull { image: image.to_string(), message });
+            }
+        }
+        Ok(())
+    }
+
+    async fn image_digest(&self, image: &str) -> Result<Option<String>> {
+        match self.docker.inspect_image(image).await {
+            Ok(i) => Ok(i
+                .repo_digests
+                .and_then(|d| d.into_iter().next())
+                .and_then(|d| d.split_once('@').map(|(_, h)| h.to_string()))
+                .or(i.id)),
+            Err(e) if is_not_found(&e) => Ok(None),
+            Err(e) => Err(call("inspect_image")(e)),
+        }
+    }
+
+    async fn image_present(&self, image: &str) -> Result<bool> {
+        match self.docker.inspect_image(image).await {
+            Ok(_) => Ok(true),
+            Err(e) if is_not_found(&e) => Ok(false),
+            Err(e) => Err(call("inspect_image")(e)),
+        }
+    }
+
+    async fn create(&self, spec: &ContainerSpec) -> Result<String> {
+        let options = CreateContainerOptions { name: Some(spec.name.clone()), ..Default::default() };
+        let created =
+            self.docker.create_container(Some(options), Self::body(spec)).await.map_err(call("create_container"))?;
+        Ok(created.id)
+    }
+
+    async fn start(&self, id: &str) -> Result<()> {
+        self.docker.start_container(id, None).await.map_err(call("start_container"))
+    }
+
+    async fn stop(&self, id: &str, timeout_secs: i64) -> Result<()> {
+        let options = StopContainerOptions { t: Some(timeout_secs.clamp(0, i32::MAX as i64) as i32), signal: None };
+        match self.docker.stop_container(id, Some(options)).await {
+            Ok(()) => Ok(()),
+            // 304: already stopped.
+            Err(bollard::errors::Error::DockerResponseServerError { status_code: 304, .. }) => Ok(()),
+            Err(e) if is_not_found(&e) => Ok(()),
+            Err(e) => Err(call("stop_container")(e)),
+        }
+    }
+
+    async fn remove(&self, id: &str) -> Result<()> {
+        let options = RemoveContainerOptions { force: true, v: true, link: false };
+        match self.docker.remove_container(id, Some(options)).await {
+            Ok(()) => Ok(()),
+            Err(e) if is_not_found(&e) => Ok(()),
+            Err(e) => Err(call("remove_container")(e)),
+        }
+    }
+
+    async fn inspect(&self, id: &str) -> Result<Option<ContainerStatus>> {
+        let c = match self.docker.inspect_container(id, None).await {
+            Ok(c) => c,
+            Err(e) if is_not_found(&e) => return Ok(None),
+            Err(e) => return Err(call("inspect_container")(e)),
+        };
+        let state = c.state.unwrap_or_default();
+        let running = state.running.unwrap_or(false);
+        let started = state.started_at.as_deref().is_some_and(|s| !s.starts_with("0001-"));
+        let health =
+            state.health.and_then(|h| h.status).map(|s| s.to_string()).filter(|s| !s.is_empty() && s != "none");
+        Ok(Some(ContainerStatus {
+            id: c.id.unwrap_or_default(),
+            name: c.name.unwrap_or_default().trim_start_matches('/').to_string(),
+            running,
+            exit_code: (!running && started).then(|| state.exit_code.unwrap_or(0)),
+            oom_killed: state.oom_killed.unwrap_or(false),
+            health,
+            started,
+            error: state.error.filter(|e| !e.is_empty()),
+            image_id: c.image,
+            labels: c.config.and_then(|c| c.labels).unwrap_or_default(),
+        }))
+    }
+
+    async fn list_labelled(&self, label: &str) -> Result<Vec<ContainerStatus>> {
+        let mut filters = HashMap::new();
+        filters.insert("label".to_string(), vec![label.to_string()]);
+        let options = ListContainersOptions { all: true, filters: Some(filters), ..Default::default() };
+        let list = self.docker.list_containers(Some(options)).await.map_err(call("list_containers"))?;
+        let mut out = vec![];
+        for c in list {
+            if let Some(id) = c.id
+                && let Some(status) = self.inspect(&id).await?
+            {
+                out.push(status);
+            }
+        }
+        Ok(out)
+    }
+
+    async fn version(&self) -> Result<String> {
+        let v = self.docker.version().await.map_err(call("version"))?;
+        Ok(format!("DockerVersion: {}", v.version.unwrap_or_default()))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn splits_image_references() {
+        assert_eq!(split_image("nginx"), ("nginx".into(), "latest".into()));
+        assert_eq!(split_image("wharf-echo:v2"), ("wharf-echo".into(), "v2".into()));
+        assert_eq!(split_image("127.0.0.1:5000/app"), ("127.0.0.1:5000/app".into(), "latest".into()));
+        assert_eq!(split_image("127.0.0.1:5000/app:v1"), ("127.0.0.1:5000/app".into(), "v1".into()));
+        assert_eq!(split_image("repo@sha256:abc"), ("repo".into(), "sha256:abc".into()));
+    }
+}

@@ -1,0 +1,14 @@
+//! Wharf's container-instance agent: joins a cluster, receives the tasks placed on its host
+//! as a stream, runs them as real containers, and reports their state with the ECS agent
+//! operations. It authenticates like any client and must never write the store directly.
+
+#![forbid(unsafe_code)]
+
+pub mod agent;
+pub mod client;
+pub mod docker;
+pub mod runtime;
+mod spec;
+mod task;
+
+pub use agent::{AgentConfig, PullBehavior, run};

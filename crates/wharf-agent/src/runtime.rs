@@ -1,0 +1,127 @@
+//! The container runtime seam. The agent speaks only this trait; Docker (through bollard) is
+//! the real implementation, and a simulated one may exist for scale benchmarks. Nothing here
+//! knows about ECS tasks: it creates, starts, stops and inspects containers.
+
+use std::collections::HashMap;
+
+/// Everything needed to create one container.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct ContainerSpec {
+    pub name: String,
+    pub image: String,
+    pub entrypoint: Option<Vec<String>>,
+    pub command: Option<Vec<String>>,
+    /// `KEY=value` pairs.
+    pub env: Vec<String>,
+    pub working_dir: Option<String>,
+    pub user: Option<String>,
+    pub hostname: Option<String>,
+    pub labels: HashMap<String, String>,
+    pub cpu_shares: Option<i64>,
+    pub memory_bytes: Option<i64>,
+    pub memory_reservation_bytes: Option<i64>,
+    pub ports: Vec<PortBinding>,
+    /// `bridge`, `host`, `none` or `container:<id>`.
+    pub network_mode: String,
+    pub dns_servers: Vec<String>,
+    pub dns_search: Vec<String>,
+    /// `hostname:ip`.
+    pub extra_hosts: Vec<String>,
+    /// `container:alias`.
+    pub links: Vec<String>,
+    pub ulimits: Vec<Ulimit>,
+    pub readonly_rootfs: bool,
+    pub privileged: bool,
+    pub init: bool,
+    /// `source:target[:ro]`.
+    pub binds: Vec<String>,
+    /// `container[:ro]`.
+    pub volumes_from: Vec<String>,
+    pub healthcheck: Option<HealthCheck>,
+    pub stop_timeout_secs: Option<i64>,
+    pub cap_add: Vec<String>,
+    pub cap_drop: Vec<String>,
+    pub security_opts: Vec<String>,
+    pub sysctls: HashMap<String, String>,
+    pub restart_on_failure: Option<i64>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PortBinding {
+    pub container_port: u16,
+    /// 0 asks nothing specific (the agent chooses before calling the runtime).
+    pub host_port: u16,
+    pub protocol: String,
+    pub host_ip: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Ulimit {
+    pub name: String,
+    pub soft: i64,
+    pub hard: i64,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HealthCheck {
+    pub command: Vec<String>,
+    pub interval_secs: i64,
+    pub timeout_secs: i64,
+    pub retries: i64,
+    pub start_period_secs: i64,
+}
+
+/// A container as the runtime sees it now.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct ContainerStatus {
+    pub id: String,
+    pub name: String,
+    pub running: bool,
+    /// Set once the container has run and exited.
+    pub exit_code: Option<i64>,
+    pub oom_killed: bool,
+    /// `healthy`, `unhealthy` or `starting` when a health check is configured.
+    pub health: Option<String>,
+    pub started: bool,
+    pub error: Option<String>,
+    pub image_id: Option<String>,
+    pub labels: HashMap<String, String>,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum RuntimeError {
+    #[error("image {image} could not be pulled: {message}")]
+    Pull { image: String, message: String },
+    #[error("container {0} not found")]
+    NotFound(String),
+    #[error("container runtime call {call} failed: {message}")]
+    Call { call: &'static str, message: String },
+}
+
+pub type Result<T, E = RuntimeError> = std::result::Result<T, E>;
+
+/// Credentials for pulling from a registry.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RegistryAuth {
+    pub username: String,
+    pub password: String,
+    pub server: String,
+}
+
+pub trait ContainerRuntime: Send + Sync + 'static {
+    /// Pulls `image`. Returns the error the registry gave when it fails.
+    fn pull(&self, image: &str, auth: Option<&RegistryAuth>) -> impl Future<Output = Result<()>> + Send;
+    /// The local image's repo digest (`sha256:…`) when the image is present.
+    fn image_digest(&self, image: &str) -> impl Future<Output = Result<Option<String>>> + Send;
+    fn image_present(&self, image: &str) -> impl Future<Output = Result<bool>> + Send;
+    fn create(&self, spec: &ContainerSpec) -> impl Future<Output = Result<String>> + Send;
+    fn start(&self, id: &str) -> impl Future<Output = Result<()>> + Send;
+    /// SIGTERM, then SIGKILL after `timeout_secs`.
+    fn stop(&self, id: &str, timeout_secs: i64) -> impl Future<Output = Result<()>> + Send;
+    fn remove(&self, id: &str) -> impl Future<Output = Result<()>> + Send;
+    fn inspect(&self, id: &str) -> impl Future<Output = Result<Option<ContainerStatus>>> + Send;
+    /// Every container carrying `label` (any value), running or not.
+    fn list_labelled(&self, label: &str) -> impl Future<Output = Result<Vec<ContainerStatus>>> + Send;
+    /// The engine's version string, for versionInfo.
+    fn version(&self) -> impl Future<Output = Result<String>> + Send;
+}

@@ -1,0 +1,495 @@
+//! One task's life on this host, as a small state machine driven by the desired state the
+//! control plane streams: pull → create → start (in dependsOn order) → RUNNING → monitor →
+//! stop (SIGTERM, then SIGKILL after stopTimeout) → STOPPED → containers removed. Every
+//! transition is reported with `SubmitTaskStateChange`. A restarted agent re-adopts a
+//! RUNNING task's containers instead of starting them again.
+
+use crate::agent::Agent;
+use crate::runtime::{ContainerRuntime, ContainerStatus};
+use crate::spec::{container_spec, start_order, task_id};
+use serde_json::{Value, json};
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+use tokio::sync::watch;
+use wharf_types::agent::{Assignment, ContainerHealth, HealthReport, labels};
+
+/// How long a dependent container waits for its dependency's condition when the task
+/// definition gives no startTimeout.
+const DEFAULT_START_TIMEOUT: Duration = Duration::from_secs(180);
+const TICK: Duration = Duration::from_millis(300);
+
+/// Why a task stopped, as the agent reports it.
+#[derive(Debug, Clone)]
+struct StopCause {
+    reason: String,
+}
+
+#[derive(Debug, Clone, Default)]
+struct Slot {
+    name: String,
+    id: Option<String>,
+    essential: bool,
+    stop_timeout: i64,
+    /// (containerPort, hostPort, protocol)
+    bindings: Vec<(u16, u16, String)>,
+    digest: Option<String>,
+    exit_code: Option<i64>,
+    reason: Option<String>,
+    reported_stopped: bool,
+    health: Option<String>,
+}
+
+pub(crate) struct TaskRun<R: ContainerRuntime> {
+    agent: Arc<Agent<R>>,
+    desired: watch::Receiver<Assignment>,
+    slots: Vec<Slot>,
+    pull_started: Option<f64>,
+    pull_stopped: Option<f64>,
+}
+
+fn now() -> f64 {
+    wharf_types::now()
+}
+
+impl<R: ContainerRuntime> TaskRun<R> {
+    pub(crate) fn new(agent: Arc<Agent<R>>, desired: watch::Receiver<Assignment>) -> Self {
+        let a = desired.borrow().clone();
+        let slots = a
+            .task_definition
+            .container_definitions
+            .iter()
+            .map(|d| Slot {
+                name: d.name.clone().unwrap_or_default(),
+                essential: d.essential.unwrap_or(true),
+                stop_timeout: d
+                    .extra
+                    .get("stopTimeout")
+                    .and_then(Value::as_i64)
+                    .unwrap_or(agent.config.container_stop_timeout_secs),
+                ..Default::default()
+            })
+            .collect();
+        TaskRun { agent, desired, slots, pull_started: None, pull_stopped: None }
+    }
+
+    fn assignment(&self) -> Assignment {
+        self.desired.borrow().clone()
+    }
+
+    fn arn(&self) -> String {
+        self.desired.borrow().task.task_arn.clone()
+    }
+
+    /// Runs the task to completion. Returns when it is STOPPED and cleaned up.
+    pub(crate) async fn run(mut self) {
+        let a = self.assignment();
+        let existing = self.existing().await;
+        if a.task.desired_status == "STOPPED" {
+            self.adopt(&existing);
+            return self.stop(StopCause { reason: a.task.stopped_reason.clone().unwrap_or_default() }).await;
+        }
+        let all_present = self.slots.iter().all(|s| existing.get(&s.name).is_some_and(|c| c.started));
+        if all_present && a.task.last_status == "RUNNING" {
+            tracing::info!(task = %a.task.task_arn, "re-adopting running containers");
+            self.adopt(&existing);
+        } else {
+            for c in existing.values() {
+                let _ = self.agent.runtime.remove(&c.id).await;
+            }
+            if let Err(cause) = self.start().await {
+                return self.stop(cause).await;
+            }
+        }
+        let cause = self.monitor().await;
+        self.stop(cause).await;
+    }
+
+    /// This task's containers already on the host (after an agent restart), by name.
+    async fn existing(&self) -> HashMap<String, ContainerStatus> {
+        let label = format!("{}={}", labels::TASK_ARN, self.arn());
+        match self.agent.runtime.list_labelled(&label).await {
+            Ok(list) => {
+                list.into_iter().filter_map(|c| Some((c.labels.get(labels::CONTAINER_NAME)?.clone(), c))).collect()
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "listing containers failed");
+                HashMap::new()
+            }
+        }
+    }
+
+    fn adopt(&mut self, existing: &HashMap<String, ContainerStatus>) {
+        let task = self.assignment().task;
+        for slot in &mut self.slots {
+            if let Some(c) = existing.get(&slot.name) {
+                slot.id = Some(c.id.clone());
+            }
+            if let Some(reported) = task.containers.iter().find(|c| c.name == slot.name) {
+                slot.bindings = reported
+                    .network_bindings
+                    .iter()
+                    .filter_map(|b| {
+                        Some((
+                            u16::try_from(b.container_port?).ok()?,
+                            u16::try_from(b.host_port?).ok()?,
+                            b.protocol.clone().unwrap_or_else(|| "tcp".into()),
+                        ))
+                    })
+                    .collect();
+                slot.digest.clone_from(&reported.image_digest);
+            }
+        }
+    }
+
+    async fn report(&self, status: &str, reason: Option<&str>) -> bool {
+        let a = self.assignment();
+        let containers: Vec<Value> = self
+            .slots
+            .iter()
+            .map(|s| {
+                let container_status = match (status, s.exit_code) {
+                    ("STOPPED", _) | (_, Some(_)) => "STOPPED",
+                    ("RUNNING", None) if s.id.is_some() => "RUNNING",
+                    _ => "PENDING",
+                };
+                let mut c = json!({
+                    "containerName": s.name,
+                    "status": container_status,
+                    "networkBindings": s.bindings.iter().map(|(cp, hp, proto)| json!({
+                        "bindIP": self.agent.config.port_bind_ip, "containerPort": cp, "hostPort": hp, "protocol": proto
+                    })).collect::<Vec<_>>(),
+                });
+                if let Some(id) = &s.id {
+                    c["runtimeId"] = json!(id);
+                }
+                if let Some(d) = &s.digest {
+                    c["imageDigest"] = json!(d);
+                }
+                if let Some(code) = s.exit_code {
+                    c["exitCode"] = json!(code);
+                }
+                if let Some(r) = &s.reason {
+                    c["reason"] = json!(r);
+                }
+                c
+            })
+            .collect();
+        let mut body = json!({
+            "cluster": self.agent.config.cluster,
+            "task": a.task.task_arn,
+            "status": status,
+            "containers": containers,
+        });
+        if let Some(r) = reason.filter(|r| !r.is_empty()) {
+            body["reason"] = json!(r);
+        }
+        if let Some(t) = self.pull_started {
+            body["pullStartedAt"] = json!(t);
+        }
+        if let Some(t) = self.pull_stopped {
+            body["pullStoppedAt"] = json!(t);
+        }
+        if status == "STOPPED" {
+            body["executionStoppedAt"] = json!(now());
+        }
+        for attempt in 0..5u32 {
+            match self.agent.client.ecs("SubmitTaskStateChange", &body).await {
+                Ok(_) => return true,
+                Err(e) => {
+                    tracing::warn!(task = %a.task.task_arn, status, error = %e, "state report failed");
+                    tokio::time::sleep(Duration::from_millis(200 << attempt)).await;
+                }
+            }
+        }
+        false
+    }
+
+    async fn pull(&mut self, image: &str) -> Result<(), String> {
+        use crate::agent::PullBehavior;
+        let runtime = &self.agent.runtime;
+        let present = runtime.image_present(image).await.unwrap_or(false);
+        let pull = match self.agent.config.pull_behavior {
+            PullBehavior::PreferCached | PullBehavior::Once => !present,
+            PullBehavior::Always => true,
+            PullBehavior::Default => true,
+        };
+        if !pull {
+            return Ok(());
+        }
+        match runtime.pull(image, None).await {
+            Ok(()) => Ok(()),
+            // ECS's default: fall back to the cached image when the pull fails.
+            Err(_) if present && self.agent.config.pull_behavior == PullBehavior::Default => Ok(()),
+            Err(e) => Err(format!("CannotPullContainerError: {e}")),
+        }
+    }
+
+    async fn start(&mut self) -> Result<(), StopCause> {
+        let a = self.assignment();
+        self.pull_started = Some(now());
+        self.report("PENDING", None).await;
+        let defs = a.task_definition.container_definitions.clone();
+        let images: Vec<String> = defs.iter().filter_map(|d| d.image.clone()).collect();
+        for image in &images {
+            if let Err(reason) = self.pull(image).await {
+                self.pull_stopped = Some(now());
+                for (slot, def) in self.slots.iter_mut().zip(&defs) {
+                    if def.image.as_deref() == Some(image) {
+                        slot.reason = Some(reason.clone());
+                    }
+                }
+                return Err(StopCause { reason });
+            }
+        }
+        self.pull_stopped = Some(now());
+        self.report("ACTIVATING", None).await;
+
+        let agent = self.agent.clone();
+        let cfg = &agent.config;
+        for i in start_order(&defs) {
+            let def = &defs[i];
+            self.wait_dependencies(def).await?;
+            let mut spec = container_spec(&a, def, &cfg.cluster, &self.agent.instance_arn(), &cfg.port_bind_ip);
+            spec.links = def
+                .extra
+                .get("links")
+                .and_then(Value::as_array)
+                .map(|l| {
+                    l.iter()
+                        .filter_map(Value::as_str)
+                        .filter_map(|link| {
+                            let (target, alias) = link.split_once(':').unwrap_or((link, link));
+                            let slot = self.slots.iter().find(|s| s.name == target)?;
+                            Some(format!("{}:{alias}", slot.id.as_ref()?))
+                        })
+                        .collect()
+                })
+                .unwrap_or_default();
+            spec.volumes_from = def
+                .volumes_from
+                .iter()
+                .filter_map(|v| {
+                    let src = v.get("sourceContainer")?.as_str()?;
+                    let id = self.slots.iter().find(|s| s.name == src)?.id.clone()?;
+                    Some(if v.get("readOnly").and_then(Value::as_bool) == Some(true) { format!("{id}:ro") } else { id })
+                })
+                .collect();
+            let mut last_err = String::new();
+            let mut started = None;
+            for _ in 0..5 {
+                for p in spec.ports.iter_mut().filter(|p| p.protocol != "udp") {
+                    if self.agent.is_dynamic(p.host_port, &spec.network_mode) {
+                        p.host_port = self.agent.allocate_port();
+                    }
+                }
+                let id = match self.agent.runtime.create(&spec).await {
+                    Ok(id) => id,
+                    Err(e) => {
+                        last_err = e.to_string();
+                        break;
+                    }
+                };
+                match self.agent.runtime.start(&id).await {
+                    Ok(()) => {
+                        started = Some(id);
+                        break;
+                    }
+                    Err(e) => {
+                        last_err = e.to_string();
+                        let _ = self.agent.runtime.remove(&id).await;
+                        // A dynamic port someone else took meanwhile: pick again.
+                        if !last_err.contains("port is already allocated")
+                            && !last_err.contains("address already in use")
+                        {
+                            break;
+                        }
+                    }
+                }
+            }
+            let slot = &mut self.slots[i];
+            let Some(id) = started else {
+                let reason = format!("CannotStartContainerError: {last_err}");
+                slot.reason = Some(reason.clone());
+                return Err(StopCause { reason });
+            };
+            slot.bindings = spec.ports.iter().map(|p| (p.container_port, p.host_port, p.protocol.clone())).collect();
+            slot.digest = self.agent.runtime.image_digest(&spec.image).await.ok().flatten();
+            slot.id = Some(id);
+        }
+        self.report("RUNNING", None).await;
+        Ok(())
+    }
+
+    /// Waits until every container `def` depends on meets its condition.
+    async fn wait_dependencies(&self, def: &wharf_types::ecs::ContainerDefinition) -> Result<(), StopCause> {
+        let Some(deps) = def.extra.get("dependsOn").and_then(Value::as_array) else { return Ok(()) };
+        let timeout =
+            def.extra.get("startTimeout").and_then(Value::as_u64).map_or(DEFAULT_START_TIMEOUT, Duration::from_secs);
+        let deadline = Instant::now() + timeout;
+        for dep in deps {
+            let (Some(target), Some(condition)) =
+                (dep.get("containerName").and_then(Value::as_str), dep.get("condition").and_then(Value::as_str))
+            else {
+                continue;
+            };
+            loop {
+                let id = self.slots.iter().find(|s| s.name == target).and_then(|s| s.id.clone());
+                let status = match &id {
+                    Some(id) => self.agent.runtime.inspect(id).await.ok().flatten(),
+                    None => None,
+                };
+                let met = match (condition, &status) {
+                    ("START", Some(s)) => s.started,
+                    ("COMPLETE", Some(s)) => s.exit_code.is_some(),
+                    ("SUCCESS", Some(s)) if s.exit_code.is_some_and(|c| c != 0) => {
+                        return Err(StopCause {
+                            reason: format!(
+                                "Dependency container {target} exited with a non-zero code; {} cannot start (dependsOn SUCCESS).",
+                                def.name.clone().unwrap_or_default()
+                            ),
+                        });
+                    }
+                    ("SUCCESS", Some(s)) => s.exit_code == Some(0),
+                    ("HEALTHY", Some(s)) => s.health.as_deref() == Some("healthy"),
+                    _ => false,
+                };
+                if met {
+                    break;
+                }
+                if Instant::now() > deadline {
+                    return Err(StopCause {
+                        reason: format!(
+                            "DependencyTimeoutError: {target} did not reach {condition} within {}s",
+                            timeout.as_secs()
+                        ),
+                    });
+                }
+                tokio::time::sleep(TICK).await;
+            }
+        }
+        Ok(())
+    }
+
+    /// Watches the running task until it must stop; returns why.
+    async fn monitor(&mut self) -> StopCause {
+        let mut last_health_report: Option<Vec<ContainerHealth>> = None;
+        loop {
+            let a = self.assignment();
+            if a.task.desired_status == "STOPPED" {
+                return StopCause { reason: a.task.stopped_reason.clone().unwrap_or_default() };
+            }
+            let mut essential_exit = None;
+            for slot in &mut self.slots {
+                let Some(id) = slot.id.clone() else { continue };
+                match self.agent.runtime.inspect(&id).await {
+                    Ok(Some(s)) => {
+                        slot.health = s.health.clone();
+                        if let Some(code) = s.exit_code.filter(|_| !s.running) {
+                            slot.exit_code = Some(code);
+                            if s.oom_killed {
+                                slot.reason = Some("OutOfMemoryError: Container killed due to memory usage".into());
+                            }
+                            if slot.essential {
+                                essential_exit = Some(slot.name.clone());
+                            }
+                        }
+                    }
+                    Ok(None) => {
+                        slot.reason = Some("Container was removed outside of Wharf".into());
+                        slot.exit_code.get_or_insert(137);
+                        if slot.essential {
+                            essential_exit = Some(slot.name.clone());
+                        }
+                    }
+                    Err(e) => tracing::warn!(error = %e, "inspect failed"),
+                }
+            }
+            if let Some(name) = essential_exit {
+                tracing::info!(task = %a.task.task_arn, container = %name, "essential container exited");
+                return StopCause { reason: "Essential container in task exited".into() };
+            }
+            // A non-essential container that exited is reported once.
+            if self.slots.iter().any(|s| s.exit_code.is_some() && !s.reported_stopped)
+                && self.report("RUNNING", None).await
+            {
+                for s in self.slots.iter_mut().filter(|s| s.exit_code.is_some()) {
+                    s.reported_stopped = true;
+                }
+            }
+            let health: Vec<ContainerHealth> = self
+                .slots
+                .iter()
+                .filter(|s| s.health.is_some())
+                .map(|s| ContainerHealth {
+                    container_name: s.name.clone(),
+                    health_status: match s.health.as_deref() {
+                        Some("healthy") => "HEALTHY".into(),
+                        Some("unhealthy") => "UNHEALTHY".into(),
+                        _ => "UNKNOWN".into(),
+                    },
+                })
+                .collect();
+            if !health.is_empty() && last_health_report.as_ref() != Some(&health) {
+                let report = HealthReport {
+                    cluster: self.agent.config.cluster.clone(),
+                    task: a.task.task_arn.clone(),
+                    containers: health.clone(),
+                };
+                if self.agent.report_health(&report).await {
+                    last_health_report = Some(health);
+                }
+            }
+            // A RUNNING the control plane never got (it was down) is sent again.
+            if a.task.last_status != "RUNNING" && a.task.last_status != "STOPPED" {
+                self.report("RUNNING", None).await;
+            }
+            tokio::select! {
+                _ = tokio::time::sleep(TICK) => {}
+                changed = self.desired.changed() => {
+                    if changed.is_err() {
+                        // The agent dropped this task: the control plane no longer lists it.
+                        return StopCause { reason: "Task is no longer assigned to this container instance".into() };
+                    }
+                }
+            }
+        }
+    }
+
+    /// Stops every container (dependents first), reports STOPPED, removes the containers.
+    async fn stop(&mut self, cause: StopCause) {
+        let a = self.assignment();
+        tracing::info!(task = %a.task.task_arn, reason = %cause.reason, "stopping task");
+        if self.slots.iter().any(|s| s.id.is_some()) {
+            self.report("DEACTIVATING", Some(&cause.reason)).await;
+        }
+        let order = start_order(&a.task_definition.container_definitions);
+        for i in order.into_iter().rev() {
+            let slot = &self.slots[i];
+            let Some(id) = slot.id.clone() else { continue };
+            if let Err(e) = self.agent.runtime.stop(&id, slot.stop_timeout).await {
+                tracing::warn!(error = %e, container = %slot.name, "stop failed");
+            }
+            if let Ok(Some(s)) = self.agent.runtime.inspect(&id).await {
+                let slot = &mut self.slots[i];
+                slot.exit_code = s.exit_code.or(slot.exit_code);
+                if s.oom_killed {
+                    slot.reason = Some("OutOfMemoryError: Container killed due to memory usage".into());
+                }
+            }
+        }
+        // The control plane may be unreachable; keep trying so the task does not stay
+        // RUNNING there forever.
+        let mut delay = Duration::from_secs(1);
+        while !self.report("STOPPED", Some(&cause.reason)).await {
+            tokio::time::sleep(delay).await;
+            delay = (delay * 2).min(Duration::from_secs(30));
+        }
+        for slot in &self.slots {
+            if let Some(id) = &slot.id {
+                let _ = self.agent.runtime.remove(id).await;
+            }
+        }
+        self.agent.forget(&a.task.task_arn, task_id(&a.task.task_arn));
+    }
+}

@@ -1,0 +1,238 @@
+//! What agents tell the control plane: `SubmitTaskStateChange` and
+//! `SubmitContainerStateChange` (ECS's agent operations), plus Wharf's health reports. A task
+//! only moves forward through its lifecycle; late or repeated reports are absorbed.
+
+use super::instances::release;
+use super::tasks::demand_of;
+use super::{Keys, active_cluster, input, split_ref};
+use crate::Ctx;
+use crate::db::encode;
+use serde::Deserialize;
+use serde_json::{Value, json};
+use wharf_store::{Compare, Op, Txn};
+use wharf_types::agent::HealthReport;
+use wharf_types::ecs::{ContainerInstance, NetworkBinding, Task};
+use wharf_types::{Error, Result};
+
+/// The task lifecycle in order; reports never move a task backwards.
+const LIFECYCLE: &[&str] =
+    &["PROVISIONING", "PENDING", "ACTIVATING", "RUNNING", "DEACTIVATING", "STOPPING", "DEPROVISIONING", "STOPPED"];
+
+fn rank(status: &str) -> Option<usize> {
+    LIFECYCLE.iter().position(|s| *s == status)
+}
+
+#[derive(Deserialize, Clone)]
+#[serde(rename_all = "camelCase")]
+struct ContainerChange {
+    container_name: Option<String>,
+    image_digest: Option<String>,
+    runtime_id: Option<String>,
+    exit_code: Option<i64>,
+    network_bindings: Option<Vec<NetworkBinding>>,
+    reason: Option<String>,
+    status: Option<String>,
+}
+
+#[derive(Deserialize, Clone)]
+#[serde(rename_all = "camelCase")]
+struct TaskChange {
+    cluster: Option<String>,
+    task: Option<String>,
+    status: Option<String>,
+    reason: Option<String>,
+    #[serde(default)]
+    containers: Vec<ContainerChange>,
+    pull_started_at: Option<Value>,
+    pull_stopped_at: Option<Value>,
+    execution_stopped_at: Option<Value>,
+    // SubmitContainerStateChange's members.
+    container_name: Option<String>,
+    runtime_id: Option<String>,
+    exit_code: Option<i64>,
+    network_bindings: Option<Vec<NetworkBinding>>,
+}
+
+fn timestamp(v: &Option<Value>) -> Option<f64> {
+    v.as_ref().and_then(Value::as_f64)
+}
+
+/// The stop code ECS would give a task the agent stopped for `reason`.
+fn stop_code(reason: &str, reached_running: bool) -> &'static str {
+    if reason.starts_with("Essential container") {
+        "EssentialContainerExited"
+    } else if !reached_running || reason.starts_with("Cannot") || reason.starts_with("Dependency") {
+        "TaskFailedToStart"
+    } else {
+        "EssentialContainerExited"
+    }
+}
+
+fn apply_container(task: &mut Task, c: &ContainerChange) {
+    let Some(name) = &c.container_name else { return };
+    let Some(container) = task.containers.iter_mut().find(|x| &x.name == name) else { return };
+    if let Some(s) = &c.status
+        && rank(s).zip(rank(&container.last_status)).is_none_or(|(new, old)| new >= old)
+    {
+        container.last_status.clone_from(s);
+    }
+    if c.runtime_id.is_some() {
+        container.runtime_id.clone_from(&c.runtime_id);
+    }
+    if c.image_digest.is_some() {
+        container.image_digest.clone_from(&c.image_digest);
+    }
+    if c.exit_code.is_some() {
+        container.exit_code = c.exit_code;
+    }
+    if let Some(b) = &c.network_bindings
+        && !b.is_empty()
+    {
+        container.network_bindings.clone_from(b);
+    }
+    if c.reason.is_some() {
+        container.reason.clone_from(&c.reason);
+    }
+}
+
+/// Applies a task state report; returns the transaction (task, and the instance whose
+/// resources a STOPPED task gives back) or `None` when there is nothing to change.
+async fn apply(ctx: &Ctx, change: &TaskChange) -> Result<Option<Txn>> {
+    let cluster = active_cluster(ctx, change.cluster.as_deref()).await?;
+    let task_ref = change.task.as_deref().ok_or_else(|| Error::invalid("task", "task is required."))?;
+    let (arn_cluster, id) = split_ref(ctx, task_ref, "task", "task")?;
+    let cname = arn_cluster.unwrap_or_else(|| cluster.doc.cluster_name.clone());
+    let keys = Keys::new(ctx);
+    let key = keys.task(&cname, id);
+    let Some(t) = ctx.db.get::<Task>(&key).await? else {
+        return Err(Error::invalid("task", "The referenced task was not found."));
+    };
+    let mut task = t.doc.clone();
+    if task.last_status == "STOPPED" {
+        return Ok(None);
+    }
+    let now = wharf_types::now();
+    for c in &change.containers {
+        apply_container(&mut task, c);
+    }
+    if change.container_name.is_some() {
+        apply_container(
+            &mut task,
+            &ContainerChange {
+                container_name: change.container_name.clone(),
+                image_digest: None,
+                runtime_id: change.runtime_id.clone(),
+                exit_code: change.exit_code,
+                network_bindings: change.network_bindings.clone(),
+                reason: change.reason.clone(),
+                status: change.status.clone(),
+            },
+        );
+    }
+    if let Some(t) = timestamp(&change.pull_started_at) {
+        task.pull_started_at.get_or_insert(t);
+    }
+    if let Some(t) = timestamp(&change.pull_stopped_at) {
+        task.pull_stopped_at.get_or_insert(t);
+    }
+    let mut txn = Txn { compares: vec![Compare::ModRevision(key.clone(), t.rev)], ops: vec![] };
+    let status = change.status.as_deref().filter(|_| change.container_name.is_none());
+    if let Some(status) = status {
+        let new = rank(status).ok_or_else(|| Error::invalid("status", format!("Unknown task status '{status}'.")))?;
+        let old = rank(&task.last_status).unwrap_or(0);
+        if new > old {
+            let reached_running = old >= rank("RUNNING").unwrap_or(3);
+            task.last_status = status.to_string();
+            if status == "RUNNING" {
+                task.started_at.get_or_insert(now);
+                task.extra.insert("connectivity".into(), json!("CONNECTED"));
+                task.extra.insert("connectivityAt".into(), json!(now));
+            }
+            if new >= rank("DEACTIVATING").unwrap_or(4) {
+                task.desired_status = "STOPPED".into();
+                task.stopping_at.get_or_insert(now);
+                if task.stopped_reason.is_none() {
+                    task.stopped_reason = change.reason.clone();
+                }
+                if task.stop_code.is_none() {
+                    let reason = change.reason.as_deref().unwrap_or_default();
+                    task.stop_code = Some(stop_code(reason, reached_running).into());
+                }
+            }
+            if status == "STOPPED" {
+                task.stopped_at = Some(now);
+                task.extra
+                    .insert("executionStoppedAt".into(), json!(timestamp(&change.execution_stopped_at).unwrap_or(now)));
+                for c in &mut task.containers {
+                    c.last_status = "STOPPED".into();
+                }
+                if let Some(inst_arn) = &task.container_instance_arn {
+                    let ikey = keys.instance(&cname, inst_arn.rsplit('/').next().unwrap_or_default());
+                    if let Some(mut inst) = ctx.db.get::<ContainerInstance>(&ikey).await? {
+                        let demand = demand_of(ctx, &task).await?;
+                        release(&mut inst.doc, &demand);
+                        txn.compares.push(Compare::ModRevision(ikey.clone(), inst.rev));
+                        txn.ops.push(Op::put(&ikey, encode(&inst.doc)?));
+                    }
+                }
+            }
+        }
+    }
+    if task == t.doc {
+        return Ok(None);
+    }
+    task.version += 1;
+    txn.ops.push(Op::put(&key, encode(&task)?));
+    Ok(Some(txn))
+}
+
+async fn submit(ctx: &Ctx, v: Value) -> Result<Value> {
+    let change: TaskChange = input(v)?;
+    ctx.db.update(|| async { Ok((apply(ctx, &change).await?, ())) }).await?;
+    Ok(json!({ "acknowledgment": "ACK" }))
+}
+
+pub async fn submit_task_state_change(ctx: &Ctx, v: Value) -> Result<Value> {
+    submit(ctx, v).await
+}
+
+pub async fn submit_container_state_change(ctx: &Ctx, v: Value) -> Result<Value> {
+    submit(ctx, v).await
+}
+
+/// Container health from an agent: sets each container's healthStatus and the task's
+/// (UNHEALTHY if any essential container is, HEALTHY when every checked one is).
+pub async fn report_health(ctx: &Ctx, report: &HealthReport) -> Result<()> {
+    let cluster = active_cluster(ctx, Some(&report.cluster)).await?;
+    let (arn_cluster, id) = split_ref(ctx, &report.task, "task", "task")?;
+    let key = Keys::new(ctx).task(&arn_cluster.unwrap_or(cluster.doc.cluster_name), id);
+    ctx.db
+        .update(|| async {
+            let Some(t) = ctx.db.get::<Task>(&key).await? else {
+                return Err(Error::invalid("task", "The referenced task was not found."));
+            };
+            let mut task = t.doc.clone();
+            for h in &report.containers {
+                if let Some(c) = task.containers.iter_mut().find(|c| c.name == h.container_name) {
+                    c.health_status = Some(h.health_status.clone());
+                }
+            }
+            let checked: Vec<&str> = report.containers.iter().map(|h| h.health_status.as_str()).collect();
+            task.health_status = Some(
+                if checked.contains(&"UNHEALTHY") {
+                    "UNHEALTHY"
+                } else if !checked.is_empty() && checked.iter().all(|s| *s == "HEALTHY") {
+                    "HEALTHY"
+                } else {
+                    "UNKNOWN"
+                }
+                .into(),
+            );
+            if task == t.doc {
+                return Ok((None, ()));
+            }
+            task.version += 1;
+            Ok((Some(crate::db::cas_put(&key, t.rev, &task)?), ()))
+        })
+        .await
+}

@@ -1,0 +1,106 @@
+//! Instance liveness: an instance whose agent session lapsed (no stream for the agent
+//! timeout) is marked `agentConnected: false`, and the tasks on an instance that is
+//! disconnected or deregistered are stopped with a clear reason so services can replace
+//! them. It must never stop tasks of an instance whose agent is connected.
+
+use crate::{Reconciler, Status};
+use std::collections::HashSet;
+use std::time::Duration;
+use wharf_api::Db;
+use wharf_api::db::{cas_put, encode};
+use wharf_api::ecs::{Keys, all_of_kind, scope_of_key};
+use wharf_store::{Compare, Op, Txn};
+use wharf_types::ecs::{ContainerInstance, Task};
+
+#[derive(Debug, Clone)]
+pub struct InstanceLiveness {
+    db: Db,
+    timeout: Duration,
+}
+
+impl InstanceLiveness {
+    pub fn new(db: Db, timeout: Duration) -> Self {
+        InstanceLiveness { db, timeout }
+    }
+
+    async fn check(&self) -> Result<usize, wharf_types::Error> {
+        let sessions: HashSet<String> = self.db.keys(&all_of_kind("agent-session"), 0).await?.into_iter().collect();
+        let now = wharf_types::now();
+        let mut changed = 0;
+        for i in self.db.list::<ContainerInstance>(&all_of_kind("instance")).await? {
+            let Some(scope) = scope_of_key(&i.key) else { continue };
+            let keys = Keys::for_scope(&scope);
+            let cluster = i.doc.container_instance_arn.rsplit('/').nth(1).unwrap_or_default().to_string();
+            let id = i.doc.container_instance_arn.rsplit('/').next().unwrap_or_default().to_string();
+            let has_session = sessions.contains(&keys.agent_session(&cluster, &id));
+            // A fresh registration gets one timeout to open its stream.
+            let young = now - i.doc.registered_at < self.timeout.as_secs_f64();
+            let lost = i.doc.status == "INACTIVE" || (!has_session && !young);
+            if i.doc.agent_connected && lost {
+                let mut doc = i.doc.clone();
+                doc.agent_connected = false;
+                doc.version += 1;
+                if self.db.commit(cas_put(&i.key, i.rev, &doc)?).await? {
+                    changed += 1;
+                }
+            }
+            if !lost {
+                continue;
+            }
+            let reason = if i.doc.status == "INACTIVE" {
+                format!("Container instance {id} was deregistered")
+            } else {
+                format!(
+                    "Container instance {id} lost contact with its agent (no heartbeat for {} s)",
+                    self.timeout.as_secs()
+                )
+            };
+            for t in self.db.list::<Task>(&keys.tasks(&cluster)).await? {
+                if t.doc.container_instance_arn.as_ref() != Some(&i.doc.container_instance_arn)
+                    || t.doc.last_status == "STOPPED"
+                {
+                    continue;
+                }
+                let mut task = t.doc.clone();
+                task.last_status = "STOPPED".into();
+                task.desired_status = "STOPPED".into();
+                task.stopping_at.get_or_insert(now);
+                task.stopped_at = Some(now);
+                task.stopped_reason.get_or_insert(reason.clone());
+                task.stop_code.get_or_insert_with(|| "TaskFailedToStart".into());
+                for c in &mut task.containers {
+                    c.last_status = "STOPPED".into();
+                }
+                task.version += 1;
+                // Resources go back only to a live instance; a lost one keeps its books
+                // until it re-registers or is deregistered.
+                let txn = Txn {
+                    compares: vec![Compare::ModRevision(t.key.clone(), t.rev)],
+                    ops: vec![Op::put(&t.key, encode(&task)?)],
+                };
+                if self.db.commit(txn).await? {
+                    changed += 1;
+                }
+            }
+        }
+        Ok(changed)
+    }
+}
+
+impl Reconciler for InstanceLiveness {
+    fn name(&self) -> &'static str {
+        "instance-liveness"
+    }
+    fn watch_prefixes(&self) -> Vec<String> {
+        vec![all_of_kind("agent-session"), all_of_kind("instance")]
+    }
+    fn period(&self) -> Duration {
+        Duration::from_secs(2)
+    }
+    async fn activate(&self) -> Status {
+        match self.check().await {
+            Ok(changed) => Status { changed, errors: vec![] },
+            Err(e) => Status { changed: 0, errors: vec![e.to_string()] },
+        }
+    }
+}
