@@ -389,7 +389,7 @@ def test_two_servers_on_one_data_dir(tmp_path):
                               "--no-profile", "--account-id", ACCOUNT])
             try:
                 out, err = proc.communicate(timeout=20)
-                # Either refused clearly, or (if the store allows it) serving the same state.
+                # The second server refuses the data dir the first one holds, and says why.
                 assert proc.returncode != 0 and "data dir" in err, err
             finally:
                 if proc.poll() is None:
@@ -399,10 +399,44 @@ def test_two_servers_on_one_data_dir(tmp_path):
             assert first.stop() == 0
 
 
-def test_region_flag_only_sets_the_profile_default(wharf):
-    # Signed requests carry their own region, whatever the server's --region says.
-    west = wharf.client("ecs", region_name="ap-northeast-2")
-    arn = west.create_cluster(clusterName="seoul")["cluster"]["clusterArn"]
+def test_signed_region_wins_over_the_server_region(wharf):
+    # Signed requests carry their own region, whatever the server's --region (us-east-1) says.
+    seoul = wharf.client("ecs", region_name="ap-northeast-2")
+    arn = seoul.create_cluster(clusterName="seoul")["cluster"]["clusterArn"]
     assert arn == f"arn:aws:ecs:ap-northeast-2:{ACCOUNT}:cluster/seoul"
-    assert wharf.client("ecs").list_clusters()["clusterArns"] == []
-    assert REGION == "us-east-1"
+    assert seoul.list_clusters()["clusterArns"] == [arn]
+    assert wharf.client("ecs", region_name=REGION).list_clusters()["clusterArns"] == []
+
+
+def test_cluster_settings_configuration_and_capacity_providers(wharf, ecs):
+    c = ecs.create_cluster(clusterName="c1", settings=[{"name": "containerInsights", "value": "enabled"}],
+                           capacityProviders=["FARGATE", "FARGATE_SPOT"],
+                           defaultCapacityProviderStrategy=[{"capacityProvider": "FARGATE", "weight": 1, "base": 1}],
+                           configuration={"executeCommandConfiguration": {"logging": "DEFAULT"}})["cluster"]
+    assert c["settings"] == [{"name": "containerInsights", "value": "enabled"}]
+    assert c["capacityProviders"] == ["FARGATE", "FARGATE_SPOT"]
+    assert c["defaultCapacityProviderStrategy"] == [{"capacityProvider": "FARGATE", "weight": 1, "base": 1}]
+    # Idempotent on the name: the same cluster back.
+    assert ecs.create_cluster(clusterName="c1")["cluster"]["clusterArn"] == c["clusterArn"]
+
+    out = wharf.aws("ecs", "update-cluster-settings", "--cluster", "c1",
+                    "--settings", "name=containerInsights,value=disabled")["cluster"]
+    assert out["settings"] == [{"name": "containerInsights", "value": "disabled"}]
+    out = ecs.update_cluster(cluster="c1", configuration={"executeCommandConfiguration": {"logging": "NONE"}})
+    assert out["cluster"]["configuration"] == {"executeCommandConfiguration": {"logging": "NONE"}}
+    d = ecs.describe_clusters(clusters=["c1"], include=["CONFIGURATIONS", "SETTINGS"])["clusters"][0]
+    assert d["configuration"]["executeCommandConfiguration"]["logging"] == "NONE"
+    assert d["settings"] == [{"name": "containerInsights", "value": "disabled"}]
+
+    out = ecs.put_cluster_capacity_providers(cluster="c1", capacityProviders=["FARGATE_SPOT"],
+                                             defaultCapacityProviderStrategy=[
+                                                 {"capacityProvider": "FARGATE_SPOT", "weight": 2}])["cluster"]
+    assert out["capacityProviders"] == ["FARGATE_SPOT"]
+    assert out["defaultCapacityProviderStrategy"] == [{"capacityProvider": "FARGATE_SPOT", "weight": 2}]
+    with pytest.raises(ClientError) as e:
+        ecs.put_cluster_capacity_providers(cluster="c1", capacityProviders=["FARGATE", "FARGATE_SPOT"],
+                                           defaultCapacityProviderStrategy=[
+                                               {"capacityProvider": "FARGATE", "base": 1},
+                                               {"capacityProvider": "FARGATE_SPOT", "base": 2}])
+    assert code_of(e)[0] == "InvalidParameterException" and "base" in code_of(e)[1]
+    assert ecs.describe_clusters(clusters=["c1"])["clusters"][0]["capacityProviders"] == ["FARGATE_SPOT"]

@@ -2,8 +2,6 @@
 (Fargate sizes, container references), listing with filters, sort and pagination,
 deregistration and deletion."""
 
-import json
-
 import pytest
 from botocore.exceptions import ClientError
 
@@ -353,4 +351,3 @@ def test_cli_errors_name_the_problem(wharf, tmp_path):
     # botocore does not check enums: the server's answer reaches the user.
     assert "InvalidParameterException" in e.value.stderr and "networkMode" in e.value.stderr
     assert wharf.aws("ecs", "list-task-definition-families", "--status", "ALL")["families"] == []
-    assert json.loads(json.dumps(bad))  # the file was valid JSON: the refusal was the server's

@@ -308,3 +308,31 @@ def test_memberof_placement_constraint(cluster):
     two = ecs.run_task(cluster="c1", taskDefinition="web", count=2,
                        placementConstraints=[{"type": "distinctInstance"}])["tasks"]
     assert {t["containerInstanceArn"] for t in two} == {small, large}
+
+
+def test_cluster_with_instances_or_tasks_cannot_be_deleted(cluster):
+    ecs = cluster
+    inst = register_instance(ecs)["containerInstanceArn"]
+    task = ecs.run_task(cluster="c1", taskDefinition="web")["tasks"][0]["taskArn"]
+    with pytest.raises(ClientError) as e:
+        ecs.delete_cluster(cluster="c1")
+    assert code_of(e)[0] == "ClusterContainsContainerInstancesException"
+    ecs.deregister_container_instance(cluster="c1", containerInstance=inst, force=True)
+    with pytest.raises(ClientError) as e:
+        ecs.delete_cluster(cluster="c1")
+    assert code_of(e)[0] == "ClusterContainsTasksException"
+    ecs.stop_task(cluster="c1", task=task)
+    assert ecs.delete_cluster(cluster="c1")["cluster"]["status"] == "INACTIVE"
+    assert ecs.list_clusters()["clusterArns"] == []
+
+
+def test_list_container_instances_pages(cluster):
+    ecs = cluster
+    arns = {register_instance(ecs, identity=dict(IDENTITY, instanceId=f"i-{n}"))["containerInstanceArn"]
+            for n in range(5)}
+    pages = list(ecs.get_paginator("list_container_instances").paginate(cluster="c1",
+                                                                         PaginationConfig={"PageSize": 2}))
+    assert [len(p["containerInstanceArns"]) for p in pages] == [2, 2, 1]
+    assert {a for p in pages for a in p["containerInstanceArns"]} == arns
+    assert len(ecs.describe_container_instances(cluster="c1", containerInstances=list(arns))[
+        "containerInstances"]) == 5

@@ -12,7 +12,7 @@ use std::path::PathBuf;
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 use tokio::sync::watch;
-use wharf_types::agent::{Assignment, HealthReport, StreamMessage, labels};
+use wharf_types::agent::{Assignment, StreamMessage, TaskReport, labels};
 
 /// When the agent pulls images (ECS_IMAGE_PULL_BEHAVIOR).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -215,12 +215,13 @@ impl<R: ContainerRuntime> Agent<R> {
         0
     }
 
-    pub(crate) async fn report_health(&self, report: &HealthReport) -> bool {
+    /// Sends what `SubmitTaskStateChange` cannot carry: container health, a task's network.
+    pub(crate) async fn report_task(&self, report: &TaskReport) -> bool {
         let Ok(payload) = serde_json::to_vec(report) else { return false };
         self.client
-            .post_json(wharf_types::agent::HEALTH_PATH, &[("content-type", "application/json")], payload.into())
+            .post_json(wharf_types::agent::REPORT_PATH, &[("content-type", "application/json")], payload.into())
             .await
-            .map_err(|e| tracing::warn!(error = %e, "health report failed"))
+            .map_err(|e| tracing::warn!(error = %e, "task report failed"))
             .is_ok()
     }
 

@@ -34,9 +34,15 @@ impl DockerRuntime {
     }
 
     fn body(spec: &ContainerSpec) -> ContainerCreateBody {
+        // Joining another container's network namespace (awsvpc): Docker refuses anything
+        // that configures a network of its own.
+        let joined = spec.network_mode.starts_with("container:");
         let mut port_bindings: HashMap<String, Option<Vec<PortBinding>>> = HashMap::new();
         let mut exposed = vec![];
         for p in &spec.ports {
+            if joined {
+                continue;
+            }
             let key = format!("{}/{}", p.container_port, p.protocol);
             exposed.push(key.clone());
             if spec.network_mode == "bridge" {
@@ -55,10 +61,10 @@ impl DockerRuntime {
             memory_reservation: spec.memory_reservation_bytes,
             port_bindings: (!port_bindings.is_empty()).then_some(port_bindings),
             network_mode: Some(spec.network_mode.clone()),
-            dns: non_empty(&spec.dns_servers),
-            dns_search: non_empty(&spec.dns_search),
-            extra_hosts: non_empty(&spec.extra_hosts),
-            links: non_empty(&spec.links),
+            dns: non_empty(&spec.dns_servers).filter(|_| !joined),
+            dns_search: non_empty(&spec.dns_search).filter(|_| !joined),
+            extra_hosts: non_empty(&spec.extra_hosts).filter(|_| !joined),
+            links: non_empty(&spec.links).filter(|_| !joined),
             ulimits: (!spec.ulimits.is_empty()).then(|| {
                 spec.ulimits
                     .iter()
@@ -89,7 +95,7 @@ impl DockerRuntime {
             start_interval: None,
         });
         ContainerCreateBody {
-            hostname: spec.hostname.clone(),
+            hostname: spec.hostname.clone().filter(|_| !joined),
             user: spec.user.clone(),
             exposed_ports: (!exposed.is_empty()).then_some(exposed),
             env: Some(spec.env.clone()),
@@ -200,6 +206,10 @@ impl ContainerRuntime for DockerRuntime {
             Err(e) => return Err(call("inspect_container")(e)),
         };
         let state = c.state.unwrap_or_default();
+        let bridge =
+            c.network_settings.as_ref().and_then(|n| n.networks.as_ref()).and_then(|n| n.get("bridge").cloned());
+        let ip_address = bridge.as_ref().and_then(|b| b.ip_address.clone()).filter(|s| !s.is_empty());
+        let mac_address = bridge.as_ref().and_then(|b| b.mac_address.clone()).filter(|s| !s.is_empty());
         let running = state.running.unwrap_or(false);
         let started = state.started_at.as_deref().is_some_and(|s| !s.starts_with("0001-"));
         let health =
@@ -215,6 +225,8 @@ impl ContainerRuntime for DockerRuntime {
             error: state.error.filter(|e| !e.is_empty()),
             image_id: c.image,
             labels: c.config.and_then(|c| c.labels).unwrap_or_default(),
+            ip_address,
+            mac_address,
         }))
     }
 
@@ -232,6 +244,17 @@ impl ContainerRuntime for DockerRuntime {
             }
         }
         Ok(out)
+    }
+
+    async fn import_image(&self, name: &str, rootfs_tar: Vec<u8>) -> Result<()> {
+        let (repo, tag) = split_image(name);
+        let options =
+            CreateImageOptions { from_src: Some("-".into()), repo: Some(repo), tag: Some(tag), ..Default::default() };
+        let mut stream = self.docker.create_image(Some(options), Some(bollard::body_full(rootfs_tar.into())), None);
+        while let Some(item) = stream.next().await {
+            item.map_err(call("import_image"))?;
+        }
+        Ok(())
     }
 
     async fn version(&self) -> Result<String> {

@@ -86,6 +86,9 @@ pub struct ContainerStatus {
     pub error: Option<String>,
     pub image_id: Option<String>,
     pub labels: HashMap<String, String>,
+    /// Address and MAC on the engine's bridge network (for a pause container).
+    pub ip_address: Option<String>,
+    pub mac_address: Option<String>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -122,6 +125,8 @@ pub trait ContainerRuntime: Send + Sync + 'static {
     fn inspect(&self, id: &str) -> impl Future<Output = Result<Option<ContainerStatus>>> + Send;
     /// Every container carrying `label` (any value), running or not.
     fn list_labelled(&self, label: &str) -> impl Future<Output = Result<Vec<ContainerStatus>>> + Send;
+    /// Creates image `name` (`repo:tag`) from a root filesystem tar (`docker import`).
+    fn import_image(&self, name: &str, rootfs_tar: Vec<u8>) -> impl Future<Output = Result<()>> + Send;
     /// The engine's version string, for versionInfo.
     fn version(&self) -> impl Future<Output = Result<String>> + Send;
 }

@@ -5,6 +5,7 @@
 //! RUNNING task's containers instead of starting them again.
 
 use crate::agent::Agent;
+use crate::pause::PAUSE_IMAGE;
 use crate::runtime::{ContainerRuntime, ContainerStatus};
 use crate::spec::{container_spec, start_order, task_id};
 use serde_json::{Value, json};
@@ -12,7 +13,7 @@ use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 use tokio::sync::watch;
-use wharf_types::agent::{Assignment, ContainerHealth, HealthReport, labels};
+use wharf_types::agent::{Assignment, ContainerHealth, TaskNetwork, TaskReport, labels};
 
 /// How long a dependent container waits for its dependency's condition when the task
 /// definition gives no startTimeout.
@@ -46,6 +47,8 @@ pub(crate) struct TaskRun<R: ContainerRuntime> {
     slots: Vec<Slot>,
     pull_started: Option<f64>,
     pull_stopped: Option<f64>,
+    /// The pause container holding an awsvpc task's network namespace.
+    pause: Option<String>,
 }
 
 fn now() -> f64 {
@@ -70,7 +73,7 @@ impl<R: ContainerRuntime> TaskRun<R> {
                 ..Default::default()
             })
             .collect();
-        TaskRun { agent, desired, slots, pull_started: None, pull_stopped: None }
+        TaskRun { agent, desired, slots, pull_started: None, pull_stopped: None, pause: None }
     }
 
     fn assignment(&self) -> Assignment {
@@ -89,7 +92,8 @@ impl<R: ContainerRuntime> TaskRun<R> {
             self.adopt(&existing);
             return self.stop(StopCause { reason: a.task.stopped_reason.clone().unwrap_or_default() }).await;
         }
-        let all_present = self.slots.iter().all(|s| existing.get(&s.name).is_some_and(|c| c.started));
+        let all_present = self.slots.iter().all(|s| existing.get(&s.name).is_some_and(|c| c.started))
+            && (crate::spec::network_mode(&a) != "awsvpc" || existing.contains_key(labels::PAUSE_CONTAINER));
         if all_present && a.task.last_status == "RUNNING" {
             tracing::info!(task = %a.task.task_arn, "re-adopting running containers");
             self.adopt(&existing);
@@ -121,6 +125,7 @@ impl<R: ContainerRuntime> TaskRun<R> {
 
     fn adopt(&mut self, existing: &HashMap<String, ContainerStatus>) {
         let task = self.assignment().task;
+        self.pause = existing.get(labels::PAUSE_CONTAINER).map(|c| c.id.clone());
         for slot in &mut self.slots {
             if let Some(c) = existing.get(&slot.name) {
                 slot.id = Some(c.id.clone());
@@ -244,6 +249,9 @@ impl<R: ContainerRuntime> TaskRun<R> {
         }
         self.pull_stopped = Some(now());
         self.report("ACTIVATING", None).await;
+        if crate::spec::network_mode(&a) == "awsvpc" {
+            self.start_pause(&a).await?;
+        }
 
         let agent = self.agent.clone();
         let cfg = &agent.config;
@@ -251,6 +259,9 @@ impl<R: ContainerRuntime> TaskRun<R> {
             let def = &defs[i];
             self.wait_dependencies(def).await?;
             let mut spec = container_spec(&a, def, &cfg.cluster, &self.agent.instance_arn(), &cfg.port_bind_ip);
+            if let Some(pause) = &self.pause {
+                spec.network_mode = format!("container:{pause}");
+            }
             spec.links = def
                 .extra
                 .get("links")
@@ -313,11 +324,59 @@ impl<R: ContainerRuntime> TaskRun<R> {
                 slot.reason = Some(reason.clone());
                 return Err(StopCause { reason });
             };
-            slot.bindings = spec.ports.iter().map(|p| (p.container_port, p.host_port, p.protocol.clone())).collect();
+            // awsvpc tasks have no host bindings: they are reached at their own address.
+            if self.pause.is_none() {
+                slot.bindings =
+                    spec.ports.iter().map(|p| (p.container_port, p.host_port, p.protocol.clone())).collect();
+            }
             slot.digest = self.agent.runtime.image_digest(&spec.image).await.ok().flatten();
             slot.id = Some(id);
         }
         self.report("RUNNING", None).await;
+        Ok(())
+    }
+
+    /// Creates and starts the pause container of an awsvpc task and reports its address.
+    async fn start_pause(&mut self, a: &Assignment) -> Result<(), StopCause> {
+        let runtime = &self.agent.runtime;
+        let fail = |e: crate::runtime::RuntimeError| StopCause { reason: format!("ResourceInitializationError: {e}") };
+        if !runtime.image_present(PAUSE_IMAGE).await.map_err(fail)? {
+            let tar = crate::pause::single_file_tar("pause", &crate::pause::pause_elf());
+            runtime.import_image(PAUSE_IMAGE, tar).await.map_err(fail)?;
+        }
+        let td = &a.task_definition;
+        let mut labels_map = HashMap::new();
+        labels_map.insert(labels::CLUSTER.to_string(), self.agent.config.cluster.clone());
+        labels_map.insert(labels::TASK_ARN.to_string(), a.task.task_arn.clone());
+        labels_map.insert(labels::CONTAINER_NAME.to_string(), labels::PAUSE_CONTAINER.to_string());
+        labels_map.insert(labels::INSTANCE.to_string(), self.agent.instance_arn());
+        let hostname =
+            td.container_definitions.iter().find_map(|d| d.extra.get("hostname")?.as_str().map(str::to_string));
+        let spec = crate::runtime::ContainerSpec {
+            name: format!("ecs-{}-{}-internalecspause-{}", td.family, td.revision, wharf_types::hex_id(12)),
+            image: PAUSE_IMAGE.into(),
+            entrypoint: Some(vec!["/pause".into()]),
+            labels: labels_map,
+            network_mode: "bridge".into(),
+            hostname,
+            ..Default::default()
+        };
+        let id = runtime.create(&spec).await.map_err(fail)?;
+        self.pause = Some(id.clone());
+        runtime.start(&id).await.map_err(fail)?;
+        let status = runtime.inspect(&id).await.map_err(fail)?.unwrap_or_default();
+        let (Some(ip), Some(mac)) = (status.ip_address, status.mac_address) else {
+            return Err(StopCause {
+                reason: "ResourceInitializationError: the task's network namespace got no address".into(),
+            });
+        };
+        let report = TaskReport {
+            cluster: self.agent.config.cluster.clone(),
+            task: a.task.task_arn.clone(),
+            containers: vec![],
+            network: Some(TaskNetwork { private_ipv4_address: ip, mac_address: mac }),
+        };
+        self.agent.report_task(&report).await;
         Ok(())
     }
 
@@ -431,12 +490,13 @@ impl<R: ContainerRuntime> TaskRun<R> {
                 })
                 .collect();
             if !health.is_empty() && last_health_report.as_ref() != Some(&health) {
-                let report = HealthReport {
+                let report = TaskReport {
                     cluster: self.agent.config.cluster.clone(),
                     task: a.task.task_arn.clone(),
                     containers: health.clone(),
+                    network: None,
                 };
-                if self.agent.report_health(&report).await {
+                if self.agent.report_task(&report).await {
                     last_health_report = Some(health);
                 }
             }
@@ -485,10 +545,8 @@ impl<R: ContainerRuntime> TaskRun<R> {
             tokio::time::sleep(delay).await;
             delay = (delay * 2).min(Duration::from_secs(30));
         }
-        for slot in &self.slots {
-            if let Some(id) = &slot.id {
-                let _ = self.agent.runtime.remove(id).await;
-            }
+        for id in self.slots.iter().filter_map(|s| s.id.as_ref()).chain(self.pause.as_ref()) {
+            let _ = self.agent.runtime.remove(id).await;
         }
         self.agent.forget(&a.task.task_arn, task_id(&a.task.task_arn));
     }

@@ -8,8 +8,9 @@ use serde::{Deserialize, Serialize};
 /// The path of the assignment stream (GET, SigV4-signed for service `ecs`), with query
 /// parameters `cluster` and `containerInstance` (ARN).
 pub const ASSIGNMENTS_PATH: &str = "/agent/v1/assignments";
-/// The path of container health reports (POST, signed, body [`HealthReport`]).
-pub const HEALTH_PATH: &str = "/agent/v1/health";
+/// The path of task reports (POST, signed, body [`TaskReport`]): what ECS's public state
+/// changes cannot carry — container health and an awsvpc task's network.
+pub const REPORT_PATH: &str = "/agent/v1/report";
 
 /// One task the agent must converge to its desired status.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -38,12 +39,23 @@ pub struct ContainerHealth {
     pub health_status: String,
 }
 
+/// The network namespace an awsvpc task got.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
-pub struct HealthReport {
+pub struct TaskNetwork {
+    pub private_ipv4_address: String,
+    pub mac_address: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct TaskReport {
     pub cluster: String,
     pub task: String,
+    #[serde(default)]
     pub containers: Vec<ContainerHealth>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub network: Option<TaskNetwork>,
 }
 
 /// Docker labels the agent puts on every container it creates, so a restarted agent can find
@@ -55,4 +67,6 @@ pub mod labels {
     pub const FAMILY: &str = "com.amazonaws.ecs.task-definition-family";
     pub const VERSION: &str = "com.amazonaws.ecs.task-definition-version";
     pub const INSTANCE: &str = "dev.wharf.container-instance";
+    /// The container name ECS gives an awsvpc task's pause container.
+    pub const PAUSE_CONTAINER: &str = "~internal~ecs~pause";
 }

@@ -528,12 +528,12 @@ async fn handle_agent(
                 Err(e) => fail(e),
             }
         }
-        (&Method::POST, wharf_types::agent::HEALTH_PATH) => {
-            let report: wharf_types::agent::HealthReport = match serde_json::from_slice(body) {
+        (&Method::POST, wharf_types::agent::REPORT_PATH) => {
+            let report: wharf_types::agent::TaskReport = match serde_json::from_slice(body) {
                 Ok(r) => r,
-                Err(e) => return fail(Error::Serialization(format!("Invalid health report: {e}"))),
+                Err(e) => return fail(Error::Serialization(format!("Invalid task report: {e}"))),
             };
-            match wharf_api::ecs::agent::report_health(&ctx, &report).await {
+            match wharf_api::ecs::agent::report_task(&ctx, &report).await {
                 Ok(()) => respond(200, json::CONTENT_TYPE, "{}", rid),
                 Err(e) => fail(e),
             }

@@ -10,7 +10,7 @@ use crate::db::encode;
 use serde::Deserialize;
 use serde_json::{Value, json};
 use wharf_store::{Compare, Op, Txn};
-use wharf_types::agent::HealthReport;
+use wharf_types::agent::TaskReport;
 use wharf_types::ecs::{ContainerInstance, NetworkBinding, Task};
 use wharf_types::{Error, Result};
 
@@ -200,9 +200,10 @@ pub async fn submit_container_state_change(ctx: &Ctx, v: Value) -> Result<Value>
     submit(ctx, v).await
 }
 
-/// Container health from an agent: sets each container's healthStatus and the task's
-/// (UNHEALTHY if any essential container is, HEALTHY when every checked one is).
-pub async fn report_health(ctx: &Ctx, report: &HealthReport) -> Result<()> {
+/// A task report from an agent: container health (the task is UNHEALTHY if any checked
+/// container is, HEALTHY when every checked one is) and an awsvpc task's network, shown as
+/// ECS shows it: an ElasticNetworkInterface attachment and each container's interface.
+pub async fn report_task(ctx: &Ctx, report: &TaskReport) -> Result<()> {
     let cluster = active_cluster(ctx, Some(&report.cluster)).await?;
     let (arn_cluster, id) = split_ref(ctx, &report.task, "task", "task")?;
     let key = Keys::new(ctx).task(&arn_cluster.unwrap_or(cluster.doc.cluster_name), id);
@@ -217,17 +218,42 @@ pub async fn report_health(ctx: &Ctx, report: &HealthReport) -> Result<()> {
                     c.health_status = Some(h.health_status.clone());
                 }
             }
+            if let Some(net) = &report.network {
+                let attachment_id = task
+                    .attachments
+                    .first()
+                    .and_then(|a| a.get("id"))
+                    .and_then(Value::as_str)
+                    .map_or_else(wharf_types::uuid, str::to_string);
+                let eni = format!("eni-{}", &wharf_types::hex_id(17));
+                task.attachments = vec![json!({
+                    "id": attachment_id,
+                    "type": "ElasticNetworkInterface",
+                    "status": "ATTACHED",
+                    "details": [
+                        {"name": "subnetId", "value": "subnet-wharf"},
+                        {"name": "networkInterfaceId", "value": eni},
+                        {"name": "macAddress", "value": net.mac_address},
+                        {"name": "privateDnsName", "value": format!("ip-{}.ec2.internal", net.private_ipv4_address.replace('.', "-"))},
+                        {"name": "privateIPv4Address", "value": net.private_ipv4_address},
+                    ],
+                })];
+                for c in &mut task.containers {
+                    c.network_interfaces =
+                        vec![json!({"attachmentId": attachment_id, "privateIpv4Address": net.private_ipv4_address})];
+                }
+            }
             let checked: Vec<&str> = report.containers.iter().map(|h| h.health_status.as_str()).collect();
-            task.health_status = Some(
-                if checked.contains(&"UNHEALTHY") {
+            if !checked.is_empty() {
+                let health = if checked.contains(&"UNHEALTHY") {
                     "UNHEALTHY"
-                } else if !checked.is_empty() && checked.iter().all(|s| *s == "HEALTHY") {
+                } else if checked.iter().all(|s| *s == "HEALTHY") {
                     "HEALTHY"
                 } else {
                     "UNKNOWN"
-                }
-                .into(),
-            );
+                };
+                task.health_status = Some(health.into());
+            }
             if task == t.doc {
                 return Ok((None, ()));
             }

@@ -728,48 +728,54 @@ impl LogStore {
     }
 
     /// Deletes every event older than its group's retention at `now`. Answers how many.
+    /// Works in chunks of [`PURGE_CHUNK`] rows, each its own transaction, taking the writer
+    /// per chunk so `PutLogEvents` batches interleave with a large purge.
     pub async fn purge_expired(&self, now: i64) -> Result<u64> {
-        self.write(move |c| {
-            let groups: Vec<(i64, i64)> = {
+        let groups: Vec<(i64, i64)> = self
+            .read(|c| {
                 let mut stmt =
                     c.prepare("SELECT id, retention_days FROM log_group WHERE retention_days IS NOT NULL")?;
-                stmt.query_map([], |r| Ok((r.get(0)?, r.get(1)?)))?.collect::<rusqlite::Result<_>>()?
-            };
-            let mut deleted = 0u64;
-            for (gid, days) in groups {
-                let cutoff = now.saturating_sub(days.saturating_mul(DAY_MS));
-                loop {
-                    let tx = c.transaction_with_behavior(TransactionBehavior::Immediate)?;
-                    let victims: Vec<(i64, i64)> = {
-                        let mut stmt = tx.prepare_cached(
-                            "SELECT id, length(CAST(message AS BLOB)) FROM log_event
-                             WHERE group_id = ?1 AND timestamp < ?2 LIMIT ?3",
-                        )?;
-                        stmt.query_map(params![gid, cutoff, PURGE_CHUNK as i64], |r| Ok((r.get(0)?, r.get(1)?)))?
-                            .collect::<rusqlite::Result<_>>()?
-                    };
-                    let bytes: i64 = victims.iter().map(|(_, b)| b).sum();
-                    {
-                        let mut del = tx.prepare_cached("DELETE FROM log_event WHERE id = ?1")?;
-                        for (id, _) in &victims {
-                            del.execute([id])?;
-                        }
-                    }
-                    tx.execute(
-                        "UPDATE log_group SET stored_bytes = max(0, stored_bytes - ?2) WHERE id = ?1",
-                        params![gid, bytes],
-                    )?;
-                    tx.commit()?;
-                    deleted += victims.len() as u64;
-                    if victims.len() < PURGE_CHUNK {
-                        break;
-                    }
+                Ok(stmt.query_map([], |r| Ok((r.get(0)?, r.get(1)?)))?.collect::<rusqlite::Result<_>>()?)
+            })
+            .await?;
+        let mut deleted = 0u64;
+        for (gid, days) in groups {
+            let cutoff = now.saturating_sub(days.saturating_mul(DAY_MS));
+            loop {
+                let n = self.write(move |c| purge_chunk(c, gid, cutoff)).await?;
+                deleted += n as u64;
+                if n < PURGE_CHUNK {
+                    break;
                 }
             }
-            Ok(deleted)
-        })
-        .await
+        }
+        Ok(deleted)
     }
+}
+
+/// Deletes up to [`PURGE_CHUNK`] events of group `gid` stamped before `cutoff`.
+fn purge_chunk(c: &mut Connection, gid: i64, cutoff: i64) -> R<usize> {
+    let tx = c.transaction_with_behavior(TransactionBehavior::Immediate)?;
+    let victims: Vec<(i64, i64)> = {
+        let mut stmt = tx.prepare_cached(
+            "SELECT id, length(CAST(message AS BLOB)) FROM log_event WHERE group_id = ?1 AND timestamp < ?2 LIMIT ?3",
+        )?;
+        stmt.query_map(params![gid, cutoff, PURGE_CHUNK as i64], |r| Ok((r.get(0)?, r.get(1)?)))?
+            .collect::<rusqlite::Result<_>>()?
+    };
+    if victims.is_empty() {
+        return Ok(0);
+    }
+    let bytes: i64 = victims.iter().map(|(_, b)| b).sum();
+    {
+        let mut del = tx.prepare_cached("DELETE FROM log_event WHERE id = ?1")?;
+        for (id, _) in &victims {
+            del.execute([id])?;
+        }
+    }
+    tx.execute("UPDATE log_group SET stored_bytes = max(0, stored_bytes - ?2) WHERE id = ?1", params![gid, bytes])?;
+    tx.commit()?;
+    Ok(victims.len())
 }
 
 const GROUP_COLUMNS: &str =
