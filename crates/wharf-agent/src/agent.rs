@@ -63,6 +63,8 @@ pub struct AgentConfig {
     pub attributes: Vec<(String, String)>,
     /// The range dynamic host ports come from (defaults to the kernel's ephemeral range).
     pub dynamic_ports: (u16, u16),
+    /// Also serve the account's FARGATE tasks (the agent of `wharf up`).
+    pub fargate: bool,
 }
 
 impl AgentConfig {
@@ -93,6 +95,7 @@ pub enum AgentError {
 struct State {
     container_instance_arn: Option<String>,
     cluster: Option<String>,
+    fargate_host: Option<String>,
 }
 
 pub struct Agent<R: ContainerRuntime> {
@@ -100,8 +103,16 @@ pub struct Agent<R: ContainerRuntime> {
     pub(crate) runtime: R,
     pub(crate) client: Client,
     instance_arn: Mutex<String>,
-    tasks: Mutex<HashMap<String, watch::Sender<Assignment>>>,
+    fargate_host: String,
+    tasks: Mutex<HashMap<String, (Source, watch::Sender<Assignment>)>>,
     ports: Mutex<HashSet<u16>>,
+}
+
+/// Which stream assigned a task: the container instance's, or the Fargate host's.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Source {
+    Instance,
+    Fargate,
 }
 
 impl<R: ContainerRuntime> std::fmt::Debug for Agent<R> {
@@ -120,10 +131,16 @@ fn host_memory_mib() -> i64 {
 impl<R: ContainerRuntime> Agent<R> {
     pub fn new(config: AgentConfig, runtime: R) -> Arc<Self> {
         let client = Client::new(&config.endpoint, &config.region, &config.access_key_id, &config.secret_access_key);
+        let state: State = std::fs::read_to_string(config.state_dir.join("agent-state.json"))
+            .ok()
+            .and_then(|s| serde_json::from_str(&s).ok())
+            .unwrap_or_default();
+        let fargate_host = state.fargate_host.unwrap_or_else(|| format!("fargate-{}", wharf_types::hex_id(16)));
         Arc::new(Agent {
             config,
             runtime,
             client,
+            fargate_host,
             instance_arn: Mutex::new(String::new()),
             tasks: Mutex::new(HashMap::new()),
             ports: Mutex::new(HashSet::new()),
@@ -185,11 +202,23 @@ impl<R: ContainerRuntime> Agent<R> {
         };
         let arn = resp["containerInstance"]["containerInstanceArn"].as_str().unwrap_or_default().to_string();
         *self.instance_arn.lock().unwrap_or_else(PoisonError::into_inner) = arn.clone();
-        let state = State { container_instance_arn: Some(arn.clone()), cluster: Some(self.config.cluster.clone()) };
+        let state = State {
+            container_instance_arn: Some(arn.clone()),
+            cluster: Some(self.config.cluster.clone()),
+            fargate_host: Some(self.fargate_host.clone()),
+        };
         if std::fs::create_dir_all(&self.config.state_dir).is_ok() {
             let _ = std::fs::write(self.state_path(), serde_json::to_vec(&state).unwrap_or_default());
         }
         Ok(arn)
+    }
+
+    /// The owner label value of the containers a source's tasks run in.
+    pub(crate) fn owner(&self, source: Source) -> String {
+        match source {
+            Source::Instance => self.instance_arn(),
+            Source::Fargate => format!("fargate:{}", self.fargate_host),
+        }
     }
 
     /// True for a bridge port mapping the agent must choose a host port for.
@@ -228,7 +257,7 @@ impl<R: ContainerRuntime> Agent<R> {
     /// Called by a finished task: its ports are free again.
     pub(crate) fn forget(&self, task_arn: &str, _task_id: &str) {
         let sender = self.tasks.lock().unwrap_or_else(PoisonError::into_inner).remove(task_arn);
-        if let Some(tx) = sender {
+        if let Some((_, tx)) = sender {
             let a = tx.borrow();
             let mut ports = self.ports.lock().unwrap_or_else(PoisonError::into_inner);
             for c in &a.task.containers {
@@ -241,9 +270,10 @@ impl<R: ContainerRuntime> Agent<R> {
         }
     }
 
-    /// Converges on a snapshot: new tasks start, changed ones learn their new desired state,
-    /// tasks the control plane dropped are told to stop, orphan containers are removed.
-    async fn apply(self: &Arc<Self>, assignments: Vec<Assignment>) {
+    /// Converges on a snapshot of one source: new tasks start, changed ones learn their new
+    /// desired state, tasks the control plane dropped are told to stop, orphan containers of
+    /// the source are removed.
+    async fn apply(self: &Arc<Self>, source: Source, assignments: Vec<Assignment>) {
         let wanted: HashSet<String> = assignments.iter().map(|a| a.task.task_arn.clone()).collect();
         {
             let mut tasks = self.tasks.lock().unwrap_or_else(PoisonError::into_inner);
@@ -256,7 +286,7 @@ impl<R: ContainerRuntime> Agent<R> {
                     }
                 }
                 match tasks.get(&a.task.task_arn) {
-                    Some(tx) => {
+                    Some((_, tx)) => {
                         tx.send_if_modified(|cur| {
                             let changed = *cur != a;
                             *cur = a.clone();
@@ -266,14 +296,14 @@ impl<R: ContainerRuntime> Agent<R> {
                     None => {
                         let arn = a.task.task_arn.clone();
                         let (tx, rx) = watch::channel(a);
-                        tasks.insert(arn, tx);
-                        let run = TaskRun::new(self.clone(), rx);
+                        tasks.insert(arn, (source, tx));
+                        let run = TaskRun::new(self.clone(), self.owner(source), rx);
                         tokio::spawn(run.run());
                     }
                 }
             }
-            for (arn, tx) in tasks.iter() {
-                if !wanted.contains(arn) {
+            for (arn, (from, tx)) in tasks.iter() {
+                if *from == source && !wanted.contains(arn) {
                     tx.send_modify(|a| {
                         if a.task.desired_status != "STOPPED" {
                             a.task.desired_status = "STOPPED".into();
@@ -284,11 +314,11 @@ impl<R: ContainerRuntime> Agent<R> {
                 }
             }
         }
-        self.remove_orphans().await;
+        self.remove_orphans(source).await;
     }
 
-    async fn remove_orphans(&self) {
-        let label = format!("{}={}", labels::INSTANCE, self.instance_arn());
+    async fn remove_orphans(&self, source: Source) {
+        let label = format!("{}={}", labels::INSTANCE, self.owner(source));
         let Ok(containers) = self.runtime.list_labelled(&label).await else { return };
         let known: HashSet<String> =
             self.tasks.lock().unwrap_or_else(PoisonError::into_inner).keys().cloned().collect();
@@ -331,49 +361,74 @@ pub async fn run<R: ContainerRuntime>(
         }
     };
     tracing::info!(cluster = %agent.config.cluster, instance = %arn, "container instance registered");
-    let mut delay = Duration::from_millis(200);
-    loop {
-        let arn = agent.instance_arn();
-        let stream = tokio::select! {
-            _ = shutdown.changed() => return Ok(()),
-            s = agent.client.assignments(&agent.config.cluster, &arn) => s,
-        };
-        match stream {
-            Ok(mut stream) => {
-                delay = Duration::from_millis(200);
-                loop {
-                    let msg = tokio::select! {
-                        _ = shutdown.changed() => return Ok(()),
-                        m = tokio::time::timeout(Duration::from_secs(30), stream.next()) => m,
-                    };
-                    match msg {
-                        Ok(Some(Ok(StreamMessage::Snapshot { assignments, .. }))) => agent.apply(assignments).await,
-                        Ok(Some(Ok(StreamMessage::Heartbeat { .. }))) => {}
-                        Ok(Some(Err(e))) => {
-                            tracing::warn!(error = %e, "assignment stream broke");
-                            break;
-                        }
-                        Ok(None) => break,
-                        Err(_) => {
-                            tracing::warn!("no heartbeat from the control plane for 30 s; reconnecting");
-                            break;
+    let fargate = agent.config.fargate.then(|| tokio::spawn(agent.clone().follow(Source::Fargate, shutdown.clone())));
+    agent.clone().follow(Source::Instance, shutdown).await;
+    if let Some(f) = fargate {
+        let _ = f.await;
+    }
+    Ok(())
+}
+
+impl<R: ContainerRuntime> Agent<R> {
+    /// Holds one source's assignment stream open, reconnecting with backoff, until shutdown.
+    async fn follow(self: Arc<Self>, source: Source, mut shutdown: watch::Receiver<bool>) {
+        let mut delay = Duration::from_millis(200);
+        loop {
+            let opened = tokio::select! {
+                _ = shutdown.changed() => return,
+                s = async {
+                    match source {
+                        Source::Instance => self.client.assignments(&self.config.cluster, &self.instance_arn()).await,
+                        Source::Fargate => self.client.fargate_assignments(&self.fargate_host).await,
+                    }
+                } => s,
+            };
+            match opened {
+                Ok(mut stream) => {
+                    delay = Duration::from_millis(200);
+                    loop {
+                        let msg = tokio::select! {
+                            _ = shutdown.changed() => return,
+                            m = tokio::time::timeout(Duration::from_secs(30), stream.next()) => m,
+                        };
+                        match msg {
+                            Ok(Some(Ok(StreamMessage::Snapshot { assignments, .. }))) => {
+                                self.apply(source, assignments).await
+                            }
+                            Ok(Some(Ok(StreamMessage::Heartbeat { .. }))) => {}
+                            Ok(Some(Err(e))) => {
+                                tracing::warn!(error = %e, "assignment stream broke");
+                                break;
+                            }
+                            Ok(None) => break,
+                            Err(_) => {
+                                tracing::warn!("no heartbeat from the control plane for 30 s; reconnecting");
+                                break;
+                            }
                         }
                     }
                 }
-            }
-            Err(ClientError::Api { code, message, .. }) if code != "InternalFailure" && code != "ServerException" => {
-                // The instance is gone (deregistered) or the cluster changed: register again.
-                tracing::warn!(%code, %message, "assignment stream refused; registering again");
-                if let Err(e) = agent.register().await {
-                    tracing::warn!(error = %e, "registering again failed");
+                Err(ClientError::Api { code, message, .. }) if message.contains("deregistered") => {
+                    // Deregistered, as the ECS agent does: stop serving, clean up.
+                    tracing::warn!(%code, %message, "container instance deregistered; the agent stops");
+                    self.apply(source, vec![]).await;
+                    return;
                 }
+                Err(ClientError::Api { code, message, .. })
+                    if code != "InternalFailure" && code != "ServerException" =>
+                {
+                    tracing::warn!(%code, %message, "assignment stream refused; registering again");
+                    if let Err(e) = self.register().await {
+                        tracing::warn!(error = %e, "registering again failed");
+                    }
+                }
+                Err(e) => tracing::warn!(error = %e, "cannot open the assignment stream"),
             }
-            Err(e) => tracing::warn!(error = %e, "cannot open the assignment stream"),
+            tokio::select! {
+                _ = shutdown.changed() => return,
+                _ = tokio::time::sleep(delay) => {}
+            }
+            delay = (delay * 2).min(Duration::from_secs(5));
         }
-        tokio::select! {
-            _ = shutdown.changed() => return Ok(()),
-            _ = tokio::time::sleep(delay) => {}
-        }
-        delay = (delay * 2).min(Duration::from_secs(5));
     }
 }

@@ -123,7 +123,15 @@ impl Client {
 
     /// Opens the assignment stream for one container instance.
     pub async fn assignments(&self, cluster: &str, instance_arn: &str) -> Result<AssignmentStream> {
-        let query: String = form_pairs(&[("cluster", cluster), ("containerInstance", instance_arn)]);
+        self.open_stream(&form_pairs(&[("cluster", cluster), ("containerInstance", instance_arn)])).await
+    }
+
+    /// Opens the assignment stream of a host serving the account's FARGATE tasks.
+    pub async fn fargate_assignments(&self, host: &str) -> Result<AssignmentStream> {
+        self.open_stream(&form_pairs(&[("fargateHost", host)])).await
+    }
+
+    async fn open_stream(&self, query: &str) -> Result<AssignmentStream> {
         let path = format!("{}?{query}", wharf_types::agent::ASSIGNMENTS_PATH);
         let req = self.signed(Method::GET, &path, &[], Bytes::new())?;
         let resp = self.http.request(req).await.map_err(|e| self.unreachable(e))?;

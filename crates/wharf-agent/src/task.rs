@@ -49,6 +49,10 @@ pub(crate) struct TaskRun<R: ContainerRuntime> {
     pull_stopped: Option<f64>,
     /// The pause container holding an awsvpc task's network namespace.
     pause: Option<String>,
+    /// The cluster the task belongs to (a Fargate host serves several).
+    cluster: String,
+    /// The owner label value this task's containers carry (instance ARN or Fargate host).
+    owner: String,
 }
 
 fn now() -> f64 {
@@ -56,8 +60,9 @@ fn now() -> f64 {
 }
 
 impl<R: ContainerRuntime> TaskRun<R> {
-    pub(crate) fn new(agent: Arc<Agent<R>>, desired: watch::Receiver<Assignment>) -> Self {
+    pub(crate) fn new(agent: Arc<Agent<R>>, owner: String, desired: watch::Receiver<Assignment>) -> Self {
         let a = desired.borrow().clone();
+        let cluster = a.task.cluster_arn.rsplit('/').next().unwrap_or_default().to_string();
         let slots = a
             .task_definition
             .container_definitions
@@ -73,7 +78,7 @@ impl<R: ContainerRuntime> TaskRun<R> {
                 ..Default::default()
             })
             .collect();
-        TaskRun { agent, desired, slots, pull_started: None, pull_stopped: None, pause: None }
+        TaskRun { agent, desired, slots, pull_started: None, pull_stopped: None, pause: None, cluster, owner }
     }
 
     fn assignment(&self) -> Assignment {
@@ -181,7 +186,7 @@ impl<R: ContainerRuntime> TaskRun<R> {
             })
             .collect();
         let mut body = json!({
-            "cluster": self.agent.config.cluster,
+            "cluster": self.cluster,
             "task": a.task.task_arn,
             "status": status,
             "containers": containers,
@@ -258,7 +263,7 @@ impl<R: ContainerRuntime> TaskRun<R> {
         for i in start_order(&defs) {
             let def = &defs[i];
             self.wait_dependencies(def).await?;
-            let mut spec = container_spec(&a, def, &cfg.cluster, &self.agent.instance_arn(), &cfg.port_bind_ip);
+            let mut spec = container_spec(&a, def, &self.cluster, &self.owner, &cfg.port_bind_ip);
             if let Some(pause) = &self.pause {
                 spec.network_mode = format!("container:{pause}");
             }
@@ -346,10 +351,10 @@ impl<R: ContainerRuntime> TaskRun<R> {
         }
         let td = &a.task_definition;
         let mut labels_map = HashMap::new();
-        labels_map.insert(labels::CLUSTER.to_string(), self.agent.config.cluster.clone());
+        labels_map.insert(labels::CLUSTER.to_string(), self.cluster.clone());
         labels_map.insert(labels::TASK_ARN.to_string(), a.task.task_arn.clone());
         labels_map.insert(labels::CONTAINER_NAME.to_string(), labels::PAUSE_CONTAINER.to_string());
-        labels_map.insert(labels::INSTANCE.to_string(), self.agent.instance_arn());
+        labels_map.insert(labels::INSTANCE.to_string(), self.owner.clone());
         let hostname =
             td.container_definitions.iter().find_map(|d| d.extra.get("hostname")?.as_str().map(str::to_string));
         let spec = crate::runtime::ContainerSpec {
@@ -371,7 +376,7 @@ impl<R: ContainerRuntime> TaskRun<R> {
             });
         };
         let report = TaskReport {
-            cluster: self.agent.config.cluster.clone(),
+            cluster: self.cluster.clone(),
             task: a.task.task_arn.clone(),
             containers: vec![],
             network: Some(TaskNetwork { private_ipv4_address: ip, mac_address: mac }),
@@ -491,7 +496,7 @@ impl<R: ContainerRuntime> TaskRun<R> {
                 .collect();
             if !health.is_empty() && last_health_report.as_ref() != Some(&health) {
                 let report = TaskReport {
-                    cluster: self.agent.config.cluster.clone(),
+                    cluster: self.cluster.clone(),
                     task: a.task.task_arn.clone(),
                     containers: health.clone(),
                     network: None,

@@ -1,7 +1,8 @@
 //! The private side of the agent protocol: the assignment stream an agent holds open and the
-//! health reports it sends. Holding the stream open is the agent's heartbeat: it keeps a
-//! store lease alive, and the session key under that lease is what the instance-liveness
-//! controller checks (`/ecs/agent-session/<account>/<region>/<cluster>/<instance id>`).
+//! reports it sends. Holding the stream open is the agent's heartbeat: it keeps a store lease
+//! alive, and the session key under that lease is what the instance-liveness controller
+//! checks (`/ecs/agent-session/<account>/<region>/<cluster>/<instance id>`, or
+//! `…/_fargate/<host id>` for a host that serves Fargate tasks).
 
 use crate::ecs::{Keys, split_ref};
 use crate::{Ctx, ecs};
@@ -17,15 +18,26 @@ use wharf_types::{Error, Result};
 /// How often the stream carries a heartbeat line.
 const HEARTBEAT: Duration = Duration::from_secs(10);
 
-/// The session key of an agent (exists while its stream is alive, plus the lease TTL).
-pub fn session_key(keys: &Keys, cluster: &str, instance_id: &str) -> String {
-    keys.agent_session(cluster, instance_id)
-}
+/// The session "cluster" under which Fargate hosts keep their session keys.
+pub const FARGATE_SESSIONS: &str = "_fargate";
+
+/// The private task field naming the Fargate host a FARGATE task runs on (never on the wire:
+/// responses are shaped by the model).
+pub const FARGATE_HOST_FIELD: &str = "wharfFargateHost";
 
 fn line(msg: &StreamMessage) -> Bytes {
     let mut v = serde_json::to_vec(msg).unwrap_or_default();
     v.push(b'\n');
     Bytes::from(v)
+}
+
+/// Whose tasks a stream carries.
+#[derive(Debug, Clone)]
+enum Target {
+    /// A container instance of one cluster.
+    Instance { cluster: String, id: String, key: String },
+    /// A host serving the account's FARGATE tasks across clusters.
+    Fargate { host: String },
 }
 
 /// Checks the instance and opens its assignment stream: NDJSON lines of [`StreamMessage`]s,
@@ -43,9 +55,8 @@ pub async fn assignments(
     if arn_cluster.is_some_and(|c| c != cname) {
         return Err(Error::invalid("containerInstance", "The container instance is not in this cluster."));
     }
-    let keys = Keys::new(&ctx);
-    let ikey = keys.instance(&cname, id);
-    match ctx.db.get::<ContainerInstance>(&ikey).await? {
+    let key = Keys::new(&ctx).instance(&cname, id);
+    match ctx.db.get::<ContainerInstance>(&key).await? {
         None => return Err(Error::invalid("containerInstance", "The referenced container instance was not found.")),
         Some(i) if i.doc.status == "INACTIVE" => {
             return Err(Error::client(format!(
@@ -55,27 +66,60 @@ pub async fn assignments(
         }
         Some(_) => {}
     }
+    Ok(open(ctx, Target::Instance { cluster: cname, id: id.to_string(), key }, ttl, shutdown))
+}
+
+/// Opens the stream of a host that runs the account's FARGATE tasks (the agent of
+/// `wharf up`): every FARGATE task placed on `host`, in every cluster.
+pub fn fargate_assignments(
+    ctx: Ctx,
+    host: &str,
+    ttl: Duration,
+    shutdown: watch::Receiver<bool>,
+) -> Result<mpsc::Receiver<Bytes>> {
+    let ok = !host.is_empty() && host.len() <= 64 && host.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-');
+    if !ok {
+        return Err(Error::invalid("fargateHost", "fargateHost must be 1-64 letters, digits or hyphens."));
+    }
+    Ok(open(ctx, Target::Fargate { host: host.to_string() }, ttl, shutdown))
+}
+
+fn open(ctx: Ctx, target: Target, ttl: Duration, shutdown: watch::Receiver<bool>) -> mpsc::Receiver<Bytes> {
     let (tx, rx) = mpsc::channel(16);
-    let session = Session { ctx, cluster: cname, instance_id: id.to_string(), ikey, ttl };
-    tokio::spawn(session.run(tx, shutdown));
-    Ok(rx)
+    tokio::spawn(Session { ctx, target, ttl }.run(tx, shutdown));
+    rx
+}
+
+/// The connected Fargate hosts of a scope (their session keys' last segment).
+pub async fn fargate_hosts(ctx: &Ctx) -> Result<Vec<String>> {
+    let prefix = Keys::new(ctx).agent_sessions(FARGATE_SESSIONS);
+    Ok(ctx.db.keys(&prefix, 0).await?.into_iter().filter_map(|k| k.strip_prefix(&prefix).map(str::to_string)).collect())
 }
 
 struct Session {
     ctx: Ctx,
-    cluster: String,
-    instance_id: String,
-    ikey: String,
+    target: Target,
     ttl: Duration,
 }
 
 impl Session {
+    fn tasks_prefix(&self) -> String {
+        let keys = Keys::new(&self.ctx);
+        match &self.target {
+            Target::Instance { cluster, .. } => keys.tasks(cluster),
+            Target::Fargate { .. } => keys.all_tasks(),
+        }
+    }
+
     async fn run(self, tx: mpsc::Sender<Bytes>, mut shutdown: watch::Receiver<bool>) {
         let store = self.ctx.db.store().clone();
-        let keys = Keys::new(&self.ctx);
-        let tasks_prefix = keys.tasks(&self.cluster);
+        let tasks_prefix = self.tasks_prefix();
+        let own_key = match &self.target {
+            Target::Instance { key, .. } => key.clone(),
+            Target::Fargate { host } => Keys::new(&self.ctx).agent_session(FARGATE_SESSIONS, host),
+        };
         let mut watch = store.watch(&tasks_prefix, store.current_revision()).ok();
-        let mut instance_watch = store.watch(&self.ikey, store.current_revision()).ok();
+        let mut own_watch = store.watch(&own_key, store.current_revision()).ok();
         let mut lease = self.connect().await;
         let mut keepalive = tokio::time::interval(self.ttl / 3);
         let mut heartbeat = tokio::time::interval(HEARTBEAT);
@@ -100,7 +144,7 @@ impl Session {
                 _ = shutdown.changed() => return,
                 _ = tx.closed() => return,
                 e = next(&mut watch) => if e.is_none() { watch = store.watch(&tasks_prefix, store.current_revision()).ok(); },
-                e = next(&mut instance_watch) => if e.is_none() { instance_watch = store.watch(&self.ikey, store.current_revision()).ok(); },
+                e = next(&mut own_watch) => if e.is_none() { own_watch = store.watch(&own_key, store.current_revision()).ok(); },
                 _ = keepalive.tick() => {
                     let alive = match lease { Some(id) => store.keep_alive(id).await.is_ok(), None => false };
                     if !alive {
@@ -120,43 +164,59 @@ impl Session {
     async fn connect(&self) -> Option<wharf_store::LeaseId> {
         let store = self.ctx.db.store();
         let lease = store.grant_lease(self.ttl).await.ok()?;
-        let key = session_key(&Keys::new(&self.ctx), &self.cluster, &self.instance_id);
+        let keys = Keys::new(&self.ctx);
+        let key = match &self.target {
+            Target::Instance { cluster, id, .. } => keys.agent_session(cluster, id),
+            Target::Fargate { host } => keys.agent_session(FARGATE_SESSIONS, host),
+        };
         let put =
             Txn { compares: vec![], ops: vec![Op::Put { key, value: Bytes::from_static(b"{}"), lease: Some(lease) }] };
         if store.txn(put).await.is_err() {
             return None;
         }
-        let _ = self
-            .ctx
-            .db
-            .update(|| async {
-                let Some(i) = self.ctx.db.get::<ContainerInstance>(&self.ikey).await? else { return Ok((None, ())) };
-                if i.doc.agent_connected || i.doc.status == "INACTIVE" {
-                    return Ok((None, ()));
-                }
-                let mut doc = i.doc.clone();
-                doc.agent_connected = true;
-                doc.version += 1;
-                Ok((Some(crate::db::cas_put(&self.ikey, i.rev, &doc)?), ()))
-            })
-            .await;
+        if let Target::Instance { key: ikey, .. } = &self.target {
+            let _ = self
+                .ctx
+                .db
+                .update(|| async {
+                    let Some(i) = self.ctx.db.get::<ContainerInstance>(ikey).await? else { return Ok((None, ())) };
+                    if i.doc.agent_connected || i.doc.status == "INACTIVE" {
+                        return Ok((None, ()));
+                    }
+                    let mut doc = i.doc.clone();
+                    doc.agent_connected = true;
+                    doc.version += 1;
+                    Ok((Some(crate::db::cas_put(ikey, i.rev, &doc)?), ()))
+                })
+                .await;
+        }
         Some(lease)
     }
 
-    /// The tasks on this instance that are not yet STOPPED, with their definitions; `None`
-    /// once the instance is deregistered.
+    /// The tasks this stream carries that are not yet STOPPED, with their definitions;
+    /// `None` once the instance is deregistered.
     async fn snapshot(&self, definitions: &mut HashMap<String, TaskDefinition>) -> Result<Option<StreamMessage>> {
-        let Some(inst) = self.ctx.db.get::<ContainerInstance>(&self.ikey).await? else { return Ok(None) };
-        if inst.doc.status == "INACTIVE" {
-            return Ok(None);
-        }
-        let tasks = self.ctx.db.list::<Task>(&Keys::new(&self.ctx).tasks(&self.cluster)).await?;
+        let keep: Box<dyn Fn(&Task) -> bool + Send> = match &self.target {
+            Target::Instance { key, .. } => {
+                let Some(inst) = self.ctx.db.get::<ContainerInstance>(key).await? else { return Ok(None) };
+                if inst.doc.status == "INACTIVE" {
+                    return Ok(None);
+                }
+                let arn = inst.doc.container_instance_arn;
+                Box::new(move |t: &Task| t.container_instance_arn.as_ref() == Some(&arn))
+            }
+            Target::Fargate { host } => {
+                let host = host.clone();
+                Box::new(move |t: &Task| {
+                    t.extra.get(FARGATE_HOST_FIELD).and_then(|v| v.as_str()) == Some(host.as_str())
+                })
+            }
+        };
+        let tasks = self.ctx.db.list::<Task>(&self.tasks_prefix()).await?;
         let mut assignments = vec![];
         for t in tasks {
             let task = t.doc;
-            if task.container_instance_arn.as_ref() != Some(&inst.doc.container_instance_arn)
-                || task.last_status == "STOPPED"
-            {
+            if task.last_status == "STOPPED" || !keep(&task) {
                 continue;
             }
             let td = match definitions.get(&task.task_definition_arn) {

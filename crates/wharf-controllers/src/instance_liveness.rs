@@ -7,6 +7,7 @@ use crate::{Reconciler, Status};
 use std::collections::HashSet;
 use std::time::Duration;
 use wharf_api::Db;
+use wharf_api::agent_api::{FARGATE_HOST_FIELD, FARGATE_SESSIONS};
 use wharf_api::db::{cas_put, encode};
 use wharf_api::ecs::{Keys, all_of_kind, scope_of_key};
 use wharf_store::{Compare, Op, Txn};
@@ -61,30 +62,53 @@ impl InstanceLiveness {
                 {
                     continue;
                 }
-                let mut task = t.doc.clone();
-                task.last_status = "STOPPED".into();
-                task.desired_status = "STOPPED".into();
-                task.stopping_at.get_or_insert(now);
-                task.stopped_at = Some(now);
-                task.stopped_reason.get_or_insert(reason.clone());
-                task.stop_code.get_or_insert_with(|| "TaskFailedToStart".into());
-                for c in &mut task.containers {
-                    c.last_status = "STOPPED".into();
-                }
-                task.version += 1;
                 // Resources go back only to a live instance; a lost one keeps its books
                 // until it re-registers or is deregistered.
-                let txn = Txn {
-                    compares: vec![Compare::ModRevision(t.key.clone(), t.rev)],
-                    ops: vec![Op::put(&t.key, encode(&task)?)],
-                };
+                let txn = stop_txn(&t, now, &reason)?;
                 if self.db.commit(txn).await? {
                     changed += 1;
                 }
             }
         }
+        changed += self.check_fargate(&sessions, now).await?;
         Ok(changed)
     }
+
+    /// FARGATE tasks whose host's session lapsed are stopped the same way.
+    async fn check_fargate(&self, sessions: &HashSet<String>, now: f64) -> Result<usize, wharf_types::Error> {
+        let mut changed = 0;
+        for t in self.db.list::<Task>(&all_of_kind("task")).await? {
+            let Some(host) = t.doc.extra.get(FARGATE_HOST_FIELD).and_then(|h| h.as_str()) else { continue };
+            if t.doc.last_status == "STOPPED" || now - t.doc.created_at < self.timeout.as_secs_f64() {
+                continue;
+            }
+            let Some(scope) = scope_of_key(&t.key) else { continue };
+            if sessions.contains(&Keys::for_scope(&scope).agent_session(FARGATE_SESSIONS, host)) {
+                continue;
+            }
+            let reason = format!("Fargate host {host} lost contact (no heartbeat for {} s)", self.timeout.as_secs());
+            if self.db.commit(stop_txn(&t, now, &reason)?).await? {
+                changed += 1;
+            }
+        }
+        Ok(changed)
+    }
+}
+
+/// Marks a task STOPPED (its host is gone, so nobody else will).
+fn stop_txn(t: &wharf_api::db::Versioned<Task>, now: f64, reason: &str) -> Result<Txn, wharf_types::Error> {
+    let mut task = t.doc.clone();
+    task.last_status = "STOPPED".into();
+    task.desired_status = "STOPPED".into();
+    task.stopping_at.get_or_insert(now);
+    task.stopped_at = Some(now);
+    task.stopped_reason.get_or_insert(reason.to_string());
+    task.stop_code.get_or_insert_with(|| "TaskFailedToStart".into());
+    for c in &mut task.containers {
+        c.last_status = "STOPPED".into();
+    }
+    task.version += 1;
+    Ok(Txn { compares: vec![Compare::ModRevision(t.key.clone(), t.rev)], ops: vec![Op::put(&t.key, encode(&task)?)] })
 }
 
 impl Reconciler for InstanceLiveness {

@@ -110,6 +110,7 @@ pub fn agent_config(
         container_stop_timeout_secs,
         attributes,
         dynamic_ports: AgentConfig::kernel_ephemeral_range(),
+        fargate: false,
     })
 }
 

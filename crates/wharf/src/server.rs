@@ -204,7 +204,7 @@ async fn start_embedded_agent(
         data_dir: Some(args.data_dir.join("agent")),
         port_bind_ip: e.port_bind_ip,
     };
-    let config = match crate::agent_cmd::agent_config(
+    let mut config = match crate::agent_cmd::agent_config(
         &agent_args,
         endpoint.to_string(),
         args.region.clone(),
@@ -218,7 +218,12 @@ async fn start_embedded_agent(
             return None;
         }
     };
-    say!("  local agent:       joining cluster '{}' on the local Docker engine", config.cluster);
+    // The local agent is also the built-in Fargate capacity.
+    config.fargate = true;
+    say!(
+        "  local agent:       joining cluster '{}' on the local Docker engine (and serving FARGATE tasks)",
+        config.cluster
+    );
     Some(tokio::spawn(async move {
         if let Err(err) = wharf_agent::run(config, runtime, shutdown).await {
             tracing::error!(error = %err, "the local agent stopped");
@@ -510,21 +515,24 @@ async fn handle_agent(
         (&Method::GET, wharf_types::agent::ASSIGNMENTS_PATH) => {
             let params: HashMap<String, String> =
                 form_urlencoded::parse(qs.unwrap_or_default().as_bytes()).into_owned().collect();
+            if let Some(host) = params.get("fargateHost") {
+                return match wharf_api::agent_api::fargate_assignments(
+                    ctx,
+                    host,
+                    app.agent_timeout,
+                    app.shutdown.clone(),
+                ) {
+                    Ok(rx) => ndjson(rx),
+                    Err(e) => fail(e),
+                };
+            }
             let (Some(cluster), Some(instance)) = (params.get("cluster"), params.get("containerInstance")) else {
                 return fail(Error::invalid("containerInstance", "cluster and containerInstance are required."));
             };
             match wharf_api::agent_api::assignments(ctx, cluster, instance, app.agent_timeout, app.shutdown.clone())
                 .await
             {
-                Ok(rx) => {
-                    let stream = futures_util::stream::unfold(rx, |mut rx| async move {
-                        rx.recv().await.map(|b| (Ok::<_, Infallible>(hyper::body::Frame::data(b)), rx))
-                    });
-                    let mut resp = Response::new(StreamBody::new(stream).boxed());
-                    resp.headers_mut()
-                        .insert(http::header::CONTENT_TYPE, HeaderValue::from_static("application/x-ndjson"));
-                    resp
-                }
+                Ok(rx) => ndjson(rx),
                 Err(e) => fail(e),
             }
         }
@@ -544,4 +552,14 @@ async fn handle_agent(
             rid,
         ),
     }
+}
+
+/// A streaming response of newline-delimited JSON lines.
+fn ndjson(rx: tokio::sync::mpsc::Receiver<Bytes>) -> Response<Body> {
+    let stream = futures_util::stream::unfold(rx, |mut rx| async move {
+        rx.recv().await.map(|b| (Ok::<_, Infallible>(hyper::body::Frame::data(b)), rx))
+    });
+    let mut resp = Response::new(StreamBody::new(stream).boxed());
+    resp.headers_mut().insert(http::header::CONTENT_TYPE, HeaderValue::from_static("application/x-ndjson"));
+    resp
 }

@@ -131,6 +131,10 @@ impl Keys {
     pub fn service(&self, cluster: &str, name: &str) -> String {
         format!("{}{cluster}/{name}", self.kind("service"))
     }
+    /// Every task of the scope, in every cluster.
+    pub fn all_tasks(&self) -> String {
+        self.kind("task")
+    }
     pub fn tasks(&self, cluster: &str) -> String {
         format!("{}{cluster}/", self.kind("task"))
     }

@@ -12,7 +12,7 @@ use crate::paging::{max_results, scan, with_token};
 use serde::Deserialize;
 use serde_json::{Map, Value, json};
 use wharf_store::{Compare, Op, Txn};
-use wharf_types::ecs::{Attribute, Container, ContainerInstance, Failure, Tag, Task, TaskDefinition};
+use wharf_types::ecs::{Attribute, Cluster, Container, ContainerInstance, Failure, Tag, Task, TaskDefinition};
 use wharf_types::{Error, Result};
 
 /// Task states in which a task holds resources on its instance.
@@ -349,8 +349,27 @@ pub async fn run(ctx: &Ctx, v: Value) -> Result<Value> {
         if !td.compatibilities.iter().any(|c| c == "FARGATE") {
             return Err(Error::invalid("launchType", "Task definition does not support launch_type FARGATE."));
         }
-        // Built-in Fargate capacity arrives with the embedded agent; until then ECS's answer
-        // for capacity that is not there.
+        return run_fargate(ctx, &cluster.doc, &td, &req, count as usize).await;
+    }
+    if req.launch_type.as_deref() == Some("EXTERNAL") {
+        return Err(Error::Unsupported("The EXTERNAL launch type is not supported.".into()));
+    }
+    let (tasks, failures) =
+        place(ctx, &cluster.doc.cluster_arn, &cluster.doc.cluster_name, &td, &req, count as usize, None).await?;
+    output(json!({ "tasks": tasks, "failures": failures }))
+}
+
+/// FARGATE tasks run on the hosts that serve Fargate capacity for the account (the agent of
+/// `wharf up`); with none connected, ECS's answer for capacity that is not there.
+async fn run_fargate(
+    ctx: &Ctx,
+    cluster: &Cluster,
+    td: &TaskDefinition,
+    req: &RunRequest,
+    count: usize,
+) -> Result<Value> {
+    let hosts = crate::agent_api::fargate_hosts(ctx).await?;
+    if hosts.is_empty() {
         let failures: Vec<Failure> = (0..count)
             .map(|_| Failure {
                 arn: None,
@@ -362,12 +381,36 @@ pub async fn run(ctx: &Ctx, v: Value) -> Result<Value> {
             .collect();
         return output(json!({ "tasks": [], "failures": failures }));
     }
-    if req.launch_type.as_deref() == Some("EXTERNAL") {
-        return Err(Error::Unsupported("The EXTERNAL launch type is not supported.".into()));
+    let provider = req
+        .capacity_provider_strategy
+        .as_ref()
+        .and_then(|s| s.first())
+        .and_then(|i| i.get("capacityProvider"))
+        .and_then(Value::as_str)
+        .map(str::to_string);
+    let keys = Keys::new(ctx);
+    let mut txn = Txn::default();
+    let mut tasks = vec![];
+    for _ in 0..count {
+        let mut task = new_task(ctx, &cluster.cluster_arn, &cluster.cluster_name, td, req, Some("FARGATE"), None);
+        if provider.is_some() {
+            task.launch_type = None;
+            task.capacity_provider_name.clone_from(&provider);
+        } else {
+            task.capacity_provider_name = Some("FARGATE".into());
+        }
+        let host = &hosts[rand::random_range(0..hosts.len())];
+        task.extra.insert(crate::agent_api::FARGATE_HOST_FIELD.into(), json!(host));
+        let key = keys.task(&cluster.cluster_name, task.task_arn.rsplit('/').next().unwrap_or_default());
+        txn.compares.push(Compare::ModRevision(key.clone(), 0));
+        txn.ops.push(Op::put(key, encode(&task)?));
+        txn.ops.extend(tags::put_op(ctx, &task.task_arn, &task.tags)?);
+        tasks.push(task);
     }
-    let (tasks, failures) =
-        place(ctx, &cluster.doc.cluster_arn, &cluster.doc.cluster_name, &td, &req, count as usize, None).await?;
-    output(json!({ "tasks": tasks, "failures": failures }))
+    if !ctx.db.commit(txn).await? {
+        return Err(Error::Internal("a new task id collided; try again".into()));
+    }
+    output(json!({ "tasks": tasks, "failures": [] }))
 }
 
 pub async fn start(ctx: &Ctx, v: Value) -> Result<Value> {
