@@ -32,9 +32,10 @@ class CliError(Exception):
 class Wharf:
     """A running `wharf up` process with its data dir, endpoint and client helpers."""
 
-    def __init__(self, data_dir, extra_args=()):
+    def __init__(self, data_dir, extra_args=(), agent=False):
         self.data_dir = Path(data_dir)
         self.extra_args = list(extra_args)
+        self.agent = agent
         self.proc = None
         self.endpoint = None
         self.log = self.data_dir / "wharf.log"
@@ -57,8 +58,8 @@ class Wharf:
 
     def start(self, listen="127.0.0.1:0"):
         self.data_dir.mkdir(parents=True, exist_ok=True)
-        args = [BIN, "up", "--listen", listen, "--data-dir", str(self.data_dir / "data"), "--no-profile", "--no-agent",
-                "--account-id", ACCOUNT, *self.extra_args]
+        args = [BIN, "up", "--listen", listen, "--data-dir", str(self.data_dir / "data"), "--no-profile",
+                *([] if self.agent else ["--no-agent"]), "--account-id", ACCOUNT, *self.extra_args]
         self.proc = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=open(self.log, "ab"), env=self.env(), text=True)
         deadline = time.time() + 20
         while time.time() < deadline:

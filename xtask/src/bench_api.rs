@@ -50,6 +50,9 @@ pub struct Args {
     /// processes using under 20% of a core), so shared machines give cleaner figures.
     #[arg(long, default_value_t = 60)]
     quiet_wait: u64,
+    /// Times a cell disturbed by other processes (over 15% of a core) is run again.
+    #[arg(long, default_value_t = 2)]
+    reruns: usize,
     /// Only these operations (quick experiments) [default: all four]
     #[arg(long, value_delimiter = ',', value_enum)]
     ops: Vec<Op>,
@@ -243,6 +246,9 @@ async fn run_cell(
     cell.latencies.sort_unstable();
     Ok(cell)
 }
+
+/// Other processes' CPU (100 = one core) above which a cell counts as disturbed.
+const DISTURBED_PCT: f64 = 15.0;
 
 /// Waits (up to `max`) until the machine is quiet: our servers are idle between cells, so
 /// whatever is busy is someone else. Returns the busy share seen last (100 = one core).
@@ -480,24 +486,41 @@ async fn bench(args: &Args, wharf_bin: &Path, moto_bin: &Path) -> anyhow::Result
     for server in &servers {
         for op in RUN_ORDER.into_iter().filter(|op| args.ops.is_empty() || args.ops.contains(op)) {
             for &c in &args.concurrency {
-                let waited = Instant::now();
-                let busy = wait_quiet(Duration::from_secs(args.quiet_wait)).await;
-                if waited.elapsed() > Duration::from_secs(1) {
+                // A cell disturbed by other processes is run again (up to `--reruns` times); the
+                // least disturbed attempt is kept.
+                let mut kept: Option<Cell> = None;
+                for attempt in 0..=args.reruns {
+                    let waited = Instant::now();
+                    let busy = wait_quiet(Duration::from_secs(args.quiet_wait)).await;
+                    if waited.elapsed() > Duration::from_secs(1) {
+                        println!(
+                            "    (waited {:.0} s for other processes to go quiet; now {busy:.0}% of a core busy)",
+                            waited.elapsed().as_secs_f64()
+                        );
+                    }
+                    let cell = run_cell(&server.endpoint, server.pid(), op, c, warmup, measure).await?;
                     println!(
-                        "    (waited {:.0} s for other processes to go quiet; now {busy:.0}% of a core busy)",
-                        waited.elapsed().as_secs_f64()
+                        "    {:5} {:<24} c={c:<3} {:>9.0} req/s  p50 {:>7} ms  p99 {:>7} ms  errors {}  other CPU {:.0}%",
+                        server.name,
+                        op.name(),
+                        cell.throughput(),
+                        fmt_ms(cell.quantile_ms(0.5)),
+                        fmt_ms(cell.quantile_ms(0.99)),
+                        cell.errors,
+                        cell.other_cpu_pct(),
                     );
+                    let disturbed = cell.other_cpu_pct() > DISTURBED_PCT;
+                    if kept.as_ref().is_none_or(|k| cell.other_cpu_pct() < k.other_cpu_pct()) {
+                        kept = Some(cell);
+                    }
+                    if !disturbed {
+                        break;
+                    }
+                    if attempt < args.reruns {
+                        println!("    (disturbed by other processes: running the cell again)");
+                    }
                 }
-                let cell = run_cell(&server.endpoint, server.pid(), op, c, warmup, measure).await?;
-                println!(
-                    "    {:5} {:<24} c={c:<3} {:>9.0} req/s  p50 {:>7} ms  p99 {:>7} ms  errors {}",
-                    server.name,
-                    op.name(),
-                    cell.throughput(),
-                    fmt_ms(cell.quantile_ms(0.5)),
-                    fmt_ms(cell.quantile_ms(0.99)),
-                    cell.errors
-                );
+                let Some(cell) = kept else { continue };
                 cells.insert((server.name, op, c), cell);
             }
         }
@@ -506,12 +529,18 @@ async fn bench(args: &Args, wharf_bin: &Path, moto_bin: &Path) -> anyhow::Result
     tokio::time::sleep(Duration::from_secs(2)).await;
     let rss_after = servers::rss_mb(wharf.pid())?;
     let rss_peak = servers::peak_rss_mb(wharf.pid())?;
-    let registered: u64 = args
-        .concurrency
-        .iter()
-        .filter_map(|&c| cells.get(&("wharf", Op::RegisterTaskDefinition, c)))
-        .map(|c| c.ok)
-        .sum();
+    // How many revisions RegisterTaskDefinition added (warm-ups and re-runs included): the
+    // latest revision of its family.
+    let registered = {
+        let mut conn = Conn::open(&wharf.endpoint).await?;
+        let reply = conn
+            .call("DescribeTaskDefinition", &Bytes::from(json!({ "taskDefinition": REGISTERED }).to_string()))
+            .await?;
+        serde_json::from_slice::<Value>(&reply.body)
+            .ok()
+            .and_then(|v| v["taskDefinition"]["revision"].as_u64())
+            .unwrap_or(0)
+    };
     let db_mb = std::fs::metadata(data_dir.join("wharf.db")).map_or(0.0, |m| m.len() as f64 / (1024.0 * 1024.0));
 
     report(args, &cells, &startup, rss_start, rss_after, rss_peak, registered, db_mb);
@@ -616,7 +645,7 @@ fn report(
     }
     let disturbed: Vec<String> = cells
         .iter()
-        .filter(|(_, cell)| cell.other_cpu_pct() > 15.0)
+        .filter(|(_, cell)| cell.other_cpu_pct() > DISTURBED_PCT)
         .map(|((server, op, c), cell)| format!("{server} {} c={c} ({:.0}%)", op.name(), cell.other_cpu_pct()))
         .collect();
     if !disturbed.is_empty() {

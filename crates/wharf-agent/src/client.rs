@@ -16,6 +16,7 @@ use std::time::SystemTime;
 use wharf_types::agent::StreamMessage;
 
 const ECS_TARGET: &str = "AmazonEC2ContainerServiceV20141113";
+const LOGS_TARGET: &str = "Logs_20140328";
 
 #[derive(Debug, thiserror::Error)]
 pub enum ClientError {
@@ -56,6 +57,7 @@ impl Client {
 
     fn signed(
         &self,
+        service: &str,
         method: Method,
         path_and_query: &str,
         headers: &[(&str, &str)],
@@ -74,7 +76,7 @@ impl Client {
         let params = v4::SigningParams::builder()
             .identity(&identity)
             .region(&self.region)
-            .name("ecs")
+            .name(service)
             .time(SystemTime::now())
             .settings(SigningSettings::default())
             .build()
@@ -100,14 +102,27 @@ impl Client {
 
     /// Calls ECS operation `op` with `body`; returns the decoded output.
     pub async fn ecs(&self, op: &str, body: &Value) -> Result<Value> {
-        let target = format!("{ECS_TARGET}.{op}");
-        let payload = Bytes::from(serde_json::to_vec(body).map_err(|e| ClientError::Invalid(e.to_string()))?);
-        self.post_json("/", &[("x-amz-target", &target), ("content-type", "application/x-amz-json-1.1")], payload).await
+        self.json11("ecs", &format!("{ECS_TARGET}.{op}"), body).await
     }
 
-    /// POSTs a signed JSON body to `path` (also used for the private agent endpoints).
+    /// Calls CloudWatch Logs operation `op` (the awslogs driver's calls).
+    pub async fn logs(&self, op: &str, body: &Value) -> Result<Value> {
+        self.json11("logs", &format!("{LOGS_TARGET}.{op}"), body).await
+    }
+
+    async fn json11(&self, service: &str, target: &str, body: &Value) -> Result<Value> {
+        let payload = Bytes::from(serde_json::to_vec(body).map_err(|e| ClientError::Invalid(e.to_string()))?);
+        let headers = [("x-amz-target", target), ("content-type", "application/x-amz-json-1.1")];
+        self.post(service, "/", &headers, payload).await
+    }
+
+    /// POSTs a signed JSON body to one of the private agent endpoints.
     pub async fn post_json(&self, path: &str, headers: &[(&str, &str)], payload: Bytes) -> Result<Value> {
-        let req = self.signed(Method::POST, path, headers, payload)?;
+        self.post("ecs", path, headers, payload).await
+    }
+
+    async fn post(&self, service: &str, path: &str, headers: &[(&str, &str)], payload: Bytes) -> Result<Value> {
+        let req = self.signed(service, Method::POST, path, headers, payload)?;
         let resp = self.http.request(req).await.map_err(|e| self.unreachable(e))?;
         let status = resp.status().as_u16();
         let body = resp.into_body().collect().await.map_err(|e| self.unreachable(e))?.to_bytes();
@@ -133,7 +148,7 @@ impl Client {
 
     async fn open_stream(&self, query: &str) -> Result<AssignmentStream> {
         let path = format!("{}?{query}", wharf_types::agent::ASSIGNMENTS_PATH);
-        let req = self.signed(Method::GET, &path, &[], Bytes::new())?;
+        let req = self.signed("ecs", Method::GET, &path, &[], Bytes::new())?;
         let resp = self.http.request(req).await.map_err(|e| self.unreachable(e))?;
         let status = resp.status().as_u16();
         if status != 200 {

@@ -1,6 +1,6 @@
 //! `ContainerRuntime` on the Docker Engine API through bollard, negotiating the API version.
 
-use crate::runtime::{ContainerRuntime, ContainerSpec, ContainerStatus, RegistryAuth, Result, RuntimeError};
+use crate::runtime::{ContainerRuntime, ContainerSpec, ContainerStatus, LogLine, RegistryAuth, Result, RuntimeError};
 use bollard::Docker;
 use bollard::auth::DockerCredentials;
 use bollard::models::{ContainerCreateBody, HealthConfig, HostConfig, PortBinding, ResourcesUlimits, RestartPolicy};
@@ -110,6 +110,27 @@ impl DockerRuntime {
             ..Default::default()
         }
     }
+}
+
+/// `2026-11-24T22:09:21.365903123Z` → epoch milliseconds (UTC only, as the engine writes).
+fn parse_rfc3339_ms(s: &str) -> Option<i64> {
+    let s = s.strip_suffix('Z')?;
+    let (date, time) = s.split_once('T')?;
+    let mut d = date.split('-').map(|p| p.parse::<i64>().ok());
+    let (y, m, day) = (d.next()??, d.next()??, d.next()??);
+    let (hms, frac) = time.split_once('.').unwrap_or((time, "0"));
+    let mut t = hms.split(':').map(|p| p.parse::<i64>().ok());
+    let (h, min, sec) = (t.next()??, t.next()??, t.next()??);
+    let ms: i64 = format!("{frac:0<3}")[..3].parse().ok()?;
+    // Howard Hinnant's days_from_civil.
+    let y = if m <= 2 { y - 1 } else { y };
+    let era = y.div_euclid(400);
+    let yoe = y - era * 400;
+    let mp = (m + 9) % 12;
+    let doy = (153 * mp + 2) / 5 + day - 1;
+    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+    let days = era * 146_097 + doe - 719_468;
+    Some(((days * 86_400 + h * 3600 + min * 60 + sec) * 1000) + ms)
 }
 
 /// `repo:tag` (or `repo@digest`) split the way the Engine's pull API wants it.
@@ -246,6 +267,29 @@ impl ContainerRuntime for DockerRuntime {
         Ok(out)
     }
 
+    fn logs(&self, id: &str, since_secs: i64) -> futures_util::stream::BoxStream<'static, Result<LogLine>> {
+        let options = bollard::query_parameters::LogsOptions {
+            follow: true,
+            stdout: true,
+            stderr: true,
+            timestamps: true,
+            since: i32::try_from(since_secs).unwrap_or(0),
+            tail: "all".into(),
+            ..Default::default()
+        };
+        self.docker
+            .logs(id, Some(options))
+            .map(|item| {
+                let out = item.map_err(call("logs"))?;
+                let text = String::from_utf8_lossy(&out.into_bytes()).into_owned();
+                // "2026-11-24T22:09:21.365903123Z message"
+                let (stamp, message) = text.split_once(' ').unwrap_or(("", text.as_str()));
+                let timestamp_ms = parse_rfc3339_ms(stamp).unwrap_or_else(|| (wharf_types::now() * 1000.0) as i64);
+                Ok(LogLine { timestamp_ms, message: message.trim_end_matches(['\n', '\r']).to_string() })
+            })
+            .boxed()
+    }
+
     async fn import_image(&self, name: &str, rootfs_tar: Vec<u8>) -> Result<()> {
         let (repo, tag) = split_image(name);
         let options =
@@ -266,6 +310,13 @@ impl ContainerRuntime for DockerRuntime {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn parses_engine_timestamps() {
+        assert_eq!(parse_rfc3339_ms("1970-01-01T00:00:01.5Z"), Some(1500));
+        assert_eq!(parse_rfc3339_ms("2026-11-24T21:25:18.250123456Z"), Some(1_795_555_518_250));
+        assert_eq!(parse_rfc3339_ms("garbage"), None);
+    }
 
     #[test]
     fn splits_image_references() {

@@ -7,6 +7,7 @@
 pub mod agent;
 pub mod client;
 pub mod docker;
+mod logs;
 pub mod pause;
 pub mod runtime;
 mod spec;

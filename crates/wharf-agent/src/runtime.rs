@@ -103,6 +103,13 @@ pub enum RuntimeError {
 
 pub type Result<T, E = RuntimeError> = std::result::Result<T, E>;
 
+/// One line of a container's output.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LogLine {
+    pub timestamp_ms: i64,
+    pub message: String,
+}
+
 /// Credentials for pulling from a registry.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct RegistryAuth {
@@ -125,6 +132,10 @@ pub trait ContainerRuntime: Send + Sync + 'static {
     fn inspect(&self, id: &str) -> impl Future<Output = Result<Option<ContainerStatus>>> + Send;
     /// Every container carrying `label` (any value), running or not.
     fn list_labelled(&self, label: &str) -> impl Future<Output = Result<Vec<ContainerStatus>>> + Send;
+    /// The container's output (stdout and stderr) since `since_secs` (epoch; 0 = its start),
+    /// following until it exits. Each item is one line as the engine framed it, with the
+    /// engine's timestamp (epoch ms).
+    fn logs(&self, id: &str, since_secs: i64) -> futures_util::stream::BoxStream<'static, Result<LogLine>>;
     /// Creates image `name` (`repo:tag`) from a root filesystem tar (`docker import`).
     fn import_image(&self, name: &str, rootfs_tar: Vec<u8>) -> impl Future<Output = Result<()>> + Send;
     /// The engine's version string, for versionInfo.

@@ -53,6 +53,8 @@ pub(crate) struct TaskRun<R: ContainerRuntime> {
     cluster: String,
     /// The owner label value this task's containers carry (instance ARN or Fargate host).
     owner: String,
+    /// awslogs shippers; the task waits for them before removing its containers.
+    shippers: Vec<tokio::task::JoinHandle<()>>,
 }
 
 fn now() -> f64 {
@@ -78,7 +80,17 @@ impl<R: ContainerRuntime> TaskRun<R> {
                 ..Default::default()
             })
             .collect();
-        TaskRun { agent, desired, slots, pull_started: None, pull_stopped: None, pause: None, cluster, owner }
+        TaskRun {
+            agent,
+            desired,
+            slots,
+            pull_started: None,
+            pull_stopped: None,
+            pause: None,
+            cluster,
+            owner,
+            shippers: vec![],
+        }
     }
 
     fn assignment(&self) -> Assignment {
@@ -129,7 +141,16 @@ impl<R: ContainerRuntime> TaskRun<R> {
     }
 
     fn adopt(&mut self, existing: &HashMap<String, ContainerStatus>) {
-        let task = self.assignment().task;
+        let a = self.assignment();
+        let task = a.task.clone();
+        // Lines written while no agent was running are not shipped again from the start.
+        let since = wharf_types::now() as i64;
+        for def in &a.task_definition.container_definitions {
+            let name = def.name.clone().unwrap_or_default();
+            if let (Some(c), Some(logs)) = (existing.get(&name), crate::logs::awslogs(def, task_id(&task.task_arn))) {
+                self.shippers.push(tokio::spawn(crate::logs::ship(self.agent.clone(), c.id.clone(), logs, since)));
+            }
+        }
         self.pause = existing.get(labels::PAUSE_CONTAINER).map(|c| c.id.clone());
         for slot in &mut self.slots {
             if let Some(c) = existing.get(&slot.name) {
@@ -291,6 +312,13 @@ impl<R: ContainerRuntime> TaskRun<R> {
                     Some(if v.get("readOnly").and_then(Value::as_bool) == Some(true) { format!("{id}:ro") } else { id })
                 })
                 .collect();
+            let awslogs = crate::logs::awslogs(def, task_id(&a.task.task_arn));
+            if let Some(logs) = &awslogs
+                && let Err(reason) = crate::logs::prepare(&self.agent.client, logs).await
+            {
+                self.slots[i].reason = Some(reason.clone());
+                return Err(StopCause { reason });
+            }
             let mut last_err = String::new();
             let mut started = None;
             for _ in 0..5 {
@@ -335,6 +363,9 @@ impl<R: ContainerRuntime> TaskRun<R> {
                     spec.ports.iter().map(|p| (p.container_port, p.host_port, p.protocol.clone())).collect();
             }
             slot.digest = self.agent.runtime.image_digest(&spec.image).await.ok().flatten();
+            if let Some(logs) = awslogs {
+                self.shippers.push(tokio::spawn(crate::logs::ship(self.agent.clone(), id.clone(), logs, 0)));
+            }
             slot.id = Some(id);
         }
         self.report("RUNNING", None).await;
@@ -549,6 +580,12 @@ impl<R: ContainerRuntime> TaskRun<R> {
         while !self.report("STOPPED", Some(&cause.reason)).await {
             tokio::time::sleep(delay).await;
             delay = (delay * 2).min(Duration::from_secs(30));
+        }
+        // Every line the containers wrote reaches CloudWatch Logs before they are removed.
+        for shipper in self.shippers.drain(..) {
+            if tokio::time::timeout(Duration::from_secs(30), shipper).await.is_err() {
+                tracing::warn!(task = %a.task.task_arn, "log shipping did not finish within 30 s");
+            }
         }
         for id in self.slots.iter().filter_map(|s| s.id.as_ref()).chain(self.pause.as_ref()) {
             let _ = self.agent.runtime.remove(id).await;
