@@ -125,3 +125,214 @@ def wharf():
 @pytest.fixture
 def ecs(wharf):
     return wharf.client("ecs")
+
+
+# ---------------------------------------------------------------------------------------------
+# Agents and real containers (tests/e2e/test_agent*.py): `wharf up` with its embedded agent,
+# standalone `wharf agent` processes, the wharf-echo test image, and cleanup of every container
+# a test's agents made, even when the test fails.
+
+ECHO_IMAGE = "wharf-echo:latest"
+CLUSTER_LABEL = "com.amazonaws.ecs.cluster"
+INSTANCE_LABEL = "dev.wharf.container-instance"
+TASK_LABEL = "com.amazonaws.ecs.task-arn"
+NAME_LABEL = "com.amazonaws.ecs.container-name"
+
+
+def docker(*args, check=True, timeout=60):
+    """Runs the docker CLI; returns the CompletedProcess (raises on failure when `check`)."""
+    r = subprocess.run(["docker", *args], capture_output=True, text=True, timeout=timeout)
+    if check and r.returncode != 0:
+        raise RuntimeError(f"docker {' '.join(args)} failed ({r.returncode}): {r.stderr.strip()}")
+    return r
+
+
+def docker_containers(label, running_only=False):
+    """Containers carrying `label` (`key` or `key=value`), as dicts of id, name, state and the
+    ECS labels, from `docker ps`."""
+    fmt = "\t".join(["{{.ID}}", "{{.Names}}", "{{.State}}", f'{{{{.Label "{TASK_LABEL}"}}}}',
+                     f'{{{{.Label "{NAME_LABEL}"}}}}', f'{{{{.Label "{CLUSTER_LABEL}"}}}}',
+                     f'{{{{.Label "{INSTANCE_LABEL}"}}}}'])
+    args = ["ps", "--no-trunc", "--filter", f"label={label}", "--format", fmt]
+    if not running_only:
+        args.insert(1, "-a")
+    out = []
+    for line in docker(*args).stdout.splitlines():
+        cid, name, state, task, cname, cluster, owner = (line.split("\t") + [""] * 7)[:7]
+        out.append(dict(id=cid, name=name, state=state, task=task, container=cname, cluster=cluster, owner=owner))
+    return out
+
+
+@pytest.fixture(scope="session")
+def echo_image():
+    """Makes sure Docker answers and `wharf-echo:latest` is built (once per session)."""
+    try:
+        r = subprocess.run(["docker", "version", "--format", "{{.Server.Version}}"], capture_output=True, text=True,
+                           timeout=30)
+    except FileNotFoundError:
+        pytest.fail("the agent tests need Docker: the `docker` CLI is not installed", pytrace=False)
+    if r.returncode != 0:
+        pytest.fail(f"the agent tests need a running Docker engine; `docker version` said: {r.stderr.strip()}",
+                    pytrace=False)
+    b = subprocess.run([str(ROOT / "scripts" / "build-test-images"), ECHO_IMAGE], capture_output=True, text=True,
+                       timeout=900)
+    if b.returncode != 0:
+        pytest.fail(f"scripts/build-test-images failed:\n{b.stdout}\n{b.stderr}", pytrace=False)
+    return ECHO_IMAGE
+
+
+class AgentProcess:
+    """A standalone `wharf agent` joining `cluster` of `wharf`, with its own data dir."""
+
+    def __init__(self, wharf, cluster, data_dir, config=None, extra_args=()):
+        self.wharf = wharf
+        self.cluster = cluster
+        self.data_dir = Path(data_dir)
+        self.config = Path(config) if config else self.data_dir / "no-ecs.config"
+        self.extra_args = list(extra_args)
+        self.log = self.data_dir / "agent.log"
+        self.proc = None
+        self.start()
+
+    def start(self):
+        self.data_dir.mkdir(parents=True, exist_ok=True)
+        args = [BIN, "agent", "--endpoint", self.wharf.endpoint, "--data-dir", str(self.data_dir),
+                "--config", str(self.config), *self.extra_args]
+        if self.cluster is not None:
+            args += ["--cluster", self.cluster]
+        env = self.wharf.env()
+        env["AWS_REGION"] = REGION
+        env.pop("ECS_CLUSTER", None)
+        self.proc = subprocess.Popen(args, stdout=open(self.log, "ab"), stderr=subprocess.STDOUT, env=env)
+
+    def state(self):
+        """The agent's remembered state (`containerInstanceArn`, `cluster`, ...) or {}."""
+        try:
+            return json.loads((self.data_dir / "agent-state.json").read_text())
+        except (OSError, ValueError):
+            return {}
+
+    def instance_arn(self, timeout=20):
+        """Waits for the agent to register; returns its container instance ARN."""
+        deadline = time.time() + timeout
+        while time.time() < deadline:
+            arn = self.state().get("containerInstanceArn")
+            if arn and (self.cluster is None or self.state().get("cluster") == self.cluster):
+                return arn
+            if self.proc.poll() is not None:
+                break
+            time.sleep(0.1)
+        raise AssertionError(f"agent did not register; log:\n{self.log.read_text()}")
+
+    def kill9(self):
+        if self.proc and self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.wait()
+
+    def stop(self, timeout=10):
+        if self.proc and self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(timeout=timeout)
+            except subprocess.TimeoutExpired:
+                self.kill9()
+        return self.proc.returncode if self.proc else None
+
+
+def _owners_of(state):
+    owners = []
+    if state.get("containerInstanceArn"):
+        owners.append(state["containerInstanceArn"])
+    if state.get("fargateHost"):
+        owners.append(f"fargate:{state['fargateHost']}")
+    return owners
+
+
+class Fleet:
+    """What one test started: `wharf up` servers (with or without the embedded agent) and
+    standalone agents. `close()` stops every task, the agents and the servers, then removes
+    every container that one of them owned or that carries one of the test's cluster names."""
+
+    def __init__(self, tmp):
+        self.tmp = Path(tmp)
+        self.servers = []
+        self.agents = []
+        self.clusters = set()
+        self.owners = set()
+
+    def cluster_name(self, prefix="e2e"):
+        name = f"{prefix}-{os.urandom(4).hex()}"
+        self.clusters.add(name)
+        return name
+
+    def __call__(self, *extra_args, agent=True):
+        """Starts `wharf up`; with `agent`, its embedded agent joins the server's own cluster
+        `default` (`wharf.cluster`), which it creates."""
+        w = Wharf(self.tmp / f"server{len(self.servers)}", extra_args, agent=agent)
+        w.cluster = "default" if agent else None
+        self.servers.append(w)
+        return w
+
+    def agent(self, wharf, cluster, config=None, extra_args=(), data_dir=None):
+        if cluster is not None:
+            self.clusters.add(cluster)
+        a = AgentProcess(wharf, cluster, data_dir or self.tmp / f"agent{len(self.agents)}", config, extra_args)
+        self.agents.append(a)
+        return a
+
+    def embedded_state(self, wharf):
+        try:
+            return json.loads((wharf.data_dir / "data" / "agent" / "agent-state.json").read_text())
+        except (OSError, ValueError):
+            return {}
+
+    def _stop_tasks(self, w):
+        try:
+            ecs = w.client("ecs")
+            for c in ecs.list_clusters()["clusterArns"]:
+                for status in ("ACTIVE", "DRAINING", "INACTIVE"):
+                    for arn in ecs.list_container_instances(cluster=c, status=status)["containerInstanceArns"]:
+                        self.owners.add(arn)
+                for arn in ecs.list_tasks(cluster=c)["taskArns"]:
+                    ecs.stop_task(cluster=c, task=arn, reason="e2e cleanup")
+        except Exception:  # noqa: BLE001 - cleanup must go on
+            pass
+
+    def close(self):
+        codes = []
+        for w in self.servers:
+            if w.proc and w.proc.poll() is None:
+                self._stop_tasks(w)
+            self.owners.update(_owners_of(self.embedded_state(w)))
+        for a in self.agents:
+            self.owners.update(_owners_of(a.state()))
+            a.stop()
+        for w in self.servers:
+            codes.append((w, w.stop()))
+        ids = set()
+        for owner in self.owners:
+            ids.update(c["id"] for c in docker_containers(f"{INSTANCE_LABEL}={owner}"))
+        for cluster in self.clusters:
+            ids.update(c["id"] for c in docker_containers(f"{CLUSTER_LABEL}={cluster}"))
+        if ids:
+            docker("rm", "-f", "-v", *sorted(ids), check=False)
+        for w, code in codes:
+            assert code in (0, None, -9), f"wharf exited with {code}; log:\n{w.log.read_text()}"
+
+
+@pytest.fixture
+def wharf_factory(echo_image):
+    """Starts `wharf up` servers (`wharf_factory(*extra_args, agent=True)`) and standalone
+    agents (`wharf_factory.agent(wharf, cluster)`), and cleans up after them."""
+    with tempfile.TemporaryDirectory(prefix="wharf-e2e-agent-") as d:
+        fleet = Fleet(d)
+        try:
+            yield fleet
+        finally:
+            fleet.close()
+
+
+@pytest.fixture
+def wharf_agent(wharf_factory):
+    """`wharf up` WITH its embedded agent (joined to cluster `default`, which is this server's own)."""
+    return wharf_factory()

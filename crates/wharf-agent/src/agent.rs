@@ -106,6 +106,8 @@ pub struct Agent<R: ContainerRuntime> {
     fargate_host: String,
     tasks: Mutex<HashMap<String, (Source, watch::Sender<Assignment>)>>,
     ports: Mutex<HashSet<u16>>,
+    /// Base URL of the task metadata endpoint, once it serves.
+    metadata_base: Mutex<Option<String>>,
 }
 
 /// Which stream assigned a task: the container instance's, or the Fargate host's.
@@ -141,6 +143,7 @@ impl<R: ContainerRuntime> Agent<R> {
             runtime,
             client,
             fargate_host,
+            metadata_base: Mutex::new(None),
             instance_arn: Mutex::new(String::new()),
             tasks: Mutex::new(HashMap::new()),
             ports: Mutex::new(HashSet::new()),
@@ -211,6 +214,17 @@ impl<R: ContainerRuntime> Agent<R> {
             let _ = std::fs::write(self.state_path(), serde_json::to_vec(&state).unwrap_or_default());
         }
         Ok(arn)
+    }
+
+    /// The current assignment of the task with this id, if the agent runs it.
+    pub(crate) fn assignment_by_id(&self, task_id: &str) -> Option<Assignment> {
+        let tasks = self.tasks.lock().unwrap_or_else(PoisonError::into_inner);
+        let suffix = format!("/{task_id}");
+        tasks.iter().find(|(arn, _)| arn.ends_with(&suffix)).map(|(_, (_, tx))| tx.borrow().clone())
+    }
+
+    pub(crate) fn metadata_base(&self) -> Option<String> {
+        self.metadata_base.lock().unwrap_or_else(PoisonError::into_inner).clone()
     }
 
     /// The owner label value of the containers a source's tasks run in.
@@ -361,6 +375,8 @@ pub async fn run<R: ContainerRuntime>(
         }
     };
     tracing::info!(cluster = %agent.config.cluster, instance = %arn, "container instance registered");
+    let base = crate::metadata::serve(agent.clone(), shutdown.clone()).await;
+    *agent.metadata_base.lock().unwrap_or_else(PoisonError::into_inner) = base;
     let fargate = agent.config.fargate.then(|| tokio::spawn(agent.clone().follow(Source::Fargate, shutdown.clone())));
     agent.clone().follow(Source::Instance, shutdown).await;
     if let Some(f) = fargate {

@@ -290,6 +290,31 @@ impl ContainerRuntime for DockerRuntime {
             .boxed()
     }
 
+    async fn stats(&self, id: &str) -> Result<Option<serde_json::Value>> {
+        let options = bollard::query_parameters::StatsOptions { stream: false, one_shot: true };
+        let mut stream = self.docker.stats(id, Some(options));
+        match stream.next().await {
+            Some(Ok(s)) => Ok(serde_json::to_value(s).ok()),
+            Some(Err(e)) if is_not_found(&e) => Ok(None),
+            Some(Err(e)) => Err(call("stats")(e)),
+            None => Ok(None),
+        }
+    }
+
+    async fn bridge_gateway(&self) -> Result<Option<String>> {
+        let net = self.docker.inspect_network("bridge", None).await.map_err(call("inspect_network"))?;
+        let configs = net.ipam.and_then(|i| i.config).unwrap_or_default();
+        if let Some(gw) = configs.iter().find_map(|c| c.gateway.clone()) {
+            return Ok(Some(gw));
+        }
+        // The default bridge often reports only its subnet; its gateway is the first address.
+        Ok(configs.iter().find_map(|c| {
+            let (addr, _) = c.subnet.as_deref()?.split_once('/')?;
+            let ip: std::net::Ipv4Addr = addr.parse().ok()?;
+            Some(std::net::Ipv4Addr::from(u32::from(ip) + 1).to_string())
+        }))
+    }
+
     async fn import_image(&self, name: &str, rootfs_tar: Vec<u8>) -> Result<()> {
         let (repo, tag) = split_image(name);
         let options =

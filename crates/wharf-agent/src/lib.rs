@@ -8,6 +8,7 @@ pub mod agent;
 pub mod client;
 pub mod docker;
 mod logs;
+pub mod metadata;
 pub mod pause;
 pub mod runtime;
 mod spec;

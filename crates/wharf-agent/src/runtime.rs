@@ -136,6 +136,11 @@ pub trait ContainerRuntime: Send + Sync + 'static {
     /// following until it exits. Each item is one line as the engine framed it, with the
     /// engine's timestamp (epoch ms).
     fn logs(&self, id: &str, since_secs: i64) -> futures_util::stream::BoxStream<'static, Result<LogLine>>;
+    /// One sample of the container's resource usage, in the engine's stats format.
+    fn stats(&self, id: &str) -> impl Future<Output = Result<Option<serde_json::Value>>> + Send;
+    /// The gateway address of the engine's default bridge network (how containers reach the
+    /// host, and so the agent's metadata endpoint).
+    fn bridge_gateway(&self) -> impl Future<Output = Result<Option<String>>> + Send;
     /// Creates image `name` (`repo:tag`) from a root filesystem tar (`docker import`).
     fn import_image(&self, name: &str, rootfs_tar: Vec<u8>) -> impl Future<Output = Result<()>> + Send;
     /// The engine's version string, for versionInfo.

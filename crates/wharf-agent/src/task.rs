@@ -288,6 +288,21 @@ impl<R: ContainerRuntime> TaskRun<R> {
             if let Some(pause) = &self.pause {
                 spec.network_mode = format!("container:{pause}");
             }
+            // What ECS puts in every container's environment; the task's own variables,
+            // listed after, win where they overlap.
+            let fargate = a.task.launch_type.as_deref() == Some("FARGATE") || a.task.capacity_provider_name.is_some();
+            let mut env = vec![
+                format!("AWS_EXECUTION_ENV={}", if fargate { "AWS_ECS_FARGATE" } else { "AWS_ECS_EC2" }),
+                format!("AWS_REGION={}", cfg.region),
+                format!("AWS_DEFAULT_REGION={}", cfg.region),
+            ];
+            if let Some(base) = self.agent.metadata_base() {
+                let token = crate::metadata::token(&a.task.task_arn, def.name.as_deref().unwrap_or_default());
+                env.push(format!("ECS_CONTAINER_METADATA_URI_V4={base}/v4/{token}"));
+                env.push(format!("ECS_CONTAINER_METADATA_URI={base}/v3/{token}"));
+            }
+            env.append(&mut spec.env);
+            spec.env = env;
             spec.links = def
                 .extra
                 .get("links")
