@@ -49,7 +49,10 @@ def wait_until(what, predicate, timeout, interval=0.2):
 def wait_instances(ecs, cluster, n=1, timeout=20):
     """Waits for `n` ACTIVE container instances in `cluster`; returns their ARNs."""
     def seen():
-        arns = ecs.list_container_instances(cluster=cluster)["containerInstanceArns"]
+        try:
+            arns = ecs.list_container_instances(cluster=cluster)["containerInstanceArns"]
+        except ecs.exceptions.ClusterNotFoundException:
+            return False, "cluster not found (yet)"
         return len(arns) >= n, arns
     return wait_until(f"{n} container instance(s) in {cluster}", seen, timeout)
 

@@ -10,6 +10,7 @@ pub mod agent;
 pub mod clusters;
 mod expr;
 mod instances;
+pub mod placement;
 mod services;
 mod settings;
 mod tags;

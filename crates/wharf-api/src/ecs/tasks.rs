@@ -265,6 +265,18 @@ async fn place(
                 .any(|c| c.get("type").and_then(Value::as_str) == Some("distinctInstance"));
             let (mut tasks, mut failures) = (vec![], vec![]);
             let mut touched = vec![false; instances.len()];
+            // Tasks of the same group already running or pending, per instance (spread).
+            let group = req.group.clone().unwrap_or_else(|| format!("family:{}", td.family));
+            let mut group_tasks: std::collections::HashMap<String, usize> = std::collections::HashMap::new();
+            for t in ctx.db.list::<Task>(&keys.tasks(cluster)).await? {
+                if t.doc.group.as_ref() == Some(&group)
+                    && ACTIVE_TASK_STATES.contains(&t.doc.last_status.as_str())
+                    && let Some(arn) = &t.doc.container_instance_arn
+                {
+                    *group_tasks.entry(arn.clone()).or_default() += 1;
+                }
+            }
+
             for n in 0..count {
                 let mut reasons = vec![];
                 let mut fits: Vec<usize> = vec![];
@@ -284,7 +296,8 @@ async fn place(
                         Err(r) => reasons.push((inst.doc.container_instance_arn.clone(), r)),
                     }
                 }
-                let Some(&pick) = (!fits.is_empty()).then(|| &fits[rand::random_range(0..fits.len())]) else {
+                let docs: Vec<ContainerInstance> = instances.iter().map(|i| i.doc.clone()).collect();
+                let Some(pick) = super::placement::pick(&req.placement_strategy, &fits, &docs, &group_tasks) else {
                     match reasons.first() {
                         Some((arn, reason)) => {
                             failures.push(Failure { arn: Some(arn.clone()), reason: reason.clone(), detail: None })
@@ -296,6 +309,7 @@ async fn place(
                 let inst = &mut instances[pick];
                 let _ = reserve(&mut inst.doc, &d);
                 touched[pick] = true;
+                *group_tasks.entry(inst.doc.container_instance_arn.clone()).or_default() += 1;
                 tasks.push(new_task(
                     ctx,
                     cluster_arn,
