@@ -90,8 +90,9 @@ def test_fargate_task_runs_on_wharf_up(wharf_agent, tmp_path):
     task = wait_task(ecs, w.cluster, arn, predicate=lambda t: t["attachments"])
     assert task["launchType"] == "FARGATE" and "containerInstanceArn" not in task
     assert task["platformVersion"] == "1.4.0" and (task["cpu"], task["memory"]) == ("256", "512")
-    body = wait_http(f"http://{task_ip(task)}:8080/")
-    assert body["hostname"] == container(task, "web")["runtimeId"][:12]
+    assert wait_http(f"http://{task_ip(task)}:8080/")["container"] == "web"
+    (c,) = [c for c in docker_containers(f"{TASK_LABEL}={arn}") if c["container"] == "web"]
+    assert c["id"] == container(task, "web")["runtimeId"] and c["owner"].startswith("fargate:"), c
 
 
 def test_essential_container_exit_stops_the_task(wharf_agent):

@@ -108,10 +108,11 @@ pub struct Agent<R: ContainerRuntime> {
     ports: Mutex<HashSet<u16>>,
     /// Base URL of the task metadata endpoint, once it serves.
     metadata_base: Mutex<Option<String>>,
+    last_sweep: Mutex<HashMap<Source, std::time::Instant>>,
 }
 
 /// Which stream assigned a task: the container instance's, or the Fargate host's.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub(crate) enum Source {
     Instance,
     Fargate,
@@ -144,6 +145,7 @@ impl<R: ContainerRuntime> Agent<R> {
             client,
             fargate_host,
             metadata_base: Mutex::new(None),
+            last_sweep: Mutex::new(HashMap::new()),
             instance_arn: Mutex::new(String::new()),
             tasks: Mutex::new(HashMap::new()),
             ports: Mutex::new(HashSet::new()),
@@ -332,6 +334,16 @@ impl<R: ContainerRuntime> Agent<R> {
     }
 
     async fn remove_orphans(&self, source: Source) {
+        // Snapshots can arrive many times a second; sweeping the engine once every few
+        // seconds is enough.
+        {
+            let mut last = self.last_sweep.lock().unwrap_or_else(PoisonError::into_inner);
+            let due = last.get(&source).is_none_or(|t: &std::time::Instant| t.elapsed() >= Duration::from_secs(5));
+            if !due {
+                return;
+            }
+            last.insert(source, std::time::Instant::now());
+        }
         let label = format!("{}={}", labels::INSTANCE, self.owner(source));
         let Ok(containers) = self.runtime.list_labelled(&label).await else { return };
         let known: HashSet<String> =

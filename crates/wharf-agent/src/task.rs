@@ -227,6 +227,12 @@ impl<R: ContainerRuntime> TaskRun<R> {
         for attempt in 0..5u32 {
             match self.agent.client.ecs("SubmitTaskStateChange", &body).await {
                 Ok(_) => return true,
+                // The control plane refused the report (the task or cluster is gone):
+                // repeating it cannot help, and nobody is waiting for it.
+                Err(crate::client::ClientError::Api { status: 400..=499, code, message }) => {
+                    tracing::warn!(task = %a.task.task_arn, status, %code, %message, "state report refused");
+                    return true;
+                }
                 Err(e) => {
                     tracing::warn!(task = %a.task.task_arn, status, error = %e, "state report failed");
                     tokio::time::sleep(Duration::from_millis(200 << attempt)).await;
@@ -573,6 +579,7 @@ impl<R: ContainerRuntime> TaskRun<R> {
         tracing::info!(task = %a.task.task_arn, reason = %cause.reason, "stopping task");
         if self.slots.iter().any(|s| s.id.is_some()) {
             self.report("DEACTIVATING", Some(&cause.reason)).await;
+            self.report("STOPPING", Some(&cause.reason)).await;
         }
         let order = start_order(&a.task_definition.container_definitions);
         for i in order.into_iter().rev() {
@@ -588,6 +595,9 @@ impl<R: ContainerRuntime> TaskRun<R> {
                     slot.reason = Some("OutOfMemoryError: Container killed due to memory usage".into());
                 }
             }
+        }
+        if self.pause.is_some() {
+            self.report("DEPROVISIONING", Some(&cause.reason)).await;
         }
         // The control plane may be unreachable; keep trying so the task does not stay
         // RUNNING there forever.
