@@ -6,8 +6,8 @@ out-of-memory kills, images that cannot be pulled, and the AWS CLI's task waiter
 import json
 import time
 
-from agentutil import (container, describe, echo, host_port, http, register, run, task_ip, wait_http,
-                       wait_instances, wait_task)
+from agentutil import (container, describe, echo, host_port, register, run, task_ip, wait_http, wait_instances,
+                       wait_task, wait_until)
 from conftest import CliError, docker, docker_containers, TASK_LABEL
 from util import write_json
 
@@ -145,6 +145,25 @@ def test_depends_on_success_orders_and_gates_the_start(wharf_agent):
     assert "init" in task["stoppedReason"], task["stoppedReason"]
     assert task["stopCode"] == "TaskFailedToStart"
     assert not [c for c in docker_containers(f"{TASK_LABEL}={bad}") if c["container"] == "app"]
+
+
+def test_stop_task_while_a_container_waits_for_its_dependency(wharf_agent):
+    w = wharf_agent
+    ecs = ready(w)
+    td = register(ecs, "echo-slow-init", echo("init", essential=False, command=["--sleep", "60"]),
+                  echo("app", dependsOn=[{"containerName": "init", "condition": "SUCCESS"}]))
+    (arn,) = run(ecs, w.cluster, td)
+    wait_until("init running", lambda: [c for c in docker_containers(f"{TASK_LABEL}={arn}", running_only=True)
+                                        if c["container"] == "init"], 15)
+    time.sleep(0.5)  # the agent is now waiting for init to succeed
+    t0 = time.time()
+    ecs.stop_task(cluster=w.cluster, task=arn, reason="not waiting")
+    task = wait_task(ecs, w.cluster, arn, "STOPPED", timeout=15)
+    assert time.time() - t0 < 5, time.time() - t0
+    assert task["stopCode"] == "UserInitiated" and task["stoppedReason"] == "not waiting"
+    assert container(task, "init")["exitCode"] == 0  # --sleep ends with 0 on SIGTERM
+    assert "runtimeId" not in container(task, "app")
+    wait_gone(arn)
 
 
 def test_health_checks_make_containers_and_tasks_healthy_or_unhealthy(wharf_agent):

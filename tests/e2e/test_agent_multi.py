@@ -82,6 +82,7 @@ def test_restarted_agent_adopts_its_running_containers(wharf_factory):
     ids = {c["name"]: c["runtimeId"] for c in task["containers"]}
     port = host_port(task)
     body = wait_http(f"http://127.0.0.1:{port}/")
+    ec2_id = instance(ecs, cluster, arn_inst)["ec2InstanceId"]
 
     agent.kill9()
     assert {c["id"] for c in docker_containers(f"{TASK_LABEL}={arn}", running_only=True)} == set(ids.values())
@@ -102,6 +103,7 @@ def test_restarted_agent_adopts_its_running_containers(wharf_factory):
     assert again["hostname"] == body["hostname"] and again["requests"] > body["requests"]
     inst = instance(ecs, cluster, arn_inst)
     assert inst["agentConnected"] is True and inst["runningTasksCount"] == 2
+    assert inst["ec2InstanceId"] == ec2_id  # the same host registered again
 
 
 def test_stop_deregister_and_cluster_deletion_leave_no_containers(wharf_factory):
@@ -149,7 +151,8 @@ def test_stop_deregister_and_cluster_deletion_leave_no_containers(wharf_factory)
 def test_instance_whose_agent_dies_is_disconnected_and_its_tasks_stopped(wharf_factory):
     w, ecs, cluster, (agent,), (arn_inst,) = cluster_with_agents(
         wharf_factory, server_args=("--agent-timeout-secs", "3"), prefix="lost")
-    td = register(ecs, "echo-lost", echo(portMappings=[{"containerPort": 8080, "hostPort": 0}]))
+    td = register(ecs, "echo-lost", echo(cpu=512, memory=256, portMappings=[{"containerPort": 8080, "hostPort": 0}]))
+    before = instance(ecs, cluster, arn_inst)
     (arn,) = run(ecs, cluster, td)
     wait_task(ecs, cluster, arn)
     # Well past the timeout, a live agent keeps its instance and tasks.
@@ -166,6 +169,18 @@ def test_instance_whose_agent_dies_is_disconnected_and_its_tasks_stopped(wharf_f
     assert "lost contact" in task["stoppedReason"], task["stoppedReason"]
     inst = instance(ecs, cluster, arn_inst)
     assert inst["status"] == "ACTIVE" and inst["runningTasksCount"] == 0
+    assert [c["state"] for c in docker_containers(f"{TASK_LABEL}={arn}")] == ["running"]  # nobody to stop it
+
+    # The agent comes back: the instance is connected again with all its resources, and the
+    # container of the task stopped meanwhile is gone.
+    agent.start()
+    assert agent.instance_arn() == arn_inst
+    wait_until("agentConnected true", lambda: instance(ecs, cluster, arn_inst)["agentConnected"] is True, 10)
+    wait_until("the stopped task's container removed", lambda: not docker_containers(f"{TASK_LABEL}={arn}"), 15)
+    inst = instance(ecs, cluster, arn_inst)
+    for r in ("CPU", "MEMORY", "PORTS"):
+        assert remaining(inst, r) == remaining(before, r), (r, inst["remainingResources"])
+    assert describe(ecs, cluster, arn)["lastStatus"] == "STOPPED"
 
 
 def test_ecs_config_file_names_the_cluster_and_attributes(wharf_factory, tmp_path):

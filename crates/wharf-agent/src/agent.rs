@@ -96,6 +96,8 @@ struct State {
     container_instance_arn: Option<String>,
     cluster: Option<String>,
     fargate_host: Option<String>,
+    /// The host's instance id, the same across re-registrations (as an EC2 instance's is).
+    instance_id: Option<String>,
 }
 
 pub struct Agent<R: ContainerRuntime> {
@@ -170,10 +172,11 @@ impl<R: ContainerRuntime> Agent<R> {
             .ok()
             .and_then(|s| serde_json::from_str(&s).ok())
             .unwrap_or_default();
+        let instance_id = state.instance_id.clone().unwrap_or_else(|| format!("i-{}", &wharf_types::hex_id(17)));
         let previous = state.container_instance_arn.filter(|_| state.cluster.as_deref() == Some(&self.config.cluster));
         let hostname = std::fs::read_to_string("/proc/sys/kernel/hostname").unwrap_or_default().trim().to_string();
         let identity = json!({
-            "instanceId": format!("i-{}", &wharf_types::hex_id(17)),
+            "instanceId": instance_id,
             "region": self.config.region,
             "availabilityZone": format!("{}a", self.config.region),
             "instanceType": "wharf",
@@ -211,6 +214,7 @@ impl<R: ContainerRuntime> Agent<R> {
             container_instance_arn: Some(arn.clone()),
             cluster: Some(self.config.cluster.clone()),
             fargate_host: Some(self.fargate_host.clone()),
+            instance_id: Some(instance_id),
         };
         if std::fs::create_dir_all(&self.config.state_dir).is_ok() {
             let _ = std::fs::write(self.state_path(), serde_json::to_vec(&state).unwrap_or_default());

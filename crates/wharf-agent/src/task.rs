@@ -473,6 +473,14 @@ impl<R: ContainerRuntime> TaskRun<R> {
                 if met {
                     break;
                 }
+                // StopTask while waiting: stop now, not when the dependency times out.
+                let stopping = {
+                    let a = self.desired.borrow();
+                    (a.task.desired_status == "STOPPED").then(|| a.task.stopped_reason.clone().unwrap_or_default())
+                };
+                if let Some(reason) = stopping {
+                    return Err(StopCause { reason });
+                }
                 if Instant::now() > deadline {
                     return Err(StopCause {
                         reason: format!(

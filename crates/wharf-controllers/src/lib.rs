@@ -10,11 +10,14 @@
 
 mod instance_liveness;
 mod log_retention;
+mod planner;
 mod service_reaper;
+mod service_scheduler;
 
 pub use instance_liveness::InstanceLiveness;
 pub use log_retention::LogRetention;
 pub use service_reaper::ServiceReaper;
+pub use service_scheduler::ServiceScheduler;
 
 use std::time::Duration;
 use tokio::sync::watch;

@@ -99,6 +99,11 @@ pub async fn run(args: ServerArgs, embedded: Option<EmbeddedAgent>) -> anyhow::R
         store.clone(),
         shutdown_rx.clone(),
     ));
+    let scheduler = tokio::spawn(wharf_controllers::drive(
+        wharf_controllers::ServiceScheduler::new(db.clone(), logs.clone()),
+        store.clone(),
+        shutdown_rx.clone(),
+    ));
     let liveness = tokio::spawn(wharf_controllers::drive(
         wharf_controllers::InstanceLiveness::new(db, agent_timeout),
         store.clone(),
@@ -171,6 +176,7 @@ pub async fn run(args: ServerArgs, embedded: Option<EmbeddedAgent>) -> anyhow::R
     }
     let _ = reaper.await;
     let _ = liveness.await;
+    let _ = scheduler.await;
     if let Some(agent) = agent {
         let _ = agent.await;
     }

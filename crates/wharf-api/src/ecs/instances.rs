@@ -217,7 +217,21 @@ pub async fn register(ctx: &Ctx, v: Value) -> Result<Value> {
             merge_attributes(&mut attributes, &req.attributes);
             check_attribute_limit(&attributes)?;
             let (rev, version, registered_at, remaining) = match &existing {
-                Some(e) => (e.rev, e.doc.version + 1, e.doc.registered_at, e.doc.remaining_resources.clone()),
+                Some(e) => {
+                    // Recount from the new totals and the instance's live tasks: tasks stopped
+                    // while its agent was away (a lost instance keeps its books) give theirs back.
+                    let mut fresh = e.doc.clone();
+                    fresh.remaining_resources = req.total_resources.clone();
+                    for t in ctx.db.list::<Task>(&keys.tasks(&cname)).await? {
+                        if t.doc.container_instance_arn.as_ref() == Some(&arn)
+                            && ACTIVE_TASK_STATES.contains(&t.doc.last_status.as_str())
+                            && let Ok(d) = super::tasks::demand_of(ctx, &t.doc).await
+                        {
+                            let _ = reserve(&mut fresh, &d);
+                        }
+                    }
+                    (e.rev, e.doc.version + 1, e.doc.registered_at, fresh.remaining_resources)
+                }
                 None => (0, 1, wharf_types::now(), req.total_resources.clone()),
             };
             let doc = ContainerInstance {

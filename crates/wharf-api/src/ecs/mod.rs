@@ -11,11 +11,11 @@ pub mod clusters;
 mod expr;
 mod instances;
 pub mod placement;
-mod services;
+pub mod services;
 mod settings;
 mod tags;
-mod task_definitions;
-mod tasks;
+pub mod task_definitions;
+pub mod tasks;
 
 use crate::Ctx;
 use serde::de::DeserializeOwned;

@@ -160,7 +160,8 @@ fn check_network(td: Option<&TaskDefinition>, network: Option<&Value>) -> Result
     Ok(())
 }
 
-fn new_deployment(service: &Service, td: &str, now: f64) -> Deployment {
+/// A new PRIMARY deployment of `td` for `service` (also the scheduler's rollback).
+pub fn new_deployment(service: &Service, td: &str, now: f64) -> Deployment {
     let id = deployment_id();
     Deployment {
         rollout_state_reason: Some(format!("ECS deployment {id} in progress.")),

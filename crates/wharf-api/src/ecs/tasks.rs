@@ -19,29 +19,30 @@ use wharf_types::{Error, Result};
 pub const ACTIVE_TASK_STATES: &[&str] =
     &["PROVISIONING", "PENDING", "ACTIVATING", "RUNNING", "DEACTIVATING", "STOPPING", "DEPROVISIONING"];
 
-#[derive(Deserialize)]
+/// What to launch: RunTask's and StartTask's request, also built by the service scheduler.
+#[derive(Debug, Clone, Default, Deserialize)]
 #[serde(rename_all = "camelCase")]
-struct RunRequest {
-    cluster: Option<String>,
-    task_definition: String,
-    count: Option<i64>,
-    launch_type: Option<String>,
-    capacity_provider_strategy: Option<Vec<Value>>,
-    group: Option<String>,
-    started_by: Option<String>,
-    overrides: Option<Value>,
-    network_configuration: Option<Value>,
+pub struct RunRequest {
+    pub cluster: Option<String>,
+    pub task_definition: String,
+    pub count: Option<i64>,
+    pub launch_type: Option<String>,
+    pub capacity_provider_strategy: Option<Vec<Value>>,
+    pub group: Option<String>,
+    pub started_by: Option<String>,
+    pub overrides: Option<Value>,
+    pub network_configuration: Option<Value>,
     #[serde(default)]
-    placement_constraints: Vec<Value>,
+    pub placement_constraints: Vec<Value>,
     #[serde(default)]
-    placement_strategy: Vec<Value>,
-    platform_version: Option<String>,
+    pub placement_strategy: Vec<Value>,
+    pub platform_version: Option<String>,
     #[serde(default)]
-    tags: Vec<Tag>,
+    pub tags: Vec<Tag>,
     #[serde(default)]
-    enable_execute_command: bool,
+    pub enable_execute_command: bool,
     #[serde(default)]
-    container_instances: Vec<String>,
+    pub container_instances: Vec<String>,
 }
 
 /// Checks overrides against the task definition: every overridden container must exist.
@@ -347,30 +348,47 @@ pub async fn run(ctx: &Ctx, v: Value) -> Result<Value> {
     let cluster = active_cluster(ctx, req.cluster.as_deref()).await?;
     let td = require(ctx, &req.task_definition, "taskDefinition").await?.doc;
     check_common(&td, &req)?;
+    let (tasks, failures) = launch(ctx, &cluster.doc, &td, &req, count as usize).await?;
+    output(json!({ "tasks": tasks, "failures": failures }))
+}
+
+/// Launches `count` tasks of `td` in `cluster`: on the account's Fargate capacity for
+/// FARGATE, else placed on container instances. Shared by RunTask and the service scheduler.
+pub async fn launch(
+    ctx: &Ctx,
+    cluster: &Cluster,
+    td: &TaskDefinition,
+    req: &RunRequest,
+    count: usize,
+) -> Result<(Vec<Task>, Vec<Failure>)> {
+    let is_fargate = |s: &[Value]| {
+        s.iter().any(|i| i.get("capacityProvider").and_then(Value::as_str).is_some_and(|p| p.starts_with("FARGATE")))
+    };
     let fargate = req.launch_type.as_deref() == Some("FARGATE")
-        || req.capacity_provider_strategy.as_ref().is_some_and(|s| {
-            s.iter()
-                .any(|i| i.get("capacityProvider").and_then(Value::as_str).is_some_and(|p| p.starts_with("FARGATE")))
-        })
+        || req.capacity_provider_strategy.as_deref().is_some_and(is_fargate)
         || (req.launch_type.is_none()
             && req.capacity_provider_strategy.is_none()
-            && cluster
-                .doc
-                .default_capacity_provider_strategy
-                .iter()
-                .any(|i| i.get("capacityProvider").and_then(Value::as_str).is_some_and(|p| p.starts_with("FARGATE"))));
+            && is_fargate(&cluster.default_capacity_provider_strategy));
     if fargate {
         if !td.compatibilities.iter().any(|c| c == "FARGATE") {
             return Err(Error::invalid("launchType", "Task definition does not support launch_type FARGATE."));
         }
-        return run_fargate(ctx, &cluster.doc, &td, &req, count as usize).await;
+        return run_fargate(ctx, cluster, td, req, count).await;
     }
     if req.launch_type.as_deref() == Some("EXTERNAL") {
         return Err(Error::Unsupported("The EXTERNAL launch type is not supported.".into()));
     }
-    let (tasks, failures) =
-        place(ctx, &cluster.doc.cluster_arn, &cluster.doc.cluster_name, &td, &req, count as usize, None).await?;
-    output(json!({ "tasks": tasks, "failures": failures }))
+    place(ctx, &cluster.cluster_arn, &cluster.cluster_name, td, req, count, None).await
+}
+
+/// Launches one task of `td` on the instance `req.container_instances[0]` (DAEMON services).
+pub async fn launch_on(
+    ctx: &Ctx,
+    cluster: &Cluster,
+    td: &TaskDefinition,
+    req: &RunRequest,
+) -> Result<(Vec<Task>, Vec<Failure>)> {
+    place(ctx, &cluster.cluster_arn, &cluster.cluster_name, td, req, 1, Some(&req.container_instances)).await
 }
 
 /// FARGATE tasks run on the hosts that serve Fargate capacity for the account (the agent of
@@ -381,7 +399,7 @@ async fn run_fargate(
     td: &TaskDefinition,
     req: &RunRequest,
     count: usize,
-) -> Result<Value> {
+) -> Result<(Vec<Task>, Vec<Failure>)> {
     let hosts = crate::agent_api::fargate_hosts(ctx).await?;
     if hosts.is_empty() {
         let failures: Vec<Failure> = (0..count)
@@ -393,7 +411,7 @@ async fn run_fargate(
                 detail: None,
             })
             .collect();
-        return output(json!({ "tasks": [], "failures": failures }));
+        return Ok((vec![], failures));
     }
     let provider = req
         .capacity_provider_strategy
@@ -424,7 +442,7 @@ async fn run_fargate(
     if !ctx.db.commit(txn).await? {
         return Err(Error::Internal("a new task id collided; try again".into()));
     }
-    output(json!({ "tasks": tasks, "failures": [] }))
+    Ok((tasks, vec![]))
 }
 
 pub async fn start(ctx: &Ctx, v: Value) -> Result<Value> {
@@ -462,12 +480,19 @@ struct StopRequest {
 pub async fn stop(ctx: &Ctx, v: Value) -> Result<Value> {
     let req: StopRequest = input(v)?;
     let cluster = active_cluster(ctx, req.cluster.as_deref()).await?;
-    let keys = Keys::new(ctx);
     let (arn_cluster, id) = split_ref(ctx, &req.task, "task", "task")?;
     let cname = arn_cluster.unwrap_or_else(|| cluster.doc.cluster_name.clone());
-    let key = keys.task(&cname, id);
-    let task = ctx
-        .db
+    let reason = req.reason.clone().unwrap_or_else(|| "Task stopped by user".into());
+    let task = stop_task(ctx, &cname, id, &reason, "UserInitiated").await?;
+    output(json!({ "task": task }))
+}
+
+/// Asks a task to stop (StopTask, the service scheduler). The agent does the stopping; a task
+/// no agent has acknowledged yet is finished here and its instance gets its resources back.
+pub async fn stop_task(ctx: &Ctx, cluster: &str, id: &str, reason: &str, stop_code: &str) -> Result<Task> {
+    let keys = Keys::new(ctx);
+    let key = keys.task(cluster, id);
+    ctx.db
         .update(|| async {
             let Some(t) = ctx.db.get::<Task>(&key).await? else {
                 return Err(Error::invalid("task", "The referenced task was not found."));
@@ -479,12 +504,10 @@ pub async fn stop(ctx: &Ctx, v: Value) -> Result<Value> {
             let mut doc = t.doc.clone();
             doc.desired_status = "STOPPED".into();
             doc.stopping_at = Some(now);
-            doc.stop_code = Some("UserInitiated".into());
-            doc.stopped_reason = Some(req.reason.clone().unwrap_or_else(|| "Task stopped by user".into()));
+            doc.stop_code = Some(stop_code.into());
+            doc.stopped_reason = Some(reason.into());
             doc.version += 1;
             let mut txn = Txn { compares: vec![Compare::ModRevision(key.clone(), t.rev)], ops: vec![] };
-            // Never acknowledged by an agent: the control plane finishes the stop itself and
-            // gives the instance its resources back.
             if doc.last_status == "PROVISIONING" {
                 doc.last_status = "STOPPED".into();
                 doc.stopped_at = Some(now);
@@ -492,8 +515,7 @@ pub async fn stop(ctx: &Ctx, v: Value) -> Result<Value> {
                     c.last_status = "STOPPED".into();
                 }
                 if let Some(inst_arn) = &doc.container_instance_arn {
-                    let inst_id = inst_arn.rsplit('/').next().unwrap_or_default();
-                    let ikey = keys.instance(&cname, inst_id);
+                    let ikey = keys.instance(cluster, inst_arn.rsplit('/').next().unwrap_or_default());
                     if let Some(mut inst) = ctx.db.get::<ContainerInstance>(&ikey).await? {
                         release(&mut inst.doc, &demand_of(ctx, &doc).await?);
                         txn.compares.push(Compare::ModRevision(ikey.clone(), inst.rev));
@@ -504,8 +526,7 @@ pub async fn stop(ctx: &Ctx, v: Value) -> Result<Value> {
             txn.ops.push(Op::put(&key, encode(&doc)?));
             Ok((Some(txn), doc))
         })
-        .await?;
-    output(json!({ "task": task }))
+        .await
 }
 
 #[derive(Deserialize)]

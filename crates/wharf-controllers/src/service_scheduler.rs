@@ -1,0 +1,424 @@
+//! The service scheduler and deployment controller (ECS's ROLLING): keeps each service's
+//! PRIMARY deployment at `desiredCount` healthy tasks, drains older deployments within
+//! minimumHealthyPercent / maximumPercent (see `planner`), replaces tasks that stop or fail
+//! their health checks, trips the deployment circuit breaker (and rolls back), and keeps
+//! `deployments[]`, the counts and `events[]` true. DAEMON services get one task per ACTIVE
+//! instance. Every step re-reads the world; the deployment's state lives in the service
+//! document, so a restarted server resumes where it was.
+
+use crate::planner::{TaskView, plan};
+use crate::{Reconciler, Status};
+use serde_json::{Value, json};
+use std::collections::HashMap;
+use std::time::Duration;
+use wharf_api::db::{Versioned, cas_put};
+use wharf_api::ecs::tasks::{RunRequest, launch, stop_task};
+use wharf_api::ecs::{ACTIVE_TASK_STATES, Keys, all_of_kind, scope_of_key};
+use wharf_api::logs::LogStore;
+use wharf_api::{Ctx, Db};
+use wharf_types::ecs::{Cluster, ContainerInstance, Failure, Service, ServiceEvent, Task, TaskDefinition};
+use wharf_types::{Error, Scope};
+
+/// ECS keeps the newest 100 service events.
+const MAX_EVENTS: usize = 100;
+/// Private service field: the task definition of the last COMPLETED deployment (rollback target).
+const LAST_COMPLETED: &str = "wharfLastCompletedTaskDefinition";
+/// Private service field: the service is known steady (so the steady-state event is written once).
+const STEADY: &str = "wharfSteady";
+
+#[derive(Debug, Clone)]
+pub struct ServiceScheduler {
+    db: Db,
+    logs: LogStore,
+}
+
+impl ServiceScheduler {
+    pub fn new(db: Db, logs: LogStore) -> Self {
+        ServiceScheduler { db, logs }
+    }
+
+    fn ctx(&self, scope: Scope) -> Ctx {
+        Ctx { scope, access_key_id: "wharf-service-scheduler".into(), db: self.db.clone(), logs: self.logs.clone() }
+    }
+
+    async fn run(&self) -> (usize, Vec<String>) {
+        let mut changed = 0;
+        let mut errors = vec![];
+        let services = match self.db.list::<Service>(&all_of_kind("service")).await {
+            Ok(s) => s,
+            Err(e) => return (0, vec![e.to_string()]),
+        };
+        for s in services {
+            if s.doc.status == "INACTIVE" {
+                continue;
+            }
+            let Some(scope) = scope_of_key(&s.key) else { continue };
+            match self.reconcile(&self.ctx(scope), s).await {
+                Ok(true) => changed += 1,
+                Ok(false) => {}
+                Err(e) => errors.push(e.to_string()),
+            }
+        }
+        (changed, errors)
+    }
+
+    /// One step for one service. Returns whether anything changed.
+    async fn reconcile(&self, ctx: &Ctx, s: Versioned<Service>) -> Result<bool, Error> {
+        let mut svc = s.doc.clone();
+        let cluster_name = svc.cluster_arn.rsplit('/').next().unwrap_or_default().to_string();
+        let keys = Keys::new(ctx);
+        let Some(cluster) = ctx.db.get::<Cluster>(&keys.cluster(&cluster_name)).await? else { return Ok(false) };
+        let group = format!("service:{}", svc.service_name);
+        let all: Vec<Task> = ctx
+            .db
+            .list::<Task>(&keys.tasks(&cluster_name))
+            .await?
+            .into_iter()
+            .map(|t| t.doc)
+            .filter(|t| t.group.as_ref() == Some(&group))
+            .collect();
+        let live: Vec<&Task> = all
+            .iter()
+            .filter(|t| t.desired_status != "STOPPED" && ACTIVE_TASK_STATES.contains(&t.last_status.as_str()))
+            .collect();
+        let Some(primary_id) = svc.deployments.iter().find(|d| d.status == "PRIMARY").map(|d| d.id.clone()) else {
+            return Ok(false);
+        };
+        let mut definitions: HashMap<String, TaskDefinition> = HashMap::new();
+        for d in &svc.deployments {
+            if !definitions.contains_key(&d.task_definition) {
+                definitions
+                    .insert(d.task_definition.clone(), wharf_api::ecs::task_definition(ctx, &d.task_definition).await?);
+            }
+        }
+        let now = wharf_types::now();
+        let grace = svc.health_check_grace_period_seconds.unwrap_or(0) as f64;
+        let view = |t: &Task| -> TaskView {
+            let checked = definitions
+                .get(&t.task_definition_arn)
+                .is_some_and(|td| td.container_definitions.iter().any(|c| c.extra.contains_key("healthCheck")));
+            let running = t.last_status == "RUNNING";
+            let past_grace = t.started_at.is_some_and(|s| now - s >= grace);
+            let health = t.health_status.as_deref();
+            TaskView {
+                primary: t.started_by.as_deref() == Some(primary_id.as_str()),
+                healthy: running && (!checked || health == Some("HEALTHY")),
+                unhealthy: running && checked && past_grace && health == Some("UNHEALTHY"),
+            }
+        };
+        let views: Vec<TaskView> = live.iter().map(|t| view(t)).collect();
+        let mut changed = false;
+        let mut events: Vec<String> = vec![];
+
+        // Circuit breaker: PRIMARY tasks that stopped on their own count as failures.
+        let failed = all
+            .iter()
+            .filter(|t| t.started_by.as_deref() == Some(primary_id.as_str()) && t.last_status == "STOPPED")
+            .filter(|t| !matches!(t.stop_code.as_deref(), Some("ServiceSchedulerInitiated" | "UserInitiated")))
+            .count() as i64;
+        let breaker = svc.deployment_configuration.deployment_circuit_breaker.clone();
+        let threshold = ((svc.desired_count + 1) / 2).clamp(3, 200);
+        let mut primary_failed =
+            svc.deployments.iter().any(|d| d.id == primary_id && d.rollout_state.as_deref() == Some("FAILED"));
+        if let Some(p) = svc.deployments.iter_mut().find(|d| d.id == primary_id)
+            && p.failed_tasks != failed
+        {
+            p.failed_tasks = failed;
+            p.updated_at = now;
+            changed = true;
+        }
+        if breaker.as_ref().is_some_and(|b| b.enable) && !primary_failed && failed >= threshold {
+            primary_failed = true;
+            changed = true;
+            let rollback_to = svc.extra.get(LAST_COMPLETED).and_then(Value::as_str).map(str::to_string);
+            for d in svc.deployments.iter_mut().filter(|d| d.id == primary_id) {
+                d.rollout_state = Some("FAILED".into());
+                d.rollout_state_reason = Some("ECS deployment circuit breaker: tasks failed to start.".into());
+                d.updated_at = now;
+            }
+            events.push(format!(
+                "(service {}) (deployment {primary_id}) deployment failed: tasks failed to start.",
+                svc.service_name
+            ));
+            if breaker.as_ref().is_some_and(|b| b.rollback)
+                && let Some(td) = rollback_to
+            {
+                for d in svc.deployments.iter_mut().filter(|d| d.status == "PRIMARY") {
+                    d.status = "ACTIVE".into();
+                }
+                let dep = wharf_api::ecs::services::new_deployment(&svc, &td, now);
+                events.push(format!(
+                    "(service {}) rolling back to deployment {} ({td}) after a circuit breaker failure.",
+                    svc.service_name, dep.id
+                ));
+                svc.task_definition = Some(td.clone());
+                svc.deployments.insert(0, dep);
+                svc.extra.remove(STEADY);
+                return self.write(ctx, &s, svc, events).await.map(|_| true);
+            }
+        }
+
+        let desired = if svc.status == "ACTIVE" { svc.desired_count } else { 0 };
+        let (min, max) = (
+            svc.deployment_configuration.minimum_healthy_percent.unwrap_or(100),
+            svc.deployment_configuration.maximum_percent.unwrap_or(200),
+        );
+        let (stop, start) = if svc.scheduling_strategy == "DAEMON" {
+            self.daemon_plan(ctx, &svc, &cluster_name, &live, &primary_id).await?
+        } else {
+            let p = plan(&views, desired, min, max, !primary_failed);
+            (p.stop.into_iter().map(|i| live[i].task_arn.clone()).collect(), Starts::Count(p.start))
+        };
+
+        let mut stopped = vec![];
+        for arn in &stop {
+            let unhealthy = live.iter().zip(&views).any(|(t, v)| &t.task_arn == arn && v.unhealthy);
+            let reason = if unhealthy {
+                "Task failed container health checks".to_string()
+            } else {
+                format!("Scaling activity initiated by (deployment {primary_id})")
+            };
+            let id = arn.rsplit('/').next().unwrap_or_default();
+            stop_task(ctx, &cluster_name, id, &reason, "ServiceSchedulerInitiated").await?;
+            stopped.push(format!("(task {id})"));
+        }
+        if !stopped.is_empty() {
+            changed = true;
+            events.push(format!(
+                "(service {}) has stopped {} running tasks: {}.",
+                svc.service_name,
+                stopped.len(),
+                stopped.join(" ")
+            ));
+        }
+
+        let primary_td =
+            svc.deployments.iter().find(|d| d.id == primary_id).map(|d| d.task_definition.clone()).unwrap_or_default();
+        if let Some(td) = definitions.get(&primary_td) {
+            let request = RunRequest {
+                task_definition: primary_td.clone(),
+                launch_type: svc.launch_type.clone(),
+                capacity_provider_strategy: svc.capacity_provider_strategy.clone().filter(|s| !s.is_empty()),
+                group: Some(group.clone()),
+                started_by: Some(primary_id.clone()),
+                network_configuration: svc.network_configuration.clone(),
+                placement_constraints: svc.placement_constraints.clone(),
+                placement_strategy: if svc.placement_strategy.is_empty() {
+                    // ECS's default for services: spread across zones, then instances.
+                    vec![
+                        json!({"type": "spread", "field": "attribute:ecs.availability-zone"}),
+                        json!({"type": "spread", "field": "instanceId"}),
+                    ]
+                } else {
+                    svc.placement_strategy.clone()
+                },
+                platform_version: svc.platform_version.clone(),
+                enable_execute_command: svc.enable_execute_command,
+                ..Default::default()
+            };
+            let (started, failures) = match start {
+                Starts::Count(0) => (vec![], vec![]),
+                Starts::Count(n) => match launch(ctx, &cluster.doc, td, &request, n).await {
+                    Ok(r) => r,
+                    Err(e) => (vec![], vec![failure(e)]),
+                },
+                Starts::On(instances) => {
+                    let mut all = (vec![], vec![]);
+                    for arn in instances {
+                        let mut r = request.clone();
+                        r.container_instances = vec![arn];
+                        match wharf_api::ecs::tasks::launch_on(ctx, &cluster.doc, td, &r).await {
+                            Ok((t, f)) => {
+                                all.0.extend(t);
+                                all.1.extend(f);
+                            }
+                            Err(e) => all.1.push(failure(e)),
+                        }
+                    }
+                    all
+                }
+            };
+            if !started.is_empty() {
+                changed = true;
+                let names: Vec<String> = started
+                    .iter()
+                    .map(|t| format!("(task {})", t.task_arn.rsplit('/').next().unwrap_or_default()))
+                    .collect();
+                events.push(format!(
+                    "(service {}) has started {} tasks: {}.",
+                    svc.service_name,
+                    started.len(),
+                    names.join(" ")
+                ));
+                svc.extra.remove(STEADY);
+            }
+            if let Some(f) = failures.first() {
+                let reason = match &f.arn {
+                    Some(arn) => format!("{} on {arn}", f.reason),
+                    None => f.reason.clone(),
+                };
+                let message = format!(
+                    "(service {}) was unable to place a task because no container instance met all of its requirements. Reason: {reason}",
+                    svc.service_name
+                );
+                if svc.events.first().map(|e| &e.message) != Some(&message) {
+                    events.push(message);
+                    changed = true;
+                }
+            }
+        }
+
+        // Counts, drained deployments, completion.
+        let fresh: Vec<Task> = ctx
+            .db
+            .list::<Task>(&keys.tasks(&cluster_name))
+            .await?
+            .into_iter()
+            .map(|t| t.doc)
+            .filter(|t| t.group.as_ref() == Some(&group) && ACTIVE_TASK_STATES.contains(&t.last_status.as_str()))
+            .collect();
+        let count = |id: &str, running: bool| {
+            fresh
+                .iter()
+                .filter(|t| t.started_by.as_deref() == Some(id) && (t.last_status == "RUNNING") == running)
+                .count() as i64
+        };
+        let daemon_desired = if svc.scheduling_strategy == "DAEMON" {
+            Some(self.daemon_desired(ctx, &cluster_name).await?)
+        } else {
+            None
+        };
+        let before = svc.deployments.clone();
+        for d in &mut svc.deployments {
+            d.running_count = count(&d.id, true);
+            d.pending_count = count(&d.id, false);
+            d.desired_count = if d.id == primary_id { daemon_desired.unwrap_or(desired) } else { 0 };
+        }
+        svc.deployments.retain(|d| d.id == primary_id || d.running_count + d.pending_count > 0);
+        svc.running_count = fresh.iter().filter(|t| t.last_status == "RUNNING").count() as i64;
+        svc.pending_count = fresh.len() as i64 - svc.running_count;
+        if let Some(n) = daemon_desired {
+            svc.desired_count = n;
+        }
+        let healthy_primary = fresh.iter().filter(|t| view(t).primary && view(t).healthy).count() as i64;
+        let target = daemon_desired.unwrap_or(desired);
+        let steady = svc.deployments.len() == 1
+            && healthy_primary == target
+            && svc.pending_count == 0
+            && svc.running_count == target;
+        if steady
+            && let Some(p) = svc.deployments.first_mut()
+            && p.rollout_state.as_deref() == Some("IN_PROGRESS")
+        {
+            p.rollout_state = Some("COMPLETED".into());
+            p.rollout_state_reason = Some(format!("ECS deployment {} completed.", p.id));
+            p.updated_at = now;
+            events.push(format!("(service {}) (deployment {}) deployment completed.", svc.service_name, p.id));
+            svc.extra.insert(LAST_COMPLETED.into(), json!(p.task_definition));
+        }
+        if steady && !svc.extra.contains_key(STEADY) {
+            svc.extra.insert(STEADY.into(), json!(true));
+            events.push(format!("(service {}) has reached a steady state.", svc.service_name));
+        }
+        if !steady {
+            svc.extra.remove(STEADY);
+        }
+        let counts_changed = svc.deployments != before
+            || svc.running_count != s.doc.running_count
+            || svc.pending_count != s.doc.pending_count
+            || svc.desired_count != s.doc.desired_count
+            || svc.extra != s.doc.extra;
+        if changed || counts_changed || !events.is_empty() {
+            self.write(ctx, &s, svc, events).await?;
+            return Ok(true);
+        }
+        Ok(false)
+    }
+
+    /// Saves the service with new events (newest first, capped); a lost race waits for the
+    /// next activation.
+    async fn write(
+        &self,
+        ctx: &Ctx,
+        s: &Versioned<Service>,
+        mut svc: Service,
+        events: Vec<String>,
+    ) -> Result<bool, Error> {
+        let now = wharf_types::now();
+        for message in events {
+            svc.events.insert(0, ServiceEvent { id: wharf_types::uuid(), created_at: now, message });
+        }
+        svc.events.truncate(MAX_EVENTS);
+        ctx.db.commit(cas_put(&s.key, s.rev, &svc)?).await
+    }
+
+    async fn daemon_desired(&self, ctx: &Ctx, cluster: &str) -> Result<i64, Error> {
+        let instances = ctx.db.list::<ContainerInstance>(&Keys::new(ctx).instances(cluster)).await?;
+        Ok(instances.iter().filter(|i| i.doc.status == "ACTIVE").count() as i64)
+    }
+
+    /// DAEMON: one PRIMARY task on every ACTIVE instance; tasks on instances that are not
+    /// ACTIVE (draining, deregistered) and older deployments' tasks go.
+    async fn daemon_plan(
+        &self,
+        ctx: &Ctx,
+        svc: &Service,
+        cluster: &str,
+        live: &[&Task],
+        primary: &str,
+    ) -> Result<(Vec<String>, Starts), Error> {
+        let instances = ctx.db.list::<ContainerInstance>(&Keys::new(ctx).instances(cluster)).await?;
+        let active: Vec<&str> = instances
+            .iter()
+            .filter(|i| i.doc.status == "ACTIVE")
+            .map(|i| i.doc.container_instance_arn.as_str())
+            .collect();
+        let mut stop = vec![];
+        let mut covered = vec![];
+        for t in live {
+            let on = t.container_instance_arn.as_deref().unwrap_or_default();
+            let is_primary = t.started_by.as_deref() == Some(primary);
+            if svc.status != "ACTIVE"
+                || !active.contains(&on)
+                || (!is_primary && covered.contains(&on))
+                || (is_primary && covered.contains(&on))
+            {
+                stop.push(t.task_arn.clone());
+            } else {
+                covered.push(on);
+            }
+        }
+        let missing = if svc.status == "ACTIVE" {
+            active.iter().filter(|a| !covered.contains(a)).map(|a| a.to_string()).collect()
+        } else {
+            vec![]
+        };
+        Ok((stop, Starts::On(missing)))
+    }
+}
+
+fn failure(e: Error) -> Failure {
+    Failure { arn: None, reason: e.to_string(), detail: None }
+}
+
+/// What to start: a number of PRIMARY tasks placed by strategy, or one on each instance.
+enum Starts {
+    Count(usize),
+    On(Vec<String>),
+}
+
+impl Reconciler for ServiceScheduler {
+    fn name(&self) -> &'static str {
+        "service-scheduler"
+    }
+    fn watch_prefixes(&self) -> Vec<String> {
+        vec![all_of_kind("service"), all_of_kind("task"), all_of_kind("instance")]
+    }
+    fn period(&self) -> Duration {
+        Duration::from_secs(2)
+    }
+    async fn activate(&self) -> Status {
+        let (changed, errors) = self.run().await;
+        Status { changed, errors }
+    }
+}
