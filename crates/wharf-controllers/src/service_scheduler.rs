@@ -106,7 +106,24 @@ impl ServiceScheduler {
                 unhealthy: running && checked && past_grace && health == Some("UNHEALTHY"),
             }
         };
-        let views: Vec<TaskView> = live.iter().map(|t| view(t)).collect();
+        // Tasks on instances that are draining (or lost) are replaced like an old
+        // deployment's: new ones start elsewhere first, within the same bounds.
+        let instances = ctx.db.list::<ContainerInstance>(&keys.instances(&cluster_name)).await?;
+        let leaving: Vec<&str> = instances
+            .iter()
+            .filter(|i| i.doc.status != "ACTIVE" || !i.doc.agent_connected)
+            .map(|i| i.doc.container_instance_arn.as_str())
+            .collect();
+        let views: Vec<TaskView> = live
+            .iter()
+            .map(|t| {
+                let mut v = view(t);
+                if t.container_instance_arn.as_deref().is_some_and(|a| leaving.contains(&a)) {
+                    v.primary = false;
+                }
+                v
+            })
+            .collect();
         let mut changed = false;
         let mut events: Vec<String> = vec![];
 

@@ -239,7 +239,7 @@ async fn place(
                 .list::<ContainerInstance>(&keys.instances(cluster))
                 .await?
                 .into_iter()
-                .filter(|i| i.doc.status == "ACTIVE")
+                .filter(|i| i.doc.status == "ACTIVE" && i.doc.agent_connected)
                 .collect();
             if let Some(only) = only {
                 instances.retain(|i| {
