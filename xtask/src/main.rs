@@ -1,7 +1,9 @@
 //! Wharf's chores, run with `cargo run --release -p xtask -- <task>`.
 //!
 //! * `bench-api`: Wharf's ECS API against moto's server (see docs/benchmarks.md).
+//! * `bench-agent`: the agent's start overhead against Docker, its memory, awslogs throughput.
 
+mod bench_agent;
 mod bench_api;
 mod client;
 mod servers;
@@ -21,12 +23,16 @@ enum Task {
     /// Benchmark Wharf's ECS API against moto's server: builds the release `wharf`, starts
     /// both, and drives them with the same SigV4-signed requests.
     BenchApi(bench_api::Args),
+    /// Benchmark the agent on the local Docker engine: RunTask→RUNNING against plain Docker,
+    /// the agent's memory idle and with 50 tasks, and awslogs delivery of 10,000 lines.
+    BenchAgent(bench_agent::Args),
 }
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
         Task::BenchApi(args) => bench_api::run(args),
+        Task::BenchAgent(args) => bench_agent::run(args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

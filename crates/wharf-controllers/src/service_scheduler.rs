@@ -6,7 +6,7 @@
 //! instance. Every step re-reads the world; the deployment's state lives in the service
 //! document, so a restarted server resumes where it was.
 
-use crate::planner::{TaskView, plan};
+use crate::planner::{TaskView, max_total, plan};
 use crate::{Reconciler, Status};
 use serde_json::{Value, json};
 use std::collections::HashMap;
@@ -16,13 +16,13 @@ use wharf_api::ecs::tasks::{RunRequest, launch, stop_task};
 use wharf_api::ecs::{ACTIVE_TASK_STATES, Keys, all_of_kind, scope_of_key};
 use wharf_api::logs::LogStore;
 use wharf_api::{Ctx, Db};
+use wharf_store::Txn;
 use wharf_types::ecs::{Cluster, ContainerInstance, Failure, Service, ServiceEvent, Task, TaskDefinition};
 use wharf_types::{Error, Scope};
 
 /// ECS keeps the newest 100 service events.
 const MAX_EVENTS: usize = 100;
-/// Private service field: the task definition of the last COMPLETED deployment (rollback target).
-const LAST_COMPLETED: &str = "wharfLastCompletedTaskDefinition";
+use wharf_api::ecs::services::LAST_COMPLETED;
 /// Private service field: the service is known steady (so the steady-state event is written once).
 const STEADY: &str = "wharfSteady";
 
@@ -126,6 +126,7 @@ impl ServiceScheduler {
             .collect();
         let mut changed = false;
         let mut events: Vec<String> = vec![];
+        let mut history = Txn::default();
 
         // Circuit breaker: PRIMARY tasks that stopped on their own count as failures.
         let failed = all
@@ -164,6 +165,7 @@ impl ServiceScheduler {
                     d.status = "ACTIVE".into();
                 }
                 let dep = wharf_api::ecs::services::new_deployment(&svc, &td, now);
+                wharf_api::ecs::history::record(ctx, &svc, &dep, Some(&primary_id), &mut history).await?;
                 events.push(format!(
                     "(service {}) rolling back to deployment {} ({td}) after a circuit breaker failure.",
                     svc.service_name, dep.id
@@ -171,7 +173,11 @@ impl ServiceScheduler {
                 svc.task_definition = Some(td.clone());
                 svc.deployments.insert(0, dep);
                 svc.extra.remove(STEADY);
-                return self.write(ctx, &s, svc, events).await.map(|_| true);
+                return self.write(ctx, &s, svc, events, history).await.map(|_| true);
+            }
+            if let Some(p) = svc.deployments.iter().find(|d| d.id == primary_id) {
+                let reason = "ECS deployment circuit breaker: tasks failed to start.";
+                wharf_api::ecs::history::finish(ctx, &svc, p, "STOPPED", reason, &mut history).await?;
             }
         }
 
@@ -184,7 +190,10 @@ impl ServiceScheduler {
             self.daemon_plan(ctx, &svc, &cluster_name, &live, &primary_id).await?
         } else {
             let p = plan(&views, desired, min, max, !primary_failed);
-            (p.stop.into_iter().map(|i| live[i].task_arn.clone()).collect(), Starts::Count(p.start))
+            // Tasks asked to stop hold their place under maximumPercent until they have stopped.
+            let stopping = all.iter().filter(|t| t.desired_status == "STOPPED" && t.last_status != "STOPPED").count();
+            let room = (max_total(desired, max) as usize).saturating_sub(live.len() + stopping);
+            (p.stop.into_iter().map(|i| live[i].task_arn.clone()).collect(), Starts::Count(p.start.min(room)))
         };
 
         let mut stopped = vec![];
@@ -332,6 +341,9 @@ impl ServiceScheduler {
             p.updated_at = now;
             events.push(format!("(service {}) (deployment {}) deployment completed.", svc.service_name, p.id));
             svc.extra.insert(LAST_COMPLETED.into(), json!(p.task_definition));
+            let done = p.clone();
+            wharf_api::ecs::history::finish(ctx, &svc, &done, "SUCCESSFUL", "Deployment completed.", &mut history)
+                .await?;
         }
         if steady && !svc.extra.contains_key(STEADY) {
             svc.extra.insert(STEADY.into(), json!(true));
@@ -346,7 +358,7 @@ impl ServiceScheduler {
             || svc.desired_count != s.doc.desired_count
             || svc.extra != s.doc.extra;
         if changed || counts_changed || !events.is_empty() {
-            self.write(ctx, &s, svc, events).await?;
+            self.write(ctx, &s, svc, events, history).await?;
             return Ok(true);
         }
         Ok(false)
@@ -360,13 +372,17 @@ impl ServiceScheduler {
         s: &Versioned<Service>,
         mut svc: Service,
         events: Vec<String>,
+        history: Txn,
     ) -> Result<bool, Error> {
         let now = wharf_types::now();
         for message in events {
             svc.events.insert(0, ServiceEvent { id: wharf_types::uuid(), created_at: now, message });
         }
         svc.events.truncate(MAX_EVENTS);
-        ctx.db.commit(cas_put(&s.key, s.rev, &svc)?).await
+        let mut txn = cas_put(&s.key, s.rev, &svc)?;
+        txn.compares.extend(history.compares);
+        txn.ops.extend(history.ops);
+        ctx.db.commit(txn).await
     }
 
     async fn daemon_desired(&self, ctx: &Ctx, cluster: &str) -> Result<i64, Error> {

@@ -28,6 +28,7 @@ pub fn wire_error(err: &Error, service: &str, protocol: Protocol) -> WireError {
         (Error::NotFound { resource, .. }, _) => match resource {
             Resource::Cluster => "ClusterNotFoundException",
             Resource::Service => "ServiceNotFoundException",
+            Resource::ServiceDeployment => "ServiceDeploymentNotFoundException",
             Resource::Target => "TargetNotFoundException",
             Resource::Other => "ResourceNotFoundException",
         },
@@ -39,6 +40,7 @@ pub fn wire_error(err: &Error, service: &str, protocol: Protocol) -> WireError {
             InUse::Resource => "ResourceInUseException",
         },
         (Error::ServiceNotActive(_), _) => "ServiceNotActiveException",
+        (Error::Conflict(_), _) => "ConflictException",
         (Error::LimitExceeded(_), _) => "LimitExceededException",
         (Error::AttributeLimitExceeded(_), _) => "AttributeLimitExceededException",
         (Error::Unsupported(_), "ecs") => "UnsupportedFeatureException",

@@ -24,6 +24,9 @@ pub enum Error {
     InUse { reason: InUse, message: String },
     #[error("{0}")]
     ServiceNotActive(String),
+    /// The resource's state conflicts with the request (ECS's `ConflictException`).
+    #[error("{0}")]
+    Conflict(String),
     #[error("{0}")]
     LimitExceeded(String),
     /// Too many custom attributes on one resource (ECS's own limit error).
@@ -41,6 +44,7 @@ pub enum Error {
 pub enum Resource {
     Cluster,
     Service,
+    ServiceDeployment,
     /// A container instance named as an attribute target (`TargetNotFoundException`).
     Target,
     /// Generic `ResourceNotFoundException`.
@@ -61,6 +65,7 @@ impl fmt::Display for Resource {
         f.write_str(match self {
             Resource::Cluster => "cluster",
             Resource::Service => "service",
+            Resource::ServiceDeployment => "service deployment",
             Resource::Target => "target",
             Resource::Other => "resource",
         })

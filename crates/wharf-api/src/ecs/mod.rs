@@ -9,6 +9,7 @@
 pub mod agent;
 pub mod clusters;
 mod expr;
+pub mod history;
 mod instances;
 pub mod placement;
 pub mod services;
@@ -58,6 +59,10 @@ operations! {
     "ListServices" => services::list,
     "UpdateService" => services::update,
     "DeleteService" => services::delete,
+    "ListServiceDeployments" => history::list,
+    "DescribeServiceDeployments" => history::describe_deployments,
+    "DescribeServiceRevisions" => history::describe_revisions,
+    "StopServiceDeployment" => history::stop,
     "RunTask" => tasks::run,
     "StartTask" => tasks::start,
     "StopTask" => tasks::stop,
@@ -153,6 +158,15 @@ impl Keys {
     }
     pub fn agent_sessions(&self, cluster: &str) -> String {
         format!("{}{cluster}/", self.kind("agent-session"))
+    }
+    pub fn service_deployments(&self, cluster: &str, service: &str) -> String {
+        format!("{}{cluster}/{service}/", self.kind("service-deployment"))
+    }
+    pub fn service_deployment(&self, cluster: &str, service: &str, id: &str) -> String {
+        format!("{}{cluster}/{service}/{id}", self.kind("service-deployment"))
+    }
+    pub fn service_revision(&self, cluster: &str, service: &str, id: &str) -> String {
+        format!("{}{cluster}/{service}/{id}", self.kind("service-revision"))
     }
     pub fn tags(&self, arn: &str) -> String {
         format!("{}{arn}", self.kind("tags"))

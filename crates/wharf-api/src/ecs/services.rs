@@ -9,6 +9,7 @@ use crate::db::cas_put;
 use crate::paging::{max_results, scan, with_token};
 use serde::Deserialize;
 use serde_json::{Map, Value, json};
+use wharf_store::Txn;
 use wharf_types::ecs::{
     Deployment, DeploymentCircuitBreaker, DeploymentConfiguration, Failure, Service, Tag, TaskDefinition,
 };
@@ -160,6 +161,10 @@ fn check_network(td: Option<&TaskDefinition>, network: Option<&Value>) -> Result
     Ok(())
 }
 
+/// Private service field: the task definition of the last COMPLETED deployment (what a
+/// rollback returns to). Never on the wire: responses are shaped by the model.
+pub const LAST_COMPLETED: &str = "wharfLastCompletedTaskDefinition";
+
 /// A new PRIMARY deployment of `td` for `service` (also the scheduler's rollback).
 pub fn new_deployment(service: &Service, td: &str, now: f64) -> Deployment {
     let id = deployment_id();
@@ -301,10 +306,15 @@ pub async fn create(ctx: &Ctx, v: Value) -> Result<Value> {
                 enable_execute_command: r.enable_execute_command,
                 extra: r.extra,
             };
+            let mut txn = Txn::default();
             if let Some(td) = &td_arn {
-                service.deployments.push(new_deployment(&service, td, now));
+                let dep = new_deployment(&service, td, now);
+                super::history::record(ctx, &service, &dep, None, &mut txn).await?;
+                service.deployments.push(dep);
             }
-            let mut txn = cas_put(&key, existing.map_or(0, |s| s.rev), &service)?;
+            let put = cas_put(&key, existing.map_or(0, |s| s.rev), &service)?;
+            txn.compares.extend(put.compares);
+            txn.ops.extend(put.ops);
             txn.ops.extend(tags::put_op(ctx, &arn, &req.tags)?);
             Ok((Some(txn), service))
         })
@@ -520,6 +530,7 @@ pub async fn update(ctx: &Ctx, v: Value) -> Result<Value> {
                 doc.task_definition = Some(t.task_definition_arn.clone());
             }
             let now = wharf_types::now();
+            let mut history = Txn::default();
             if td_changed || r.force_new_deployment || network_changed {
                 for d in doc.deployments.iter_mut().filter(|d| d.status == "PRIMARY") {
                     d.status = "ACTIVE".into();
@@ -527,13 +538,17 @@ pub async fn update(ctx: &Ctx, v: Value) -> Result<Value> {
                 }
                 if let Some(td) = doc.task_definition.clone() {
                     let dep = new_deployment(&doc, &td, now);
+                    super::history::record(ctx, &doc, &dep, None, &mut history).await?;
                     doc.deployments.insert(0, dep);
                 }
             } else if let Some(primary) = doc.deployments.iter_mut().find(|d| d.status == "PRIMARY") {
                 primary.desired_count = doc.desired_count;
                 primary.updated_at = now;
             }
-            Ok((Some(cas_put(&s.key, s.rev, &doc)?), doc))
+            let mut txn = cas_put(&s.key, s.rev, &doc)?;
+            txn.compares.extend(history.compares);
+            txn.ops.extend(history.ops);
+            Ok((Some(txn), doc))
         })
         .await?;
     let mut v = output(&service)?;
