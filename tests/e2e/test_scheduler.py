@@ -150,6 +150,7 @@ def test_circuit_breaker_rolls_a_crashing_revision_back(wharf_factory):
     assert failed, f"rolloutState FAILED never observed: {[d.get('rolloutState') for d in seen]}"
     assert "circuit breaker" in failed[0]["rolloutStateReason"], failed[0]
     assert failed[-1]["failedTasks"] >= 3, failed[-1]
+    print(f"FAILED seen in {len(failed)} of {len(seen)} samples of the bad deployment")
     # Whenever the waiter's condition held, the service ran v1.
     for t, s, _ in watch.samples:
         if waiter_stable(s):
