@@ -256,3 +256,26 @@ def test_task_waiters(wharf_agent):
     assert time.time() - t0 < 20
     # boto3's waiter agrees.
     ecs.get_waiter("tasks_stopped").wait(cluster=w.cluster, tasks=[dies], WaiterConfig={"Delay": 1})
+
+
+def test_wharf_up_killed_and_restarted_keeps_its_tasks(wharf_agent):
+    w = wharf_agent
+    ecs = ready(w)
+    td = register(ecs, "echo-keep", echo(portMappings=[{"containerPort": 8080, "hostPort": 0}]))
+    fg = register(ecs, "echo-keep-fg", echo(portMappings=[{"containerPort": 8080}]), networkMode="awsvpc",
+                  requiresCompatibilities=["FARGATE"], cpu="256", memory="512")
+    (ec2,) = run(ecs, w.cluster, td)
+    (far,) = run(ecs, w.cluster, fg, launchType="FARGATE", networkConfiguration=AWSVPC)
+    before = {arn: wait_task(ecs, w.cluster, arn, predicate=lambda t: t["launchType"] == "EC2" or t["attachments"])
+              for arn in (ec2, far)}
+    ids = {arn: sorted(c["id"] for c in docker_containers(f"{TASK_LABEL}={arn}")) for arn in (ec2, far)}
+
+    w.kill9_and_restart()  # the control plane and its agent, together
+    wait_until("both tasks re-adopted", lambda: w.log.read_text().count("re-adopting running containers") == 2, 20)
+    ecs = w.client("ecs")
+    for arn, old in before.items():
+        task = describe(ecs, w.cluster, arn)
+        assert task["lastStatus"] == "RUNNING" and task["containers"] == old["containers"]
+        assert sorted(c["id"] for c in docker_containers(f"{TASK_LABEL}={arn}")) == ids[arn]
+    assert wait_http(f"http://127.0.0.1:{host_port(before[ec2])}/")["container"] == "web"
+    assert wait_http(f"http://{task_ip(before[far])}:8080/")["container"] == "web"

@@ -8,7 +8,7 @@ import time
 
 from agentutil import (container, describe, echo, free_port, host_port, instance, register, remaining, run,
                        wait_http, wait_instances, wait_task, wait_until)
-from conftest import CLUSTER_LABEL, TASK_LABEL, docker_containers
+from conftest import CLUSTER_LABEL, TASK_LABEL, docker, docker_containers
 
 
 def cluster_with_agents(fleet, n=1, server_args=(), prefix="two"):
@@ -105,6 +105,20 @@ def test_restarted_agent_adopts_its_running_containers(wharf_factory):
     assert inst["agentConnected"] is True and inst["runningTasksCount"] == 2
     assert inst["ec2InstanceId"] == ec2_id  # the same host registered again
 
+    # What changed while the agent was down is finished when it is back: a task stopped by
+    # the user, and a task whose essential container exited.
+    agent.kill9()
+    ecs.stop_task(cluster=cluster, task=arn, reason="stopped while the agent was down")
+    docker("stop", "-t", "5", container(describe(ecs, cluster, fresh), "web")["runtimeId"])
+    agent.start()
+    task = wait_task(ecs, cluster, arn, "STOPPED", timeout=20)
+    assert task["stoppedReason"] == "stopped while the agent was down" and task["stopCode"] == "UserInitiated"
+    assert container(task, "web")["exitCode"] == 0
+    task = wait_task(ecs, cluster, fresh, "STOPPED", timeout=20)
+    assert task["stopCode"] == "EssentialContainerExited" and container(task, "web")["exitCode"] == 0
+    for t in (arn, fresh):
+        wait_until("containers removed", lambda: not docker_containers(f"{TASK_LABEL}={t}"), 15)
+
 
 def test_stop_deregister_and_cluster_deletion_leave_no_containers(wharf_factory):
     w, ecs, cluster, (agent,), (arn_inst,) = cluster_with_agents(wharf_factory, prefix="clean")
@@ -146,6 +160,28 @@ def test_stop_deregister_and_cluster_deletion_leave_no_containers(wharf_factory)
     assert out["cluster"]["status"] == "INACTIVE"
     assert docker_containers(mine) == []
     assert agent.proc.poll() is None  # the agent outlives its instance, quietly
+
+
+def test_instance_deregistered_while_its_agent_is_down_comes_back_as_a_new_one(wharf_factory):
+    w, ecs, cluster, (agent,), (old,) = cluster_with_agents(wharf_factory, prefix="rejoin")
+    td = register(ecs, "echo-rejoin", echo(portMappings=[{"containerPort": 8080, "hostPort": 0}]))
+    (arn,) = run(ecs, cluster, td)
+    wait_task(ecs, cluster, arn)
+    agent.kill9()
+    w.aws("ecs", "deregister-container-instance", "--cluster", cluster, "--container-instance", old, "--force")
+    task = wait_task(ecs, cluster, arn, "STOPPED", timeout=10)
+    assert "deregistered" in task["stoppedReason"], task["stoppedReason"]
+    assert len(docker_containers(f"{TASK_LABEL}={arn}", running_only=True)) == 1  # nobody stopped it yet
+
+    agent.start()
+    new = wait_until("a new registration", lambda: (agent.state().get("containerInstanceArn") not in (None, old),
+                                                    agent.state().get("containerInstanceArn")), 20)
+    assert wait_instances(ecs, cluster) == [new]
+    assert instance(ecs, cluster, old)["status"] == "INACTIVE"
+    assert instance(ecs, cluster, new)["status"] == "ACTIVE"
+    wait_until("the old instance's containers removed", lambda: not docker_containers(f"{TASK_LABEL}={arn}"), 15)
+    (again,) = run(ecs, cluster, td)
+    assert wait_task(ecs, cluster, again)["containerInstanceArn"] == new
 
 
 def test_instance_whose_agent_dies_is_disconnected_and_its_tasks_stopped(wharf_factory):

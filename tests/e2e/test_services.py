@@ -127,17 +127,21 @@ def test_update_with_new_task_definition_starts_a_new_primary(setup):
     assert [d["status"] for d in deps] == ["PRIMARY", "ACTIVE"]
     assert deps[0]["taskDefinition"].endswith("web:2") and deps[1]["taskDefinition"].endswith("web:1")
     assert deps[1]["id"] == old_id and deps[0]["id"] != old_id and DEPLOYMENT_ID.fullmatch(deps[0]["id"])
-    # Scaling changes the PRIMARY's desired count, not the deployments.
+    # Scaling changes the PRIMARY's desired count, not the deployments. (The scheduler may
+    # already have dropped the drained old deployment: it has no tasks.)
     svc = ecs.update_service(cluster="c1", service="s1", desiredCount=5)["service"]
-    assert [d["id"] for d in svc["deployments"]] == [d["id"] for d in deps]
+    assert svc["deployments"][0]["id"] == deps[0]["id"] and svc["deployments"][0]["status"] == "PRIMARY"
+    assert {d["id"] for d in svc["deployments"]} <= {d["id"] for d in deps}
     assert svc["deployments"][0]["desiredCount"] == 5 and svc["desiredCount"] == 5
     # forceNewDeployment makes another PRIMARY with the same task definition.
     svc = ecs.update_service(cluster="c1", service="s1", forceNewDeployment=True)["service"]
-    assert len(svc["deployments"]) == 3 and svc["deployments"][0]["taskDefinition"].endswith("web:2")
+    forced = svc["deployments"][0]
+    assert forced["id"] not in {d["id"] for d in deps} and forced["taskDefinition"].endswith("web:2")
     assert [d["status"] for d in svc["deployments"]].count("PRIMARY") == 1
+    assert deps[0]["id"] in {d["id"] for d in svc["deployments"]}
     # Same revision again is not a new deployment.
     svc = ecs.update_service(cluster="c1", service="s1", taskDefinition="web:2")["service"]
-    assert len(svc["deployments"]) == 3
+    assert svc["deployments"][0]["id"] == forced["id"]
 
     with pytest.raises(ClientError) as e:
         ecs.update_service(cluster="c1", service="s1", taskDefinition="web:9")

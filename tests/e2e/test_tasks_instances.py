@@ -3,6 +3,8 @@ and port accounting, stopping tasks the agent never started, filters, attributes
 
 import json
 
+import time
+
 import pytest
 from botocore.exceptions import ClientError
 
@@ -317,11 +319,19 @@ def test_cluster_with_instances_or_tasks_cannot_be_deleted(cluster):
     with pytest.raises(ClientError) as e:
         ecs.delete_cluster(cluster="c1")
     assert code_of(e)[0] == "ClusterContainsContainerInstancesException"
-    ecs.deregister_container_instance(cluster="c1", containerInstance=inst, force=True)
     with pytest.raises(ClientError) as e:
-        ecs.delete_cluster(cluster="c1")
-    assert code_of(e)[0] == "ClusterContainsTasksException"
-    ecs.stop_task(cluster="c1", task=task)
+        ecs.deregister_container_instance(cluster="c1", containerInstance=inst)
+    assert code_of(e)[0] == "InvalidParameterException"
+    ecs.deregister_container_instance(cluster="c1", containerInstance=inst, force=True)
+    # Tasks on a deregistered instance are stopped (its agent removes their containers), and
+    # then the cluster can go.
+    deadline = time.time() + 10
+    while time.time() < deadline:
+        described = ecs.describe_tasks(cluster="c1", tasks=[task])["tasks"][0]
+        if described["lastStatus"] == "STOPPED":
+            break
+        time.sleep(0.1)
+    assert described["lastStatus"] == "STOPPED" and "deregistered" in described["stoppedReason"]
     assert ecs.delete_cluster(cluster="c1")["cluster"]["status"] == "INACTIVE"
     assert ecs.list_clusters()["clusterArns"] == []
 

@@ -5,6 +5,8 @@ client-side): always a 4xx with an AWS error type and a message naming the field
 import json
 
 import botocore.session
+import time
+
 import pytest
 from botocore.exceptions import ClientError
 
@@ -148,6 +150,16 @@ def setup_world(wharf):
     status, out = raw(wharf, "RegisterContainerInstance",
                       {"cluster": "c1", "totalResources": container_instance_resources()})
     assert status == 200, out
+    # The service scheduler places s1's task on the new instance; let it settle so the
+    # snapshots below see only what the request under test did.
+    deadline = time.time() + 15
+    while time.time() < deadline:
+        svc = raw(wharf, "DescribeServices", {"cluster": "c1", "services": ["s1"]})[1]["services"][0]
+        if svc["runningCount"] + svc["pendingCount"] == 1 and raw(wharf, "ListTasks", {"cluster": "c1"})[1]["taskArns"]:
+            break
+        time.sleep(0.05)
+    else:
+        raise AssertionError(f"the scheduler did not place s1's task: {svc}")
     return out["containerInstance"]["containerInstanceArn"]
 
 
@@ -223,6 +235,15 @@ TARGETED = [
     ("StartTask", {"cluster": "c1", "taskDefinition": "web", "containerInstances": []},
      "InvalidParameterException", "container instances"),
     ("StopTask", {"cluster": "c1", "task": "0" * 32}, "InvalidParameterException", "task"),
+    ("ListServiceDeployments", {"cluster": "c1", "service": "nope"}, "ServiceNotFoundException", "not found"),
+    ("ListServiceDeployments", {"cluster": "c1", "service": "s1", "maxResults": 500}, "InvalidParameterException",
+     "maxResults"),
+    ("DescribeServiceDeployments", {"serviceDeploymentArns": ["arn:aws:ecs:us-east-1:123456789012:cluster/c1"]},
+     "InvalidParameterException", "service-deployment"),
+    ("DescribeServiceRevisions", {"serviceRevisionArns": []}, "InvalidParameterException", "serviceRevisionArns"),
+    ("StopServiceDeployment",
+     {"serviceDeploymentArn": "arn:aws:ecs:us-east-1:123456789012:service-deployment/c1/s1/123"},
+     "ServiceDeploymentNotFoundException", "not found"),
     ("StopTask", {"cluster": "c1", "task": "arn:aws:ecs:us-east-1:123456789012:service/c1/s1"},
      "InvalidParameterException", "task"),
     ("DescribeTasks", {"cluster": "c1", "tasks": []}, "InvalidParameterException", "tasks"),

@@ -111,6 +111,9 @@ pub struct Agent<R: ContainerRuntime> {
     /// Base URL of the task metadata endpoint, once it serves.
     metadata_base: Mutex<Option<String>>,
     last_sweep: Mutex<HashMap<Source, std::time::Instant>>,
+    /// Instance ARNs this host had before (deregistered, or another cluster): their
+    /// containers are orphans too.
+    retired: Mutex<Vec<String>>,
 }
 
 /// Which stream assigned a task: the container instance's, or the Fargate host's.
@@ -148,6 +151,7 @@ impl<R: ContainerRuntime> Agent<R> {
             fargate_host,
             metadata_base: Mutex::new(None),
             last_sweep: Mutex::new(HashMap::new()),
+            retired: Mutex::new(Vec::new()),
             instance_arn: Mutex::new(String::new()),
             tasks: Mutex::new(HashMap::new()),
             ports: Mutex::new(HashSet::new()),
@@ -173,6 +177,7 @@ impl<R: ContainerRuntime> Agent<R> {
             .and_then(|s| serde_json::from_str(&s).ok())
             .unwrap_or_default();
         let instance_id = state.instance_id.clone().unwrap_or_else(|| format!("i-{}", &wharf_types::hex_id(17)));
+        let remembered = state.container_instance_arn.clone();
         let previous = state.container_instance_arn.filter(|_| state.cluster.as_deref() == Some(&self.config.cluster));
         let hostname = std::fs::read_to_string("/proc/sys/kernel/hostname").unwrap_or_default().trim().to_string();
         let identity = json!({
@@ -210,6 +215,9 @@ impl<R: ContainerRuntime> Agent<R> {
         };
         let arn = resp["containerInstance"]["containerInstanceArn"].as_str().unwrap_or_default().to_string();
         *self.instance_arn.lock().unwrap_or_else(PoisonError::into_inner) = arn.clone();
+        if let Some(old) = remembered.filter(|old| *old != arn) {
+            self.retired.lock().unwrap_or_else(PoisonError::into_inner).push(old);
+        }
         let state = State {
             container_instance_arn: Some(arn.clone()),
             cluster: Some(self.config.cluster.clone()),
@@ -348,8 +356,16 @@ impl<R: ContainerRuntime> Agent<R> {
             }
             last.insert(source, std::time::Instant::now());
         }
-        let label = format!("{}={}", labels::INSTANCE, self.owner(source));
-        let Ok(containers) = self.runtime.list_labelled(&label).await else { return };
+        let mut owners = vec![self.owner(source)];
+        if source == Source::Instance {
+            owners.extend(self.retired.lock().unwrap_or_else(PoisonError::into_inner).iter().cloned());
+        }
+        let mut containers = vec![];
+        for owner in owners {
+            let label = format!("{}={owner}", labels::INSTANCE);
+            let Ok(found) = self.runtime.list_labelled(&label).await else { return };
+            containers.extend(found);
+        }
         let known: HashSet<String> =
             self.tasks.lock().unwrap_or_else(PoisonError::into_inner).keys().cloned().collect();
         for c in containers {

@@ -6,7 +6,7 @@
 //! instance. Every step re-reads the world; the deployment's state lives in the service
 //! document, so a restarted server resumes where it was.
 
-use crate::planner::{TaskView, max_total, plan};
+use crate::planner::{TaskView, max_total, min_healthy, plan};
 use crate::{Reconciler, Status};
 use serde_json::{Value, json};
 use std::collections::HashMap;
@@ -145,7 +145,10 @@ impl ServiceScheduler {
             p.updated_at = now;
             changed = true;
         }
-        if breaker.as_ref().is_some_and(|b| b.enable) && !primary_failed && failed >= threshold {
+        // It watches a deployment only while it rolls out: crashes after COMPLETED are replaced.
+        let in_progress =
+            svc.deployments.iter().any(|d| d.id == primary_id && d.rollout_state.as_deref() == Some("IN_PROGRESS"));
+        if breaker.as_ref().is_some_and(|b| b.enable) && in_progress && failed >= threshold {
             primary_failed = true;
             changed = true;
             let rollback_to = svc.extra.get(LAST_COMPLETED).and_then(Value::as_str).map(str::to_string);
@@ -187,7 +190,7 @@ impl ServiceScheduler {
             svc.deployment_configuration.maximum_percent.unwrap_or(200),
         );
         let (stop, start) = if svc.scheduling_strategy == "DAEMON" {
-            self.daemon_plan(ctx, &svc, &cluster_name, &live, &primary_id).await?
+            self.daemon_plan(ctx, &svc, &cluster_name, &live, &all, &primary_id, min).await?
         } else {
             let p = plan(&views, desired, min, max, !primary_failed);
             // Tasks asked to stop hold their place under maximumPercent until they have stopped.
@@ -391,14 +394,19 @@ impl ServiceScheduler {
     }
 
     /// DAEMON: one PRIMARY task on every ACTIVE instance; tasks on instances that are not
-    /// ACTIVE (draining, deregistered) and older deployments' tasks go.
+    /// ACTIVE (draining, deregistered) and duplicates go. An older deployment's task is
+    /// stopped first (maximumPercent is 100) while minimumHealthyPercent allows, and the new
+    /// one starts once no task of the service holds the instance any more.
+    #[allow(clippy::too_many_arguments)]
     async fn daemon_plan(
         &self,
         ctx: &Ctx,
         svc: &Service,
         cluster: &str,
         live: &[&Task],
+        all: &[Task],
         primary: &str,
+        min_percent: i64,
     ) -> Result<(Vec<String>, Starts), Error> {
         let instances = ctx.db.list::<ContainerInstance>(&Keys::new(ctx).instances(cluster)).await?;
         let active: Vec<&str> = instances
@@ -406,23 +414,35 @@ impl ServiceScheduler {
             .filter(|i| i.doc.status == "ACTIVE")
             .map(|i| i.doc.container_instance_arn.as_str())
             .collect();
+        let floor = min_healthy(active.len() as i64, min_percent);
+        let mut healthy = live.iter().filter(|t| t.last_status == "RUNNING").count() as i64;
         let mut stop = vec![];
         let mut covered = vec![];
-        for t in live {
+        // PRIMARY tasks first: they keep their instance; older ones give theirs up.
+        let mut ordered = live.to_vec();
+        ordered.sort_by_key(|t| t.started_by.as_deref() != Some(primary));
+        for t in ordered {
             let on = t.container_instance_arn.as_deref().unwrap_or_default();
             let is_primary = t.started_by.as_deref() == Some(primary);
-            if svc.status != "ACTIVE"
+            let running = t.last_status == "RUNNING";
+            let go = svc.status != "ACTIVE"
                 || !active.contains(&on)
-                || (!is_primary && covered.contains(&on))
-                || (is_primary && covered.contains(&on))
-            {
+                || covered.contains(&on)
+                || (!is_primary && (!running || healthy > floor));
+            if go {
+                healthy -= i64::from(running);
                 stop.push(t.task_arn.clone());
-            } else {
+            } else if is_primary {
                 covered.push(on);
             }
         }
+        let holding: Vec<&str> = all
+            .iter()
+            .filter(|t| t.last_status != "STOPPED")
+            .filter_map(|t| t.container_instance_arn.as_deref())
+            .collect();
         let missing = if svc.status == "ACTIVE" {
-            active.iter().filter(|a| !covered.contains(a)).map(|a| a.to_string()).collect()
+            active.iter().filter(|a| !holding.contains(a)).map(|a| a.to_string()).collect()
         } else {
             vec![]
         };

@@ -28,26 +28,34 @@ fn port_set(proto: &str) -> &'static str {
     if proto == "udp" { "PORTS_UDP" } else { "PORTS" }
 }
 
-/// Takes `d` from the instance's remaining resources, or says which resource is short,
-/// with ECS's failure reasons.
-pub fn reserve(inst: &mut ContainerInstance, d: &Demand) -> std::result::Result<(), String> {
-    let remaining = &mut inst.remaining_resources;
-    let cpu = amount(remaining, "CPU").map_or(0, |r| r.integer_value);
-    let memory = amount(remaining, "MEMORY").map_or(0, |r| r.integer_value);
-    if cpu < d.cpu {
+/// Whether `d` fits in the instance's remaining resources; if not, which resource is short,
+/// with ECS's failure reasons. Reads only.
+pub fn fits(inst: &ContainerInstance, d: &Demand) -> std::result::Result<(), String> {
+    let remaining = &inst.remaining_resources;
+    let value = |name: &str| remaining.iter().find(|r| r.name == name).map_or(0, |r| r.integer_value);
+    if value("CPU") < d.cpu {
         return Err("RESOURCE:CPU".into());
     }
-    if memory < d.memory {
+    if value("MEMORY") < d.memory {
         return Err("RESOURCE:MEMORY".into());
     }
     for (port, proto) in &d.ports {
-        let taken = amount(remaining, port_set(proto))
+        let taken = remaining
+            .iter()
+            .find(|r| r.name == port_set(proto))
             .and_then(|r| r.string_set_value.as_ref())
             .is_some_and(|s| s.iter().any(|p| p == &port.to_string()));
         if taken {
             return Err(if proto == "udp" { "RESOURCE:PORTS_UDP".into() } else { "RESOURCE:PORTS".into() });
         }
     }
+    Ok(())
+}
+
+/// Takes `d` from the instance's remaining resources, or says which resource is short.
+pub fn reserve(inst: &mut ContainerInstance, d: &Demand) -> std::result::Result<(), String> {
+    fits(inst, d)?;
+    let remaining = &mut inst.remaining_resources;
     if let Some(r) = amount(remaining, "CPU") {
         r.integer_value -= d.cpu;
     }
@@ -185,6 +193,13 @@ pub async fn register(ctx: &Ctx, v: Value) -> Result<Value> {
             let existing = ctx.db.get::<ContainerInstance>(&key).await?;
             if existing_id.is_some() && existing.is_none() {
                 return Err(Error::invalid("containerInstanceArn", "The referenced container instance was not found."));
+            }
+            // Deregistered stays deregistered: the host registers again as a new instance.
+            if existing_id.is_some() && existing.as_ref().is_some_and(|e| e.doc.status == "INACTIVE") {
+                return Err(Error::invalid(
+                    "containerInstanceArn",
+                    "The referenced container instance is deregistered (INACTIVE).",
+                ));
             }
             let mut attributes = vec![
                 Attribute {

@@ -15,7 +15,8 @@ fn attribute<'a>(i: &'a ContainerInstance, name: &str) -> Option<&'a str> {
 }
 
 /// Picks one of `fits` (indexes into `instances`). `group_tasks` counts, per instance ARN,
-/// the running or pending tasks of the group being placed (spread balances those).
+/// the running or pending tasks of the group being placed (spread balances those). Costs
+/// O(instances × strategies).
 pub fn pick(
     strategies: &[Value],
     fits: &[usize],
@@ -23,28 +24,45 @@ pub fn pick(
     group_tasks: &HashMap<String, usize>,
 ) -> Option<usize> {
     let count = |i: &ContainerInstance| group_tasks.get(&i.container_instance_arn).copied().unwrap_or(0) as i64;
+    // Per attribute spread strategy: group tasks per attribute value, counted once.
+    let per_value: Vec<Option<HashMap<Option<&str>, i64>>> = strategies
+        .iter()
+        .map(|s| {
+            let field = s.get("field").and_then(Value::as_str).unwrap_or_default();
+            let spread = s.get("type").and_then(Value::as_str) == Some("spread");
+            (spread && field != "instanceId" && field != "host").then(|| {
+                let name = field.strip_prefix("attribute:").unwrap_or(field);
+                let mut m: HashMap<Option<&str>, i64> = HashMap::new();
+                for i in instances {
+                    *m.entry(attribute(i, name)).or_default() += count(i);
+                }
+                m
+            })
+        })
+        .collect();
     let score = |idx: usize| -> Vec<i64> {
         let inst = &instances[idx];
         strategies
             .iter()
-            .map(|s| {
+            .zip(&per_value)
+            .map(|(s, values)| {
                 let field = s.get("field").and_then(Value::as_str).unwrap_or_default();
-                match s.get("type").and_then(Value::as_str) {
-                    Some("binpack") if field.eq_ignore_ascii_case("cpu") => remaining(inst, "CPU"),
-                    Some("binpack") => remaining(inst, "MEMORY"),
-                    Some("spread") if field == "instanceId" || field == "host" => count(inst),
-                    Some("spread") => {
+                match (s.get("type").and_then(Value::as_str), values) {
+                    (Some("binpack"), _) if field.eq_ignore_ascii_case("cpu") => remaining(inst, "CPU"),
+                    (Some("binpack"), _) => remaining(inst, "MEMORY"),
+                    (Some("spread"), Some(values)) => {
                         let name = field.strip_prefix("attribute:").unwrap_or(field);
-                        let value = attribute(inst, name);
-                        instances.iter().filter(|o| attribute(o, name) == value).map(count).sum()
+                        values.get(&attribute(inst, name)).copied().unwrap_or(0)
                     }
+                    (Some("spread"), None) => count(inst),
                     _ => 0,
                 }
             })
             .collect()
     };
-    let best = fits.iter().map(|&i| score(i)).min()?;
-    let tied: Vec<usize> = fits.iter().copied().filter(|&i| score(i) == best).collect();
+    let scored: Vec<(usize, Vec<i64>)> = fits.iter().map(|&i| (i, score(i))).collect();
+    let best = scored.iter().map(|(_, s)| s).min()?.clone();
+    let tied: Vec<usize> = scored.into_iter().filter(|(_, s)| *s == best).map(|(i, _)| i).collect();
     Some(tied[rand::random_range(0..tied.len())])
 }
 

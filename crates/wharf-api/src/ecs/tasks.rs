@@ -3,7 +3,7 @@
 //! through the lifecycle in a later issue; here the control plane owns what happens before
 //! an agent has acknowledged a task.
 
-use super::instances::{Demand, release, reserve};
+use super::instances::{Demand, fits, release, reserve};
 use super::task_definitions::require;
 use super::{Keys, active_cluster, input, output, split_ref, tags};
 use crate::Ctx;
@@ -266,6 +266,9 @@ async fn place(
                 .any(|c| c.get("type").and_then(Value::as_str) == Some("distinctInstance"));
             let (mut tasks, mut failures) = (vec![], vec![]);
             let mut touched = vec![false; instances.len()];
+            // Working copies the loop reserves from; written back for the instances it touched.
+            let mut docs: Vec<ContainerInstance> = instances.iter().map(|i| i.doc.clone()).collect();
+            let member: Vec<bool> = docs.iter().map(|i| member_of.iter().all(|e| e.matches(&i.attributes))).collect();
             // Tasks of the same group already running or pending, per instance (spread).
             let group = req.group.clone().unwrap_or_else(|| format!("family:{}", td.family));
             let mut group_tasks: std::collections::HashMap<String, usize> = std::collections::HashMap::new();
@@ -280,25 +283,25 @@ async fn place(
 
             for n in 0..count {
                 let mut reasons = vec![];
-                let mut fits: Vec<usize> = vec![];
-                for (i, inst) in instances.iter().enumerate() {
+                let mut candidates: Vec<usize> = vec![];
+                for (i, inst) in docs.iter().enumerate() {
                     if (only.is_some() && n != i) || (distinct && touched[i]) {
                         continue;
                     }
-                    if !member_of.iter().all(|e| e.matches(&inst.doc.attributes)) {
+                    if !member[i] {
                         reasons.push((
-                            inst.doc.container_instance_arn.clone(),
+                            inst.container_instance_arn.clone(),
                             "MemberOf placement constraint unsatisfied.".into(),
                         ));
                         continue;
                     }
-                    match reserve(&mut inst.doc.clone(), &d) {
-                        Ok(()) => fits.push(i),
-                        Err(r) => reasons.push((inst.doc.container_instance_arn.clone(), r)),
+                    match fits(inst, &d) {
+                        Ok(()) => candidates.push(i),
+                        Err(r) => reasons.push((inst.container_instance_arn.clone(), r)),
                     }
                 }
-                let docs: Vec<ContainerInstance> = instances.iter().map(|i| i.doc.clone()).collect();
-                let Some(pick) = super::placement::pick(&req.placement_strategy, &fits, &docs, &group_tasks) else {
+                let Some(pick) = super::placement::pick(&req.placement_strategy, &candidates, &docs, &group_tasks)
+                else {
                     match reasons.first() {
                         Some((arn, reason)) => {
                             failures.push(Failure { arn: Some(arn.clone()), reason: reason.clone(), detail: None })
@@ -307,10 +310,10 @@ async fn place(
                     }
                     continue;
                 };
-                let inst = &mut instances[pick];
-                let _ = reserve(&mut inst.doc, &d);
+                let inst = &mut docs[pick];
+                let _ = reserve(inst, &d);
                 touched[pick] = true;
-                *group_tasks.entry(inst.doc.container_instance_arn.clone()).or_default() += 1;
+                *group_tasks.entry(inst.container_instance_arn.clone()).or_default() += 1;
                 tasks.push(new_task(
                     ctx,
                     cluster_arn,
@@ -318,16 +321,16 @@ async fn place(
                     td,
                     req,
                     Some(req.launch_type.as_deref().unwrap_or("EC2")),
-                    Some(&inst.doc),
+                    Some(inst),
                 ));
             }
             if tasks.is_empty() {
                 return Ok((None, (tasks, failures)));
             }
             let mut txn = Txn::default();
-            for (inst, _) in instances.iter().zip(&touched).filter(|(_, t)| **t) {
+            for ((inst, doc), _) in instances.iter().zip(&docs).zip(&touched).filter(|(_, t)| **t) {
                 txn.compares.push(Compare::ModRevision(inst.key.clone(), inst.rev));
-                txn.ops.push(Op::put(&inst.key, encode(&inst.doc)?));
+                txn.ops.push(Op::put(&inst.key, encode(doc)?));
             }
             for t in &tasks {
                 let id = t.task_arn.rsplit('/').next().unwrap_or_default();
