@@ -247,8 +247,9 @@ def test_task_waiters(wharf_agent):
     assert w.aws("ecs", "wait", "tasks-stopped", "--cluster", w.cluster, "--tasks", arn) is None
     assert describe(ecs, w.cluster, arn)["lastStatus"] == "STOPPED"
 
-    # A task that stops instead of running ends tasks-running at once, as a failure.
-    (dies,) = run(ecs, w.cluster, td, overrides={"containerOverrides": [{"name": "web", "command": ["--exit", "3"]}]})
+    # A task that stops instead of running ends tasks-running at once, as a failure (an image
+    # that cannot be pulled: the task never is RUNNING, even briefly).
+    (dies,) = run(ecs, w.cluster, register(ecs, "echo-wait-missing", echo(image="wharf-no-such-image:never")))
     t0 = time.time()
     err = w.aws("ecs", "wait", "tasks-running", "--cluster", w.cluster, "--tasks", dies, check=False)
     assert isinstance(err, CliError) and err.code != 0

@@ -60,10 +60,13 @@ def test_two_agents_in_one_cluster_report_true_remaining_resources(wharf_factory
         assert wait_http(f"http://127.0.0.1:{host_port(t)}/")["hostname"] == container(t, "web")["runtimeId"][:12]
         owner = [c["owner"] for c in docker_containers(f"{TASK_LABEL}={t['taskArn']}")]
         assert owner == [t["containerInstanceArn"]], owner
+    # The spread strategy over instanceId, too.
+    spread = run(ecs, cluster, dyn, count=2, placementStrategy=[{"type": "spread", "field": "instanceId"}])
+    assert {wait_task(ecs, cluster, t)["containerInstanceArn"] for t in spread} == set(arns)
 
-    for t in [arn, *pair]:
+    for t in [arn, *pair, *spread]:
         ecs.stop_task(cluster=cluster, task=t)
-    for t in [arn, *pair]:
+    for t in [arn, *pair, *spread]:
         wait_task(ecs, cluster, t, "STOPPED", timeout=20)
     for a in arns:
         inst = instance(ecs, cluster, a)

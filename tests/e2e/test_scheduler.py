@@ -74,6 +74,9 @@ def test_seed003_service_of_ten_runs_ten_containers(wharf_factory, tmp_path):
     assert cluster["clusterName"] == DEFAULT
     assert cluster["runningTasksCount"] == 10 and cluster["pendingTasksCount"] == 0
     assert cluster["activeServicesCount"] == 1
+    messages = [e["message"] for e in svc["events"]]
+    assert "(service testunit-service) has reached a steady state." in messages, messages
+    assert sum(int(m.split(" has started ")[1].split()[0]) for m in messages if " has started " in m) == 10, messages
 
     tasks = healthy(service_tasks(ecs, DEFAULT, "testunit-service"))
     assert len(tasks) == 10

@@ -321,6 +321,35 @@ async fn populate(server: &Server, family: &str, count: usize, concurrency: usiz
         server.name,
         count as f64 / secs
     );
+    // moto hands out the same revision number to concurrent registrations (the later one
+    // replaces the earlier), so check the family's latest revision and top it up one by one.
+    let mut conn = Conn::open(&server.endpoint).await?;
+    let describe = Bytes::from(json!({ "taskDefinition": family }).to_string());
+    let mut topped_up = 0;
+    loop {
+        let reply = conn.call("DescribeTaskDefinition", &describe).await?;
+        let latest = serde_json::from_slice::<Value>(&reply.body)
+            .ok()
+            .and_then(|v| v["taskDefinition"]["revision"].as_u64())
+            .with_context(|| format!("{} DescribeTaskDefinition {family}: {}", server.name, reply.describe()))?;
+        if latest >= count as u64 {
+            break;
+        }
+        for _ in latest..count as u64 {
+            let reply = conn.call(Op::RegisterTaskDefinition.name(), &body).await?;
+            if !reply.status.is_success() {
+                bail!("{} RegisterTaskDefinition failed: {}", server.name, reply.describe());
+            }
+            topped_up += 1;
+        }
+    }
+    if topped_up > 0 {
+        println!(
+            "    {:5}: {topped_up} concurrent registrations got a revision number another one also got \
+             (lost revisions); registered that many more, one at a time",
+            server.name
+        );
+    }
     let retries = retries.load(Ordering::Relaxed);
     if retries > 0 {
         println!(
