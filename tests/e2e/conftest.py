@@ -297,6 +297,10 @@ class Fleet:
                 for status in ("ACTIVE", "DRAINING"):
                     for arn in ecs.list_container_instances(cluster=c, status=status)["containerInstanceArns"]:
                         self.owners.add(arn)
+                # Services first, or the scheduler replaces the tasks stopped below while the
+                # agents shut down (a container created then is nobody's).
+                for arn in ecs.list_services(cluster=c, maxResults=100)["serviceArns"]:
+                    ecs.delete_service(cluster=c, service=arn, force=True)
                 for arn in ecs.list_tasks(cluster=c)["taskArns"]:
                     ecs.stop_task(cluster=c, task=arn, reason="e2e cleanup")
             except Exception:  # noqa: BLE001 - cleanup must go on

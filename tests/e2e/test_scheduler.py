@@ -6,13 +6,12 @@ instances are replaced; a server killed mid-deployment finishes it; DAEMON servi
 instances."""
 
 import json
-import threading
 import time
 
 import pytest
 
 from agentutil import host_port, http, wait_instances, wait_until
-from conftest import CLUSTER_LABEL, docker
+from conftest import docker
 from scheduler_support import (Sampler, cluster_containers, event_messages, healthy, live, owner_containers,
                                register, running_on, seed_task_definition, service, service_tasks, wait_service,
                                wait_stable, waiter_stable)
@@ -108,13 +107,11 @@ def test_rolling_update_stays_within_min_healthy_and_max_percent(wharf_factory, 
         assert dep["taskDefinition"] == td2 and dep["rolloutState"] == "COMPLETED"
         time.sleep(0.5)  # a couple more samples after the end
     sampler.check_bounds(floor, ceiling)
-    fewest, most = sampler.extremes()
-    assert len(sampler.samples) >= 10, len(sampler.samples)
     # deployments[] had two entries until v1's tasks were gone, then one; whenever the waiter
     # would have succeeded, only v2 was left.
     after = [x for x in sampler.samples if x[0] > updated]
     lengths = [len(s["deployments"]) for _, s, _ in after]
-    assert lengths[0] == 2 and lengths[-1] == 1, lengths
+    assert lengths[0] == 2 and lengths[-1] == 1 and lengths.count(2) >= 2, lengths  # sampled mid-way
     assert lengths == sorted(lengths, reverse=True), lengths
     for t, s, ts in after:
         if waiter_stable(s):
@@ -124,8 +121,6 @@ def test_rolling_update_stays_within_min_healthy_and_max_percent(wharf_factory, 
     assert {version_of(t) for t in tasks} == {"v2"}
     wait_until("only v2's containers run", lambda: sorted(c["task"] for c in cluster_containers(DEFAULT, {inst}))
                == sorted(t["taskArn"] for t in tasks), 15)
-    print(f"rolling {min_pct}/{max_pct}: fewest healthy {fewest}, most live {most}, "
-          f"{len(sampler.samples)} samples")
 
 
 def test_circuit_breaker_rolls_a_crashing_revision_back(wharf_factory):
@@ -155,7 +150,6 @@ def test_circuit_breaker_rolls_a_crashing_revision_back(wharf_factory):
     assert failed, f"rolloutState FAILED never observed: {[d.get('rolloutState') for d in seen]}"
     assert "circuit breaker" in failed[0]["rolloutStateReason"], failed[0]
     assert failed[-1]["failedTasks"] >= 3, failed[-1]
-    print(f"FAILED seen in {len(failed)} of {len(seen)} samples of the bad deployment")
     # Whenever the waiter's condition held, the service ran v1.
     for t, s, _ in watch.samples:
         if waiter_stable(s):

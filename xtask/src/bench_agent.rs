@@ -74,6 +74,13 @@ pub struct Args {
     /// Times a start round disturbed by other processes is run again.
     #[arg(long, default_value_t = 2)]
     reruns: usize,
+    /// A line for the agent's ecs.config (`KEY=VALUE`, repeatable), e.g.
+    /// `ECS_IMAGE_PULL_BEHAVIOR=prefer-cached`; by default the agent runs with no config file.
+    #[arg(long = "agent-config", value_name = "KEY=VALUE")]
+    agent_config: Vec<String>,
+    /// Keep the scratch directory (the control plane's and the agent's logs) and print where.
+    #[arg(long)]
+    keep_scratch: bool,
     /// Only these parts (quick experiments) [default: all]
     #[arg(long, value_delimiter = ',', value_enum)]
     parts: Vec<Part>,
@@ -81,7 +88,10 @@ pub struct Args {
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
 enum Part {
+    /// Start overhead, one task at a time.
     Start,
+    /// Start overhead, 20 at once.
+    Concurrent,
     Rss,
     Logs,
 }
@@ -223,16 +233,27 @@ async fn start_control_plane(bin: &Path, data_dir: &Path, log: &Path) -> anyhow:
 }
 
 /// `wharf agent` joining `cluster` at `endpoint`, with credentials as any AWS client gets them.
-fn start_agent(bin: &Path, endpoint: &Endpoint, cluster: &str, scratch: &Path) -> anyhow::Result<Proc> {
+fn start_agent(
+    bin: &Path,
+    endpoint: &Endpoint,
+    cluster: &str,
+    scratch: &Path,
+    config: &[String],
+) -> anyhow::Result<Proc> {
     let log = scratch.join("agent.log");
+    let config_file = scratch.join("ecs.config");
+    if !config.is_empty() {
+        std::fs::write(&config_file, config.iter().map(|l| format!("{l}\n")).collect::<String>())?;
+    }
     let stderr = File::create(&log).with_context(|| format!("creating {}", log.display()))?;
     let child = Command::new(bin)
         .args(["agent", "--cluster", cluster, "--endpoint", &format!("http://{}", endpoint.addr)])
         .arg("--data-dir")
         .arg(scratch.join("agent"))
-        // No /etc/ecs/ecs.config: the defaults (pull behaviour `default`, and so on).
+        // Not /etc/ecs/ecs.config: without --agent-config the file does not exist, and the
+        // agent runs with its defaults (pull behaviour `default`, and so on).
         .arg("--config")
-        .arg(scratch.join("no-ecs.config"))
+        .arg(&config_file)
         .env("AWS_ACCESS_KEY_ID", client::ACCESS_KEY_ID)
         .env("AWS_SECRET_ACCESS_KEY", client::SECRET_ACCESS_KEY)
         .env("AWS_REGION", client::REGION)
@@ -244,19 +265,20 @@ fn start_agent(bin: &Path, endpoint: &Endpoint, cluster: &str, scratch: &Path) -
     Ok(Proc { name: "wharf agent", child, log })
 }
 
-/// The pid of the process whose command name is `comm` (dockerd), if exactly one.
+/// The pid of the process whose command name is `comm` (dockerd) and whose parent is not
+/// (dockerd re-executes itself for short-lived helpers).
 fn pid_of(comm: &str) -> Option<u32> {
-    let mut found = None;
-    for entry in std::fs::read_dir("/proc").ok()?.flatten() {
-        let Some(pid) = entry.file_name().to_str().and_then(|s| s.parse::<u32>().ok()) else { continue };
-        if std::fs::read_to_string(format!("/proc/{pid}/comm")).is_ok_and(|c| c.trim() == comm) {
-            if found.is_some() {
-                return None;
-            }
-            found = Some(pid);
-        }
-    }
-    found
+    let comm_of = |pid: u32| std::fs::read_to_string(format!("/proc/{pid}/comm")).map(|c| c.trim().to_string());
+    let parent_of = |pid: u32| {
+        let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+        stat.rsplit_once(')')?.1.split_whitespace().nth(1)?.parse::<u32>().ok()
+    };
+    std::fs::read_dir("/proc")
+        .ok()?
+        .flatten()
+        .filter_map(|e| e.file_name().to_str()?.parse::<u32>().ok())
+        .filter(|&pid| comm_of(pid).is_ok_and(|c| c == comm))
+        .find(|&pid| parent_of(pid).is_none_or(|ppid| comm_of(ppid).map_or(true, |c| c != comm)))
 }
 
 /// Resident memory of `pid` sampled every 100 ms for `window`: (max, last), in MiB.
@@ -328,7 +350,7 @@ impl CpuMeter {
     /// `name x% · …` with 100% = one core.
     fn summary(&self) -> String {
         let mut parts: Vec<String> = self.per_proc().iter().map(|(n, p)| format!("{n} {p:.0}%")).collect();
-        parts.push(format!("other processes {:.0}%", self.other_pct()));
+        parts.push(format!("rest of the machine (runc, shims, other processes) {:.0}%", self.other_pct()));
         format!("CPU over {:.1} s (100% = one core): {}", self.secs(), parts.join(", "))
     }
 }
@@ -856,8 +878,8 @@ struct StartResults {
     api: Vec<DockerStart>,
     cli: Vec<f64>,
     wharf: Vec<TaskStart>,
-    warmup: Option<(f64, f64, f64)>,
     concurrent_wharf: Vec<f64>,
+    concurrent_phases: Vec<[f64; 7]>,
     concurrent_wharf_all: f64,
     concurrent_api: Vec<f64>,
     concurrent_api_all: f64,
@@ -883,7 +905,7 @@ impl StartResults {
     }
 }
 
-async fn part_start(ctx: &mut Ctx<'_>) -> anyhow::Result<StartResults> {
+async fn part_start(ctx: &mut Ctx<'_>, sequential: bool, concurrent: bool) -> anyhow::Result<StartResults> {
     let args = ctx.args;
     let poll = Duration::from_millis(args.poll_ms);
     let cluster = ctx.cluster.clone();
@@ -899,7 +921,6 @@ async fn part_start(ctx: &mut Ctx<'_>) -> anyhow::Result<StartResults> {
     let api = docker_api_start(ctx.docker, args, &cluster, &format!("{cluster}-api-warmup"), poll).await?;
     let cli = docker_cli_start(ctx.docker, args, &cluster, &format!("{cluster}-cli-warmup"), poll).await?;
     let w = wharf_start(ctx.ecs, ctx.docker, &cluster, poll).await?;
-    r.warmup = Some((ms(api.total), ms(cli), ms(w.observed)));
     println!(
         "    warm-up (not counted): docker API {:.1} ms, docker run {:.1} ms, wharf {:.1} ms",
         ms(api.total),
@@ -909,7 +930,7 @@ async fn part_start(ctx: &mut Ctx<'_>) -> anyhow::Result<StartResults> {
     let procs = ctx.cpu_procs();
     let quiet = Duration::from_secs(args.quiet_wait);
     let mut round_cpu: Vec<Vec<(&'static str, f64)>> = vec![];
-    for i in 0..args.tasks {
+    for i in (0..args.tasks).filter(|_| sequential) {
         // A round disturbed by other processes is run again (up to --reruns times); the least
         // disturbed attempt is kept. Its containers stay running until the part ends.
         let mut kept: Option<(f64, DockerStart, f64, TaskStart)> = None;
@@ -962,15 +983,21 @@ async fn part_start(ctx: &mut Ctx<'_>) -> anyhow::Result<StartResults> {
             &round_cpu.iter().filter_map(|r| r.iter().find(|(n, _)| *n == name).map(|(_, v)| *v)).collect::<Vec<_>>(),
         )
     };
-    r.cpu.push(format!(
-        "sequential, CPU per round (one task, one Docker API container, one `docker run`; p50): agent {:.1} ms, \
+    if sequential {
+        r.cpu.push(format!(
+            "sequential, CPU per round (one task, one Docker API container, one `docker run`; p50): agent {:.1} ms, \
          control plane {:.1} ms, dockerd {:.1} ms, containerd {:.1} ms",
-        per_round("agent"),
-        per_round("control plane"),
-        per_round("dockerd"),
-        per_round("containerd")
-    ));
+            per_round("agent"),
+            per_round("control plane"),
+            per_round("dockerd"),
+            per_round("containerd")
+        ));
+    }
     r.force_removed += clean(ctx.ecs, ctx.docker, &cluster).await?;
+    if !concurrent {
+        r.agent_rss_after = servers::rss_mb(ctx.agent_pid)?;
+        return Ok(r);
+    }
 
     // Concurrent: 20 at once.
     let n = args.tasks;
@@ -978,6 +1005,7 @@ async fn part_start(ctx: &mut Ctx<'_>) -> anyhow::Result<StartResults> {
     wait_quiet(&procs, args.quiet_pct, quiet).await;
     let meter = CpuMeter::start(&procs);
     let t0 = Instant::now();
+    let t0_epoch = now_epoch();
     let mut calls = vec![];
     let mut left = n;
     while left > 0 {
@@ -998,6 +1026,10 @@ async fn part_start(ctx: &mut Ctx<'_>) -> anyhow::Result<StartResults> {
     let arns: Vec<String> = sent_at.keys().cloned().collect();
     let seen = wait_running(ctx.ecs, &cluster, &arns, poll).await?;
     r.concurrent_wharf = seen.iter().map(|(arn, (at, _))| ms(*at - sent_at[arn])).collect();
+    for (arn, (at, task)) in &seen {
+        let epoch = |i: Instant| t0_epoch + (i - t0).as_secs_f64();
+        r.concurrent_phases.push(phases(ctx.docker, epoch(sent_at[arn]), task, epoch(*at)).await);
+    }
     r.concurrent_wharf_all = seen.values().map(|(at, _)| ms(*at - t0)).fold(0.0, f64::max);
     r.cpu.push(format!("concurrent wharf: {}", meter.summary()));
     r.force_removed += clean(ctx.ecs, ctx.docker, &cluster).await?;
@@ -1107,6 +1139,9 @@ struct LogResults {
     get_calls: usize,
     complete: bool,
     cpu: String,
+    /// The agent's RSS (MiB) before the burst and once the task is gone.
+    rss_before: f64,
+    rss_after: f64,
 }
 
 impl LogResults {
@@ -1155,6 +1190,7 @@ async fn part_logs(ctx: &mut Ctx<'_>) -> anyhow::Result<LogResults> {
     wait_quiet(&ctx.cpu_procs(), args.quiet_pct, Duration::from_secs(args.quiet_wait)).await;
     let meter = CpuMeter::start(&ctx.cpu_procs());
     let mut lconn = Conn::open(ctx.ecs.endpoint()).await?;
+    r.rss_before = servers::rss_mb(ctx.agent_pid)?;
     let arns = run_task(ctx.ecs, &cluster, LOGS_FAMILY, 1).await?;
     let arn = arns[0].clone();
     let task_id = arn.rsplit('/').next().unwrap_or_default().to_string();
@@ -1262,6 +1298,7 @@ async fn part_logs(ctx: &mut Ctx<'_>) -> anyhow::Result<LogResults> {
     );
     // The task exits on its own; wait for the agent to finish it and remove its container.
     let force = clean(ctx.ecs, ctx.docker, &cluster).await?;
+    r.rss_after = servers::rss_mb(ctx.agent_pid)?;
     if force > 0 {
         println!("    (had to force-remove {force} containers)");
     }
@@ -1364,6 +1401,9 @@ async fn bench(args: &Args, wharf_bin: &Path) -> anyhow::Result<()> {
          running when it began. Cluster `{cluster}`, image {}, {} MiB per container, polling every {} ms.",
         args.image, args.memory_mib, args.poll_ms
     );
+    if !args.agent_config.is_empty() {
+        println!("  agent ecs.config: {}", args.agent_config.join(" "));
+    }
 
     let (cp, endpoint) =
         start_control_plane(wharf_bin, &scratch.path().join("control-plane"), &scratch.path().join("wharf.log"))
@@ -1374,7 +1414,7 @@ async fn bench(args: &Args, wharf_bin: &Path) -> anyhow::Result<()> {
     ecs(&mut conn, "RegisterTaskDefinition", echo_task_definition(&args.image, args.memory_mib)).await?;
 
     let spawned = Instant::now();
-    let mut agent = start_agent(wharf_bin, &endpoint, &cluster, scratch.path())?;
+    let mut agent = start_agent(wharf_bin, &endpoint, &cluster, scratch.path(), &args.agent_config)?;
     let instance = wait_registered(&mut conn, &cluster, &mut agent).await?;
     let mut rss = RssResults { registered_after: ms(spawned.elapsed()), ..Default::default() };
     println!(
@@ -1405,8 +1445,8 @@ async fn bench(args: &Args, wharf_bin: &Path) -> anyhow::Result<()> {
             println!("    idle after registering: max {:.1} MiB over 3 s (last {:.1})", rss.idle_max, rss.idle_last);
             part_rss_loaded(&mut ctx, &mut rss).await?;
         }
-        if wants(Part::Start) {
-            start = Some(part_start(&mut ctx).await?);
+        if wants(Part::Start) || wants(Part::Concurrent) {
+            start = Some(part_start(&mut ctx, wants(Part::Start), wants(Part::Concurrent)).await?);
         }
         if wants(Part::Logs) {
             logs = Some(part_logs(&mut ctx).await?);
@@ -1423,6 +1463,9 @@ async fn bench(args: &Args, wharf_bin: &Path) -> anyhow::Result<()> {
     let left = docker.labelled(&format!("{CLUSTER_LABEL}={cluster}")).await?;
     for id in &left {
         docker.remove(id).await?;
+    }
+    if args.keep_scratch {
+        println!("scratch directory kept: {}", scratch.keep().display());
     }
     let (start, logs) = outcome?;
     let forced = cleaned? + left.len();
@@ -1474,18 +1517,27 @@ fn report(args: &Args, rss: &RssResults, start: Option<&StartResults>, logs: Opt
             s.concurrent_api_all,
             n = args.tasks
         );
-        println!(
-            "Docker API parts (p50): create {:.1} ms, start {:.1} ms.",
-            median(&s.api.iter().map(|d| ms(d.create)).collect::<Vec<_>>()),
-            median(&s.api.iter().map(|d| ms(d.start)).collect::<Vec<_>>())
-        );
+        if !s.api.is_empty() {
+            println!(
+                "Docker API parts, one at a time (p50): create {:.1} ms, start {:.1} ms.",
+                median(&s.api.iter().map(|d| ms(d.create)).collect::<Vec<_>>()),
+                median(&s.api.iter().map(|d| ms(d.start)).collect::<Vec<_>>())
+            );
+        }
         println!();
-        println!("Where a Wharf task's start goes (sequential tasks; control-plane and engine timestamps, ms):");
-        println!("| phase | p50 ms | p99 ms |");
-        println!("|---|---:|---:|");
+        println!("Where a Wharf task's start goes (control-plane and engine timestamps, ms):");
+        println!("| phase | p50 ms | p99 ms | {n} at once: p50 ms | {n} at once: p99 ms |", n = args.tasks);
+        println!("|---|---:|---:|---:|---:|");
         for (i, name) in PHASES.iter().enumerate() {
             let v: Vec<f64> = s.wharf.iter().map(|t| t.phases[i]).collect();
-            println!("| {name} | {} | {} |", f1(median(&v)), f1(quantile(&v, 0.99)));
+            let c: Vec<f64> = s.concurrent_phases.iter().map(|p| p[i]).collect();
+            println!(
+                "| {name} | {} | {} | {} | {} |",
+                f1(median(&v)),
+                f1(quantile(&v, 0.99)),
+                f1(median(&c)),
+                f1(quantile(&c, 0.99))
+            );
         }
         for line in &s.cpu {
             println!("{line}");
@@ -1521,13 +1573,17 @@ fn report(args: &Args, rss: &RssResults, start: Option<&StartResults>, logs: Opt
             l.rate_from_first_line()
         );
         println!("    {}", l.cpu);
+        println!(
+            "    agent RSS {:.1} MiB before the burst, {:.1} MiB once the task was gone",
+            l.rss_before, l.rss_after
+        );
     }
 
     println!();
     println!("Targets (from the issue):");
     println!("| target | measured | result |");
     println!("|---|---|---|");
-    if let Some(s) = start {
+    if let Some(s) = start.filter(|s| !s.wharf.is_empty()) {
         let r = s.ratio();
         println!(
             "| start overhead: median(Wharf RunTask→RUNNING) / median(docker) ≤ 1.2 | {r:.2}× the Docker API \

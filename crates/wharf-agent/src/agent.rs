@@ -114,6 +114,8 @@ pub struct Agent<R: ContainerRuntime> {
     /// Instance ARNs this host had before (deregistered, or another cluster): their
     /// containers are orphans too.
     retired: Mutex<Vec<String>>,
+    pull_locks: Mutex<HashMap<String, Arc<tokio::sync::Mutex<()>>>>,
+    pull_failures: Mutex<HashMap<String, std::time::Instant>>,
 }
 
 /// Which stream assigned a task: the container instance's, or the Fargate host's.
@@ -151,6 +153,8 @@ impl<R: ContainerRuntime> Agent<R> {
             fargate_host,
             metadata_base: Mutex::new(None),
             last_sweep: Mutex::new(HashMap::new()),
+            pull_locks: Mutex::new(HashMap::new()),
+            pull_failures: Mutex::new(HashMap::new()),
             retired: Mutex::new(Vec::new()),
             instance_arn: Mutex::new(String::new()),
             tasks: Mutex::new(HashMap::new()),
@@ -235,6 +239,27 @@ impl<R: ContainerRuntime> Agent<R> {
         let tasks = self.tasks.lock().unwrap_or_else(PoisonError::into_inner);
         let suffix = format!("/{task_id}");
         tasks.iter().find(|(arn, _)| arn.ends_with(&suffix)).map(|(_, (_, tx))| tx.borrow().clone())
+    }
+
+    /// The lock that makes concurrent pulls of one image a single attempt.
+    pub(crate) fn pull_lock(&self, image: &str) -> Arc<tokio::sync::Mutex<()>> {
+        self.pull_locks.lock().unwrap_or_else(PoisonError::into_inner).entry(image.to_string()).or_default().clone()
+    }
+
+    /// How long a failed pull of a cached image is remembered (the cached image is used
+    /// meanwhile, as ECS's default pull behaviour would after its own failed attempt).
+    const PULL_FAILURE_MEMORY: Duration = Duration::from_secs(60);
+
+    pub(crate) fn pull_failed_recently(&self, image: &str) -> bool {
+        let failures = self.pull_failures.lock().unwrap_or_else(PoisonError::into_inner);
+        failures.get(image).is_some_and(|t| t.elapsed() < Self::PULL_FAILURE_MEMORY)
+    }
+
+    pub(crate) fn note_pull_failure(&self, image: &str) {
+        self.pull_failures
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .insert(image.to_string(), std::time::Instant::now());
     }
 
     pub(crate) fn metadata_base(&self) -> Option<String> {

@@ -244,20 +244,27 @@ impl<R: ContainerRuntime> TaskRun<R> {
 
     async fn pull(&mut self, image: &str) -> Result<(), String> {
         use crate::agent::PullBehavior;
-        let runtime = &self.agent.runtime;
-        let present = runtime.image_present(image).await.unwrap_or(false);
-        let pull = match self.agent.config.pull_behavior {
+        let agent = &self.agent;
+        // One pull per image at a time: tasks starting together wait for the same attempt.
+        let lock = agent.pull_lock(image);
+        let _guard = lock.lock().await;
+        let present = agent.runtime.image_present(image).await.unwrap_or(false);
+        let pull = match agent.config.pull_behavior {
             PullBehavior::PreferCached | PullBehavior::Once => !present,
             PullBehavior::Always => true,
-            PullBehavior::Default => true,
+            // A cached image whose registry just failed us is used without asking again.
+            PullBehavior::Default => !(present && agent.pull_failed_recently(image)),
         };
         if !pull {
             return Ok(());
         }
-        match runtime.pull(image, None).await {
+        match agent.runtime.pull(image, None).await {
             Ok(()) => Ok(()),
             // ECS's default: fall back to the cached image when the pull fails.
-            Err(_) if present && self.agent.config.pull_behavior == PullBehavior::Default => Ok(()),
+            Err(_) if present && agent.config.pull_behavior == PullBehavior::Default => {
+                agent.note_pull_failure(image);
+                Ok(())
+            }
             Err(e) => Err(format!("CannotPullContainerError: {e}")),
         }
     }
