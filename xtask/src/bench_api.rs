@@ -446,7 +446,14 @@ pub fn run(args: Args) -> anyhow::Result<()> {
     };
     // The load generator gets one thread: on a 2-core machine it must not starve the server.
     let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
-    runtime.block_on(bench(&args, &wharf_bin, &moto_bin))
+    runtime.block_on(async {
+        // On Ctrl-C the benchmark future is dropped, and with it the servers (killed) and the
+        // scratch directory (removed).
+        tokio::select! {
+            result = bench(&args, &wharf_bin, &moto_bin) => result,
+            _ = tokio::signal::ctrl_c() => bail!("interrupted"),
+        }
+    })
 }
 
 async fn bench(args: &Args, wharf_bin: &Path, moto_bin: &Path) -> anyhow::Result<()> {
