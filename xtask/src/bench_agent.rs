@@ -1337,13 +1337,13 @@ impl Ctx<'_> {
     }
 }
 
-fn workspace_root() -> PathBuf {
+pub(crate) fn workspace_root() -> PathBuf {
     let manifest = Path::new(env!("CARGO_MANIFEST_DIR"));
     manifest.parent().unwrap_or(manifest).to_path_buf()
 }
 
 /// `cargo build --release -p wharf`, and where the binary is.
-fn build_wharf(root: &Path) -> anyhow::Result<PathBuf> {
+pub(crate) fn build_wharf(root: &Path) -> anyhow::Result<PathBuf> {
     let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
     println!("building: cargo build --release -p wharf");
     let status = Command::new(cargo)

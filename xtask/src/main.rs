@@ -2,9 +2,11 @@
 //!
 //! * `bench-api`: Wharf's ECS API against moto's server (see docs/benchmarks.md).
 //! * `bench-agent`: the agent's start overhead against Docker, its memory, awslogs throughput.
+//! * `bench-scheduler`: placing one service of 10,000 tasks on 1,000 instances.
 
 mod bench_agent;
 mod bench_api;
+mod bench_scheduler;
 mod client;
 mod servers;
 
@@ -18,6 +20,8 @@ struct Cli {
     command: Task,
 }
 
+// The variants are the command names users type (`bench-api`, …).
+#[allow(clippy::enum_variant_names)]
 #[derive(Subcommand, Debug)]
 enum Task {
     /// Benchmark Wharf's ECS API against moto's server: builds the release `wharf`, starts
@@ -26,6 +30,9 @@ enum Task {
     /// Benchmark the agent on the local Docker engine: RunTask→RUNNING against plain Docker,
     /// the agent's memory idle and with 50 tasks, and awslogs delivery of 10,000 lines.
     BenchAgent(bench_agent::Args),
+    /// Benchmark placement at scale: 1,000 instances registered through the API (no agents),
+    /// one service of 10,000 tasks, time until all are placed.
+    BenchScheduler(bench_scheduler::Args),
 }
 
 fn main() -> ExitCode {
@@ -33,6 +40,7 @@ fn main() -> ExitCode {
     let result = match cli.command {
         Task::BenchApi(args) => bench_api::run(args),
         Task::BenchAgent(args) => bench_agent::run(args),
+        Task::BenchScheduler(args) => bench_scheduler::run(args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -40,28 +40,27 @@ pub fn pick(
             })
         })
         .collect();
-    let score = |idx: usize| -> Vec<i64> {
+    // ECS allows at most 5 strategies; a fixed array keeps scoring allocation-free.
+    let score = |idx: usize| -> [i64; 5] {
         let inst = &instances[idx];
-        strategies
-            .iter()
-            .zip(&per_value)
-            .map(|(s, values)| {
-                let field = s.get("field").and_then(Value::as_str).unwrap_or_default();
-                match (s.get("type").and_then(Value::as_str), values) {
-                    (Some("binpack"), _) if field.eq_ignore_ascii_case("cpu") => remaining(inst, "CPU"),
-                    (Some("binpack"), _) => remaining(inst, "MEMORY"),
-                    (Some("spread"), Some(values)) => {
-                        let name = field.strip_prefix("attribute:").unwrap_or(field);
-                        values.get(&attribute(inst, name)).copied().unwrap_or(0)
-                    }
-                    (Some("spread"), None) => count(inst),
-                    _ => 0,
+        let mut out = [0i64; 5];
+        for ((slot, s), values) in out.iter_mut().zip(strategies).zip(&per_value) {
+            let field = s.get("field").and_then(Value::as_str).unwrap_or_default();
+            *slot = match (s.get("type").and_then(Value::as_str), values) {
+                (Some("binpack"), _) if field.eq_ignore_ascii_case("cpu") => remaining(inst, "CPU"),
+                (Some("binpack"), _) => remaining(inst, "MEMORY"),
+                (Some("spread"), Some(values)) => {
+                    let name = field.strip_prefix("attribute:").unwrap_or(field);
+                    values.get(&attribute(inst, name)).copied().unwrap_or(0)
                 }
-            })
-            .collect()
+                (Some("spread"), None) => count(inst),
+                _ => 0,
+            };
+        }
+        out
     };
-    let scored: Vec<(usize, Vec<i64>)> = fits.iter().map(|&i| (i, score(i))).collect();
-    let best = scored.iter().map(|(_, s)| s).min()?.clone();
+    let scored: Vec<(usize, [i64; 5])> = fits.iter().map(|&i| (i, score(i))).collect();
+    let best = *scored.iter().map(|(_, s)| s).min()?;
     let tied: Vec<usize> = scored.into_iter().filter(|(_, s)| *s == best).map(|(i, _)| i).collect();
     Some(tied[rand::random_range(0..tied.len())])
 }
