@@ -68,9 +68,11 @@ pub async fn drive<R: Reconciler, S: Store + Clone>(r: R, store: S, mut shutdown
     let mut ticker = tokio::time::interval(r.period());
     ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
+        let began = std::time::Instant::now();
         let status = r.activate().await;
         if status.changed > 0 || !status.errors.is_empty() {
-            tracing::info!(reconciler = r.name(), changed = status.changed, errors = ?status.errors, "activation");
+            let ms = began.elapsed().as_millis() as u64;
+            tracing::info!(reconciler = r.name(), changed = status.changed, errors = ?status.errors, ms, "activation");
         }
         tokio::select! {
             _ = shutdown.changed() => return,

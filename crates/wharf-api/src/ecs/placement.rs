@@ -14,55 +14,116 @@ fn attribute<'a>(i: &'a ContainerInstance, name: &str) -> Option<&'a str> {
     i.attributes.iter().find(|a| a.name == name).and_then(|a| a.value.as_deref())
 }
 
-/// Picks one of `fits` (indexes into `instances`). `group_tasks` counts, per instance ARN,
-/// the running or pending tasks of the group being placed (spread balances those). Costs
-/// O(instances × strategies).
+/// One parsed strategy, with what it needs precomputed per instance.
+#[derive(Debug)]
+enum Rank {
+    Binpack(&'static str),
+    SpreadInstance,
+    /// The attribute value (as an id) of each instance, and group tasks per value id.
+    SpreadAttribute {
+        value_of: Vec<usize>,
+        per_value: Vec<i64>,
+    },
+    None,
+}
+
+/// Places the tasks of one call: ranks candidates by the strategies in O(candidates) per
+/// task, keeping its counters up to date as tasks are placed.
+#[derive(Debug)]
+pub struct Placer {
+    ranks: Vec<Rank>,
+    /// Group tasks per instance (spread).
+    per_instance: Vec<i64>,
+}
+
+impl Placer {
+    /// `group_tasks` counts, per instance ARN, the running or pending tasks of the group being
+    /// placed (spread balances those).
+    pub fn new(strategies: &[Value], instances: &[ContainerInstance], group_tasks: &HashMap<String, usize>) -> Self {
+        let per_instance: Vec<i64> =
+            instances.iter().map(|i| group_tasks.get(&i.container_instance_arn).copied().unwrap_or(0) as i64).collect();
+        let ranks = strategies
+            .iter()
+            .take(5)
+            .map(|s| {
+                let field = s.get("field").and_then(Value::as_str).unwrap_or_default();
+                match s.get("type").and_then(Value::as_str) {
+                    Some("binpack") if field.eq_ignore_ascii_case("cpu") => Rank::Binpack("CPU"),
+                    Some("binpack") => Rank::Binpack("MEMORY"),
+                    Some("spread") if field == "instanceId" || field == "host" => Rank::SpreadInstance,
+                    Some("spread") => {
+                        let name = field.strip_prefix("attribute:").unwrap_or(field);
+                        let mut ids: HashMap<Option<&str>, usize> = HashMap::new();
+                        let value_of: Vec<usize> = instances
+                            .iter()
+                            .map(|i| {
+                                let next = ids.len();
+                                *ids.entry(attribute(i, name)).or_insert(next)
+                            })
+                            .collect();
+                        let mut per_value = vec![0; ids.len()];
+                        for (i, v) in value_of.iter().enumerate() {
+                            per_value[*v] += per_instance[i];
+                        }
+                        Rank::SpreadAttribute { value_of, per_value }
+                    }
+                    _ => Rank::None,
+                }
+            })
+            .collect();
+        Placer { ranks, per_instance }
+    }
+
+    /// Picks one of `fits` (indexes into `instances`); ties are broken at random.
+    pub fn pick(&self, fits: &[usize], instances: &[ContainerInstance]) -> Option<usize> {
+        let score = |idx: usize| -> [i64; 5] {
+            let mut out = [0i64; 5];
+            for (slot, rank) in out.iter_mut().zip(&self.ranks) {
+                *slot = match rank {
+                    Rank::Binpack(resource) => remaining(&instances[idx], resource),
+                    Rank::SpreadInstance => self.per_instance[idx],
+                    Rank::SpreadAttribute { value_of, per_value } => per_value[value_of[idx]],
+                    Rank::None => 0,
+                };
+            }
+            out
+        };
+        let mut best: Option<[i64; 5]> = None;
+        let mut tied: Vec<usize> = vec![];
+        for &i in fits {
+            let s = score(i);
+            match best {
+                Some(b) if s > b => {}
+                Some(b) if s == b => tied.push(i),
+                _ => {
+                    best = Some(s);
+                    tied.clear();
+                    tied.push(i);
+                }
+            }
+        }
+        (!tied.is_empty()).then(|| tied[rand::random_range(0..tied.len())])
+    }
+
+    /// Counts a task placed on instance `idx`.
+    pub fn placed(&mut self, idx: usize) {
+        self.per_instance[idx] += 1;
+        for rank in &mut self.ranks {
+            if let Rank::SpreadAttribute { value_of, per_value } = rank {
+                per_value[value_of[idx]] += 1;
+            }
+        }
+    }
+}
+
+/// Picks one of `fits` for a single task (see [`Placer`]).
 pub fn pick(
     strategies: &[Value],
     fits: &[usize],
     instances: &[ContainerInstance],
     group_tasks: &HashMap<String, usize>,
 ) -> Option<usize> {
-    let count = |i: &ContainerInstance| group_tasks.get(&i.container_instance_arn).copied().unwrap_or(0) as i64;
-    // Per attribute spread strategy: group tasks per attribute value, counted once.
-    let per_value: Vec<Option<HashMap<Option<&str>, i64>>> = strategies
-        .iter()
-        .map(|s| {
-            let field = s.get("field").and_then(Value::as_str).unwrap_or_default();
-            let spread = s.get("type").and_then(Value::as_str) == Some("spread");
-            (spread && field != "instanceId" && field != "host").then(|| {
-                let name = field.strip_prefix("attribute:").unwrap_or(field);
-                let mut m: HashMap<Option<&str>, i64> = HashMap::new();
-                for i in instances {
-                    *m.entry(attribute(i, name)).or_default() += count(i);
-                }
-                m
-            })
-        })
-        .collect();
-    // ECS allows at most 5 strategies; a fixed array keeps scoring allocation-free.
-    let score = |idx: usize| -> [i64; 5] {
-        let inst = &instances[idx];
-        let mut out = [0i64; 5];
-        for ((slot, s), values) in out.iter_mut().zip(strategies).zip(&per_value) {
-            let field = s.get("field").and_then(Value::as_str).unwrap_or_default();
-            *slot = match (s.get("type").and_then(Value::as_str), values) {
-                (Some("binpack"), _) if field.eq_ignore_ascii_case("cpu") => remaining(inst, "CPU"),
-                (Some("binpack"), _) => remaining(inst, "MEMORY"),
-                (Some("spread"), Some(values)) => {
-                    let name = field.strip_prefix("attribute:").unwrap_or(field);
-                    values.get(&attribute(inst, name)).copied().unwrap_or(0)
-                }
-                (Some("spread"), None) => count(inst),
-                _ => 0,
-            };
-        }
-        out
-    };
-    let scored: Vec<(usize, [i64; 5])> = fits.iter().map(|&i| (i, score(i))).collect();
-    let best = *scored.iter().map(|(_, s)| s).min()?;
-    let tied: Vec<usize> = scored.into_iter().filter(|(_, s)| *s == best).map(|(i, _)| i).collect();
-    Some(tied[rand::random_range(0..tied.len())])
+    Placer::new(strategies, instances, group_tasks).pick(fits, instances)
 }
 
 #[cfg(test)]

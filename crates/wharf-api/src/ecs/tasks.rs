@@ -280,6 +280,7 @@ async fn place(
                     *group_tasks.entry(arn.clone()).or_default() += 1;
                 }
             }
+            let mut placer = super::placement::Placer::new(&req.placement_strategy, &docs, &group_tasks);
 
             for n in 0..count {
                 let mut reasons = vec![];
@@ -300,8 +301,7 @@ async fn place(
                         Err(r) => reasons.push((inst.container_instance_arn.clone(), r)),
                     }
                 }
-                let Some(pick) = super::placement::pick(&req.placement_strategy, &candidates, &docs, &group_tasks)
-                else {
+                let Some(pick) = placer.pick(&candidates, &docs) else {
                     match reasons.first() {
                         Some((arn, reason)) => {
                             failures.push(Failure { arn: Some(arn.clone()), reason: reason.clone(), detail: None })
@@ -313,7 +313,7 @@ async fn place(
                 let inst = &mut docs[pick];
                 let _ = reserve(inst, &d);
                 touched[pick] = true;
-                *group_tasks.entry(inst.container_instance_arn.clone()).or_default() += 1;
+                placer.placed(pick);
                 tasks.push(new_task(
                     ctx,
                     cluster_arn,
