@@ -54,7 +54,9 @@ where
     let mut after = after_key(token, prefix)?;
     let mut out = Vec::new();
     loop {
-        let (page, more) = db.range::<T>(prefix, after.clone(), CHUNK, descending).await?;
+        // Decode no more than a page (plus one, to know whether more follow) unless the
+        // filter drops documents and another round is needed.
+        let (page, more) = db.range::<T>(prefix, after.clone(), (limit + 1).min(CHUNK), descending).await?;
         let n = page.len();
         for (i, d) in page.into_iter().enumerate() {
             if let Some(o) = pick(&d.doc) {

@@ -325,9 +325,12 @@ pub(crate) async fn resolve(ctx: &Ctx, reference: &str, field: &str) -> Result<O
             ctx.db.get::<TaskDefinition>(&keys.taskdef(family, rev)).await
         }
         None => {
+            // The newest revision is almost always the ACTIVE one: look at it alone first,
+            // then walk back in growing pages.
             let mut after = None;
+            let mut page_size = 1;
             loop {
-                let (page, more) = ctx.db.range::<TaskDefinition>(&keys.family(&spec), after, 64, true).await?;
+                let (page, more) = ctx.db.range::<TaskDefinition>(&keys.family(&spec), after, page_size, true).await?;
                 if let Some(td) = page.iter().find(|t| t.doc.status == "ACTIVE") {
                     return Ok(Some(td.clone()));
                 }
@@ -335,6 +338,7 @@ pub(crate) async fn resolve(ctx: &Ctx, reference: &str, field: &str) -> Result<O
                     Some(last) if more => after = Some(last.key.clone()),
                     _ => return Ok(None),
                 }
+                page_size = (page_size * 4).min(256);
             }
         }
     }
