@@ -195,13 +195,6 @@ async fn start_embedded_agent(
     creds: &config::Credentials,
     shutdown: tokio::sync::watch::Receiver<bool>,
 ) -> Option<tokio::task::JoinHandle<()>> {
-    let runtime = match wharf_agent::docker::DockerRuntime::connect().await {
-        Ok(r) => r,
-        Err(err) => {
-            tracing::warn!(error = %err, "no local agent: the Docker engine is not reachable");
-            return None;
-        }
-    };
     let agent_args = crate::agent_cmd::AgentArgs {
         cluster: Some(e.cluster),
         endpoint: None,
@@ -230,7 +223,15 @@ async fn start_embedded_agent(
         "  local agent:       joining cluster '{}' on the local Docker engine (and serving FARGATE tasks)",
         config.cluster
     );
+    // Connecting to Docker happens in the background: a slow engine must not delay the API.
     Some(tokio::spawn(async move {
+        let runtime = match wharf_agent::docker::DockerRuntime::connect().await {
+            Ok(r) => r,
+            Err(err) => {
+                tracing::warn!(error = %err, "no local agent: the Docker engine is not reachable");
+                return;
+            }
+        };
         if let Err(err) = wharf_agent::run(config, runtime, shutdown).await {
             tracing::error!(error = %err, "the local agent stopped");
         }

@@ -388,11 +388,20 @@ pub async fn list(ctx: &Ctx, v: Value) -> Result<Value> {
         None => keys.taskdefs(),
     };
     let descending = req.sort.as_deref() == Some("DESC");
-    let (arns, next) = scan(&ctx.db, &prefix, req.next_token.as_deref(), limit, descending, |td: &TaskDefinition| {
+    let (arns, next) = scan(&ctx.db, &prefix, req.next_token.as_deref(), limit, descending, |td: &Brief| {
         (status == "ALL" || td.status == status).then(|| td.task_definition_arn.clone())
     })
     .await?;
     Ok(with_token(json!({ "taskDefinitionArns": arns }), next))
+}
+
+/// What listing needs of a revision; serde skips the rest of the document unbuilt, which
+/// makes a page of 100 several times cheaper than decoding whole task definitions.
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct Brief {
+    task_definition_arn: String,
+    status: String,
 }
 
 pub async fn list_families(ctx: &Ctx, v: Value) -> Result<Value> {
