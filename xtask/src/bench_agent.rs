@@ -1337,35 +1337,14 @@ impl Ctx<'_> {
     }
 }
 
-pub(crate) fn workspace_root() -> PathBuf {
-    let manifest = Path::new(env!("CARGO_MANIFEST_DIR"));
-    manifest.parent().unwrap_or(manifest).to_path_buf()
-}
-
-/// `cargo build --release -p wharf`, and where the binary is.
-pub(crate) fn build_wharf(root: &Path) -> anyhow::Result<PathBuf> {
-    let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
-    println!("building: cargo build --release -p wharf");
-    let status = Command::new(cargo)
-        .args(["build", "--release", "-p", "wharf"])
-        .current_dir(root)
-        .status()
-        .context("running cargo build")?;
-    if !status.success() {
-        bail!("cargo build --release -p wharf failed ({status})");
-    }
-    let target = std::env::var_os("CARGO_TARGET_DIR").map_or_else(|| root.join("target"), PathBuf::from);
-    Ok(target.join("release").join("wharf"))
-}
-
 pub fn run(args: Args) -> anyhow::Result<()> {
-    let root = workspace_root();
+    let root = crate::servers::workspace_root();
     if args.tasks == 0 || args.rss_tasks == 0 || args.log_lines == 0 || args.poll_ms == 0 {
         bail!("--tasks, --rss-tasks, --log-lines and --poll-ms must be positive");
     }
     let wharf_bin = match &args.wharf_bin {
         Some(bin) => bin.clone(),
-        None => build_wharf(&root)?,
+        None => crate::servers::build_wharf(&root)?,
     };
     if !args.skip_image_build {
         println!("building: scripts/build-test-images {}", args.image);

@@ -13,7 +13,6 @@ use bytes::Bytes;
 use serde_json::{Value, json};
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
-use std::process::Command;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
@@ -396,27 +395,6 @@ async fn probe(server: &Server, op: Op, revisions: usize) -> anyhow::Result<Stri
     })
 }
 
-fn workspace_root() -> PathBuf {
-    let manifest = Path::new(env!("CARGO_MANIFEST_DIR"));
-    manifest.parent().unwrap_or(manifest).to_path_buf()
-}
-
-/// `cargo build --release -p wharf`, and where the binary is.
-fn build_wharf(root: &Path) -> anyhow::Result<PathBuf> {
-    let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
-    println!("building: cargo build --release -p wharf");
-    let status = Command::new(cargo)
-        .args(["build", "--release", "-p", "wharf"])
-        .current_dir(root)
-        .status()
-        .context("running cargo build")?;
-    if !status.success() {
-        bail!("cargo build --release -p wharf failed ({status})");
-    }
-    let target = std::env::var_os("CARGO_TARGET_DIR").map_or_else(|| root.join("target"), PathBuf::from);
-    Ok(target.join("release").join("wharf"))
-}
-
 fn fmt_ms(ms: f64) -> String {
     if ms.is_nan() { "-".into() } else { format!("{ms:.2}") }
 }
@@ -426,7 +404,7 @@ fn pass(ok: bool) -> &'static str {
 }
 
 pub fn run(args: Args) -> anyhow::Result<()> {
-    let root = workspace_root();
+    let root = crate::servers::workspace_root();
     let moto_bin = args.moto_bin.clone().unwrap_or_else(|| root.join(".venv/bin/moto_server"));
     if !args.skip_moto && !moto_bin.is_file() {
         bail!(
@@ -442,7 +420,7 @@ pub fn run(args: Args) -> anyhow::Result<()> {
     }
     let wharf_bin = match &args.wharf_bin {
         Some(bin) => bin.clone(),
-        None => build_wharf(&root)?,
+        None => crate::servers::build_wharf(&root)?,
     };
     // The load generator gets one thread: on a 2-core machine it must not starve the server.
     let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build()?;

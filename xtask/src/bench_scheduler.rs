@@ -35,10 +35,10 @@ async fn call(conn: &mut Conn, op: &str, body: Value) -> anyhow::Result<Value> {
 }
 
 pub fn run(args: Args) -> anyhow::Result<()> {
-    let root = crate::bench_agent::workspace_root();
+    let root = crate::servers::workspace_root();
     let bin = match args.wharf_bin {
         Some(b) => b,
-        None => crate::bench_agent::build_wharf(&root)?,
+        None => crate::servers::build_wharf(&root)?,
     };
     let dir = tempfile::tempdir()?;
     let mut child = Command::new(&bin)

@@ -217,3 +217,25 @@ fn clock_ticks() -> u64 {
             .unwrap_or(100)
     })
 }
+
+/// The workspace root (xtask lives one level below it).
+pub fn workspace_root() -> PathBuf {
+    let manifest = Path::new(env!("CARGO_MANIFEST_DIR"));
+    manifest.parent().unwrap_or(manifest).to_path_buf()
+}
+
+/// `cargo build --release -p wharf`, and where the binary is.
+pub fn build_wharf(root: &Path) -> anyhow::Result<PathBuf> {
+    let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
+    println!("building: cargo build --release -p wharf");
+    let status = Command::new(cargo)
+        .args(["build", "--release", "-p", "wharf"])
+        .current_dir(root)
+        .status()
+        .context("running cargo build")?;
+    if !status.success() {
+        bail!("cargo build --release -p wharf failed ({status})");
+    }
+    let target = std::env::var_os("CARGO_TARGET_DIR").map_or_else(|| root.join("target"), PathBuf::from);
+    Ok(target.join("release").join("wharf"))
+}
