@@ -122,14 +122,7 @@ fn parse_rfc3339_ms(s: &str) -> Option<i64> {
     let mut t = hms.split(':').map(|p| p.parse::<i64>().ok());
     let (h, min, sec) = (t.next()??, t.next()??, t.next()??);
     let ms: i64 = format!("{frac:0<3}")[..3].parse().ok()?;
-    // Howard Hinnant's days_from_civil.
-    let y = if m <= 2 { y - 1 } else { y };
-    let era = y.div_euclid(400);
-    let yoe = y - era * 400;
-    let mp = (m + 9) % 12;
-    let doy = (153 * mp + 2) / 5 + day - 1;
-    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
-    let days = era * 146_097 + doe - 719_468;
+    let days = wharf_types::days_from_civil(y, m, day);
     Some(((days * 86_400 + h * 3600 + min * 60 + sec) * 1000) + ms)
 }
 

@@ -8,6 +8,22 @@
 
 #![forbid(unsafe_code)]
 
+/// Declares a service's dispatch table: `OPERATIONS` (what Wharf implements, in order) and
+/// `call`, which runs one of them. One list, so the two can never disagree.
+macro_rules! operations {
+    ($($name:literal => $handler:path),* $(,)?) => {
+        /// Every operation of this service Wharf implements.
+        pub const OPERATIONS: &[&str] = &[$($name),*];
+
+        pub async fn call(ctx: &crate::Ctx, op: &str, input: serde_json::Value) -> Option<wharf_types::Result<serde_json::Value>> {
+            Some(match op {
+                $($name => $handler(ctx, input).await,)*
+                _ => return None,
+            })
+        }
+    };
+}
+
 pub mod agent_api;
 pub mod db;
 pub mod ecs;

@@ -26,20 +26,6 @@ use wharf_types::{Arn, Error, Result};
 
 pub use tasks::ACTIVE_TASK_STATES;
 
-macro_rules! operations {
-    ($($name:literal => $handler:path),* $(,)?) => {
-        /// Every ECS operation Wharf implements.
-        pub const OPERATIONS: &[&str] = &[$($name),*];
-
-        pub async fn call(ctx: &Ctx, op: &str, input: Value) -> Option<Result<Value>> {
-            Some(match op {
-                $($name => $handler(ctx, input).await,)*
-                _ => return None,
-            })
-        }
-    };
-}
-
 operations! {
     "CreateCluster" => clusters::create,
     "DescribeClusters" => clusters::describe,

@@ -29,20 +29,6 @@ pub const TARGET_PREFIX: &str = "Logs_20140328";
 /// bytes each), so Logs requests get more room than the 1 MiB of the other services.
 pub const MAX_BODY_BYTES: usize = 8 << 20;
 
-macro_rules! operations {
-    ($($name:literal => $handler:path),* $(,)?) => {
-        /// Every CloudWatch Logs operation Wharf implements.
-        pub const OPERATIONS: &[&str] = &[$($name),*];
-
-        pub async fn call(ctx: &Ctx, op: &str, input: Value) -> Option<Result<Value>> {
-            Some(match op {
-                $($name => $handler(ctx, input).await,)*
-                _ => return None,
-            })
-        }
-    };
-}
-
 operations! {
     "CreateLogGroup" => groups::create,
     "DeleteLogGroup" => groups::delete,
