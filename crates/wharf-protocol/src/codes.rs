@@ -45,13 +45,19 @@ pub fn wire_error(err: &Error, service: &str, protocol: Protocol) -> WireError {
         (Error::AttributeLimitExceeded(_), _) => "AttributeLimitExceededException",
         (Error::Unsupported(_), "ecs") => "UnsupportedFeatureException",
         (Error::Unsupported(_), _) => "UnsupportedOperation",
+        (Error::Service { code, .. }, _) => code,
         (Error::Internal(_), "ecs") => "ServerException",
         (Error::Internal(_), _) if query => "InternalFailure",
         (Error::Internal(_), "logs") => "ServiceUnavailableException",
         (Error::Internal(_), _) => "InternalFailure",
     };
     let client = err.is_client_fault();
-    WireError { status: if client { 400 } else { 500 }, code, message: err.to_string(), sender_fault: client }
+    let status = match err {
+        Error::Service { status, .. } => *status,
+        _ if client => 400,
+        _ => 500,
+    };
+    WireError { status, code, message: err.to_string(), sender_fault: client }
 }
 
 #[cfg(test)]

@@ -34,6 +34,10 @@ pub enum Error {
     AttributeLimitExceeded(String),
     #[error("{0}")]
     Unsupported(String),
+    /// A service-specific client error whose AWS code the handler knows best (ECR's
+    /// `ImageTagAlreadyExistsException`, ELBv2's `PriorityInUse`, …): a 4xx with `status`.
+    #[error("{message}")]
+    Service { code: &'static str, status: u16, message: String },
     /// Our fault, not the caller's: a 5xx.
     #[error("{0}")]
     Internal(String),
@@ -84,6 +88,10 @@ impl Error {
     }
     pub fn service_not_found() -> Self {
         Error::NotFound { resource: Resource::Service, message: "Service not found.".into() }
+    }
+    /// A service-specific client error (status 400) with AWS code `code`.
+    pub fn service(code: &'static str, message: impl Into<String>) -> Self {
+        Error::Service { code, status: 400, message: message.into() }
     }
     /// True when the caller is at fault (a 4xx).
     pub fn is_client_fault(&self) -> bool {

@@ -9,6 +9,7 @@
 pub mod agent;
 pub mod arn;
 pub mod ecs;
+pub mod elb;
 mod error;
 
 pub use arn::{Arn, Scope};

@@ -1,0 +1,163 @@
+//! Wharf's image registry: the storage behind the ECR API and the OCI Distribution v2
+//! endpoint (`/v2/`) that `docker push`/`pull`, skopeo, podman and agents talk to.
+//!
+//! Metadata (repositories, images, tags, upload sessions) lives in the store under
+//! `/ecr/<kind>/<account>/<region>/…`; content lives in a content-addressed blob store on
+//! `object_store` (local filesystem by default). Repositories are per account: the account
+//! comes from the caller's SigV4 identity on the ECR API and from the authorization token on
+//! the registry endpoint.
+//!
+//! Module ownership while the crate is being built: `repos.rs`, `auth.rs`, `lifecycle.rs`
+//! (the ECR API's side: repository documents, tokens, lifecycle policies); `blobs.rs`,
+//! `uploads.rs`, `images.rs`, `http.rs`, `gc.rs` (storage and the distribution endpoint).
+
+#![forbid(unsafe_code)]
+
+use serde::{Deserialize, Serialize};
+use serde_json::{Map, Value};
+use wharf_types::Timestamp;
+
+/// Store keys, kind first. Repository names may contain `/`, never `#`, so `#` separates a
+/// repository from what is inside it and a prefix never matches a longer repository name.
+pub mod keys {
+    pub fn repository(account: &str, region: &str, name: &str) -> String {
+        format!("/ecr/repo/{account}/{region}/{name}")
+    }
+    pub fn repositories(account: &str, region: &str) -> String {
+        format!("/ecr/repo/{account}/{region}/")
+    }
+    pub fn image(account: &str, region: &str, repo: &str, digest: &str) -> String {
+        format!("/ecr/image/{account}/{region}/{repo}#{digest}")
+    }
+    pub fn images(account: &str, region: &str, repo: &str) -> String {
+        format!("/ecr/image/{account}/{region}/{repo}#")
+    }
+    pub fn tag(account: &str, region: &str, repo: &str, tag: &str) -> String {
+        format!("/ecr/tag/{account}/{region}/{repo}#{tag}")
+    }
+    pub fn tags(account: &str, region: &str, repo: &str) -> String {
+        format!("/ecr/tag/{account}/{region}/{repo}#")
+    }
+}
+
+/// A repository as ECR describes it (camelCase, ECR's field names).
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Repository {
+    pub repository_arn: String,
+    pub registry_id: String,
+    pub repository_name: String,
+    /// `host:port/name`: what `docker push` and task definitions name.
+    pub repository_uri: String,
+    pub created_at: Timestamp,
+    /// `MUTABLE` | `IMMUTABLE` | `MUTABLE_WITH_EXCLUSION` | `IMMUTABLE_WITH_EXCLUSION`
+    pub image_tag_mutability: String,
+    /// `[{filterType: WILDCARD, filter: "release-*"}]` for the `*_WITH_EXCLUSION` modes.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub image_tag_mutability_exclusion_filters: Vec<Value>,
+    #[serde(default)]
+    pub image_scanning_configuration: Value,
+    #[serde(default)]
+    pub encryption_configuration: Value,
+    /// Not on the wire: kept here so one document holds the repository.
+    #[serde(default, skip_serializing)]
+    pub policy: Option<String>,
+    #[serde(default, skip_serializing)]
+    pub lifecycle_policy: Option<String>,
+    #[serde(default, skip_serializing)]
+    pub lifecycle_policy_updated_at: Option<Timestamp>,
+    #[serde(default, skip_serializing)]
+    pub tags: Vec<Value>,
+    #[serde(flatten)]
+    pub extra: Map<String, Value>,
+}
+
+impl Repository {
+    /// May `tag`, already on another image, be moved? (`ImageTagAlreadyExistsException` if not.)
+    pub fn tag_is_mutable(&self, tag: &str) -> bool {
+        let excluded = self
+            .image_tag_mutability_exclusion_filters
+            .iter()
+            .any(|f| f.get("filter").and_then(Value::as_str).is_some_and(|pattern| wildcard_match(pattern, tag)));
+        match self.image_tag_mutability.as_str() {
+            "IMMUTABLE" => false,
+            "IMMUTABLE_WITH_EXCLUSION" => excluded,
+            "MUTABLE_WITH_EXCLUSION" => !excluded,
+            _ => true,
+        }
+    }
+}
+
+/// `*` matches any run of characters (ECR's WILDCARD filters and lifecycle tagPatternList).
+pub fn wildcard_match(pattern: &str, text: &str) -> bool {
+    let parts: Vec<&str> = pattern.split('*').collect();
+    if parts.len() == 1 {
+        return pattern == text;
+    }
+    let (first, last) = (parts[0], parts[parts.len() - 1]);
+    if !text.starts_with(first) || text.len() < first.len() + last.len() || !text.ends_with(last) {
+        return false;
+    }
+    let mut rest = &text[first.len()..text.len() - last.len()];
+    for part in &parts[1..parts.len() - 1] {
+        match rest.find(part) {
+            Some(i) => rest = &rest[i + part.len()..],
+            None => return false,
+        }
+    }
+    true
+}
+
+/// One image (a manifest or an index) in a repository.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Image {
+    pub repository_name: String,
+    /// `sha256:…` (or `sha512:…`) of the manifest bytes.
+    pub image_digest: String,
+    pub image_manifest_media_type: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub artifact_media_type: Option<String>,
+    /// ECR's `imageSizeInBytes`: the sum of the compressed layer sizes.
+    pub image_size_in_bytes: u64,
+    pub image_pushed_at: Timestamp,
+    #[serde(default)]
+    pub image_tags: Vec<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_recorded_pull_time: Option<Timestamp>,
+    /// Not on the wire: every blob and child manifest this manifest references (for GC and
+    /// cross-checks), and the manifest it refers to (`subject`, for the referrers API).
+    #[serde(default, skip_serializing)]
+    pub references: Vec<String>,
+    #[serde(default, skip_serializing)]
+    pub subject: Option<String>,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn wildcards() {
+        assert!(wildcard_match("release-*", "release-1"));
+        assert!(wildcard_match("*", ""));
+        assert!(wildcard_match("a*b*c", "aXXbYYc"));
+        assert!(!wildcard_match("a*b*c", "aXXcYYb"));
+        assert!(!wildcard_match("prod", "prod1"));
+        assert!(!wildcard_match("ab*ba", "aba"));
+    }
+
+    #[test]
+    fn tag_mutability_modes() {
+        let mut repo = Repository { image_tag_mutability: "IMMUTABLE".into(), ..Default::default() };
+        assert!(!repo.tag_is_mutable("v1"));
+        repo.image_tag_mutability = "IMMUTABLE_WITH_EXCLUSION".into();
+        repo.image_tag_mutability_exclusion_filters =
+            vec![serde_json::json!({"filterType": "WILDCARD", "filter": "latest"})];
+        assert!(repo.tag_is_mutable("latest"));
+        assert!(!repo.tag_is_mutable("v1"));
+        repo.image_tag_mutability = "MUTABLE_WITH_EXCLUSION".into();
+        assert!(!repo.tag_is_mutable("latest"));
+        assert!(repo.tag_is_mutable("v1"));
+    }
+}
