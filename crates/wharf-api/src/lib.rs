@@ -51,9 +51,23 @@ pub struct Ctx {
     pub db: Db,
     /// CloudWatch Logs groups, streams and events (their own database, not the store).
     pub logs: LogStore,
+    /// ECR's repositories, images and blobs (metadata in the store, content on disk).
+    pub registry: wharf_registry::Registry,
 }
 
 impl Ctx {
+    /// A context over fresh in-memory state (tests and tools).
+    pub fn in_memory(account: &str, region: &str) -> Ctx {
+        let store = wharf_store::SqliteStore::open_in_memory().expect("in-memory store");
+        Ctx {
+            scope: Scope::new(account, region),
+            access_key_id: "AKIA".into(),
+            db: Db::new(store.clone()),
+            logs: LogStore::open_in_memory().expect("in-memory log store"),
+            registry: wharf_registry::Registry::ephemeral(store).expect("temporary registry dir"),
+        }
+    }
+
     /// The IAM principal of the account's access key (Wharf has one root user per account).
     pub fn principal_arn(&self) -> String {
         format!("arn:aws:iam::{}:root", self.scope.account)

@@ -4,8 +4,7 @@
 
 use serde_json::{Value, json};
 use std::collections::BTreeSet;
-use wharf_api::{Ctx, Db, ECS, LogStore};
-use wharf_types::Scope;
+use wharf_api::{Ctx, ECS};
 
 async fn call(ctx: &Ctx, op: &str, body: Value) -> Value {
     let input = ECS.model.validate(op, body).unwrap();
@@ -13,13 +12,7 @@ async fn call(ctx: &Ctx, op: &str, body: Value) -> Value {
 }
 
 fn ctx() -> Ctx {
-    let store = wharf_store::SqliteStore::open_in_memory().unwrap();
-    Ctx {
-        scope: Scope::new("123456789012", "us-east-1"),
-        access_key_id: "AKIA".into(),
-        db: Db::new(store),
-        logs: LogStore::open_in_memory().unwrap(),
-    }
+    Ctx::in_memory("123456789012", "us-east-1")
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

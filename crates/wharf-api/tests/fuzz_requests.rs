@@ -5,8 +5,8 @@
 
 use proptest::prelude::*;
 use serde_json::{Map, Value, json};
-use wharf_api::{Ctx, Db, ECS, LogStore};
-use wharf_types::{Error, Scope};
+use wharf_api::{Ctx, ECS};
+use wharf_types::Error;
 
 /// Arbitrary JSON, biased toward the member names ECS operations use so inputs get past the
 /// first checks and reach handler logic.
@@ -83,8 +83,7 @@ proptest! {
     ) {
         let rt = runtime();
         rt.block_on(async {
-            let store = wharf_store::SqliteStore::open_in_memory().unwrap();
-            let ctx = Ctx { scope: Scope::new("123456789012", "us-east-1"), access_key_id: "AKIA".into(), db: Db::new(store), logs: LogStore::open_in_memory().unwrap() };
+            let ctx = Ctx::in_memory("123456789012", "us-east-1");
             // A little state so handlers get past "cluster not found".
             let seed = json!({"clusterName": "default"});
             wharf_api::call(&ECS, &ctx, "CreateCluster", ECS.model.validate("CreateCluster", seed).unwrap()).await.unwrap().unwrap();

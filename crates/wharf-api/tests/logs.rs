@@ -6,12 +6,11 @@
 use proptest::prelude::*;
 use serde_json::{Map, Value, json};
 use std::time::Instant;
-use wharf_api::{Ctx, Db, LOGS, LogStore};
-use wharf_types::{Error, Scope};
+use wharf_api::{Ctx, LOGS, LogStore};
+use wharf_types::Error;
 
 fn ctx_with(logs: LogStore) -> Ctx {
-    let store = wharf_store::SqliteStore::open_in_memory().unwrap();
-    Ctx { scope: Scope::new("123456789012", "us-east-1"), access_key_id: "AKIA".into(), db: Db::new(store), logs }
+    Ctx { logs, ..Ctx::in_memory("123456789012", "us-east-1") }
 }
 
 async fn try_call(ctx: &Ctx, op: &str, body: Value) -> Result<Value, Error> {

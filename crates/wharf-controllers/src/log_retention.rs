@@ -41,17 +41,11 @@ impl Reconciler for LogRetention {
 mod tests {
     use super::*;
     use serde_json::json;
-    use wharf_api::{Ctx, Db, LOGS};
-    use wharf_types::Scope;
+    use wharf_api::{Ctx, LOGS};
 
     #[tokio::test]
     async fn activation_deletes_expired_events() {
-        let ctx = Ctx {
-            scope: Scope::new("123456789012", "us-east-1"),
-            access_key_id: "AKIA".into(),
-            db: Db::new(wharf_store::SqliteStore::open_in_memory().unwrap()),
-            logs: LogStore::open_in_memory().unwrap(),
-        };
+        let ctx = Ctx::in_memory("123456789012", "us-east-1");
         let call = |op: &'static str, body: serde_json::Value| {
             let ctx = ctx.clone();
             async move {

@@ -30,15 +30,22 @@ const STEADY: &str = "wharfSteady";
 pub struct ServiceScheduler {
     db: Db,
     logs: LogStore,
+    registry: wharf_registry::Registry,
 }
 
 impl ServiceScheduler {
-    pub fn new(db: Db, logs: LogStore) -> Self {
-        ServiceScheduler { db, logs }
+    pub fn new(db: Db, logs: LogStore, registry: wharf_registry::Registry) -> Self {
+        ServiceScheduler { db, logs, registry }
     }
 
     fn ctx(&self, scope: Scope) -> Ctx {
-        Ctx { scope, access_key_id: "wharf-service-scheduler".into(), db: self.db.clone(), logs: self.logs.clone() }
+        Ctx {
+            scope,
+            access_key_id: "wharf-service-scheduler".into(),
+            db: self.db.clone(),
+            logs: self.logs.clone(),
+            registry: self.registry.clone(),
+        }
     }
 
     async fn run(&self) -> (usize, Vec<String>) {

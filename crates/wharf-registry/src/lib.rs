@@ -7,11 +7,88 @@
 //! comes from the caller's SigV4 identity on the ECR API and from the authorization token on
 //! the registry endpoint.
 //!
-//! Module ownership while the crate is being built: `repos.rs`, `auth.rs`, `lifecycle.rs`
-//! (the ECR API's side: repository documents, tokens, lifecycle policies); `blobs.rs`,
-//! `uploads.rs`, `images.rs`, `http.rs`, `gc.rs` (storage and the distribution endpoint).
+//! Module ownership while the crate is being built: `lifecycle.rs` (lifecycle policy
+//! evaluation, by the ECR API's engineer); everything else (storage, blobs, uploads, images,
+//! tags, GC, tokens, the distribution endpoint) by the registry's engineer.
 
 #![forbid(unsafe_code)]
+
+pub mod auth;
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use wharf_store::SqliteStore;
+
+/// The registry: cheap to clone, shared by the ECR API handlers and the `/v2/` endpoint.
+#[derive(Clone)]
+pub struct Registry {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    store: SqliteStore,
+    root: PathBuf,
+    host: String,
+    tokens: auth::TokenKey,
+    /// Keeps an `ephemeral` registry's directory alive (and removes it on drop).
+    _scratch: Option<tempfile::TempDir>,
+}
+
+impl std::fmt::Debug for Registry {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Registry").field("root", &self.inner.root).field("host", &self.inner.host).finish()
+    }
+}
+
+impl Registry {
+    /// Opens (creating) the registry under `root` (blobs, upload sessions, the token key).
+    /// `host` is the `host:port` clients push to: the prefix of every `repositoryUri`.
+    pub fn open(root: &Path, store: SqliteStore, host: impl Into<String>) -> std::io::Result<Registry> {
+        std::fs::create_dir_all(root)?;
+        let tokens = auth::TokenKey::load_or_create(&root.join("token.key"))?;
+        let inner = Inner { store, root: root.to_path_buf(), host: host.into(), tokens, _scratch: None };
+        Ok(Registry { inner: Arc::new(inner) })
+    }
+
+    /// A registry in a temporary directory removed when the last clone drops (tests, tools).
+    pub fn ephemeral(store: SqliteStore) -> std::io::Result<Registry> {
+        let dir = tempfile::tempdir()?;
+        let registry = Registry::open(dir.path(), store, "127.0.0.1:0")?;
+        let Ok(mut inner) = Arc::try_unwrap(registry.inner) else { unreachable!("just created") };
+        inner._scratch = Some(dir);
+        Ok(Registry { inner: Arc::new(inner) })
+    }
+
+    pub fn store(&self) -> &SqliteStore {
+        &self.inner.store
+    }
+
+    pub fn root(&self) -> &Path {
+        &self.inner.root
+    }
+
+    /// `host:port` of the registry endpoint (what `repositoryUri` starts with).
+    pub fn host(&self) -> &str {
+        &self.inner.host
+    }
+
+    /// `repositoryUri` of repository `name`.
+    pub fn repository_uri(&self, name: &str) -> String {
+        format!("{}/{name}", self.inner.host)
+    }
+
+    /// A `GetAuthorizationToken` token for `account`/`region` valid for 12 hours: base64 of
+    /// `AWS:<password>`, and when it expires (epoch seconds).
+    pub fn mint_token(&self, account: &str, region: &str) -> (String, u64) {
+        self.inner.tokens.mint(account, region, auth::now_secs() + auth::TOKEN_TTL_SECS)
+    }
+
+    /// The account and region a registry password (the part after `AWS:`) was minted for,
+    /// if it is genuine and unexpired.
+    pub fn verify_password(&self, password: &str) -> Option<auth::TokenScope> {
+        self.inner.tokens.verify(password, auth::now_secs())
+    }
+}
 
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
@@ -106,6 +183,14 @@ pub fn wildcard_match(pattern: &str, text: &str) -> bool {
         }
     }
     true
+}
+
+/// What a tag key holds: the digest it points at. Invariant kept in one transaction: an
+/// image's `image_tags` lists exactly the tags whose `TagRef` names its digest.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct TagRef {
+    pub image_digest: String,
 }
 
 /// One image (a manifest or an index) in a repository.

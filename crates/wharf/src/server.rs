@@ -38,6 +38,7 @@ pub struct App {
     verifier: Verifier<HashMap<String, Credential>>,
     db: Db,
     logs: LogStore,
+    registry: wharf_registry::Registry,
     /// How long an agent may be silent before its instance counts as disconnected.
     agent_timeout: Duration,
     shutdown: tokio::sync::watch::Receiver<bool>,
@@ -78,6 +79,11 @@ pub async fn run(args: ServerArgs, embedded: Option<EmbeddedAgent>) -> anyhow::R
         .with_context(|| format!("cannot listen on {} (in use, or not an address of this host?)", args.listen))?;
     let addr = listener.local_addr()?;
     let endpoint = format!("http://{addr}");
+    let registry_dir = args.data_dir.join("registry");
+    let registry =
+        wharf_registry::Registry::open(&registry_dir, store.clone(), addr.to_string()).with_context(|| {
+            format!("data dir {} is unusable: cannot open {}", args.data_dir.display(), registry_dir.display())
+        })?;
 
     let mut keys = HashMap::new();
     keys.insert(
@@ -91,6 +97,7 @@ pub async fn run(args: ServerArgs, embedded: Option<EmbeddedAgent>) -> anyhow::R
         verifier: Verifier::new(keys),
         db: db.clone(),
         logs: logs.clone(),
+        registry: registry.clone(),
         agent_timeout,
         shutdown: shutdown_rx.clone(),
     });
@@ -100,7 +107,7 @@ pub async fn run(args: ServerArgs, embedded: Option<EmbeddedAgent>) -> anyhow::R
         shutdown_rx.clone(),
     ));
     let scheduler = tokio::spawn(wharf_controllers::drive(
-        wharf_controllers::ServiceScheduler::new(db.clone(), logs.clone()),
+        wharf_controllers::ServiceScheduler::new(db.clone(), logs.clone(), registry),
         store.clone(),
         shutdown_rx.clone(),
     ));
@@ -365,6 +372,7 @@ async fn handle(app: Arc<App>, req: Request<Incoming>) -> Result<Response<Body>,
         access_key_id: identity.access_key_id,
         db: app.db.clone(),
         logs: app.logs.clone(),
+        registry: app.registry.clone(),
     };
     if parts.uri.path().starts_with("/agent/") {
         let (method, path, qs) = (&parts.method, parts.uri.path(), query_string.as_deref());

@@ -131,12 +131,7 @@ mod tests {
     use super::*;
 
     fn ctx() -> Ctx {
-        Ctx {
-            scope: wharf_types::Scope::new("123456789012", "us-east-1"),
-            access_key_id: "AKIA".into(),
-            db: crate::Db::new(wharf_store::SqliteStore::open_in_memory().unwrap()),
-            logs: LogStore::open_in_memory().unwrap(),
-        }
+        Ctx::in_memory("123456789012", "us-east-1")
     }
 
     #[test]
