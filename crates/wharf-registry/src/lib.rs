@@ -14,6 +14,7 @@
 #![forbid(unsafe_code)]
 
 pub mod auth;
+pub mod lifecycle;
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
