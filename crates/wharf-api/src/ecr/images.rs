@@ -84,6 +84,8 @@ fn detail(ctx: &Ctx, image: &Image) -> Value {
     let mut v = serde_json::to_value(image).unwrap_or_else(|_| json!({}));
     if let Some(obj) = v.as_object_mut() {
         obj.insert("registryId".into(), json!(ctx.scope.account));
+        obj.remove("references");
+        obj.remove("subject");
         if image.image_tags.is_empty() {
             obj.remove("imageTags");
         }
