@@ -7,6 +7,32 @@
 //! comes from the caller's SigV4 identity on the ECR API and from the authorization token on
 //! the registry endpoint.
 //!
+//! # The storage API (for the ECR API handlers; `account`/`region` from the caller's scope)
+//!
+//! Repositories: [`Registry::create_repository`], [`Registry::get_repository`],
+//! [`Registry::list_repositories`], [`Registry::update_repository`] (CAS closure: tag
+//! mutability, policies, tags), [`Registry::delete_repository`] (`force` removes its images).
+//!
+//! Images: [`Registry::list_images`], [`Registry::get_image`] (by [`ImageRef`] digest or tag),
+//! [`Registry::get_manifest`] (image + exact manifest bytes), [`Registry::put_manifest`]
+//! (PutImage; the same path as `PUT /v2/…/manifests/…`), [`Registry::delete_image`] (by
+//! digest, with its tags), [`Registry::untag_image`] (by tag; `delete_untagged` for
+//! BatchDeleteImage), [`Registry::record_pull`], [`Registry::list_tags`],
+//! [`Registry::referrers`].
+//!
+//! Blobs and layer uploads: [`Registry::blob_size`] (BatchCheckLayerAvailability),
+//! [`Registry::read_blob`] (GetDownloadUrlForLayer / `GET`), [`Registry::delete_blob`],
+//! [`Registry::mount_blob`], [`Registry::start_upload`] (InitiateLayerUpload),
+//! [`Registry::upload_part`] (UploadLayerPart: bytes at `partFirstByte`),
+//! [`Registry::append_upload`] (streaming), [`Registry::upload_offset`],
+//! [`Registry::complete_upload`] (CompleteLayerUpload: digest verified),
+//! [`Registry::cancel_upload`].
+//!
+//! Housekeeping: [`Registry::collect_garbage`], [`Registry::expire_uploads`],
+//! [`Registry::maintain`] (the background task the server runs).
+//!
+//! Errors are [`RegistryError`]; map them to ECR's exceptions at the API edge.
+//!
 //! Module ownership while the crate is being built: `lifecycle.rs` (lifecycle policy
 //! evaluation, by the ECR API's engineer); everything else (storage, blobs, uploads, images,
 //! tags, GC, tokens, the distribution endpoint) by the registry's engineer.
@@ -14,7 +40,15 @@
 #![forbid(unsafe_code)]
 
 pub mod auth;
+pub mod blobs;
+pub mod distribution;
 pub mod lifecycle;
+mod storage;
+
+pub use storage::{
+    BlobLink, DOCKER_MANIFEST, DOCKER_MANIFEST_LIST, GC_GRACE, GcReport, ImageRef, OCI_INDEX, OCI_MANIFEST,
+    RegistryError, UPLOAD_TTL, UploadSession, valid_tag,
+};
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -31,6 +65,9 @@ struct Inner {
     root: PathBuf,
     host: String,
     tokens: auth::TokenKey,
+    blobs: blobs::BlobStore,
+    sessions: storage::Sessions,
+    gc_wake: tokio::sync::Notify,
     /// Keeps an `ephemeral` registry's directory alive (and removes it on drop).
     _scratch: Option<tempfile::TempDir>,
 }
@@ -47,7 +84,17 @@ impl Registry {
     pub fn open(root: &Path, store: SqliteStore, host: impl Into<String>) -> std::io::Result<Registry> {
         std::fs::create_dir_all(root)?;
         let tokens = auth::TokenKey::load_or_create(&root.join("token.key"))?;
-        let inner = Inner { store, root: root.to_path_buf(), host: host.into(), tokens, _scratch: None };
+        let blobs = blobs::BlobStore::open(&root.join("blobs"))?;
+        let inner = Inner {
+            store,
+            root: root.to_path_buf(),
+            host: host.into(),
+            tokens,
+            blobs,
+            sessions: Default::default(),
+            gc_wake: tokio::sync::Notify::new(),
+            _scratch: None,
+        };
         Ok(Registry { inner: Arc::new(inner) })
     }
 
@@ -66,6 +113,52 @@ impl Registry {
 
     pub fn root(&self) -> &Path {
         &self.inner.root
+    }
+
+    pub(crate) fn blobs(&self) -> &blobs::BlobStore {
+        &self.inner.blobs
+    }
+
+    pub(crate) fn sessions(&self) -> &storage::Sessions {
+        &self.inner.sessions
+    }
+
+    /// Asks the background task for a GC pass soon (after deletes).
+    pub(crate) fn wake_gc(&self) {
+        self.inner.gc_wake.notify_one();
+    }
+
+    /// The registry's background housekeeping until `shutdown`: at start and then every ten
+    /// minutes (and soon after deletes) expires idle upload sessions and collects unreferenced
+    /// blobs older than `grace`.
+    pub async fn maintain(&self, grace: std::time::Duration, mut shutdown: tokio::sync::watch::Receiver<bool>) {
+        loop {
+            match self.expire_uploads(UPLOAD_TTL).await {
+                Ok(n) if n > 0 => tracing::info!(expired = n, "registry: expired upload sessions"),
+                Ok(_) => {}
+                Err(e) => tracing::warn!(error = %e, "registry: expiring uploads failed"),
+            }
+            match self.collect_garbage(grace).await {
+                Ok(r) if r.blobs_deleted > 0 || r.links_deleted > 0 => {
+                    tracing::info!(
+                        blobs = r.blobs_deleted,
+                        bytes = r.bytes_freed,
+                        links = r.links_deleted,
+                        "registry: GC"
+                    )
+                }
+                Ok(_) => {}
+                Err(e) => tracing::warn!(error = %e, "registry: GC failed"),
+            }
+            tokio::select! {
+                _ = tokio::time::sleep(std::time::Duration::from_secs(600)) => {}
+                _ = self.inner.gc_wake.notified() => {
+                    // Let a burst of deletes settle into one pass.
+                    tokio::time::sleep(std::time::Duration::from_secs(5)).await;
+                }
+                _ = shutdown.changed() => return,
+            }
+        }
     }
 
     /// `host:port` of the registry endpoint (what `repositoryUri` starts with).
@@ -115,6 +208,20 @@ pub mod keys {
     }
     pub fn tags(account: &str, region: &str, repo: &str) -> String {
         format!("/ecr/tag/{account}/{region}/{repo}#")
+    }
+    /// A repository's link to a blob (it was pushed or mounted into the repository).
+    pub fn blob(account: &str, region: &str, repo: &str, digest: &str) -> String {
+        format!("/ecr/blob/{account}/{region}/{repo}#{digest}")
+    }
+    pub fn blobs(account: &str, region: &str, repo: &str) -> String {
+        format!("/ecr/blob/{account}/{region}/{repo}#")
+    }
+    /// An upload session in progress.
+    pub fn upload(account: &str, region: &str, repo: &str, id: &str) -> String {
+        format!("/ecr/upload/{account}/{region}/{repo}#{id}")
+    }
+    pub fn uploads(account: &str, region: &str, repo: &str) -> String {
+        format!("/ecr/upload/{account}/{region}/{repo}#")
     }
 }
 
