@@ -116,6 +116,8 @@ pub struct Agent<R: ContainerRuntime> {
     retired: Mutex<Vec<String>>,
     pull_locks: Mutex<HashMap<String, Arc<tokio::sync::Mutex<()>>>>,
     pull_failures: Mutex<HashMap<String, std::time::Instant>>,
+    /// This Wharf's registry token, for pulling its images.
+    pub(crate) registry_token: crate::registry_auth::TokenCache,
 }
 
 /// Which stream assigned a task: the container instance's, or the Fargate host's.
@@ -155,6 +157,7 @@ impl<R: ContainerRuntime> Agent<R> {
             last_sweep: Mutex::new(HashMap::new()),
             pull_locks: Mutex::new(HashMap::new()),
             pull_failures: Mutex::new(HashMap::new()),
+            registry_token: Default::default(),
             retired: Mutex::new(Vec::new()),
             instance_arn: Mutex::new(String::new()),
             tasks: Mutex::new(HashMap::new()),

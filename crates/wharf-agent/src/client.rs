@@ -17,6 +17,7 @@ use wharf_types::agent::StreamMessage;
 
 const ECS_TARGET: &str = "AmazonEC2ContainerServiceV20141113";
 const LOGS_TARGET: &str = "Logs_20140328";
+const ECR_TARGET: &str = "AmazonEC2ContainerRegistry_V20150921";
 
 #[derive(Debug, thiserror::Error)]
 pub enum ClientError {
@@ -108,6 +109,11 @@ impl Client {
     /// Calls CloudWatch Logs operation `op` (the awslogs driver's calls).
     pub async fn logs(&self, op: &str, body: &Value) -> Result<Value> {
         self.json11("logs", &format!("{LOGS_TARGET}.{op}"), body).await
+    }
+
+    /// Calls ECR operation `op` (the registry token for pulls).
+    pub async fn ecr(&self, op: &str, body: &Value) -> Result<Value> {
+        self.json11("ecr", &format!("{ECR_TARGET}.{op}"), body).await
     }
 
     async fn json11(&self, service: &str, target: &str, body: &Value) -> Result<Value> {

@@ -164,11 +164,14 @@ impl ContainerRuntime for DockerRuntime {
 
     async fn image_digest(&self, image: &str) -> Result<Option<String>> {
         match self.docker.inspect_image(image).await {
-            Ok(i) => Ok(i
-                .repo_digests
-                .and_then(|d| d.into_iter().next())
-                .and_then(|d| d.split_once('@').map(|(_, h)| h.to_string()))
-                .or(i.id)),
+            Ok(i) => {
+                // The digest under the repository the image was named by (an image pushed to
+                // several registries has one repo digest per repository), else the first.
+                let (repo, _) = split_image(image);
+                let digests = i.repo_digests.unwrap_or_default();
+                let pick = digests.iter().find(|d| d.split_once('@').is_some_and(|(r, _)| r == repo)).or(digests.first());
+                Ok(pick.and_then(|d| d.split_once('@').map(|(_, h)| h.to_string())).or(i.id))
+            }
             Err(e) if is_not_found(&e) => Ok(None),
             Err(e) => Err(call("inspect_image")(e)),
         }

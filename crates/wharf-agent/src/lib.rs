@@ -10,6 +10,7 @@ pub mod docker;
 mod logs;
 pub mod metadata;
 pub mod pause;
+mod registry_auth;
 pub mod runtime;
 mod spec;
 mod task;

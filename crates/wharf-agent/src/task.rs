@@ -258,7 +258,8 @@ impl<R: ContainerRuntime> TaskRun<R> {
         if !pull {
             return Ok(());
         }
-        match agent.runtime.pull(image, None).await {
+        let auth = agent.registry_token.auth_for(&agent.client, image).await;
+        match agent.runtime.pull(image, auth.as_ref()).await {
             Ok(()) => Ok(()),
             // ECS's default: fall back to the cached image when the pull fails.
             Err(_) if present && agent.config.pull_behavior == PullBehavior::Default => {

@@ -8,12 +8,14 @@
 
 #![forbid(unsafe_code)]
 
+mod ecr_lifecycle;
 mod instance_liveness;
 mod log_retention;
 mod planner;
 mod service_reaper;
 mod service_scheduler;
 
+pub use ecr_lifecycle::EcrLifecycle;
 pub use instance_liveness::InstanceLiveness;
 pub use log_retention::LogRetention;
 pub use service_reaper::ServiceReaper;

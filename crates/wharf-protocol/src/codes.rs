@@ -18,7 +18,7 @@ pub fn wire_error(err: &Error, service: &str, protocol: Protocol) -> WireError {
     let query = protocol == Protocol::Query;
     let code = match (err, service) {
         (Error::InvalidParameter { .. }, _) if query => "ValidationError",
-        (Error::InvalidParameter { .. }, "ecs" | "logs") => "InvalidParameterException",
+        (Error::InvalidParameter { .. }, "ecs" | "logs" | "api.ecr") => "InvalidParameterException",
         (Error::InvalidParameter { .. }, _) => "ValidationException",
         (Error::Serialization(_), _) if query => "MalformedInput",
         (Error::Serialization(_), _) => "SerializationException",

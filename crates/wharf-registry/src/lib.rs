@@ -42,6 +42,7 @@
 pub mod auth;
 pub mod blobs;
 pub mod distribution;
+pub mod lifecycle;
 mod storage;
 
 pub use storage::{
@@ -243,14 +244,15 @@ pub struct Repository {
     pub image_scanning_configuration: Value,
     #[serde(default)]
     pub encryption_configuration: Value,
-    /// Not on the wire: kept here so one document holds the repository.
-    #[serde(default, skip_serializing)]
+    /// Not on the wire (the model has no such members, so outputs drop them): kept here so one
+    /// document holds the repository.
+    #[serde(default)]
     pub policy: Option<String>,
-    #[serde(default, skip_serializing)]
+    #[serde(default)]
     pub lifecycle_policy: Option<String>,
-    #[serde(default, skip_serializing)]
+    #[serde(default)]
     pub lifecycle_policy_updated_at: Option<Timestamp>,
-    #[serde(default, skip_serializing)]
+    #[serde(default)]
     pub tags: Vec<Value>,
     #[serde(flatten)]
     pub extra: Map<String, Value>,
@@ -317,11 +319,11 @@ pub struct Image {
     pub image_tags: Vec<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub last_recorded_pull_time: Option<Timestamp>,
-    /// Not on the wire: every blob and child manifest this manifest references (for GC and
+    /// Not on the wire (dropped by the output shape): every blob and child manifest this manifest references (for GC and
     /// cross-checks), and the manifest it refers to (`subject`, for the referrers API).
-    #[serde(default, skip_serializing)]
+    #[serde(default)]
     pub references: Vec<String>,
-    #[serde(default, skip_serializing)]
+    #[serde(default)]
     pub subject: Option<String>,
 }
 

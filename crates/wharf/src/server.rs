@@ -125,6 +125,11 @@ pub async fn run(args: ServerArgs, embedded: Option<EmbeddedAgent>) -> anyhow::R
         store.clone(),
         shutdown_rx.clone(),
     ));
+    let ecr_lifecycle = tokio::spawn(wharf_controllers::drive(
+        wharf_controllers::EcrLifecycle::new(Db::new(store.clone())),
+        store.clone(),
+        shutdown_rx.clone(),
+    ));
 
     // Before announcing the endpoint: a SIGTERM right after it must still shut down cleanly.
     let mut signals = Signals::new()?;
@@ -193,6 +198,7 @@ pub async fn run(args: ServerArgs, embedded: Option<EmbeddedAgent>) -> anyhow::R
     }
     let _ = retention.await;
     let _ = registry_maintenance.await;
+    let _ = ecr_lifecycle.await;
     store.close();
     say!("Wharf stopped.");
     Ok(())

@@ -1,0 +1,388 @@
+//! Images: list, describe, get manifests, delete, and put a manifest under a tag.
+//!
+//! Images and tags are the registry's store documents; an image's `imageTags` lists exactly
+//! the tags whose `TagRef` names it, and every write here keeps that in one transaction.
+
+use super::{head, input, invalid, load_repository, storage};
+use crate::Ctx;
+use crate::db::{Versioned, encode};
+use crate::paging::{max_results, scan, with_token};
+use serde::Deserialize;
+use serde_json::{Value, json};
+use std::collections::BTreeMap;
+use wharf_registry::{Image, Repository, TagRef, keys};
+use wharf_store::{Compare, Op, Txn};
+use wharf_types::{Error, Result};
+
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub(super) struct ImageId {
+    image_digest: Option<String>,
+    image_tag: Option<String>,
+}
+
+impl ImageId {
+    fn to_json(&self) -> Value {
+        let mut m = serde_json::Map::new();
+        if let Some(d) = &self.image_digest {
+            m.insert("imageDigest".into(), json!(d));
+        }
+        if let Some(t) = &self.image_tag {
+            m.insert("imageTag".into(), json!(t));
+        }
+        Value::Object(m)
+    }
+}
+
+/// Why an image id did not resolve: an `ImageFailureCode` and its reason.
+struct Failure(&'static str, String);
+
+fn failure_json(id: &ImageId, f: &Failure) -> Value {
+    json!({"imageId": id.to_json(), "failureCode": f.0, "failureReason": f.1})
+}
+
+/// `sha256:<64 hex>` / `sha512:<128 hex>` (the digests Wharf stores).
+pub(super) fn digest_is_valid(d: &str) -> bool {
+    let hex_len = |h: &str, n: usize| h.len() == n && h.bytes().all(|b| b.is_ascii_hexdigit());
+    match d.split_once(':') {
+        Some(("sha256", h)) => hex_len(h, 64),
+        Some(("sha512", h)) => hex_len(h, 128),
+        _ => false,
+    }
+}
+
+/// Finds the image an `ImageIdentifier` names in repository `repo`.
+async fn resolve(ctx: &Ctx, repo: &str, id: &ImageId) -> Result<std::result::Result<Versioned<Image>, Failure>> {
+    let (account, region) = (&ctx.scope.account, &ctx.scope.region);
+    let not_found = || Failure("ImageNotFound", "Requested image not found".into());
+    let digest = match (&id.image_digest, &id.image_tag) {
+        (None, None) => {
+            let why = "Invalid request parameters: both tag and digest cannot be null";
+            return Ok(Err(Failure("MissingDigestAndTag", why.into())));
+        }
+        (Some(d), _) if !digest_is_valid(d) => {
+            let why = format!("Invalid request parameters: image digest should satisfy the regex '[a-zA-Z0-9-_+.]+:[a-fA-F0-9]+' (got '{d}')");
+            return Ok(Err(Failure("InvalidImageDigest", why)));
+        }
+        (digest, Some(tag)) => match ctx.db.get::<TagRef>(&keys::tag(account, region, repo, tag)).await? {
+            None => return Ok(Err(not_found())),
+            Some(t) => {
+                if digest.as_ref().is_some_and(|d| *d != t.doc.image_digest) {
+                    let why = format!("Invalid request parameters: given tag '{tag}' does not match the given digest");
+                    return Ok(Err(Failure("ImageTagDoesNotMatchDigest", why)));
+                }
+                t.doc.image_digest
+            }
+        },
+        (Some(d), None) => d.clone(),
+    };
+    Ok(ctx.db.get::<Image>(&keys::image(account, region, repo, &digest)).await?.ok_or_else(not_found))
+}
+
+/// How DescribeImages shows an image.
+fn detail(ctx: &Ctx, image: &Image) -> Value {
+    let mut v = serde_json::to_value(image).unwrap_or_else(|_| json!({}));
+    if let Some(obj) = v.as_object_mut() {
+        obj.insert("registryId".into(), json!(ctx.scope.account));
+        obj.remove("references");
+        obj.remove("subject");
+        if image.image_tags.is_empty() {
+            obj.remove("imageTags");
+        }
+    }
+    v
+}
+
+fn tag_filter(filter: &Option<Value>) -> Result<Option<bool>> {
+    match filter.as_ref().and_then(|f| f.get("tagStatus")).and_then(Value::as_str) {
+        None | Some("ANY") => Ok(None),
+        Some("TAGGED") => Ok(Some(true)),
+        Some("UNTAGGED") => Ok(Some(false)),
+        Some(other) => Err(invalid(format!("Invalid parameter at 'filter.tagStatus': '{other}'"))),
+    }
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct ListRequest {
+    registry_id: Option<String>,
+    repository_name: String,
+    next_token: Option<String>,
+    max_results: Option<i64>,
+    filter: Option<Value>,
+    image_ids: Option<Vec<ImageId>>,
+}
+
+pub async fn list(ctx: &Ctx, v: Value) -> Result<Value> {
+    let req: ListRequest = input(v)?;
+    load_repository(ctx, req.registry_id.as_deref(), &req.repository_name).await?;
+    let tagged = tag_filter(&req.filter)?;
+    let limit = max_results(req.max_results, 100, 1000)?;
+    let prefix = keys::images(&ctx.scope.account, &ctx.scope.region, &req.repository_name);
+    let (images, next) = scan::<Image, Image>(&ctx.db, &prefix, req.next_token.as_deref(), limit, false, |i| {
+        tagged.is_none_or(|t| t == !i.image_tags.is_empty()).then(|| i.clone())
+    })
+    .await?;
+    let mut ids = Vec::new();
+    for i in images {
+        if i.image_tags.is_empty() {
+            ids.push(json!({"imageDigest": i.image_digest}));
+        }
+        for t in &i.image_tags {
+            ids.push(json!({"imageDigest": i.image_digest, "imageTag": t}));
+        }
+    }
+    Ok(with_token(json!({ "imageIds": ids }), next))
+}
+
+pub async fn describe(ctx: &Ctx, v: Value) -> Result<Value> {
+    let req: ListRequest = input(v)?;
+    let name = &req.repository_name;
+    load_repository(ctx, req.registry_id.as_deref(), name).await?;
+    let tagged = tag_filter(&req.filter)?;
+    if let Some(ids) = &req.image_ids {
+        if req.next_token.is_some() || req.max_results.is_some() {
+            return Err(invalid(
+                "Invalid parameter at 'maxResults' failed to satisfy constraint: 'maxResults and nextToken cannot be used with imageIds'",
+            ));
+        }
+        let mut out: Vec<Value> = Vec::new();
+        let mut seen = std::collections::HashSet::new();
+        for id in ids {
+            match resolve(ctx, name, id).await? {
+                Ok(image) => {
+                    if seen.insert(image.doc.image_digest.clone()) {
+                        out.push(detail(ctx, &image.doc));
+                    }
+                }
+                Err(Failure("ImageNotFound", _)) => {
+                    return Err(Error::service(
+                        "ImageNotFoundException",
+                        format!(
+                            "The image with imageId {} does not exist within the repository with name '{name}' in the registry with id '{}'",
+                            id.to_json(),
+                            ctx.scope.account
+                        ),
+                    ));
+                }
+                Err(Failure(_, why)) => return Err(invalid(why)),
+            }
+        }
+        return Ok(json!({ "imageDetails": out }));
+    }
+    let limit = max_results(req.max_results, 100, 1000)?;
+    let prefix = keys::images(&ctx.scope.account, &ctx.scope.region, name);
+    let (details, next) = scan::<Image, Value>(&ctx.db, &prefix, req.next_token.as_deref(), limit, false, |i| {
+        tagged.is_none_or(|t| t == !i.image_tags.is_empty()).then(|| detail(ctx, i))
+    })
+    .await?;
+    Ok(with_token(json!({ "imageDetails": details }), next))
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct BatchRequest {
+    registry_id: Option<String>,
+    repository_name: String,
+    image_ids: Vec<ImageId>,
+    accepted_media_types: Option<Vec<String>>,
+}
+
+pub async fn batch_get(ctx: &Ctx, v: Value) -> Result<Value> {
+    let req: BatchRequest = input(v)?;
+    let name = &req.repository_name;
+    load_repository(ctx, req.registry_id.as_deref(), name).await?;
+    let (mut images, mut failures) = (Vec::new(), Vec::new());
+    for id in &req.image_ids {
+        let image = match resolve(ctx, name, id).await? {
+            Ok(i) => i.doc,
+            Err(f) => {
+                failures.push(failure_json(id, &f));
+                continue;
+            }
+        };
+        if let Some(accepted) = &req.accepted_media_types
+            && !accepted.iter().any(|m| *m == image.image_manifest_media_type)
+        {
+            let why = format!(
+                "Requested image's manifest media type {} is not in the accepted media types",
+                image.image_manifest_media_type
+            );
+            failures.push(failure_json(id, &Failure("UnsupportedImageType", why)));
+            continue;
+        }
+        let Some(manifest) = storage::manifest(ctx, name, &image.image_digest).await? else {
+            failures.push(failure_json(id, &Failure("ImageNotFound", "Requested image not found".into())));
+            continue;
+        };
+        let manifest = String::from_utf8(manifest)
+            .map_err(|_| Error::Internal(format!("manifest {} is not UTF-8", image.image_digest)))?;
+        images.push(json!({
+            "registryId": ctx.scope.account,
+            "repositoryName": name,
+            "imageId": {"imageDigest": image.image_digest, "imageTag": id.image_tag},
+            "imageManifest": manifest,
+            "imageManifestMediaType": image.image_manifest_media_type,
+        }));
+    }
+    Ok(json!({ "images": images, "failures": failures }))
+}
+
+/// The transaction that deletes `image` and every tag on it, if nothing changed it since it
+/// was read (its document changes whenever one of its tags moves).
+pub fn delete_image_txn(account: &str, region: &str, image: &Versioned<Image>) -> Txn {
+    let repo = &image.doc.repository_name;
+    let mut ops = vec![Op::delete(image.key.clone())];
+    ops.extend(image.doc.image_tags.iter().map(|t| Op::delete(keys::tag(account, region, repo, t))));
+    Txn { compares: vec![Compare::ModRevision(image.key.clone(), image.rev)], ops }
+}
+
+/// Is `digest` referenced by another image (an index) of the repository?
+async fn referenced_by_index(ctx: &Ctx, repo: &str, digest: &str) -> Result<bool> {
+    let all = super::repositories::all_images(ctx, repo).await?;
+    Ok(all.iter().any(|i| i.doc.image_digest != digest && i.doc.references.iter().any(|r| r == digest)))
+}
+
+pub async fn batch_delete(ctx: &Ctx, v: Value) -> Result<Value> {
+    let req: BatchRequest = input(v)?;
+    let name = &req.repository_name;
+    let (account, region) = (&ctx.scope.account, &ctx.scope.region);
+    load_repository(ctx, req.registry_id.as_deref(), name).await?;
+    let (mut deleted, mut failures) = (Vec::new(), Vec::new());
+    for id in &req.image_ids {
+        let outcome = ctx
+            .db
+            .update(|| async {
+                let image = match resolve(ctx, name, id).await? {
+                    Ok(i) => i,
+                    Err(f) => return Ok((None, Err(f))),
+                };
+                let digest = image.doc.image_digest.clone();
+                let untag_only = id.image_tag.as_ref().filter(|_| image.doc.image_tags.len() > 1);
+                if let Some(tag) = untag_only {
+                    // Remove one tag; the image stays with its other tags.
+                    let mut doc = image.doc.clone();
+                    doc.image_tags.retain(|t| t != tag);
+                    let txn = Txn {
+                        compares: vec![Compare::ModRevision(image.key.clone(), image.rev)],
+                        ops: vec![Op::delete(keys::tag(account, region, name, tag)), Op::put(&image.key, encode(&doc)?)],
+                    };
+                    return Ok((Some(txn), Ok(vec![json!({"imageDigest": digest, "imageTag": tag})])));
+                }
+                if referenced_by_index(ctx, name, &digest).await? {
+                    let why = "Requested image is referenced by an image index".to_string();
+                    return Ok((None, Err(Failure("ImageReferencedByManifestList", why))));
+                }
+                let ids: Vec<Value> = if image.doc.image_tags.is_empty() {
+                    vec![json!({"imageDigest": digest})]
+                } else {
+                    image.doc.image_tags.iter().map(|t| json!({"imageDigest": digest, "imageTag": t})).collect()
+                };
+                Ok((Some(delete_image_txn(account, region, &image)), Ok(ids)))
+            })
+            .await?;
+        match outcome {
+            Ok(ids) => deleted.extend(ids),
+            Err(f) => failures.push(failure_json(id, &f)),
+        }
+    }
+    Ok(json!({ "imageIds": deleted, "failures": failures }))
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct PutRequest {
+    registry_id: Option<String>,
+    repository_name: String,
+    image_manifest: String,
+    image_manifest_media_type: Option<String>,
+    image_tag: Option<String>,
+    image_digest: Option<String>,
+}
+
+/// The media type a manifest declares (`mediaType`), if any.
+fn declared_media_type(manifest: &str) -> Result<Option<String>> {
+    let doc: Value = serde_json::from_str(manifest).map_err(|e| {
+        invalid(format!("Invalid parameter at 'imageManifest' failed to satisfy constraint: 'Invalid JSON syntax: {e}'"))
+    })?;
+    if !doc.is_object() {
+        return Err(invalid("Invalid parameter at 'imageManifest' failed to satisfy constraint: 'must be a JSON object'"));
+    }
+    Ok(doc.get("mediaType").and_then(Value::as_str).map(str::to_string))
+}
+
+pub async fn put(ctx: &Ctx, v: Value) -> Result<Value> {
+    let req: PutRequest = input(v)?;
+    let name = &req.repository_name;
+    let repo: Repository = load_repository(ctx, req.registry_id.as_deref(), name).await?.doc;
+    let declared = declared_media_type(&req.image_manifest)?;
+    let media_type = match (&req.image_manifest_media_type, declared) {
+        (Some(given), Some(declared)) if *given != declared => {
+            return Err(invalid(format!(
+                "Invalid parameter at 'imageManifestMediaType' failed to satisfy constraint: 'the manifest's mediaType is {declared}, not {given}'"
+            )));
+        }
+        (Some(given), _) => given.clone(),
+        (None, Some(declared)) => declared,
+        (None, None) => {
+            return Err(invalid(
+                "Invalid parameter at 'imageManifestMediaType' failed to satisfy constraint: 'the manifest declares no mediaType; give imageManifestMediaType'",
+            ));
+        }
+    };
+    let bytes = req.image_manifest.as_bytes();
+    let digest = storage::digest_of(bytes, req.image_digest.as_deref())?;
+    if let Some(expected) = &req.image_digest
+        && *expected != digest
+    {
+        return Err(Error::service(
+            "ImageDigestDoesNotMatchException",
+            format!("Invalid parameter at 'imageDigest' failed to satisfy constraint: 'the manifest's digest is {digest}, not {expected}'"),
+        ));
+    }
+    let (account, region) = (&ctx.scope.account, &ctx.scope.region);
+    // ECR refuses a PutImage that changes nothing.
+    if let Some(existing) = ctx.db.get::<Image>(&keys::image(account, region, name, &digest)).await?
+        && req.image_tag.as_ref().is_none_or(|t| existing.doc.image_tags.contains(t))
+    {
+        let tag = req.image_tag.as_deref().map(|t| format!(" and tag '{t}'")).unwrap_or_default();
+        return Err(Error::service(
+            "ImageAlreadyExistsException",
+            format!("Image with digest '{digest}'{tag} already exists in the repository with name '{name}' in the registry with id '{account}'"),
+        ));
+    }
+    if let Some(tag) = &req.image_tag
+        && !repo.tag_is_mutable(tag)
+        && let Some(current) = ctx.db.get::<TagRef>(&keys::tag(account, region, name, tag)).await?
+        && current.doc.image_digest != digest
+    {
+        return Err(tag_already_exists(name, tag));
+    }
+    let image = storage::put_manifest(ctx, &repo, bytes, &media_type, &digest, req.image_tag.as_deref()).await?;
+    let mut out = head(ctx, name);
+    let mut id = BTreeMap::new();
+    id.insert("imageDigest", json!(image.image_digest));
+    if let Some(t) = &req.image_tag {
+        id.insert("imageTag", json!(t));
+    }
+    out.insert(
+        "image".into(),
+        json!({
+            "registryId": ctx.scope.account,
+            "repositoryName": name,
+            "imageId": id,
+            "imageManifest": req.image_manifest,
+            "imageManifestMediaType": media_type,
+        }),
+    );
+    Ok(Value::Object(out))
+}
+
+pub(super) fn tag_already_exists(repo: &str, tag: &str) -> Error {
+    Error::service(
+        "ImageTagAlreadyExistsException",
+        format!(
+            "The image tag '{tag}' already exists in the '{repo}' repository and cannot be overwritten because the tag is immutable."
+        ),
+    )
+}

@@ -1,0 +1,250 @@
+//! Lifecycle policies through the API (put, get, delete, preview) and the expiry step the
+//! lifecycle controller runs. Parsing and evaluation are `wharf_registry::lifecycle`'s.
+
+use super::{head, images::delete_image_txn, input, invalid, load_repository};
+use crate::Ctx;
+use crate::Db;
+use crate::db::{Versioned, cas_put};
+use serde::{Deserialize, Serialize};
+use serde_json::{Value, json};
+use wharf_registry::lifecycle::{Candidate, Policy, evaluate};
+use wharf_registry::{Image, Repository, keys};
+use wharf_store::Op;
+use wharf_types::{Error, Result};
+
+/// Where a repository's last lifecycle policy preview is kept.
+pub fn preview_key(ctx: &Ctx, repo: &str) -> String {
+    format!("/ecr/lifecycle-preview/{}/{}/{repo}", ctx.scope.account, ctx.scope.region)
+}
+
+fn parse(text: &str) -> Result<Policy> {
+    Policy::parse(text).map_err(|e| invalid(e.to_string()))
+}
+
+fn policy_not_found(ctx: &Ctx, name: &str) -> Error {
+    Error::service(
+        "LifecyclePolicyNotFoundException",
+        format!(
+            "Lifecycle policy does not exist for the repository with name '{name}' in the registry with id '{}'",
+            ctx.scope.account
+        ),
+    )
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct PolicyRequest {
+    registry_id: Option<String>,
+    repository_name: String,
+    lifecycle_policy_text: Option<String>,
+}
+
+pub async fn put(ctx: &Ctx, v: Value) -> Result<Value> {
+    let req: PolicyRequest = input(v)?;
+    let text = req.lifecycle_policy_text.unwrap_or_default();
+    parse(&text)?;
+    let name = &req.repository_name;
+    ctx.db
+        .update(|| async {
+            let mut repo = load_repository(ctx, req.registry_id.as_deref(), name).await?;
+            repo.doc.lifecycle_policy = Some(text.clone());
+            repo.doc.lifecycle_policy_updated_at = Some(wharf_types::now());
+            Ok((Some(cas_put(&repo.key, repo.rev, &repo.doc)?), ()))
+        })
+        .await?;
+    let mut out = head(ctx, name);
+    out.insert("lifecyclePolicyText".into(), json!(text));
+    Ok(Value::Object(out))
+}
+
+pub async fn get(ctx: &Ctx, v: Value) -> Result<Value> {
+    let req: PolicyRequest = input(v)?;
+    let name = &req.repository_name;
+    let repo = load_repository(ctx, req.registry_id.as_deref(), name).await?.doc;
+    let text = repo.lifecycle_policy.ok_or_else(|| policy_not_found(ctx, name))?;
+    let mut out = head(ctx, name);
+    out.insert("lifecyclePolicyText".into(), json!(text));
+    if let Some(at) = repo.lifecycle_policy_updated_at {
+        out.insert("lastEvaluatedAt".into(), json!(at));
+    }
+    Ok(Value::Object(out))
+}
+
+pub async fn delete(ctx: &Ctx, v: Value) -> Result<Value> {
+    let req: PolicyRequest = input(v)?;
+    let name = &req.repository_name;
+    let (text, at) = ctx
+        .db
+        .update(|| async {
+            let mut repo = load_repository(ctx, req.registry_id.as_deref(), name).await?;
+            let text = repo.doc.lifecycle_policy.take().ok_or_else(|| policy_not_found(ctx, name))?;
+            let at = repo.doc.lifecycle_policy_updated_at.take();
+            Ok((Some(cas_put(&repo.key, repo.rev, &repo.doc)?), (text, at)))
+        })
+        .await?;
+    let mut out = head(ctx, name);
+    out.insert("lifecyclePolicyText".into(), json!(text));
+    if let Some(at) = at {
+        out.insert("lastEvaluatedAt".into(), json!(at));
+    }
+    Ok(Value::Object(out))
+}
+
+/// What evaluation needs from each image.
+pub fn candidates(images: &[Versioned<Image>]) -> Vec<Candidate> {
+    images
+        .iter()
+        .map(|i| Candidate {
+            digest: i.doc.image_digest.clone(),
+            tags: i.doc.image_tags.clone(),
+            pushed_at: i.doc.image_pushed_at,
+            last_pulled_at: i.doc.last_recorded_pull_time,
+        })
+        .collect()
+}
+
+/// A stored preview: the policy it evaluated and what it would expire.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct Preview {
+    lifecycle_policy_text: String,
+    results: Vec<Value>,
+}
+
+pub async fn start_preview(ctx: &Ctx, v: Value) -> Result<Value> {
+    let req: PolicyRequest = input(v)?;
+    let name = &req.repository_name;
+    let repo = load_repository(ctx, req.registry_id.as_deref(), name).await?.doc;
+    let text = match req.lifecycle_policy_text.or(repo.lifecycle_policy) {
+        Some(t) => t,
+        None => return Err(policy_not_found(ctx, name)),
+    };
+    let policy = parse(&text)?;
+    let images = super::repositories::all_images(ctx, name).await?;
+    let expiries = evaluate(&policy, &candidates(&images), wharf_types::now());
+    let results = expiries
+        .iter()
+        .filter_map(|e| {
+            let image = images.iter().find(|i| i.doc.image_digest == e.digest)?;
+            let mut r = json!({
+                "imageDigest": e.digest,
+                "imagePushedAt": image.doc.image_pushed_at,
+                "action": {"type": "EXPIRE"},
+                "appliedRulePriority": e.rule_priority,
+            });
+            if !image.doc.image_tags.is_empty() {
+                r["imageTags"] = json!(image.doc.image_tags);
+            }
+            Some(r)
+        })
+        .collect();
+    // Evaluation is immediate, so the stored preview is complete; ECR's answer to Start is
+    // always IN_PROGRESS and GetLifecyclePolicyPreview reports COMPLETE.
+    let preview = Preview { lifecycle_policy_text: text.clone(), results };
+    ctx.db
+        .commit(wharf_store::Txn {
+            compares: vec![],
+            ops: vec![Op::put(super::preview_key(ctx, name), crate::db::encode(&preview)?)],
+        })
+        .await?;
+    let mut out = head(ctx, name);
+    out.insert("lifecyclePolicyText".into(), json!(text));
+    out.insert("status".into(), json!("IN_PROGRESS"));
+    Ok(Value::Object(out))
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct GetPreviewRequest {
+    registry_id: Option<String>,
+    repository_name: String,
+    image_ids: Option<Vec<Value>>,
+    next_token: Option<String>,
+    max_results: Option<i64>,
+    filter: Option<Value>,
+}
+
+pub async fn get_preview(ctx: &Ctx, v: Value) -> Result<Value> {
+    let req: GetPreviewRequest = input(v)?;
+    let name = &req.repository_name;
+    load_repository(ctx, req.registry_id.as_deref(), name).await?;
+    let Some(preview) = ctx.db.get::<Preview>(&super::preview_key(ctx, name)).await? else {
+        return Err(Error::service(
+            "LifecyclePolicyPreviewNotFoundException",
+            format!(
+                "There is no dry run for the repository with name '{name}' in the registry with id '{}'",
+                ctx.scope.account
+            ),
+        ));
+    };
+    let preview = preview.doc;
+    let total = preview.results.len();
+    let tagged = match req.filter.as_ref().and_then(|f| f.get("tagStatus")).and_then(Value::as_str) {
+        Some("TAGGED") => Some(true),
+        Some("UNTAGGED") => Some(false),
+        _ => None,
+    };
+    let wanted = |r: &Value| {
+        let has_tags = r.get("imageTags").is_some();
+        let by_tag = tagged.is_none_or(|t| t == has_tags);
+        let by_id = req.image_ids.as_ref().is_none_or(|ids| {
+            ids.iter().any(|id| {
+                id.get("imageDigest").is_some_and(|d| Some(d) == r.get("imageDigest"))
+                    || id.get("imageTag").and_then(Value::as_str).is_some_and(|t| {
+                        r.get("imageTags").and_then(Value::as_array).is_some_and(|ts| ts.iter().any(|x| x == t))
+                    })
+            })
+        });
+        by_tag && by_id
+    };
+    let selected: Vec<&Value> = preview.results.iter().filter(|r| wanted(r)).collect();
+    let limit = crate::paging::max_results(req.max_results, 100, 100)?;
+    let start = match &req.next_token {
+        None => 0,
+        Some(t) => t
+            .strip_prefix("preview-")
+            .and_then(|n| n.parse::<usize>().ok())
+            .filter(|n| *n <= selected.len())
+            .ok_or_else(|| invalid("Invalid parameter at 'nextToken': The specified nextToken is not valid."))?,
+    };
+    let page: Vec<&Value> = selected.iter().skip(start).take(limit).copied().collect();
+    let mut out = head(ctx, name);
+    out.insert("lifecyclePolicyText".into(), json!(preview.lifecycle_policy_text));
+    out.insert("status".into(), json!("COMPLETE"));
+    out.insert("previewResults".into(), json!(page));
+    out.insert("summary".into(), json!({"expiringImageTotalCount": total}));
+    if start + limit < selected.len() {
+        out.insert("nextToken".into(), json!(format!("preview-{}", start + limit)));
+    }
+    Ok(Value::Object(out))
+}
+
+/// Expires what repository `repo` (stored at `repo_key`) has past its lifecycle policy:
+/// each image with its tags in one transaction that holds only if the image is unchanged
+/// since evaluation. Returns how many images were expired. A policy that no longer parses
+/// (it was validated on put) expires nothing.
+pub async fn expire(db: &Db, repo_key: &str, repo: &Repository) -> Result<usize> {
+    let Some(text) = &repo.lifecycle_policy else { return Ok(0) };
+    let Ok(policy) = Policy::parse(text) else { return Ok(0) };
+    // `/ecr/repo/<account>/<region>/<name>`
+    let mut parts = repo_key.trim_start_matches("/ecr/repo/").splitn(3, '/');
+    let (Some(account), Some(region), Some(name)) = (parts.next(), parts.next(), parts.next()) else {
+        return Err(Error::Internal(format!("unexpected repository key {repo_key}")));
+    };
+    let images = db.list::<Image>(&keys::images(account, region, name)).await?;
+    let expiries = evaluate(&policy, &candidates(&images), wharf_types::now());
+    let mut n = 0;
+    for e in expiries {
+        let Some(image) = images.iter().find(|i| i.doc.image_digest == e.digest) else { continue };
+        // Never expire a manifest an index of the repository still references.
+        if images.iter().any(|i| i.doc.image_digest != e.digest && i.doc.references.contains(&e.digest)) {
+            continue;
+        }
+        // A lost race (a push re-tagged it) skips the image; the next activation re-evaluates.
+        if db.commit(delete_image_txn(account, region, image)).await? {
+            tracing::info!(repository = name, digest = %e.digest, rule = e.rule_priority, "lifecycle policy expired image");
+            n += 1;
+        }
+    }
+    Ok(n)
+}
