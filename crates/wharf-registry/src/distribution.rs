@@ -468,13 +468,10 @@ async fn get_manifest(
     let mut resp = if head {
         base(StatusCode::OK, Full::new(Bytes::new()).boxed())
     } else {
-        let (reg, account, region, name, digest) =
-            (reg.clone(), account.to_string(), region.to_string(), name.to_string(), image.image_digest.clone());
-        tokio::spawn(async move {
-            if let Err(e) = reg.record_pull(&account, &region, &name, &digest).await {
-                tracing::debug!(error = %e, "could not record a pull");
-            }
-        });
+        // Before answering, so ECR shows the pull as soon as the client has the manifest.
+        if let Err(e) = reg.record_pull(account, region, name, &image.image_digest).await {
+            tracing::debug!(error = %e, "could not record a pull");
+        }
         base(StatusCode::OK, Full::new(bytes).boxed())
     };
     set(&mut resp, "content-type", &image.image_manifest_media_type);

@@ -61,7 +61,9 @@ async fn resolve(ctx: &Ctx, repo: &str, id: &ImageId) -> Result<std::result::Res
             return Ok(Err(Failure("MissingDigestAndTag", why.into())));
         }
         (Some(d), _) if !digest_is_valid(d) => {
-            let why = format!("Invalid request parameters: image digest should satisfy the regex '[a-zA-Z0-9-_+.]+:[a-fA-F0-9]+' (got '{d}')");
+            let why = format!(
+                "Invalid request parameters: image digest should satisfy the regex '[a-zA-Z0-9-_+.]+:[a-fA-F0-9]+' (got '{d}')"
+            );
             return Ok(Err(Failure("InvalidImageDigest", why)));
         }
         (digest, Some(tag)) => match ctx.db.get::<TagRef>(&keys::tag(account, region, repo, tag)).await? {
@@ -265,7 +267,10 @@ pub async fn batch_delete(ctx: &Ctx, v: Value) -> Result<Value> {
                     doc.image_tags.retain(|t| t != tag);
                     let txn = Txn {
                         compares: vec![Compare::ModRevision(image.key.clone(), image.rev)],
-                        ops: vec![Op::delete(keys::tag(account, region, name, tag)), Op::put(&image.key, encode(&doc)?)],
+                        ops: vec![
+                            Op::delete(keys::tag(account, region, name, tag)),
+                            Op::put(&image.key, encode(&doc)?),
+                        ],
                     };
                     return Ok((Some(txn), Ok(vec![json!({"imageDigest": digest, "imageTag": tag})])));
                 }
@@ -303,10 +308,14 @@ struct PutRequest {
 /// The media type a manifest declares (`mediaType`), if any.
 fn declared_media_type(manifest: &str) -> Result<Option<String>> {
     let doc: Value = serde_json::from_str(manifest).map_err(|e| {
-        invalid(format!("Invalid parameter at 'imageManifest' failed to satisfy constraint: 'Invalid JSON syntax: {e}'"))
+        invalid(format!(
+            "Invalid parameter at 'imageManifest' failed to satisfy constraint: 'Invalid JSON syntax: {e}'"
+        ))
     })?;
     if !doc.is_object() {
-        return Err(invalid("Invalid parameter at 'imageManifest' failed to satisfy constraint: 'must be a JSON object'"));
+        return Err(invalid(
+            "Invalid parameter at 'imageManifest' failed to satisfy constraint: 'must be a JSON object'",
+        ));
     }
     Ok(doc.get("mediaType").and_then(Value::as_str).map(str::to_string))
 }
@@ -337,7 +346,9 @@ pub async fn put(ctx: &Ctx, v: Value) -> Result<Value> {
     {
         return Err(Error::service(
             "ImageDigestDoesNotMatchException",
-            format!("Invalid parameter at 'imageDigest' failed to satisfy constraint: 'the manifest's digest is {digest}, not {expected}'"),
+            format!(
+                "Invalid parameter at 'imageDigest' failed to satisfy constraint: 'the manifest's digest is {digest}, not {expected}'"
+            ),
         ));
     }
     let (account, region) = (&ctx.scope.account, &ctx.scope.region);
@@ -348,7 +359,9 @@ pub async fn put(ctx: &Ctx, v: Value) -> Result<Value> {
         let tag = req.image_tag.as_deref().map(|t| format!(" and tag '{t}'")).unwrap_or_default();
         return Err(Error::service(
             "ImageAlreadyExistsException",
-            format!("Image with digest '{digest}'{tag} already exists in the repository with name '{name}' in the registry with id '{account}'"),
+            format!(
+                "Image with digest '{digest}'{tag} already exists in the repository with name '{name}' in the registry with id '{account}'"
+            ),
         ));
     }
     if let Some(tag) = &req.image_tag

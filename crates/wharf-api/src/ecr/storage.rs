@@ -46,7 +46,13 @@ pub(super) async fn start_upload(_ctx: &Ctx, _repo: &str) -> Result<String> {
 }
 
 /// Appends a part at `first_byte`; the last byte received so far.
-pub(super) async fn upload_part(_ctx: &Ctx, _repo: &str, _upload: &str, _first_byte: u64, _bytes: &[u8]) -> Result<u64> {
+pub(super) async fn upload_part(
+    _ctx: &Ctx,
+    _repo: &str,
+    _upload: &str,
+    _first_byte: u64,
+    _bytes: &[u8],
+) -> Result<u64> {
     Err(pending("UploadLayerPart"))
 }
 
