@@ -315,7 +315,7 @@ where
             }
             _ => Err(unsupported(m)),
         },
-        Route::Uploads(name) if *m == Method::POST => start_upload(reg, account, region, name, &q, h, body).await,
+        Route::Uploads(name) if *m == Method::POST => start_upload(reg, account, region, name, &q, body).await,
         Route::Upload(name, id) => match *m {
             Method::GET => {
                 let n = reg.upload_offset(account, region, name, id).await?;
@@ -689,7 +689,6 @@ async fn start_upload<B>(
     region: &str,
     name: &str,
     q: &HashMap<String, String>,
-    headers: &HeaderMap,
     body: B,
 ) -> Result<Response<Body>, Failure>
 where
@@ -707,12 +706,22 @@ where
     let id = reg.start_upload(account, region, name).await?;
     if let Some(digest) = q.get("digest") {
         // Monolithic upload: the whole blob in this POST.
-        check_digest(digest)?;
-        reg.append_upload(account, region, name, &id, None, BodyDataStream::new(body)).await?;
-        reg.complete_upload(account, region, name, &id, digest).await?;
-        return Ok(blob_created(name, digest));
+        let result = async {
+            check_digest(digest)?;
+            reg.append_upload(account, region, name, &id, None, BodyDataStream::new(body)).await?;
+            reg.complete_upload(account, region, name, &id, digest).await?;
+            Ok::<_, Failure>(())
+        }
+        .await;
+        return match result {
+            Ok(_) => Ok(blob_created(name, digest)),
+            Err(e) => {
+                // The client cannot resume a session it was never told about.
+                let _ = reg.cancel_upload(account, region, name, &id).await;
+                Err(e)
+            }
+        };
     }
-    let _ = headers;
     Ok(upload_accepted(202, name, &id, 0))
 }
 
