@@ -5,13 +5,14 @@
 
 use super::{head, input, invalid, load_repository, storage};
 use crate::Ctx;
-use crate::db::{Versioned, encode};
+use crate::db::Versioned;
 use crate::paging::{max_results, scan, with_token};
 use serde::Deserialize;
 use serde_json::{Value, json};
 use std::collections::BTreeMap;
 use wharf_registry::{Image, Repository, TagRef, keys};
 use wharf_store::{Compare, Op, Txn};
+
 use wharf_types::{Error, Result};
 
 #[derive(Debug, Clone, Default, Deserialize)]
@@ -61,9 +62,7 @@ async fn resolve(ctx: &Ctx, repo: &str, id: &ImageId) -> Result<std::result::Res
             return Ok(Err(Failure("MissingDigestAndTag", why.into())));
         }
         (Some(d), _) if !digest_is_valid(d) => {
-            let why = format!(
-                "Invalid request parameters: image digest should satisfy the regex '[a-zA-Z0-9-_+.]+:[a-fA-F0-9]+' (got '{d}')"
-            );
+            let why = format!("Invalid request parameters: image digest should satisfy the regex '[a-zA-Z0-9-_+.]+:[a-fA-F0-9]+' (got '{d}')");
             return Ok(Err(Failure("InvalidImageDigest", why)));
         }
         (digest, Some(tag)) => match ctx.db.get::<TagRef>(&keys::tag(account, region, repo, tag)).await? {
@@ -217,7 +216,7 @@ pub async fn batch_get(ctx: &Ctx, v: Value) -> Result<Value> {
             failures.push(failure_json(id, &Failure("ImageNotFound", "Requested image not found".into())));
             continue;
         };
-        let manifest = String::from_utf8(manifest)
+        let manifest = String::from_utf8(manifest.to_vec())
             .map_err(|_| Error::Internal(format!("manifest {} is not UTF-8", image.image_digest)))?;
         images.push(json!({
             "registryId": ctx.scope.account,
@@ -248,50 +247,53 @@ async fn referenced_by_index(ctx: &Ctx, repo: &str, digest: &str) -> Result<bool
 pub async fn batch_delete(ctx: &Ctx, v: Value) -> Result<Value> {
     let req: BatchRequest = input(v)?;
     let name = &req.repository_name;
-    let (account, region) = (&ctx.scope.account, &ctx.scope.region);
     load_repository(ctx, req.registry_id.as_deref(), name).await?;
     let (mut deleted, mut failures) = (Vec::new(), Vec::new());
     for id in &req.image_ids {
-        let outcome = ctx
-            .db
-            .update(|| async {
-                let image = match resolve(ctx, name, id).await? {
-                    Ok(i) => i,
-                    Err(f) => return Ok((None, Err(f))),
-                };
-                let digest = image.doc.image_digest.clone();
-                let untag_only = id.image_tag.as_ref().filter(|_| image.doc.image_tags.len() > 1);
-                if let Some(tag) = untag_only {
-                    // Remove one tag; the image stays with its other tags.
-                    let mut doc = image.doc.clone();
-                    doc.image_tags.retain(|t| t != tag);
-                    let txn = Txn {
-                        compares: vec![Compare::ModRevision(image.key.clone(), image.rev)],
-                        ops: vec![
-                            Op::delete(keys::tag(account, region, name, tag)),
-                            Op::put(&image.key, encode(&doc)?),
-                        ],
-                    };
-                    return Ok((Some(txn), Ok(vec![json!({"imageDigest": digest, "imageTag": tag})])));
-                }
-                if referenced_by_index(ctx, name, &digest).await? {
-                    let why = "Requested image is referenced by an image index".to_string();
-                    return Ok((None, Err(Failure("ImageReferencedByManifestList", why))));
-                }
-                let ids: Vec<Value> = if image.doc.image_tags.is_empty() {
+        let image = match resolve(ctx, name, id).await? {
+            Ok(i) => i.doc,
+            Err(f) => {
+                failures.push(failure_json(id, &f));
+                continue;
+            }
+        };
+        let digest = image.image_digest.clone();
+        let last_tag = image.image_tags.len() <= 1;
+        if (id.image_tag.is_none() || last_tag) && referenced_by_index(ctx, name, &digest).await? {
+            let why = "Requested image is referenced by an image index".to_string();
+            failures.push(failure_json(id, &Failure("ImageReferencedByManifestList", why)));
+            continue;
+        }
+        let outcome = match &id.image_tag {
+            // By tag: that tag goes; the image too when it was its last.
+            Some(tag) => storage::untag(ctx, name, tag).await.map(|_| vec![json!({"imageDigest": digest, "imageTag": tag})]),
+            None => storage::delete_image(ctx, name, &digest).await.map(|gone| {
+                if gone.image_tags.is_empty() {
                     vec![json!({"imageDigest": digest})]
                 } else {
-                    image.doc.image_tags.iter().map(|t| json!({"imageDigest": digest, "imageTag": t})).collect()
-                };
-                Ok((Some(delete_image_txn(account, region, &image)), Ok(ids)))
-            })
-            .await?;
+                    gone.image_tags.iter().map(|t| json!({"imageDigest": digest, "imageTag": t})).collect()
+                }
+            }),
+        };
         match outcome {
             Ok(ids) => deleted.extend(ids),
-            Err(f) => failures.push(failure_json(id, &f)),
+            // Deleted by someone else between the lookup and the delete.
+            Err(Error::Service { code: "ImageNotFoundException", .. }) => {
+                failures.push(failure_json(id, &Failure("ImageNotFound", "Requested image not found".into())));
+            }
+            Err(e) => return Err(e),
         }
     }
     Ok(json!({ "imageIds": deleted, "failures": failures }))
+}
+
+/// The digest of manifest `bytes`, in the algorithm of `expected` (sha256 by default).
+fn digest_of(bytes: &[u8], expected: Option<&str>) -> String {
+    use sha2::Digest;
+    match expected.and_then(|e| e.split_once(':')).map(|(alg, _)| alg) {
+        Some("sha512") => format!("sha512:{}", hex::encode(sha2::Sha512::digest(bytes))),
+        _ => format!("sha256:{}", hex::encode(sha2::Sha256::digest(bytes))),
+    }
 }
 
 #[derive(Deserialize)]
@@ -308,14 +310,10 @@ struct PutRequest {
 /// The media type a manifest declares (`mediaType`), if any.
 fn declared_media_type(manifest: &str) -> Result<Option<String>> {
     let doc: Value = serde_json::from_str(manifest).map_err(|e| {
-        invalid(format!(
-            "Invalid parameter at 'imageManifest' failed to satisfy constraint: 'Invalid JSON syntax: {e}'"
-        ))
+        invalid(format!("Invalid parameter at 'imageManifest' failed to satisfy constraint: 'Invalid JSON syntax: {e}'"))
     })?;
     if !doc.is_object() {
-        return Err(invalid(
-            "Invalid parameter at 'imageManifest' failed to satisfy constraint: 'must be a JSON object'",
-        ));
+        return Err(invalid("Invalid parameter at 'imageManifest' failed to satisfy constraint: 'must be a JSON object'"));
     }
     Ok(doc.get("mediaType").and_then(Value::as_str).map(str::to_string))
 }
@@ -340,15 +338,13 @@ pub async fn put(ctx: &Ctx, v: Value) -> Result<Value> {
         }
     };
     let bytes = req.image_manifest.as_bytes();
-    let digest = storage::digest_of(bytes, req.image_digest.as_deref())?;
+    let digest = digest_of(bytes, req.image_digest.as_deref());
     if let Some(expected) = &req.image_digest
         && *expected != digest
     {
         return Err(Error::service(
             "ImageDigestDoesNotMatchException",
-            format!(
-                "Invalid parameter at 'imageDigest' failed to satisfy constraint: 'the manifest's digest is {digest}, not {expected}'"
-            ),
+            format!("Invalid parameter at 'imageDigest' failed to satisfy constraint: 'the manifest's digest is {digest}, not {expected}'"),
         ));
     }
     let (account, region) = (&ctx.scope.account, &ctx.scope.region);
@@ -359,9 +355,7 @@ pub async fn put(ctx: &Ctx, v: Value) -> Result<Value> {
         let tag = req.image_tag.as_deref().map(|t| format!(" and tag '{t}'")).unwrap_or_default();
         return Err(Error::service(
             "ImageAlreadyExistsException",
-            format!(
-                "Image with digest '{digest}'{tag} already exists in the repository with name '{name}' in the registry with id '{account}'"
-            ),
+            format!("Image with digest '{digest}'{tag} already exists in the repository with name '{name}' in the registry with id '{account}'"),
         ));
     }
     if let Some(tag) = &req.image_tag
@@ -371,7 +365,14 @@ pub async fn put(ctx: &Ctx, v: Value) -> Result<Value> {
     {
         return Err(tag_already_exists(name, tag));
     }
-    let image = storage::put_manifest(ctx, &repo, bytes, &media_type, &digest, req.image_tag.as_deref()).await?;
+    let image = storage::put_manifest(
+        ctx,
+        name,
+        bytes::Bytes::copy_from_slice(bytes),
+        &media_type,
+        req.image_tag.as_deref(),
+    )
+    .await?;
     let mut out = head(ctx, name);
     let mut id = BTreeMap::new();
     id.insert("imageDigest", json!(image.image_digest));

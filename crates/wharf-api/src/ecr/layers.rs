@@ -83,7 +83,8 @@ pub async fn upload_part(ctx: &Ctx, v: Value) -> Result<Value> {
             format!("The layer part is not valid for upload {}: {why}", req.upload_id),
         )
     };
-    if req.part_last_byte < req.part_first_byte || req.part_last_byte - req.part_first_byte + 1 != bytes.len() as u64 {
+    let described = (req.part_last_byte + 1).checked_sub(req.part_first_byte);
+    if described != Some(bytes.len() as u64) {
         return Err(bad_part(format!(
             "partFirstByte {} to partLastByte {} does not describe the {} bytes sent",
             req.part_first_byte,
@@ -91,7 +92,7 @@ pub async fn upload_part(ctx: &Ctx, v: Value) -> Result<Value> {
             bytes.len()
         )));
     }
-    let last = storage::upload_part(ctx, name, &req.upload_id, req.part_first_byte, &bytes).await?;
+    let last = storage::upload_part(ctx, name, &req.upload_id, req.part_first_byte, bytes).await?;
     let mut out = head(ctx, name);
     out.insert("uploadId".into(), json!(req.upload_id));
     out.insert("lastByteReceived".into(), json!(last));

@@ -11,7 +11,7 @@ use crate::paging::{max_results, scan, with_token};
 use serde::Deserialize;
 use serde_json::{Value, json};
 use wharf_registry::{Image, Repository, keys};
-use wharf_store::{Compare, Op, Txn};
+use wharf_store::{Op, Txn};
 use wharf_types::{Error, Result};
 
 const MAX_TAGS: usize = 50;
@@ -201,37 +201,23 @@ struct DeleteRequest {
 
 pub async fn delete(ctx: &Ctx, v: Value) -> Result<Value> {
     let req: DeleteRequest = input(v)?;
-    let (account, region) = (&ctx.scope.account, &ctx.scope.region);
     let name = &req.repository_name;
-    ctx.db
-        .update(|| async {
-            let repo = load_repository(ctx, req.registry_id.as_deref(), name).await?;
-            let images_prefix = keys::images(account, region, name);
-            let mut txn = Txn { compares: vec![Compare::ModRevision(repo.key.clone(), repo.rev)], ops: vec![] };
-            if req.force {
-                for key in ctx.db.keys(&images_prefix, 0).await? {
-                    txn.ops.push(Op::delete(key));
-                }
-                for key in ctx.db.keys(&keys::tags(account, region, name), 0).await? {
-                    txn.ops.push(Op::delete(key));
-                }
-            } else {
-                if !ctx.db.keys(&images_prefix, 1).await?.is_empty() {
-                    return Err(Error::service(
-                        "RepositoryNotEmptyException",
-                        format!(
-                            "The repository with name '{name}' in registry with id '{account}' cannot be deleted because it still contains images"
-                        ),
-                    ));
-                }
-                txn.compares.push(Compare::PrefixEmpty(images_prefix));
-            }
-            txn.ops.push(Op::delete(super::preview_key(ctx, name)));
-            txn.ops.push(Op::delete(repo.key.clone()));
-            Ok((Some(txn), repo.doc))
-        })
-        .await
-        .map(|repo| json!({ "repository": repo }))
+    load_repository(ctx, req.registry_id.as_deref(), name).await?;
+    let repo = super::storage::delete_repository(ctx, name, req.force).await.map_err(|e| match e {
+        Error::Service { code: "RepositoryNotEmptyException", .. } => Error::service(
+            "RepositoryNotEmptyException",
+            format!(
+                "The repository with name '{name}' in registry with id '{}' cannot be deleted because it still contains images",
+                ctx.scope.account
+            ),
+        ),
+        Error::Service { code: "RepositoryNotFoundException", .. } => repository_not_found(ctx, name),
+        other => other,
+    })?;
+    // The last preview is the repository's too (best effort: a stale one is only a preview).
+    let preview = Txn { compares: vec![], ops: vec![Op::delete(super::preview_key(ctx, name))] };
+    ctx.db.commit(preview).await?;
+    Ok(json!({ "repository": repo }))
 }
 
 /// Read-modify-write of one repository document.

@@ -1,63 +1,120 @@
-//! The seam between the ECR API and the registry's content storage (`wharf_registry`):
-//! manifests, blobs and upload sessions. Everything the API needs from content storage goes
-//! through these functions, so the handlers never see how content is laid out.
+//! The seam between the ECR API and the registry's storage (`wharf_registry`): manifests,
+//! blobs, upload sessions and the registry's own image deletes. Storage errors become ECR's
+//! exceptions here, and only here.
 
 use crate::Ctx;
-use sha2::{Digest, Sha256, Sha512};
-use wharf_registry::{Image, Repository};
+use bytes::Bytes;
+use wharf_registry::{Image, ImageRef, RegistryError};
 use wharf_types::{Error, Result};
 
-fn pending(what: &str) -> Error {
-    Error::Internal(format!("{what}: the registry's content storage is not available in this build"))
+/// What the failing operation was, when one storage error means different ECR exceptions.
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub(super) enum Op {
+    PutImage,
+    CompleteLayerUpload,
+    Other,
 }
 
-/// The digest of manifest `bytes`, in the algorithm of `expected` (sha256 by default).
-pub(super) fn digest_of(bytes: &[u8], expected: Option<&str>) -> Result<String> {
-    Ok(match expected.and_then(|e| e.split_once(':')).map(|(alg, _)| alg) {
-        Some("sha512") => format!("sha512:{}", hex::encode(Sha512::digest(bytes))),
-        _ => format!("sha256:{}", hex::encode(Sha256::digest(bytes))),
-    })
+/// A storage error as ECR reports it.
+pub(super) fn ecr_error(e: RegistryError, op: Op) -> Error {
+    let message = e.to_string();
+    let code = match (&e, op) {
+        (RegistryError::RepositoryNotFound(_), _) => "RepositoryNotFoundException",
+        (RegistryError::RepositoryAlreadyExists(_), _) => "RepositoryAlreadyExistsException",
+        (RegistryError::RepositoryNotEmpty(_), _) => "RepositoryNotEmptyException",
+        (RegistryError::ImageNotFound(_), _) => "ImageNotFoundException",
+        (RegistryError::TagImmutable { .. }, _) => "ImageTagAlreadyExistsException",
+        (RegistryError::DigestMismatch { .. }, Op::PutImage) => "ImageDigestDoesNotMatchException",
+        (RegistryError::DigestMismatch { .. } | RegistryError::DigestInvalid(_), Op::CompleteLayerUpload) => {
+            "InvalidLayerException"
+        }
+        (RegistryError::TagInvalid(_) | RegistryError::ManifestInvalid(_) | RegistryError::DigestInvalid(_), _) => {
+            "InvalidParameterException"
+        }
+        (RegistryError::ManifestBlobUnknown(_) | RegistryError::BlobUnknown(_), _) => "LayersNotFoundException",
+        (RegistryError::UploadUnknown(_), _) => "UploadNotFoundException",
+        (RegistryError::UploadRange { .. }, _) => "InvalidLayerPartException",
+        (RegistryError::UploadEmpty(_), _) => "EmptyUploadException",
+        (RegistryError::DigestMismatch { .. }, Op::Other) => "InvalidParameterException",
+        (RegistryError::Conflict(_), _) => {
+            return Error::Service { code: "ServerException", status: 500, message };
+        }
+        (RegistryError::Store(_) | RegistryError::Io { .. } | RegistryError::BodyRead, _) => {
+            // Log the cause chain once, here at the edge.
+            tracing::error!(error = ?e, "registry storage failed");
+            return Error::Service { code: "ServerException", status: 500, message };
+        }
+    };
+    Error::service(code, message)
+}
+
+fn scope(ctx: &Ctx) -> (&str, &str) {
+    (&ctx.scope.account, &ctx.scope.region)
 }
 
 /// The bytes of manifest `digest` in `repo`, if stored.
-pub(super) async fn manifest(_ctx: &Ctx, _repo: &str, _digest: &str) -> Result<Option<Vec<u8>>> {
-    Err(pending("BatchGetImage"))
+pub(super) async fn manifest(ctx: &Ctx, repo: &str, digest: &str) -> Result<Option<Bytes>> {
+    let (a, r) = scope(ctx);
+    let found = ctx.registry.get_manifest(a, r, repo, &ImageRef::Digest(digest.to_string())).await;
+    Ok(found.map_err(|e| ecr_error(e, Op::Other))?.map(|(_, bytes)| bytes))
 }
 
-/// Stores a manifest (after the registry checks it and the blobs it names) and tags it.
+/// Stores a manifest (the registry checks it and the blobs it names) and tags it.
 pub(super) async fn put_manifest(
-    _ctx: &Ctx,
-    _repo: &Repository,
-    _bytes: &[u8],
-    _media_type: &str,
-    _digest: &str,
-    _tag: Option<&str>,
+    ctx: &Ctx,
+    repo: &str,
+    bytes: Bytes,
+    media_type: &str,
+    tag: Option<&str>,
 ) -> Result<Image> {
-    Err(pending("PutImage"))
+    let (a, r) = scope(ctx);
+    ctx.registry.put_manifest(a, r, repo, tag, Some(media_type), bytes).await.map_err(|e| ecr_error(e, Op::PutImage))
+}
+
+/// Deletes image `digest` with all its tags.
+pub(super) async fn delete_image(ctx: &Ctx, repo: &str, digest: &str) -> Result<Image> {
+    let (a, r) = scope(ctx);
+    ctx.registry.delete_image(a, r, repo, digest).await.map_err(|e| ecr_error(e, Op::Other))
+}
+
+/// Removes `tag`; the image goes too when it was its last tag (BatchDeleteImage by tag).
+pub(super) async fn untag(ctx: &Ctx, repo: &str, tag: &str) -> Result<Image> {
+    let (a, r) = scope(ctx);
+    ctx.registry.untag_image(a, r, repo, tag, true).await.map_err(|e| ecr_error(e, Op::Other))
+}
+
+/// Deletes repository `name` (with `force`, its images, tags, blob links and uploads).
+pub(super) async fn delete_repository(ctx: &Ctx, name: &str, force: bool) -> Result<wharf_registry::Repository> {
+    let (a, r) = scope(ctx);
+    ctx.registry.delete_repository(a, r, name, force).await.map_err(|e| ecr_error(e, Op::Other))
 }
 
 /// The size of blob `digest` if `repo` can use it.
-pub(super) async fn blob_size(_ctx: &Ctx, _repo: &str, _digest: &str) -> Result<Option<u64>> {
-    Err(pending("layer lookup"))
+pub(super) async fn blob_size(ctx: &Ctx, repo: &str, digest: &str) -> Result<Option<u64>> {
+    let (a, r) = scope(ctx);
+    ctx.registry.blob_size(a, r, repo, digest).await.map_err(|e| ecr_error(e, Op::Other))
 }
 
-pub(super) async fn start_upload(_ctx: &Ctx, _repo: &str) -> Result<String> {
-    Err(pending("InitiateLayerUpload"))
+pub(super) async fn start_upload(ctx: &Ctx, repo: &str) -> Result<String> {
+    let (a, r) = scope(ctx);
+    ctx.registry.start_upload(a, r, repo).await.map_err(|e| ecr_error(e, Op::Other))
 }
 
 /// Appends a part at `first_byte`; the last byte received so far.
-pub(super) async fn upload_part(
-    _ctx: &Ctx,
-    _repo: &str,
-    _upload: &str,
-    _first_byte: u64,
-    _bytes: &[u8],
-) -> Result<u64> {
-    Err(pending("UploadLayerPart"))
+pub(super) async fn upload_part(ctx: &Ctx, repo: &str, upload: &str, first_byte: u64, bytes: Vec<u8>) -> Result<u64> {
+    let (a, r) = scope(ctx);
+    let len = ctx
+        .registry
+        .upload_part(a, r, repo, upload, first_byte, Bytes::from(bytes))
+        .await
+        .map_err(|e| ecr_error(e, Op::Other))?;
+    Ok(len.saturating_sub(1))
 }
 
-pub(super) async fn complete_upload(_ctx: &Ctx, _repo: &str, _upload: &str, _digest: &str) -> Result<String> {
-    Err(pending("CompleteLayerUpload"))
+pub(super) async fn complete_upload(ctx: &Ctx, repo: &str, upload: &str, digest: &str) -> Result<String> {
+    let (a, r) = scope(ctx);
+    ctx.registry.complete_upload(a, r, repo, upload, digest).await.map_err(|e| ecr_error(e, Op::CompleteLayerUpload))?;
+    Ok(digest.to_string())
 }
 
 /// A URL on Wharf's endpoint from which the layer can be fetched.
