@@ -62,7 +62,9 @@ async fn resolve(ctx: &Ctx, repo: &str, id: &ImageId) -> Result<std::result::Res
             return Ok(Err(Failure("MissingDigestAndTag", why.into())));
         }
         (Some(d), _) if !digest_is_valid(d) => {
-            let why = format!("Invalid request parameters: image digest should satisfy the regex '[a-zA-Z0-9-_+.]+:[a-fA-F0-9]+' (got '{d}')");
+            let why = format!(
+                "Invalid request parameters: image digest should satisfy the regex '[a-zA-Z0-9-_+.]+:[a-fA-F0-9]+' (got '{d}')"
+            );
             return Ok(Err(Failure("InvalidImageDigest", why)));
         }
         (digest, Some(tag)) => match ctx.db.get::<TagRef>(&keys::tag(account, region, repo, tag)).await? {
@@ -266,7 +268,9 @@ pub async fn batch_delete(ctx: &Ctx, v: Value) -> Result<Value> {
         }
         let outcome = match &id.image_tag {
             // By tag: that tag goes; the image too when it was its last.
-            Some(tag) => storage::untag(ctx, name, tag).await.map(|_| vec![json!({"imageDigest": digest, "imageTag": tag})]),
+            Some(tag) => {
+                storage::untag(ctx, name, tag).await.map(|_| vec![json!({"imageDigest": digest, "imageTag": tag})])
+            }
             None => storage::delete_image(ctx, name, &digest).await.map(|gone| {
                 if gone.image_tags.is_empty() {
                     vec![json!({"imageDigest": digest})]
@@ -310,10 +314,14 @@ struct PutRequest {
 /// The media type a manifest declares (`mediaType`), if any.
 fn declared_media_type(manifest: &str) -> Result<Option<String>> {
     let doc: Value = serde_json::from_str(manifest).map_err(|e| {
-        invalid(format!("Invalid parameter at 'imageManifest' failed to satisfy constraint: 'Invalid JSON syntax: {e}'"))
+        invalid(format!(
+            "Invalid parameter at 'imageManifest' failed to satisfy constraint: 'Invalid JSON syntax: {e}'"
+        ))
     })?;
     if !doc.is_object() {
-        return Err(invalid("Invalid parameter at 'imageManifest' failed to satisfy constraint: 'must be a JSON object'"));
+        return Err(invalid(
+            "Invalid parameter at 'imageManifest' failed to satisfy constraint: 'must be a JSON object'",
+        ));
     }
     Ok(doc.get("mediaType").and_then(Value::as_str).map(str::to_string))
 }
@@ -344,7 +352,9 @@ pub async fn put(ctx: &Ctx, v: Value) -> Result<Value> {
     {
         return Err(Error::service(
             "ImageDigestDoesNotMatchException",
-            format!("Invalid parameter at 'imageDigest' failed to satisfy constraint: 'the manifest's digest is {digest}, not {expected}'"),
+            format!(
+                "Invalid parameter at 'imageDigest' failed to satisfy constraint: 'the manifest's digest is {digest}, not {expected}'"
+            ),
         ));
     }
     let (account, region) = (&ctx.scope.account, &ctx.scope.region);
@@ -355,7 +365,9 @@ pub async fn put(ctx: &Ctx, v: Value) -> Result<Value> {
         let tag = req.image_tag.as_deref().map(|t| format!(" and tag '{t}'")).unwrap_or_default();
         return Err(Error::service(
             "ImageAlreadyExistsException",
-            format!("Image with digest '{digest}'{tag} already exists in the repository with name '{name}' in the registry with id '{account}'"),
+            format!(
+                "Image with digest '{digest}'{tag} already exists in the repository with name '{name}' in the registry with id '{account}'"
+            ),
         ));
     }
     if let Some(tag) = &req.image_tag
@@ -365,14 +377,9 @@ pub async fn put(ctx: &Ctx, v: Value) -> Result<Value> {
     {
         return Err(tag_already_exists(name, tag));
     }
-    let image = storage::put_manifest(
-        ctx,
-        name,
-        bytes::Bytes::copy_from_slice(bytes),
-        &media_type,
-        req.image_tag.as_deref(),
-    )
-    .await?;
+    let image =
+        storage::put_manifest(ctx, name, bytes::Bytes::copy_from_slice(bytes), &media_type, req.image_tag.as_deref())
+            .await?;
     let mut out = head(ctx, name);
     let mut id = BTreeMap::new();
     id.insert("imageDigest", json!(image.image_digest));
