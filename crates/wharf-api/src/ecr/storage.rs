@@ -122,5 +122,5 @@ pub(super) async fn complete_upload(ctx: &Ctx, repo: &str, upload: &str, digest:
 
 /// A URL on Wharf's endpoint from which the layer can be fetched.
 pub(super) fn download_url(ctx: &Ctx, repo: &str, digest: &str) -> String {
-    format!("http://{}/v2/{repo}/blobs/{digest}", ctx.registry.host())
+    ctx.registry.download_url(&ctx.scope.account, &ctx.scope.region, repo, digest)
 }
