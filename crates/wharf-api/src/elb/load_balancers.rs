@@ -85,13 +85,21 @@ pub(crate) async fn create(ctx: &Ctx, input: Value) -> Result<Value> {
         tags,
         extra,
     };
-    if !ctx.db.commit(cas_put(&key, 0, &lb)?).await? {
+    loop {
+        if ctx.db.commit(cas_put(&key, 0, &lb)?).await? {
+            return Ok(json!({"LoadBalancers": [lb_out(&lb)]}));
+        }
+        // AWS answers a repeated create with identical settings with the existing one.
+        let Some(existing) = ctx.db.get::<LoadBalancer>(&key).await? else { continue };
+        let same = |k: &str| existing.doc.extra.get(k) == lb.extra.get(k);
+        if existing.doc.scheme == lb.scheme && same("AvailabilityZones") && same("SecurityGroups") {
+            return Ok(json!({"LoadBalancers": [lb_out(&existing.doc)]}));
+        }
         return Err(Error::service(
             "DuplicateLoadBalancerName",
             format!("A load balancer with the name '{name}' already exists"),
         ));
     }
-    Ok(json!({"LoadBalancers": [lb_out(&lb)]}))
 }
 
 pub(crate) fn lb_out(lb: &LoadBalancer) -> Value {

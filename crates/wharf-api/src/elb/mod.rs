@@ -56,7 +56,7 @@ operations! {
 
 pub(crate) const SERVICE: &str = "elasticloadbalancing";
 /// What Wharf puts where AWS has a VPC id (there is one flat network per host).
-pub(crate) const VPC_ID: &str = "vpc-0000000000000000w";
+pub(crate) const VPC_ID: &str = "vpc-00000000000000000";
 /// Describe* page size when the caller sets none, and the most it may ask for.
 const PAGE_MAX: usize = 400;
 
