@@ -103,8 +103,8 @@ async fn claim_port(ctx: &Ctx, port: u16, arn: &str, lb_arn: &str, txn: &mut Txn
 
 pub(crate) async fn create(ctx: &Ctx, input: Value) -> Result<Value> {
     let lb_arn = required(&input, "LoadBalancerArn")?.to_string();
-    let protocol =
-        str_of(&input, "Protocol").ok_or_else(|| Error::invalid("Protocol", "A listener protocol must be specified"))?;
+    let protocol = str_of(&input, "Protocol")
+        .ok_or_else(|| Error::invalid("Protocol", "A listener protocol must be specified"))?;
     let port =
         int_of(&input, "Port").ok_or_else(|| Error::invalid("Port", "A listener port must be specified"))? as u16;
     let (certificates, ssl_policy) = tls(protocol, list_of(&input, "Certificates"), str_of(&input, "SslPolicy"))?;
@@ -180,7 +180,9 @@ pub(crate) async fn describe(ctx: &Ctx, input: Value) -> Result<Value> {
         (Some(_), false) => {
             Err(Error::invalid("ListenerArns", "A load balancer ARN and listener ARNs cannot be specified together"))
         }
-        (None, true) => Err(Error::invalid("LoadBalancerArn", "A load balancer ARN or listener ARNs must be specified")),
+        (None, true) => {
+            Err(Error::invalid("LoadBalancerArn", "A load balancer ARN or listener ARNs must be specified"))
+        }
         (None, false) => {
             let mut out = Vec::new();
             for a in &arns {
@@ -232,9 +234,9 @@ pub(crate) async fn modify(ctx: &Ctx, input: Value) -> Result<Value> {
                     None if protocol == "HTTPS" => doc.certificates.clone(),
                     None => vec![],
                 };
-                let policy = str_of(&input, "SslPolicy")
-                    .map(str::to_string)
-                    .or_else(|| (protocol == "HTTPS").then(|| doc.extra.get("SslPolicy")?.as_str().map(str::to_string)).flatten());
+                let policy = str_of(&input, "SslPolicy").map(str::to_string).or_else(|| {
+                    (protocol == "HTTPS").then(|| doc.extra.get("SslPolicy")?.as_str().map(str::to_string)).flatten()
+                });
                 let (certificates, ssl_policy) = tls(&protocol, &certs, policy.as_deref())?;
                 doc.protocol = protocol;
                 doc.certificates = certificates;

@@ -12,12 +12,18 @@ const HOSTED_ZONE_ID: &str = "Z35SXDOTRQ7X7K";
 pub(crate) fn tags_in(input: &Value) -> Result<Vec<Tag>> {
     let tags: Vec<Tag> = list_of(input, "Tags")
         .iter()
-        .map(|t| Tag { key: str_of(t, "Key").unwrap_or_default().into(), value: str_of(t, "Value").unwrap_or_default().into() })
+        .map(|t| Tag {
+            key: str_of(t, "Key").unwrap_or_default().into(),
+            value: str_of(t, "Value").unwrap_or_default().into(),
+        })
         .collect();
     let mut keys = BTreeSet::new();
     for t in &tags {
         if !keys.insert(&t.key) {
-            return Err(Error::service("DuplicateTagKeys", format!("Tag key '{}' was specified more than once", t.key)));
+            return Err(Error::service(
+                "DuplicateTagKeys",
+                format!("Tag key '{}' was specified more than once", t.key),
+            ));
         }
         if t.key.to_ascii_lowercase().starts_with("aws:") {
             return Err(Error::invalid("Tags", format!("Tag key '{}' uses the reserved prefix 'aws:'", t.key)));

@@ -29,7 +29,8 @@ fn touch(l: &Versioned<Listener>, txn: &mut Txn) -> Result<()> {
 
 pub(crate) async fn create(ctx: &Ctx, input: Value) -> Result<Value> {
     let listener_arn = required(&input, "ListenerArn")?.to_string();
-    let priority = int_of(&input, "Priority").ok_or_else(|| Error::invalid("Priority", "A priority must be specified"))?;
+    let priority =
+        int_of(&input, "Priority").ok_or_else(|| Error::invalid("Priority", "A priority must be specified"))?;
     let conditions = validate::conditions(list_of(&input, "Conditions"))?;
     let actions = validate::actions("Actions", list_of(&input, "Actions"))?;
     let tags = load_balancers::tags_in(&input)?;
@@ -62,9 +63,11 @@ pub(crate) async fn create(ctx: &Ctx, input: Value) -> Result<Value> {
                     tags,
                     extra: Map::new(),
                 };
-                let key = rule_key(ctx, &last_segment(&listener_arn).to_string(), &id);
-                let mut txn =
-                    Txn { compares: vec![Compare::ModRevision(key.clone(), 0)], ops: vec![Op::put(key, encode(&doc)?)] };
+                let key = rule_key(ctx, last_segment(&listener_arn), &id);
+                let mut txn = Txn {
+                    compares: vec![Compare::ModRevision(key.clone(), 0)],
+                    ops: vec![Op::put(key, encode(&doc)?)],
+                };
                 touch(&l, &mut txn)?;
                 claim_groups(ctx, &usage, &l.doc.load_balancer_arn, &doc.actions, &mut txn).await?;
                 Ok((Some(txn), doc))
@@ -219,10 +222,7 @@ pub(crate) async fn modify(ctx: &Ctx, input: Value) -> Result<Value> {
                     Found::Stored(r) => {
                         let l = load_listener(ctx, &r.doc.listener_arn).await?;
                         let mut doc = r.doc.clone();
-                        let mut txn = Txn {
-                            compares: vec![Compare::ModRevision(r.key.clone(), r.rev)],
-                            ops: vec![],
-                        };
+                        let mut txn = Txn { compares: vec![Compare::ModRevision(r.key.clone(), r.rev)], ops: vec![] };
                         if let Some(c) = conditions {
                             doc.conditions = c;
                         }
@@ -248,7 +248,9 @@ pub(crate) async fn delete(ctx: &Ctx, input: Value) -> Result<Value> {
             let arn = arn.clone();
             async move {
                 match find(ctx, &arn).await? {
-                    Found::Default(_) => Err(Error::service("OperationNotPermitted", "A default rule cannot be deleted")),
+                    Found::Default(_) => {
+                        Err(Error::service("OperationNotPermitted", "A default rule cannot be deleted"))
+                    }
                     Found::Stored(r) => Ok((
                         Some(Txn {
                             compares: vec![Compare::ModRevision(r.key.clone(), r.rev)],
@@ -267,8 +269,9 @@ pub(crate) async fn set_priorities(ctx: &Ctx, input: Value) -> Result<Value> {
     let mut pairs = Vec::new();
     for p in list_of(&input, "RulePriorities") {
         let arn = required(p, "RuleArn")?.to_string();
-        let priority = int_of(p, "Priority")
-            .ok_or_else(|| Error::invalid("RulePriorities", format!("A priority must be specified for rule '{arn}'")))?;
+        let priority = int_of(p, "Priority").ok_or_else(|| {
+            Error::invalid("RulePriorities", format!("A priority must be specified for rule '{arn}'"))
+        })?;
         pairs.push((arn, priority));
     }
     if pairs.is_empty() {

@@ -28,8 +28,9 @@ pub(crate) async fn create(ctx: &Ctx, input: Value) -> Result<Value> {
             format!("Target type '{target_type}' is not supported: use 'instance' or 'ip'"),
         ));
     }
-    let protocol = protocol_in(&input, "Protocol")?
-        .ok_or_else(|| Error::invalid("Protocol", format!("A protocol must be specified for target type '{target_type}'")))?;
+    let protocol = protocol_in(&input, "Protocol")?.ok_or_else(|| {
+        Error::invalid("Protocol", format!("A protocol must be specified for target type '{target_type}'"))
+    })?;
     let port = int_of(&input, "Port")
         .ok_or_else(|| Error::invalid("Port", format!("A port must be specified for target type '{target_type}'")))?;
     let version = str_of(&input, "ProtocolVersion").unwrap_or("HTTP1").to_ascii_uppercase();
@@ -220,8 +221,10 @@ pub(crate) async fn delete(ctx: &Ctx, input: Value) -> Result<Value> {
                     ));
                 }
                 let name = tg.doc.target_group_name.clone();
-                let mut txn =
-                    Txn { compares: vec![Compare::ModRevision(tg.key.clone(), tg.rev)], ops: vec![Op::delete(&tg.key)] };
+                let mut txn = Txn {
+                    compares: vec![Compare::ModRevision(tg.key.clone(), tg.rev)],
+                    ops: vec![Op::delete(&tg.key)],
+                };
                 txn.ops.extend(remove_targets(ctx, &name).await?);
                 Ok((Some(txn), Some(name)))
             }
@@ -241,7 +244,8 @@ pub(crate) async fn delete(ctx: &Ctx, input: Value) -> Result<Value> {
 /// Deletions of every target and health document of group `name`.
 async fn remove_targets(ctx: &Ctx, name: &str) -> Result<Vec<Op>> {
     let (a, r) = (&ctx.scope.account, &ctx.scope.region);
-    let mut ops: Vec<Op> = ctx.db.keys(&keys::targets_of(a, r, name), usize::MAX).await?.into_iter().map(Op::delete).collect();
+    let mut ops: Vec<Op> =
+        ctx.db.keys(&keys::targets_of(a, r, name), usize::MAX).await?.into_iter().map(Op::delete).collect();
     ops.extend(ctx.db.keys(&keys::health_of(a, r, name), usize::MAX).await?.into_iter().map(Op::delete));
     Ok(ops)
 }

@@ -20,7 +20,9 @@ fn targets_in(input: &Value, tg: &TargetGroup) -> Result<Vec<(String, u16, Optio
         let port = match (int_of(t, "Port"), tg.port) {
             (Some(p), _) => p as u16,
             (None, Some(p)) => p,
-            (None, None) => return Err(Error::invalid("Targets", format!("A port must be specified for target '{id}'"))),
+            (None, None) => {
+                return Err(Error::invalid("Targets", format!("A port must be specified for target '{id}'")));
+            }
         };
         out.push((id, port, str_of(t, "AvailabilityZone").map(str::to_string)));
     }
@@ -82,8 +84,7 @@ pub(crate) async fn register(ctx: &Ctx, input: Value) -> Result<Value> {
                         format!("The following targets are not valid {what}: '{}'", invalid.join("', '")),
                     ));
                 }
-                let by_key: BTreeMap<&str, &Versioned<Target>> =
-                    existing.iter().map(|t| (t.key.as_str(), t)).collect();
+                let by_key: BTreeMap<&str, &Versioned<Target>> = existing.iter().map(|t| (t.key.as_str(), t)).collect();
                 let mut txn = Txn { compares: vec![Compare::ModRevision(tg.key.clone(), tg.rev)], ops: vec![] };
                 let mut count = existing.len();
                 let now = wharf_types::now();
@@ -137,8 +138,7 @@ pub(crate) async fn deregister(ctx: &Ctx, input: Value) -> Result<Value> {
             async move {
                 let (tg, existing) = with_targets(ctx, &arn).await?;
                 let wanted = targets_in(&input, &tg.doc)?;
-                let by_key: BTreeMap<&str, &Versioned<Target>> =
-                    existing.iter().map(|t| (t.key.as_str(), t)).collect();
+                let by_key: BTreeMap<&str, &Versioned<Target>> = existing.iter().map(|t| (t.key.as_str(), t)).collect();
                 let missing: Vec<String> = wanted
                     .iter()
                     .filter(|(id, port, _)| !by_key.contains_key(target_key(ctx, &tg.doc, id, *port).as_str()))
@@ -211,7 +211,11 @@ pub(crate) async fn describe_health(ctx: &Ctx, input: Value) -> Result<Value> {
                 Some("Target group is not configured to receive traffic from the load balancer"),
             )
         } else if t.draining_since.is_some() {
-            health_out("draining", Some("Target.DeregistrationInProgress"), Some("Target deregistration is in progress"))
+            health_out(
+                "draining",
+                Some("Target.DeregistrationInProgress"),
+                Some("Target deregistration is in progress"),
+            )
         } else if let Some(h) = health.get(&health_key(ctx, &tg.doc, &t.id, t.port)) {
             health_out(&h.state, h.reason.as_deref(), h.description.as_deref())
         } else {

@@ -42,7 +42,9 @@ pub fn http_code(code: &str) -> Result<()> {
     let bad = || {
         invalid(
             "Matcher.HttpCode",
-            format!("Health check matcher HTTP code '{code}' must be a code, a list of codes or a range within 200-499"),
+            format!(
+                "Health check matcher HTTP code '{code}' must be a code, a list of codes or a range within 200-499"
+            ),
         )
     };
     let one = |s: &str| -> Result<u16> {
@@ -84,8 +86,11 @@ pub fn health_check_port(port: &str) -> Result<()> {
 }
 
 /// Applies the health-check members of a Create/ModifyTargetGroup input onto `hc` and checks
-/// the result as a whole (timeout below interval, path starting with `/`).
-pub fn apply_health_check(hc: &mut HealthCheck, input: &Value, protocol_version: Option<&str>) -> Result<()> {
+/// the result as a whole (timeout below interval, path starting with `/`). `hc` changes only
+/// when the result is valid.
+pub fn apply_health_check(current: &mut HealthCheck, input: &Value, protocol_version: Option<&str>) -> Result<()> {
+    let mut next = current.clone();
+    let hc = &mut next;
     if let Some(b) = bool_of(input, "HealthCheckEnabled") {
         hc.enabled = b;
     }
@@ -144,6 +149,7 @@ pub fn apply_health_check(hc: &mut HealthCheck, input: &Value, protocol_version:
             ),
         ));
     }
+    *current = next;
     Ok(())
 }
 
@@ -173,7 +179,9 @@ fn bool_text(key: &str, v: &str) -> Result<()> {
 fn int_in(key: &str, v: &str, lo: i64, hi: i64) -> Result<i64> {
     match v.parse::<i64>() {
         Ok(n) if (lo..=hi).contains(&n) => Ok(n),
-        _ => Err(invalid("Attributes", format!("Attribute '{key}' must be an integer between {lo} and {hi}, not '{v}'"))),
+        _ => {
+            Err(invalid("Attributes", format!("Attribute '{key}' must be an integer between {lo} and {hi}, not '{v}'")))
+        }
     }
 }
 
@@ -383,7 +391,9 @@ fn forward(field: &str, a: &Value) -> Result<ForwardConfig> {
         groups.push(WeightedTargetGroup { target_group_arn: arn.into(), weight: Some(weight as u32) });
     }
     match (plain, groups.len()) {
-        (None, 0) => return Err(action_error("A forward action requires TargetGroupArn or ForwardConfig.TargetGroups")),
+        (None, 0) => {
+            return Err(action_error("A forward action requires TargetGroupArn or ForwardConfig.TargetGroups"));
+        }
         (Some(arn), 0) => groups.push(WeightedTargetGroup { target_group_arn: arn.into(), weight: Some(1) }),
         (Some(arn), 1) if groups[0].target_group_arn == arn => {}
         (Some(_), _) => {
@@ -433,10 +443,16 @@ pub fn redirect(r: &Value) -> Result<Value> {
     let query = get("Query", "#{query}");
     let status = str_of(r, "StatusCode").unwrap_or_default().to_string();
     if !matches!(protocol.as_str(), "HTTP" | "HTTPS" | "#{protocol}") {
-        return Err(invalid("RedirectConfig.Protocol", format!("Redirect protocol '{protocol}' must be HTTP, HTTPS or #{{protocol}}")));
+        return Err(invalid(
+            "RedirectConfig.Protocol",
+            format!("Redirect protocol '{protocol}' must be HTTP, HTTPS or #{{protocol}}"),
+        ));
     }
     if port != "#{port}" && !port.parse::<u16>().is_ok_and(|p| p >= 1) {
-        return Err(invalid("RedirectConfig.Port", format!("Redirect port '{port}' must be between 1 and 65535 or #{{port}}")));
+        return Err(invalid(
+            "RedirectConfig.Port",
+            format!("Redirect port '{port}' must be between 1 and 65535 or #{{port}}"),
+        ));
     }
     if !path.starts_with('/') {
         return Err(invalid("RedirectConfig.Path", format!("Redirect path '{path}' must start with a '/' character")));
@@ -476,7 +492,10 @@ pub fn fixed_response(f: &Value) -> Result<Value> {
     }
     if let Some(body) = str_of(f, "MessageBody") {
         if body.chars().count() > 1024 {
-            return Err(invalid("FixedResponseConfig.MessageBody", "A fixed response body can be at most 1024 characters"));
+            return Err(invalid(
+                "FixedResponseConfig.MessageBody",
+                "A fixed response body can be at most 1024 characters",
+            ));
         }
         o.insert("MessageBody".into(), json!(body));
     }
@@ -535,7 +554,9 @@ fn condition(c: &Value) -> Result<(Condition, usize)> {
         let names: Vec<&str> = FIELDS.iter().map(|(f, _)| *f).collect();
         return Err(invalid("Conditions", format!("Condition field '{field}' must be one of {}", names.join(", "))));
     };
-    if c.get("RegexValues").is_some() || FIELDS.iter().any(|(_, cfg)| c.get(*cfg).and_then(|x| x.get("RegexValues")).is_some()) {
+    if c.get("RegexValues").is_some()
+        || FIELDS.iter().any(|(_, cfg)| c.get(*cfg).and_then(|x| x.get("RegexValues")).is_some())
+    {
         return Err(invalid("Conditions", "Regular-expression condition values (RegexValues) are not supported"));
     }
     if let Some((_, other)) = FIELDS.iter().find(|(_, cfg)| cfg != config_name && c.get(*cfg).is_some()) {
@@ -574,12 +595,16 @@ fn condition(c: &Value) -> Result<(Condition, usize)> {
             return Err(invalid("Conditions", format!("A '{field}' condition takes {config_name}, not Values")));
         }
         _ => {
-            let cfg = config.ok_or_else(|| invalid("Conditions", format!("A '{field}' condition requires {config_name}")))?;
+            let cfg =
+                config.ok_or_else(|| invalid("Conditions", format!("A '{field}' condition requires {config_name}")))?;
             let stored;
             match field {
                 "http-header" => {
                     let name = str_of(cfg, "HttpHeaderName").unwrap_or_default();
-                    if name.is_empty() || name.len() > 40 || !name.chars().all(|ch| ch.is_ascii_alphanumeric() || "-_!#$%&'*+.^`|~".contains(ch)) {
+                    if name.is_empty()
+                        || name.len() > 40
+                        || !name.chars().all(|ch| ch.is_ascii_alphanumeric() || "-_!#$%&'*+.^`|~".contains(ch))
+                    {
                         return Err(invalid("Conditions", format!("HTTP header name '{name}' is not valid")));
                     }
                     let vals = strings_of(cfg, "Values");
@@ -592,7 +617,10 @@ fn condition(c: &Value) -> Result<(Condition, usize)> {
                 "http-request-method" => {
                     let vals = strings_of(cfg, "Values");
                     for v in &vals {
-                        if v.is_empty() || v.len() > 40 || !v.chars().all(|ch| ch.is_ascii_uppercase() || ch == '_' || ch == '-') {
+                        if v.is_empty()
+                            || v.len() > 40
+                            || !v.chars().all(|ch| ch.is_ascii_uppercase() || ch == '_' || ch == '-')
+                        {
                             return Err(invalid("Conditions", format!("HTTP request method '{v}' is not valid")));
                         }
                     }
@@ -704,6 +732,7 @@ mod tests {
             .unwrap();
         let e = apply_health_check(&mut hc, &json!({"HealthCheckTimeoutSeconds": 10}), None).unwrap_err();
         assert!(e.to_string().contains("smaller than the interval"));
+        assert_eq!(hc.timeout_seconds, 9, "a refused change leaves the settings as they were");
         assert!(apply_health_check(&mut hc, &json!({"HealthCheckPath": "health"}), None).is_err());
         assert!(apply_health_check(&mut hc, &json!({"HealthCheckPort": "0"}), None).is_err());
         assert!(apply_health_check(&mut hc, &json!({"HealthCheckProtocol": "TCP"}), None).is_err());
@@ -753,7 +782,8 @@ mod tests {
             {"TargetGroupArn": "a", "Weight": 3}, {"TargetGroupArn": "b", "Weight": 0}]}});
         let a = actions("DefaultActions", &[weighted]).unwrap();
         assert_eq!(a[0].target_group_arn, None);
-        let over = json!({"Type": "forward", "ForwardConfig": {"TargetGroups": [{"TargetGroupArn": "a", "Weight": 1000}]}});
+        let over =
+            json!({"Type": "forward", "ForwardConfig": {"TargetGroups": [{"TargetGroupArn": "a", "Weight": 1000}]}});
         assert_eq!(code(actions("A", &[over]).unwrap_err()), "ValidationError");
         let dup = json!({"Type": "forward", "ForwardConfig": {"TargetGroups": [{"TargetGroupArn": "a"}, {"TargetGroupArn": "a"}]}});
         assert!(actions("A", &[dup]).is_err());
@@ -762,7 +792,8 @@ mod tests {
         assert!(actions("A", &[sticky]).is_err());
         assert_eq!(code(actions("A", &[json!({"Type": "forward"})]).unwrap_err()), "InvalidLoadBalancerAction");
         assert_eq!(code(actions("A", &[]).unwrap_err()), "ValidationError");
-        let two = [json!({"Type": "forward", "TargetGroupArn": "a"}), json!({"Type": "forward", "TargetGroupArn": "b"})];
+        let two =
+            [json!({"Type": "forward", "TargetGroupArn": "a"}), json!({"Type": "forward", "TargetGroupArn": "b"})];
         assert_eq!(code(actions("A", &two).unwrap_err()), "TooManyActions");
         let oidc = json!({"Type": "authenticate-oidc"});
         assert_eq!(code(actions("A", &[oidc]).unwrap_err()), "UnsupportedProtocol");
@@ -781,7 +812,9 @@ mod tests {
 
     #[test]
     fn fixed_responses() {
-        assert!(fixed_response(&json!({"StatusCode": "503", "ContentType": "text/plain", "MessageBody": "down"})).is_ok());
+        assert!(
+            fixed_response(&json!({"StatusCode": "503", "ContentType": "text/plain", "MessageBody": "down"})).is_ok()
+        );
         for bad in ["302", "600", "20", "2x0"] {
             assert!(fixed_response(&json!({"StatusCode": bad})).is_err(), "{bad}");
         }
@@ -794,19 +827,34 @@ mod tests {
         let c = conditions(&[json!({"Field": "path-pattern", "Values": ["/api/*"]})]).unwrap();
         assert_eq!(c[0].values, vec!["/api/*"]);
         assert_eq!(c[0].extra["PathPatternConfig"], json!({"Values": ["/api/*"]}));
-        let c = conditions(&[json!({"Field": "host-header", "HostHeaderConfig": {"Values": ["*.example.com"]}})]).unwrap();
+        let c =
+            conditions(&[json!({"Field": "host-header", "HostHeaderConfig": {"Values": ["*.example.com"]}})]).unwrap();
         assert_eq!(c[0].values, vec!["*.example.com"]);
         assert!(conditions(&[]).is_err());
         assert!(conditions(&[json!({"Field": "cookie", "Values": ["x"]})]).is_err());
         assert!(conditions(&[json!({"Field": "source-ip", "Values": ["10.0.0.0/8"]})]).is_err());
         assert!(conditions(&[json!({"Field": "source-ip", "SourceIpConfig": {"Values": ["10.0.0.0/33"]}})]).is_err());
-        assert!(conditions(&[json!({"Field": "source-ip", "SourceIpConfig": {"Values": ["10.0.0.0/8", "::1/128"]}})]).is_ok());
-        assert!(conditions(&[json!({"Field": "http-request-method", "HttpRequestMethodConfig": {"Values": ["get"]}})]).is_err());
-        assert!(conditions(&[json!({"Field": "http-header", "HttpHeaderConfig": {"HttpHeaderName": "X-Env", "Values": ["a"]}})]).is_ok());
-        assert!(conditions(&[json!({"Field": "query-string", "QueryStringConfig": {"Values": [{"Key": "v"}]}})]).is_err());
+        assert!(
+            conditions(&[json!({"Field": "source-ip", "SourceIpConfig": {"Values": ["10.0.0.0/8", "::1/128"]}})])
+                .is_ok()
+        );
+        assert!(
+            conditions(&[json!({"Field": "http-request-method", "HttpRequestMethodConfig": {"Values": ["get"]}})])
+                .is_err()
+        );
+        assert!(
+            conditions(&[
+                json!({"Field": "http-header", "HttpHeaderConfig": {"HttpHeaderName": "X-Env", "Values": ["a"]}})
+            ])
+            .is_ok()
+        );
+        assert!(
+            conditions(&[json!({"Field": "query-string", "QueryStringConfig": {"Values": [{"Key": "v"}]}})]).is_err()
+        );
         let six = json!({"Field": "path-pattern", "Values": ["/a", "/b", "/c", "/d", "/e", "/f"]});
         assert!(conditions(&[six]).is_err());
-        let twice = [json!({"Field": "path-pattern", "Values": ["/a"]}), json!({"Field": "path-pattern", "Values": ["/b"]})];
+        let twice =
+            [json!({"Field": "path-pattern", "Values": ["/a"]}), json!({"Field": "path-pattern", "Values": ["/b"]})];
         assert!(conditions(&twice).is_err());
         let headers = [
             json!({"Field": "http-header", "HttpHeaderConfig": {"HttpHeaderName": "A", "Values": ["1"]}}),
