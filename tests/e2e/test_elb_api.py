@@ -186,6 +186,15 @@ def test_load_balancer_validation_and_idempotent_create(elb, server):
     assert code_of(elb.describe_load_balancers, LoadBalancerArns=["arn:aws:s3:::bucket"])[0] == "ValidationError"
     assert snapshot(elb) == before
     elb.delete_load_balancer(LoadBalancerArn=missing)  # deleting what is gone succeeds, as on AWS
+    arn = lb["LoadBalancerArn"]
+    assert elb.set_security_groups(LoadBalancerArn=arn, SecurityGroups=["sg-9"])["SecurityGroupIds"] == ["sg-9"]
+    zones = elb.set_subnets(LoadBalancerArn=arn, Subnets=["subnet-x", "subnet-y", "subnet-z"])["AvailabilityZones"]
+    assert [z["SubnetId"] for z in zones] == ["subnet-x", "subnet-y", "subnet-z"]
+    got = elb.describe_load_balancers(LoadBalancerArns=[arn])["LoadBalancers"][0]
+    assert got["SecurityGroups"] == ["sg-9"] and got["AvailabilityZones"] == zones
+    assert code_of(elb.set_subnets, LoadBalancerArn=missing, Subnets=["subnet-x"])[0] == "LoadBalancerNotFound"
+    limits = {x["Name"]: x["Max"] for x in elb.describe_account_limits()["Limits"]}
+    assert limits["listeners-per-application-load-balancer"] == "50"
 
 
 def test_load_balancer_paging(elb):
@@ -498,6 +507,8 @@ def test_listener_errors_change_nothing(elb, server, tmp_path):
                           Certificates=[{"CertificateArn": str(cert)}])
     assert https["Certificates"] == [{"CertificateArn": str(cert)}]
     assert https["SslPolicy"] == "ELBSecurityPolicy-2016-08"
+    assert elb.describe_listener_certificates(ListenerArn=https["ListenerArn"])["Certificates"] == [
+        {"CertificateArn": str(cert), "IsDefault": True}]
     acm = f"arn:aws:acm:{REGION}:{ACCOUNT}:certificate/site-1"
     https2 = make_listener(elb, lb_arn, tg["TargetGroupArn"], Protocol="HTTPS", Certificates=[{"CertificateArn": acm}])
     assert https2["Certificates"] == [{"CertificateArn": acm}]

@@ -9,7 +9,7 @@ use wharf_store::{Compare, Op, Txn};
 use wharf_types::elb::certificate_files;
 
 /// ELBv2's limit of listeners per load balancer.
-const MAX_LISTENERS: usize = 50;
+pub(crate) const MAX_LISTENERS: usize = 50;
 const DEFAULT_SSL_POLICY: &str = "ELBSecurityPolicy-2016-08";
 
 /// Checks that every group `actions` forwards to exists and serves no other load balancer;
@@ -272,4 +272,18 @@ pub(crate) async fn delete(ctx: &Ctx, input: Value) -> Result<Value> {
         })
         .await?;
     Ok(json!({}))
+}
+
+/// The listener's certificates: its one default certificate (extra certificates for SNI are
+/// not supported).
+pub(crate) async fn describe_certificates(ctx: &Ctx, input: Value) -> Result<Value> {
+    let l = load_listener(ctx, required(&input, "ListenerArn")?).await?;
+    let out: Vec<Value> = l
+        .doc
+        .certificates
+        .iter()
+        .filter_map(|c| str_of(c, "CertificateArn"))
+        .map(|arn| json!({"CertificateArn": arn, "IsDefault": true}))
+        .collect();
+    Ok(json!({"Certificates": out}))
 }

@@ -50,31 +50,14 @@ pub(crate) async fn create(ctx: &Ctx, input: Value) -> Result<Value> {
     if ip_type != "ipv4" {
         return Err(Error::invalid("IpAddressType", format!("IP address type '{ip_type}' is not supported (ipv4)")));
     }
-    let mut subnets = strings_of(&input, "Subnets");
-    for m in list_of(&input, "SubnetMappings") {
-        if let Some(s) = str_of(m, "SubnetId") {
-            subnets.push(s.to_string());
-        }
-    }
+    let subnets = subnets_in(&input);
     let tags = tags_in(&input)?;
-    let zones: Vec<Value> = if subnets.is_empty() {
-        vec![json!({"ZoneName": format!("{}a", ctx.scope.region), "LoadBalancerAddresses": []})]
-    } else {
-        subnets
-            .iter()
-            .enumerate()
-            .map(|(i, s)| {
-                let zone = format!("{}{}", ctx.scope.region, char::from(b'a' + (i % 26) as u8));
-                json!({"ZoneName": zone, "SubnetId": s, "LoadBalancerAddresses": []})
-            })
-            .collect()
-    };
     let key = lb_key(ctx, name);
     let id = wharf_types::hex_id(16);
     let mut extra = Map::new();
     extra.insert("CanonicalHostedZoneId".into(), json!(HOSTED_ZONE_ID));
     extra.insert("VpcId".into(), json!(VPC_ID));
-    extra.insert("AvailabilityZones".into(), Value::Array(zones));
+    extra.insert("AvailabilityZones".into(), zones(ctx, &subnets));
     extra.insert("SecurityGroups".into(), json!(strings_of(&input, "SecurityGroups")));
     extra.insert("IpAddressType".into(), json!(ip_type));
     let lb = LoadBalancer {
@@ -228,4 +211,77 @@ pub(crate) async fn modify_attributes(ctx: &Ctx, input: Value) -> Result<Value> 
         })
         .await?;
     Ok(json!({"Attributes": attributes_out(&all)}))
+}
+
+/// Availability zones as AWS shows them for `subnets`: one zone per subnet, `<region>a`,
+/// `<region>b`, … (one zone without a subnet when none is given).
+fn zones(ctx: &Ctx, subnets: &[String]) -> Value {
+    if subnets.is_empty() {
+        return json!([{"ZoneName": format!("{}a", ctx.scope.region), "LoadBalancerAddresses": []}]);
+    }
+    Value::Array(
+        subnets
+            .iter()
+            .enumerate()
+            .map(|(i, s)| {
+                let zone = format!("{}{}", ctx.scope.region, char::from(b'a' + (i % 26) as u8));
+                json!({"ZoneName": zone, "SubnetId": s, "LoadBalancerAddresses": []})
+            })
+            .collect(),
+    )
+}
+
+fn subnets_in(input: &Value) -> Vec<String> {
+    let mut subnets = strings_of(input, "Subnets");
+    subnets.extend(list_of(input, "SubnetMappings").iter().filter_map(|m| str_of(m, "SubnetId")).map(str::to_string));
+    subnets
+}
+
+/// Rewrites one `extra` member of a load balancer (security groups, zones): they are echoed
+/// back, as Wharf has one flat network per host.
+async fn set_extra(ctx: &Ctx, arn: &str, key: &'static str, value: Value) -> Result<LoadBalancer> {
+    ctx.db
+        .update(|| {
+            let value = value.clone();
+            async move {
+                let mut lb = load_lb(ctx, arn).await?;
+                lb.doc.extra.insert(key.into(), value);
+                Ok((Some(cas_put(&lb.key, lb.rev, &lb.doc)?), lb.doc))
+            }
+        })
+        .await
+}
+
+pub(crate) async fn set_security_groups(ctx: &Ctx, input: Value) -> Result<Value> {
+    let arn = required(&input, "LoadBalancerArn")?;
+    let groups = strings_of(&input, "SecurityGroups");
+    let lb = set_extra(ctx, arn, "SecurityGroups", json!(groups)).await?;
+    Ok(json!({"SecurityGroupIds": lb.extra.get("SecurityGroups").cloned().unwrap_or_else(|| json!([]))}))
+}
+
+pub(crate) async fn set_subnets(ctx: &Ctx, input: Value) -> Result<Value> {
+    let arn = required(&input, "LoadBalancerArn")?;
+    if let Some(ip) = str_of(&input, "IpAddressType").filter(|t| *t != "ipv4") {
+        return Err(Error::invalid("IpAddressType", format!("IP address type '{ip}' is not supported (ipv4)")));
+    }
+    let subnets = subnets_in(&input);
+    if subnets.is_empty() {
+        return Err(Error::invalid("Subnets", "At least one subnet must be specified"));
+    }
+    let lb = set_extra(ctx, arn, "AvailabilityZones", zones(ctx, &subnets)).await?;
+    Ok(
+        json!({"AvailabilityZones": lb.extra.get("AvailabilityZones").cloned().unwrap_or_default(), "IpAddressType": "ipv4"}),
+    )
+}
+
+/// The limits Wharf enforces, under AWS's names.
+pub(crate) async fn describe_account_limits(_ctx: &Ctx, _input: Value) -> Result<Value> {
+    let limits = [
+        ("listeners-per-application-load-balancer", super::listeners::MAX_LISTENERS),
+        ("rules-per-application-load-balancer", super::rules::MAX_RULES),
+        ("target-groups-per-action-on-application-load-balancer", validate::MAX_FORWARD_GROUPS),
+        ("targets-per-application-load-balancer", super::targets::MAX_TARGETS),
+    ];
+    let out: Vec<Value> = limits.iter().map(|(n, m)| json!({"Name": n, "Max": m.to_string()})).collect();
+    Ok(json!({"Limits": out}))
 }

@@ -10,7 +10,7 @@ use wharf_store::{Compare, Op, Txn};
 use wharf_types::elb::Condition;
 
 /// ELBv2's default limit of rules per listener (the default rule not counted).
-const MAX_RULES: usize = 100;
+pub(crate) const MAX_RULES: usize = 100;
 
 fn rules_of(usage: &Usage, listener_arn: &str) -> Vec<Versioned<Rule>> {
     usage.rules.iter().filter(|r| r.doc.listener_arn == listener_arn).cloned().collect()

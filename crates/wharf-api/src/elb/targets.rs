@@ -10,7 +10,7 @@ use wharf_types::ecs::ContainerInstance;
 use wharf_types::elb::{Target, TargetHealth};
 
 /// ELBv2's limit of targets per target group.
-const MAX_TARGETS: usize = 1000;
+pub(crate) const MAX_TARGETS: usize = 1000;
 
 /// `(Id, Port)` of each `Targets` member, the group's port filling in a missing one.
 fn targets_in(input: &Value, tg: &TargetGroup) -> Result<Vec<(String, u16, Option<String>)>> {

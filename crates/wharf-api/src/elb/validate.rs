@@ -300,7 +300,7 @@ pub fn attributes_in(input: &Value, check: fn(&str, &str) -> Result<()>) -> Resu
 }
 
 const CONTENT_TYPES: &[&str] = &["text/plain", "text/css", "text/html", "application/javascript", "application/json"];
-const MAX_FORWARD_GROUPS: usize = 5;
+pub const MAX_FORWARD_GROUPS: usize = 5;
 
 fn action_error(msg: impl Into<String>) -> Error {
     Error::service("InvalidLoadBalancerAction", msg)
