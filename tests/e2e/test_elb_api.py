@@ -3,13 +3,15 @@ groups, load balancers, listeners, rules, targets, health states, attributes, ta
 and every error case with AWS's code, checking that a refused request changed nothing."""
 
 import json
+import socket
+import subprocess
 import tempfile
 import threading
 
 import pytest
 from botocore.exceptions import ClientError
 
-from conftest import ACCOUNT, REGION, Wharf
+from conftest import ACCOUNT, BIN, REGION, Wharf, docker
 from util import container_instance_resources, query, xml_error
 
 ELB = "elasticloadbalancing"
@@ -737,3 +739,39 @@ def test_concurrent_creates_one_wins(elb, server):
     assert sorted(r[0] for r in results) == ["err"] * 7 + ["ok"], results
     assert {r[1] for r in results if r[0] == "err"} == {"PriorityInUse"}
     assert [r["Priority"] for r in elb.describe_rules(ListenerArn=larn)["Rules"]] == ["7", "default"]
+
+
+# ---- with the data plane: reaching a listener by its DNSName ----
+
+
+def _has_data_plane():
+    r = subprocess.run([BIN, "up", "--help"], capture_output=True, text=True, timeout=30)
+    return "--lb-bind-ip" in r.stdout
+
+
+def free_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.mark.skipif(not _has_data_plane(), reason="this build has no load balancer data plane (wharf-lb)")
+def test_listener_is_reached_at_its_dns_name(server, elb, echo_image):
+    """The README's promise: `curl http://<DNSName>:<port>/` reaches a listener's targets, and
+    the CLI's target-in-service waiter sees the data plane's health checks."""
+    cid = docker("run", "-d", "--rm", "--label", "wharf-e2e=elb-api", echo_image).stdout.strip()
+    try:
+        ip = docker("inspect", "-f", "{{range .NetworkSettings.Networks}}{{.IPAddress}}{{end}}", cid).stdout.strip()
+        tg = make_tg(elb, HealthCheckIntervalSeconds=5, HealthCheckTimeoutSeconds=2, HealthyThresholdCount=2)
+        lb = make_lb(elb)
+        p = free_port()
+        make_listener(elb, lb["LoadBalancerArn"], tg["TargetGroupArn"], Port=p)
+        elb.register_targets(TargetGroupArn=tg["TargetGroupArn"], Targets=[{"Id": ip}])
+        assert server.aws("elbv2", "wait", "target-in-service", "--target-group-arn", tg["TargetGroupArn"]) is None
+        assert health(elb, tg["TargetGroupArn"]) == {(ip, 8080): ("healthy", None)}
+        r = subprocess.run(["curl", "-sS", "--max-time", "10", f"http://{lb['DNSName']}:{p}/"], capture_output=True,
+                           text=True, timeout=30)
+        assert r.returncode == 0, r.stderr
+        assert json.loads(r.stdout)["hostname"] == cid[:12]
+    finally:
+        docker("rm", "-f", cid, check=False)
