@@ -557,6 +557,55 @@ def test_listener_actions_describe_and_modify(elb):
     elb.delete_target_group(TargetGroupArn=a["TargetGroupArn"])
 
 
+def test_listener_paging_and_protocol_changes(elb, tmp_path):
+    tg = make_tg(elb)
+    lb = make_lb(elb)
+    arns = [make_listener(elb, lb["LoadBalancerArn"], tg["TargetGroupArn"])["ListenerArn"] for _ in range(3)]
+    seen, marker = [], None
+    while True:
+        page = elb.describe_listeners(LoadBalancerArn=lb["LoadBalancerArn"], PageSize=1,
+                                      **({"Marker": marker} if marker else {}))
+        assert len(page["Listeners"]) <= 1
+        seen += [x["ListenerArn"] for x in page["Listeners"]]
+        marker = page.get("NextMarker")
+        if not marker:
+            break
+    assert sorted(seen) == sorted(arns) and len(seen) == 3
+    before = snapshot(elb)
+    assert code_of(elb.modify_listener, ListenerArn=arns[0], Protocol="HTTPS")[0] == "ValidationError"
+    assert code_of(elb.modify_listener, ListenerArn=arns[0], Protocol="TCP")[0] == "UnsupportedProtocol"
+    taken = elb.describe_listeners(ListenerArns=[arns[1]])["Listeners"][0]["Port"]
+    assert code_of(elb.modify_listener, ListenerArn=arns[0], Port=taken)[0] == "DuplicateListener"
+    assert snapshot(elb) == before
+    cert = tmp_path / "c.pem"
+    cert.write_text("pem")
+    out = elb.modify_listener(ListenerArn=arns[0], Protocol="HTTPS",
+                              Certificates=[{"CertificateArn": str(cert)}])["Listeners"][0]
+    assert (out["Protocol"], out["Certificates"], out["SslPolicy"]) == ("HTTPS", [{"CertificateArn": str(cert)}],
+                                                                         "ELBSecurityPolicy-2016-08")
+    out = elb.modify_listener(ListenerArn=arns[0], Protocol="HTTP")["Listeners"][0]
+    assert out["Protocol"] == "HTTP" and "Certificates" not in out and "SslPolicy" not in out
+
+
+def test_resources_are_partitioned_by_region_but_ports_are_the_hosts(server, elb):
+    west = server.client("elbv2", region_name="us-west-2")
+    tg = make_tg(elb)
+    lb = make_lb(elb)
+    listener = make_listener(elb, lb["LoadBalancerArn"], tg["TargetGroupArn"])
+    assert code_of(west.describe_target_groups, Names=[tg["TargetGroupName"]])[0] == "TargetGroupNotFound"
+    assert code_of(west.describe_load_balancers, LoadBalancerArns=[lb["LoadBalancerArn"]])[0] == "LoadBalancerNotFound"
+    # The same names are free in another region.
+    west_tg = west.create_target_group(Name=tg["TargetGroupName"], Protocol="HTTP", Port=80,
+                                       TargetType="ip")["TargetGroups"][0]
+    assert ":us-west-2:" in west_tg["TargetGroupArn"]
+    west_lb = west.create_load_balancer(Name=lb["LoadBalancerName"])["LoadBalancers"][0]
+    assert west_lb["DNSName"].endswith(".us-west-2.elb.localhost")
+    # But a listener binds this host's port, whatever the region.
+    assert code_of(west.create_listener, LoadBalancerArn=west_lb["LoadBalancerArn"], Protocol="HTTP",
+                   Port=listener["Port"], DefaultActions=forward(west_tg["TargetGroupArn"]))[0] == \
+        "InvalidConfigurationRequest"
+
+
 # ---- rules ----
 
 

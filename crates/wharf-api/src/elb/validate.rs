@@ -144,7 +144,7 @@ pub fn apply_health_check(current: &mut HealthCheck, input: &Value, protocol_ver
         return Err(invalid(
             "HealthCheckTimeoutSeconds",
             format!(
-                "Health check timeout '{}' must be smaller than the interval '{}'",
+                "Health check interval must be greater than the timeout: timeout '{}' is not smaller than interval '{}'",
                 hc.timeout_seconds, hc.interval_seconds
             ),
         ));
@@ -731,7 +731,7 @@ mod tests {
         apply_health_check(&mut hc, &json!({"HealthCheckIntervalSeconds": 10, "HealthCheckTimeoutSeconds": 9}), None)
             .unwrap();
         let e = apply_health_check(&mut hc, &json!({"HealthCheckTimeoutSeconds": 10}), None).unwrap_err();
-        assert!(e.to_string().contains("smaller than the interval"));
+        assert!(e.to_string().contains("interval must be greater than the timeout"));
         assert_eq!(hc.timeout_seconds, 9, "a refused change leaves the settings as they were");
         assert!(apply_health_check(&mut hc, &json!({"HealthCheckPath": "health"}), None).is_err());
         assert!(apply_health_check(&mut hc, &json!({"HealthCheckPort": "0"}), None).is_err());
