@@ -322,3 +322,41 @@ pub struct Tag {
     #[serde(default)]
     pub value: String,
 }
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+    use std::path::{Path, PathBuf};
+
+    #[test]
+    fn certificate_arns_map_to_files() {
+        let data = Path::new("/var/lib/wharf");
+        assert_eq!(
+            certificate_files("/etc/ssl/site.pem", data).unwrap(),
+            (PathBuf::from("/etc/ssl/site.pem"), PathBuf::from("/etc/ssl/site.key"))
+        );
+        assert_eq!(
+            certificate_files("arn:aws:acm:us-east-1:123456789012:certificate/abc-123", data).unwrap(),
+            (PathBuf::from("/var/lib/wharf/certs/abc-123.pem"), PathBuf::from("/var/lib/wharf/certs/abc-123.key"))
+        );
+        assert_eq!(certificate_files("arn:aws:acm:us-east-1:1:certificate/../x", data), None);
+        assert_eq!(certificate_files("arn:aws:iam::1:server-certificate/x", data), None);
+        assert_eq!(certificate_files("site.pem", data), None);
+    }
+
+    #[test]
+    fn dns_names_are_localhost_names() {
+        assert_eq!(dns_name("Web", "0123456789abcdef", "eu-west-1"), "web-0123456789.eu-west-1.elb.localhost");
+    }
+
+    #[test]
+    fn stored_documents_keep_what_they_do_not_type() {
+        let l: Listener = serde_json::from_value(serde_json::json!({
+            "ListenerArn": "a", "LoadBalancerArn": "b", "Port": 80, "Protocol": "HTTP", "SslPolicy": "p"
+        }))
+        .unwrap();
+        assert_eq!((l.default_rule_arn, l.tags.len()), (None, 0));
+        assert_eq!(l.extra["SslPolicy"], "p");
+    }
+}
