@@ -195,6 +195,8 @@ def test_load_balancer_validation_and_idempotent_create(elb, server):
     got = elb.describe_load_balancers(LoadBalancerArns=[arn])["LoadBalancers"][0]
     assert got["SecurityGroups"] == ["sg-9"] and got["AvailabilityZones"] == zones
     assert code_of(elb.set_subnets, LoadBalancerArn=missing, Subnets=["subnet-x"])[0] == "LoadBalancerNotFound"
+    assert elb.set_ip_address_type(LoadBalancerArn=arn, IpAddressType="ipv4")["IpAddressType"] == "ipv4"
+    assert code_of(elb.set_ip_address_type, LoadBalancerArn=arn, IpAddressType="dualstack")[0] == "ValidationError"
     limits = {x["Name"]: x["Max"] for x in elb.describe_account_limits()["Limits"]}
     assert limits["listeners-per-application-load-balancer"] == "50"
 

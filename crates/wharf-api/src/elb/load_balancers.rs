@@ -86,7 +86,7 @@ pub(crate) async fn create(ctx: &Ctx, input: Value) -> Result<Value> {
         }
         return Err(Error::service(
             "DuplicateLoadBalancerName",
-            format!("A load balancer with the name '{name}' already exists"),
+            format!("A load balancer with the same name '{name}' exists, but with different settings"),
         ));
     }
 }
@@ -284,4 +284,13 @@ pub(crate) async fn describe_account_limits(_ctx: &Ctx, _input: Value) -> Result
     ];
     let out: Vec<Value> = limits.iter().map(|(n, m)| json!({"Name": n, "Max": m.to_string()})).collect();
     Ok(json!({"Limits": out}))
+}
+
+/// Only `ipv4` is served: anything else is refused, never silently ignored.
+pub(crate) async fn set_ip_address_type(ctx: &Ctx, input: Value) -> Result<Value> {
+    let lb = load_lb(ctx, required(&input, "LoadBalancerArn")?).await?;
+    match required(&input, "IpAddressType")? {
+        "ipv4" => Ok(json!({"IpAddressType": lb.doc.extra.get("IpAddressType").cloned().unwrap_or(json!("ipv4"))})),
+        other => Err(Error::invalid("IpAddressType", format!("IP address type '{other}' is not supported (ipv4)"))),
+    }
 }

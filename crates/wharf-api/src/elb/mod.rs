@@ -33,6 +33,7 @@ operations! {
     "ModifyLoadBalancerAttributes" => load_balancers::modify_attributes,
     "SetSecurityGroups" => load_balancers::set_security_groups,
     "SetSubnets" => load_balancers::set_subnets,
+    "SetIpAddressType" => load_balancers::set_ip_address_type,
     "DescribeAccountLimits" => load_balancers::describe_account_limits,
     "CreateTargetGroup" => target_groups::create,
     "DescribeTargetGroups" => target_groups::describe,
@@ -87,17 +88,17 @@ pub(crate) fn required<'a>(v: &'a Value, key: &str) -> Result<&'a str> {
 
 // ---- AWS errors ----
 
-pub(crate) fn lb_not_found() -> Error {
-    Error::service("LoadBalancerNotFound", "One or more load balancers not found")
+pub(crate) fn lb_not_found(arn: &str) -> Error {
+    Error::service("LoadBalancerNotFound", format!("Load balancer '{arn}' not found"))
 }
-pub(crate) fn tg_not_found() -> Error {
-    Error::service("TargetGroupNotFound", "One or more target groups not found")
+pub(crate) fn tg_not_found(arn: &str) -> Error {
+    Error::service("TargetGroupNotFound", format!("Target groups '{arn}' not found"))
 }
-pub(crate) fn listener_not_found() -> Error {
-    Error::service("ListenerNotFound", "One or more listeners not found")
+pub(crate) fn listener_not_found(arn: &str) -> Error {
+    Error::service("ListenerNotFound", format!("Listener '{arn}' not found"))
 }
-pub(crate) fn rule_not_found() -> Error {
-    Error::service("RuleNotFound", "One or more rules not found")
+pub(crate) fn rule_not_found(arn: &str) -> Error {
+    Error::service("RuleNotFound", format!("Rule '{arn}' not found"))
 }
 
 // ---- ARNs ----
@@ -136,12 +137,12 @@ impl Kind {
             Kind::Rule => "rule",
         }
     }
-    fn not_found(self) -> Error {
+    fn not_found(self, arn: &str) -> Error {
         match self {
-            Kind::LoadBalancer => lb_not_found(),
-            Kind::TargetGroup => tg_not_found(),
-            Kind::Listener => listener_not_found(),
-            Kind::Rule => rule_not_found(),
+            Kind::LoadBalancer => lb_not_found(arn),
+            Kind::TargetGroup => tg_not_found(arn),
+            Kind::Listener => listener_not_found(arn),
+            Kind::Rule => rule_not_found(arn),
         }
     }
     /// The kind an ARN names, if it is an ELBv2 ARN at all.
@@ -167,7 +168,7 @@ pub(crate) fn arn_parts(ctx: &Ctx, arn: &str, kind: Kind) -> Result<Vec<String>>
         return Err(bad());
     }
     if a.account != ctx.scope.account || a.region != ctx.scope.region {
-        return Err(kind.not_found());
+        return Err(kind.not_found(arn));
     }
     Ok(parts)
 }
@@ -218,28 +219,28 @@ pub(crate) async fn load_lb(ctx: &Ctx, arn: &str) -> Result<Versioned<LoadBalanc
     let p = arn_parts(ctx, arn, Kind::LoadBalancer)?;
     match ctx.db.get::<LoadBalancer>(&lb_key(ctx, &p[0])).await? {
         Some(d) if d.doc.load_balancer_arn == arn => Ok(d),
-        _ => Err(lb_not_found()),
+        _ => Err(lb_not_found(arn)),
     }
 }
 pub(crate) async fn load_tg(ctx: &Ctx, arn: &str) -> Result<Versioned<TargetGroup>> {
     let p = arn_parts(ctx, arn, Kind::TargetGroup)?;
     match ctx.db.get::<TargetGroup>(&tg_key(ctx, &p[0])).await? {
         Some(d) if d.doc.target_group_arn == arn => Ok(d),
-        _ => Err(tg_not_found()),
+        _ => Err(tg_not_found(arn)),
     }
 }
 pub(crate) async fn load_listener(ctx: &Ctx, arn: &str) -> Result<Versioned<Listener>> {
     let p = arn_parts(ctx, arn, Kind::Listener)?;
     match ctx.db.get::<Listener>(&listener_key(ctx, &p[2])).await? {
         Some(d) if d.doc.listener_arn == arn => Ok(d),
-        _ => Err(listener_not_found()),
+        _ => Err(listener_not_found(arn)),
     }
 }
 pub(crate) async fn load_rule(ctx: &Ctx, arn: &str) -> Result<Versioned<Rule>> {
     let p = arn_parts(ctx, arn, Kind::Rule)?;
     match ctx.db.get::<Rule>(&rule_key(ctx, &p[2], &p[3])).await? {
         Some(d) if d.doc.rule_arn == arn => Ok(d),
-        _ => Err(rule_not_found()),
+        _ => Err(rule_not_found(arn)),
     }
 }
 

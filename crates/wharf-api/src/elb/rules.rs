@@ -126,7 +126,7 @@ async fn find(ctx: &Ctx, arn: &str) -> Result<Found> {
             let p = arn_parts(ctx, arn, Kind::Rule)?;
             match ctx.db.get::<Listener>(&listener_key(ctx, &p[2])).await? {
                 Some(l) if l.doc.default_rule_arn.as_deref() == Some(arn) => Ok(Found::Default(l)),
-                _ => Err(rule_not_found()),
+                _ => Err(rule_not_found(arn)),
             }
         }
         Err(e) => Err(e),

@@ -24,7 +24,7 @@ async fn load(ctx: &Ctx, arn: &str) -> Result<Versioned<Value>> {
     };
     match ctx.db.get::<Value>(&key).await? {
         Some(d) if str_of(&d.doc, arn_field) == Some(arn) => Ok(d),
-        _ => Err(kind.not_found()),
+        _ => Err(kind.not_found(arn)),
     }
 }
 
