@@ -143,9 +143,13 @@ def test_seed003_with_the_cli(server):
     assert server.aws("elbv2", "wait", "load-balancer-available", "--load-balancer-arns", lb_arn) is None
     assert server.aws("elbv2", "describe-target-health", "--target-group-arn",
                       tg["TargetGroupArn"])["TargetHealthDescriptions"] == []
-    # A second create of port 80 on the same load balancer is a duplicate.
+    # Creating it again with the same settings answers the same listener, as on AWS; with
+    # other settings on the same port it is a duplicate.
+    again = server.aws("elbv2", "create-listener", "--protocol", "HTTP", "--port", "80", f"--load-balancer-arn={lb_arn}",
+                       "--default-actions", f"Type=forward,TargetGroupArn={tg['TargetGroupArn']}")["Listeners"][0]
+    assert again["ListenerArn"] == listener["ListenerArn"]
     err = server.aws("elbv2", "create-listener", "--protocol", "HTTP", "--port", "80", f"--load-balancer-arn={lb_arn}",
-                     "--default-actions", f"Type=forward,TargetGroupArn={tg['TargetGroupArn']}", check=False)
+                     "--default-actions", "Type=fixed-response,FixedResponseConfig={StatusCode=404}", check=False)
     assert "DuplicateListener" in err.stderr
     server.aws("elbv2", "delete-listener", "--listener-arn", listener["ListenerArn"])
     server.aws("elbv2", "delete-load-balancer", "--load-balancer-arn", lb_arn)
@@ -457,7 +461,8 @@ def test_listener_errors_change_nothing(elb, server, tmp_path):
         got, message = code_of(elb.create_listener, **args)
         assert got == code, (kw, got, message)
 
-    create("DuplicateListener", Port=listener["Port"])
+    create("DuplicateListener", Port=listener["Port"], DefaultActions=[
+        {"Type": "fixed-response", "FixedResponseConfig": {"StatusCode": "404"}}])
     create("InvalidConfigurationRequest", Port=elb.describe_listeners(
         LoadBalancerArn=other_lb["LoadBalancerArn"])["Listeners"][0]["Port"])
     create("TargetGroupNotFound", DefaultActions=forward(missing_tg))
@@ -781,8 +786,16 @@ def test_concurrent_creates_one_wins(elb, server):
     results = race(lambda c, i: c.create_listener(LoadBalancerArn=lbs[i % 4], Protocol="HTTP", Port=p,
                                                   DefaultActions=[{"Type": "fixed-response", "FixedResponseConfig": {
                                                       "StatusCode": "200"}}])["Listeners"][0]["ListenerArn"])
-    assert sorted(r[0] for r in results) == ["err"] * 7 + ["ok"], results
-    assert {r[1] for r in results if r[0] == "err"} <= {"DuplicateListener", "InvalidConfigurationRequest"}
+    # One load balancer gets the port (its other creates are identical, so they answer the
+    # same listener); every other load balancer is refused.
+    won = {r[1] for r in results if r[0] == "ok"}
+    assert len(won) == 1, results
+    winner = won.pop()
+    winner_lb = [x for x in lbs if winner.startswith(x.replace(":loadbalancer/", ":listener/") + "/")]
+    assert len(winner_lb) == 1
+    assert [r[0] for i, r in enumerate(results) if lbs[i % 4] == winner_lb[0]] == ["ok", "ok"], results
+    assert {r[1] for r in results if r[0] == "err"} == {"InvalidConfigurationRequest"}, results
+    assert sum(len(elb.describe_listeners(LoadBalancerArn=x)["Listeners"]) for x in lbs) == 1
 
     larn = make_listener(elb, make_lb(elb)["LoadBalancerArn"], tg["TargetGroupArn"])["ListenerArn"]
     results = race(lambda c, i: c.create_rule(ListenerArn=larn, Priority=7, Actions=forward(tg["TargetGroupArn"]),

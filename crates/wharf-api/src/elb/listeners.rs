@@ -118,6 +118,17 @@ pub(crate) async fn create(ctx: &Ctx, input: Value) -> Result<Value> {
             async move {
                 let lb = load_lb(ctx, &lb_arn).await?;
                 let usage = Usage::read(ctx).await?;
+                // AWS answers a repeated create with identical settings with the existing listener.
+                if let Some(same) = usage.listeners.iter().find(|l| {
+                    l.doc.load_balancer_arn == lb_arn
+                        && l.doc.port == port
+                        && l.doc.protocol == protocol
+                        && l.doc.certificates == certificates
+                        && l.doc.extra.get("SslPolicy").and_then(Value::as_str) == ssl_policy.as_deref()
+                        && l.doc.default_actions == actions
+                }) {
+                    return Ok((None, same.doc.clone()));
+                }
                 if usage.listeners.iter().filter(|l| l.doc.load_balancer_arn == lb_arn).count() >= MAX_LISTENERS {
                     return Err(Error::service(
                         "TooManyListeners",
