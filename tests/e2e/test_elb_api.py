@@ -427,17 +427,20 @@ def test_too_many_targets(elb):
 def test_instance_targets_must_be_container_instances(server, elb):
     ecs = server.client("ecs")
     ecs.create_cluster(clusterName="elb-c1")
-    ecs.register_container_instance(cluster="elb-c1", totalResources=container_instance_resources(),
-                                    instanceIdentityDocument=json.dumps({"instanceId": INSTANCE_ID, "region": REGION}))
+    for instance_id in (INSTANCE_ID, "host-a"):  # an identity document may carry any id
+        ecs.register_container_instance(cluster="elb-c1", totalResources=container_instance_resources(),
+                                        instanceIdentityDocument=json.dumps({"instanceId": instance_id,
+                                                                             "region": REGION}))
     tg = make_tg(elb, target_type="instance")
     arn = tg["TargetGroupArn"]
     elb.register_targets(TargetGroupArn=arn, Targets=[{"Id": INSTANCE_ID, "Port": 32768},
-                                                      {"Id": INSTANCE_ID, "Port": 32769}])
-    assert set(health(elb, arn)) == {(INSTANCE_ID, 32768), (INSTANCE_ID, 32769)}
+                                                      {"Id": INSTANCE_ID, "Port": 32769}, {"Id": "host-a"},
+                                                      {"Id": "i-0fffffffffffffff0"}])
+    assert set(health(elb, arn)) == {(INSTANCE_ID, 32768), (INSTANCE_ID, 32769), ("host-a", 8080),
+                                     ("i-0fffffffffffffff0", 8080)}
     before = snapshot(elb)
-    assert code_of(elb.register_targets, TargetGroupArn=arn,
-                   Targets=[{"Id": "i-0fffffffffffffff0"}])[0] == "InvalidTarget"
-    assert code_of(elb.register_targets, TargetGroupArn=arn, Targets=[{"Id": "10.0.0.1"}])[0] == "InvalidTarget"
+    for bad in ["10.0.0.1", "host-b", "i-XYZ", "i-0123"]:
+        assert code_of(elb.register_targets, TargetGroupArn=arn, Targets=[{"Id": bad}])[0] == "InvalidTarget", bad
     assert snapshot(elb) == before
 
 

@@ -65,7 +65,10 @@ pub(crate) async fn register(ctx: &Ctx, input: Value) -> Result<Value> {
                 for (id, _, zone) in &wanted {
                     let ok = match tg.doc.target_type.as_str() {
                         "ip" => validate::ip_target(id).is_ok(),
-                        _ => instances.contains(id),
+                        // Container instances register with whatever id their identity
+                        // document carries; an EC2-style id stands for a host the data plane
+                        // reaches through its instance address (loopback when none is known).
+                        _ => instances.contains(id) || validate::instance_id_form(id),
                     };
                     if !ok {
                         invalid.push(id.clone());
