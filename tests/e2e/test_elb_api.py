@@ -231,11 +231,14 @@ def test_load_balancer_attributes_and_deletion_protection(elb):
     assert attrs["idle_timeout.timeout_seconds"] == "60" and attrs["deletion_protection.enabled"] == "false"
     assert attrs["routing.http2.enabled"] == "true"
     out = elb.modify_load_balancer_attributes(LoadBalancerArn=arn, Attributes=[
-        {"Key": "idle_timeout.timeout_seconds", "Value": "120"}, {"Key": "deletion_protection.enabled", "Value": "true"}])
+        {"Key": "idle_timeout.timeout_seconds", "Value": "120"}, {"Key": "deletion_protection.enabled", "Value": "true"},
+        {"Key": "access_logs.s3.enabled", "Value": "false"}])
     assert {a["Key"]: a["Value"] for a in out["Attributes"]}["idle_timeout.timeout_seconds"] == "120"
     before = snapshot(elb)
     for bad in [("idle_timeout.timeout_seconds", "0"), ("idle_timeout.timeout_seconds", "4001"),
-                ("deletion_protection.enabled", "yes"), ("no.such.key", "1")]:
+                ("deletion_protection.enabled", "yes"), ("no.such.key", "1"),
+                # attributes of features Wharf does not have are accepted only at their defaults
+                ("access_logs.s3.enabled", "true"), ("routing.http2.enabled", "false")]:
         assert code_of(elb.modify_load_balancer_attributes, LoadBalancerArn=arn,
                        Attributes=[{"Key": bad[0], "Value": bad[1]}])[0] == "ValidationError", bad
     assert code_of(elb.delete_load_balancer, LoadBalancerArn=arn)[0] == "OperationNotPermitted"

@@ -261,8 +261,24 @@ pub fn load_balancer_attribute_defaults() -> BTreeMap<String, String> {
     .collect()
 }
 
+/// Load balancer attributes the load balancer acts on; the others are accepted only at their
+/// default value (so tools that send every attribute work, and nothing is silently ignored).
+const SERVED_LB_ATTRIBUTES: &[&str] = &["deletion_protection.enabled", "idle_timeout.timeout_seconds"];
+
 /// Checks one load balancer attribute.
 pub fn load_balancer_attribute(key: &str, v: &str) -> Result<()> {
+    load_balancer_attribute_value(key, v)?;
+    let default = load_balancer_attribute_defaults().remove(key).unwrap_or_default();
+    if !SERVED_LB_ATTRIBUTES.contains(&key) && v != default {
+        return Err(invalid(
+            "Attributes",
+            format!("Load balancer attribute '{key}' is supported only at its default value '{default}'"),
+        ));
+    }
+    Ok(())
+}
+
+fn load_balancer_attribute_value(key: &str, v: &str) -> Result<()> {
     match key {
         "access_logs.s3.bucket" | "access_logs.s3.prefix" => Ok(()),
         "access_logs.s3.enabled"
@@ -765,6 +781,9 @@ mod tests {
         assert!(load_balancer_attribute("idle_timeout.timeout_seconds", "4000").is_ok());
         assert!(load_balancer_attribute("idle_timeout.timeout_seconds", "0").is_err());
         assert!(load_balancer_attribute("deletion_protection.enabled", "true").is_ok());
+        assert!(load_balancer_attribute("access_logs.s3.enabled", "false").is_ok());
+        assert!(load_balancer_attribute("access_logs.s3.enabled", "true").is_err());
+        assert!(load_balancer_attribute("routing.http2.enabled", "false").is_err());
         assert!(load_balancer_attribute("routing.http.xff_header_processing.mode", "drop").is_err());
         assert!(load_balancer_attribute("x", "y").is_err());
         for (k, v) in load_balancer_attribute_defaults() {
