@@ -731,13 +731,16 @@ def test_tags_on_every_resource_type(elb):
     listener = make_listener(elb, lb["LoadBalancerArn"], tg["TargetGroupArn"])
     rule = elb.create_rule(ListenerArn=listener["ListenerArn"], Priority=1, Actions=forward(tg["TargetGroupArn"]),
                            Conditions=[{"Field": "path-pattern", "Values": ["/t"]}])["Rules"][0]
-    arns = [lb["LoadBalancerArn"], tg["TargetGroupArn"], listener["ListenerArn"], rule["RuleArn"]]
+    default_rule = elb.describe_rules(ListenerArn=listener["ListenerArn"])["Rules"][-1]["RuleArn"]
+    arns = [lb["LoadBalancerArn"], tg["TargetGroupArn"], listener["ListenerArn"], rule["RuleArn"], default_rule]
     elb.add_tags(ResourceArns=arns, Tags=[{"Key": "owner", "Value": "me"}, {"Key": "env", "Value": "dev"}])
+    elb.add_tags(ResourceArns=[default_rule], Tags=[{"Key": "only", "Value": "default-rule"}])
     tags = {d["ResourceArn"]: {t["Key"]: t["Value"] for t in d["Tags"]}
             for d in elb.describe_tags(ResourceArns=arns)["TagDescriptions"]}
     assert tags[lb["LoadBalancerArn"]] == {"env": "dev", "owner": "me"}
     assert tags[tg["TargetGroupArn"]] == {"team": "web", "owner": "me", "env": "dev"}
     assert tags[listener["ListenerArn"]] == tags[rule["RuleArn"]] == {"owner": "me", "env": "dev"}
+    assert tags[default_rule] == {"owner": "me", "env": "dev", "only": "default-rule"}
     elb.remove_tags(ResourceArns=arns, TagKeys=["owner"])
     tags = {d["ResourceArn"]: {t["Key"] for t in d["Tags"]} for d in elb.describe_tags(ResourceArns=arns)["TagDescriptions"]}
     assert tags[tg["TargetGroupArn"]] == {"team", "env"} and tags[rule["RuleArn"]] == {"env"}

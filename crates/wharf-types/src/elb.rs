@@ -204,7 +204,8 @@ pub struct Listener {
     pub certificates: Vec<Value>,
     #[serde(default)]
     pub default_actions: Vec<Action>,
-    /// The ARN DescribeRules shows for the listener's default rule (not stored as a rule).
+    /// The ARN DescribeRules shows for the listener's default rule (not stored as a rule; its
+    /// tags are kept in `extra["DefaultRuleTags"]`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub default_rule_arn: Option<String>,
     #[serde(default)]

@@ -8,14 +8,19 @@ use wharf_store::{Compare, Op, Txn};
 pub(crate) const MAX_TAGS: usize = 50;
 const MAX_ARNS: usize = 20;
 
-/// A resource's document as JSON (every kind keeps its tags under `Tags`).
-async fn load(ctx: &Ctx, arn: &str) -> Result<Versioned<Value>> {
+/// A resource's document as JSON and the member holding its tags: `Tags` for every kind,
+/// except a listener's default rule, whose tags live in its listener's `DefaultRuleTags`.
+async fn load(ctx: &Ctx, arn: &str) -> Result<(Versioned<Value>, &'static str)> {
     let (key, arn_field, kind) = match Kind::of(arn) {
         Some(k @ Kind::LoadBalancer) => (lb_key(ctx, &arn_parts(ctx, arn, k)?[0]), "LoadBalancerArn", k),
         Some(k @ Kind::TargetGroup) => (tg_key(ctx, &arn_parts(ctx, arn, k)?[0]), "TargetGroupArn", k),
         Some(k @ Kind::Listener) => (listener_key(ctx, &arn_parts(ctx, arn, k)?[2]), "ListenerArn", k),
         Some(k @ Kind::Rule) => {
             let p = arn_parts(ctx, arn, k)?;
+            let listener = ctx.db.get::<Value>(&listener_key(ctx, &p[2])).await?;
+            if let Some(l) = listener.filter(|l| str_of(&l.doc, "DefaultRuleArn") == Some(arn)) {
+                return Ok((l, "DefaultRuleTags"));
+            }
             (rule_key(ctx, &p[2], &p[3]), "RuleArn", k)
         }
         None => {
@@ -23,13 +28,13 @@ async fn load(ctx: &Ctx, arn: &str) -> Result<Versioned<Value>> {
         }
     };
     match ctx.db.get::<Value>(&key).await? {
-        Some(d) if str_of(&d.doc, arn_field) == Some(arn) => Ok(d),
+        Some(d) if str_of(&d.doc, arn_field) == Some(arn) => Ok((d, "Tags")),
         _ => Err(kind.not_found(arn)),
     }
 }
 
-fn tags_of(doc: &Value) -> Vec<Tag> {
-    doc.get("Tags").and_then(|t| serde_json::from_value(t.clone()).ok()).unwrap_or_default()
+fn tags_of(doc: &Value, field: &str) -> Vec<Tag> {
+    doc.get(field).and_then(|t| serde_json::from_value(t.clone()).ok()).unwrap_or_default()
 }
 
 fn arns_in(input: &Value) -> Result<Vec<String>> {
@@ -43,21 +48,26 @@ fn arns_in(input: &Value) -> Result<Vec<String>> {
     Ok(arns)
 }
 
-/// Rewrites the tags of every resource in `arns` with `change`, all or nothing.
+/// Rewrites the tags of every resource in `arns` with `change`, all or nothing. Resources
+/// sharing a document (a listener and its default rule) are changed in one copy of it.
 async fn retag(ctx: &Ctx, arns: Vec<String>, change: impl Fn(&mut Vec<Tag>) -> Result<()>) -> Result<()> {
     let change = &change;
     ctx.db
         .update(|| {
             let arns = arns.clone();
             async move {
-                let mut txn = Txn::default();
+                let mut docs: BTreeMap<String, (wharf_store::Revision, Value)> = BTreeMap::new();
                 for arn in &arns {
-                    let mut d = load(ctx, arn).await?;
-                    let mut tags = tags_of(&d.doc);
+                    let (d, field) = load(ctx, arn).await?;
+                    let (_, doc) = docs.entry(d.key.clone()).or_insert((d.rev, d.doc));
+                    let mut tags = tags_of(doc, field);
                     change(&mut tags)?;
-                    d.doc["Tags"] = serde_json::to_value(&tags).map_err(|e| Error::Internal(e.to_string()))?;
-                    txn.compares.push(Compare::ModRevision(d.key.clone(), d.rev));
-                    txn.ops.push(Op::put(d.key.clone(), encode(&d.doc)?));
+                    doc[field] = serde_json::to_value(&tags).map_err(|e| Error::Internal(e.to_string()))?;
+                }
+                let mut txn = Txn::default();
+                for (key, (rev, doc)) in docs {
+                    txn.compares.push(Compare::ModRevision(key.clone(), rev));
+                    txn.ops.push(Op::put(key, encode(&doc)?));
                 }
                 Ok((Some(txn), ()))
             }
@@ -104,8 +114,8 @@ pub(crate) async fn remove(ctx: &Ctx, input: Value) -> Result<Value> {
 pub(crate) async fn describe(ctx: &Ctx, input: Value) -> Result<Value> {
     let mut out = Vec::new();
     for arn in arns_in(&input)? {
-        let d = load(ctx, &arn).await?;
-        out.push(json!({"ResourceArn": arn, "Tags": tags_out(&tags_of(&d.doc))}));
+        let (d, field) = load(ctx, &arn).await?;
+        out.push(json!({"ResourceArn": arn, "Tags": tags_out(&tags_of(&d.doc, field))}));
     }
     Ok(json!({"TagDescriptions": out}))
 }
