@@ -142,23 +142,14 @@ pub(crate) async fn deregister(ctx: &Ctx, input: Value) -> Result<Value> {
                 let (tg, existing) = with_targets(ctx, &arn).await?;
                 let wanted = targets_in(&input, &tg.doc)?;
                 let by_key: BTreeMap<&str, &Versioned<Target>> = existing.iter().map(|t| (t.key.as_str(), t)).collect();
-                let missing: Vec<String> = wanted
-                    .iter()
-                    .filter(|(id, port, _)| !by_key.contains_key(target_key(ctx, &tg.doc, id, *port).as_str()))
-                    .map(|(id, port, _)| format!("{id}:{port}"))
-                    .collect();
-                if !missing.is_empty() {
-                    return Err(Error::service(
-                        "InvalidTarget",
-                        format!("The following targets are not registered in '{arn}': '{}'", missing.join("', '")),
-                    ));
-                }
                 // Draining only matters while a load balancer sends traffic to the group.
                 let in_use = Usage::read(ctx).await?.in_use(&arn);
                 let mut txn = Txn { compares: vec![Compare::ModRevision(tg.key.clone(), tg.rev)], ops: vec![] };
                 let now = wharf_types::now();
                 for (id, port, _) in wanted {
                     let key = target_key(ctx, &tg.doc, &id, port);
+                    // As on AWS, a target that is not registered (or not on that port) is
+                    // left alone without an error.
                     let Some(t) = by_key.get(key.as_str()) else { continue };
                     if txn.compares.iter().any(|c| matches!(c, Compare::ModRevision(k, _) if *k == key)) {
                         continue;
