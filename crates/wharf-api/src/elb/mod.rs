@@ -373,3 +373,48 @@ pub(crate) async fn page<T: serde::de::DeserializeOwned>(
     let next = if more { docs.last().map(|d| d.key.clone()) } else { None };
     Ok((docs, next))
 }
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+
+    #[test]
+    fn arns_nest_as_aws_spells_them() {
+        let ctx = Ctx::in_memory("123456789012", "us-east-1");
+        let lb = lb_arn(&ctx, "web", "0123456789abcdef");
+        assert_eq!(lb, "arn:aws:elasticloadbalancing:us-east-1:123456789012:loadbalancer/app/web/0123456789abcdef");
+        let l = listener_arn(&lb, "1111222233334444");
+        assert_eq!(
+            l,
+            "arn:aws:elasticloadbalancing:us-east-1:123456789012:listener/app/web/0123456789abcdef/1111222233334444"
+        );
+        let r = rule_arn(&l, "5555666677778888");
+        assert!(r.ends_with(":listener-rule/app/web/0123456789abcdef/1111222233334444/5555666677778888"));
+        assert_eq!(last_segment(&r), "5555666677778888");
+        assert_eq!(Kind::of(&lb), Some(Kind::LoadBalancer));
+        assert_eq!(Kind::of(&l), Some(Kind::Listener));
+        assert_eq!(Kind::of(&r), Some(Kind::Rule));
+        assert_eq!(Kind::of(&tg_arn(&ctx, "tg", "ab")), Some(Kind::TargetGroup));
+        assert_eq!(Kind::of("arn:aws:ecs:us-east-1:1:cluster/x"), None);
+        assert_eq!(
+            arn_parts(&ctx, &r, Kind::Rule).unwrap(),
+            ["web", "0123456789abcdef", "1111222233334444", "5555666677778888"]
+        );
+    }
+
+    #[test]
+    fn malformed_arns_are_validation_errors_and_foreign_ones_not_found() {
+        let ctx = Ctx::in_memory("123456789012", "us-east-1");
+        let code = |e: Error| match e {
+            Error::InvalidParameter { .. } => "ValidationError",
+            Error::Service { code, .. } => code,
+            _ => "other",
+        };
+        for bad in ["x", "arn:aws:elasticloadbalancing:us-east-1:123456789012:loadbalancer/app/web", "arn:aws:s3:::b"] {
+            assert_eq!(code(arn_parts(&ctx, bad, Kind::LoadBalancer).unwrap_err()), "ValidationError", "{bad}");
+        }
+        let west = "arn:aws:elasticloadbalancing:us-west-2:123456789012:targetgroup/tg/0123456789abcdef";
+        assert_eq!(code(arn_parts(&ctx, west, Kind::TargetGroup).unwrap_err()), "TargetGroupNotFound");
+    }
+}
