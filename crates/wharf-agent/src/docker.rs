@@ -169,7 +169,8 @@ impl ContainerRuntime for DockerRuntime {
                 // several registries has one repo digest per repository), else the first.
                 let (repo, _) = split_image(image);
                 let digests = i.repo_digests.unwrap_or_default();
-                let pick = digests.iter().find(|d| d.split_once('@').is_some_and(|(r, _)| r == repo)).or(digests.first());
+                let pick =
+                    digests.iter().find(|d| d.split_once('@').is_some_and(|(r, _)| r == repo)).or(digests.first());
                 Ok(pick.and_then(|d| d.split_once('@').map(|(_, h)| h.to_string())).or(i.id))
             }
             Err(e) if is_not_found(&e) => Ok(None),

@@ -104,8 +104,10 @@ mod tests {
         assert_eq!(preview["summary"]["expiringImageTotalCount"], 3);
         assert_eq!(r.activate().await.changed, 3);
         assert_eq!(r.activate().await.changed, 0);
-        let listed = call("ListImages", json!({"repositoryName": "app", "filter": {"tagStatus": "TAGGED"}})).await.unwrap();
-        let mut tags: Vec<&str> = listed["imageIds"].as_array().unwrap().iter().map(|i| i["imageTag"].as_str().unwrap()).collect();
+        let listed =
+            call("ListImages", json!({"repositoryName": "app", "filter": {"tagStatus": "TAGGED"}})).await.unwrap();
+        let mut tags: Vec<&str> =
+            listed["imageIds"].as_array().unwrap().iter().map(|i| i["imageTag"].as_str().unwrap()).collect();
         tags.sort();
         assert_eq!(tags, ["v3", "v4"]);
         // Expired tags are gone with their images; the untagged image was not selected.

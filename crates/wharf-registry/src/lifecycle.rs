@@ -61,7 +61,9 @@ pub struct Policy {
 
 /// What is wrong with a policy text, worded for `InvalidParameterException`.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("Invalid parameter at 'LifecyclePolicyText' failed to satisfy constraint: 'Lifecycle policy validation failure: {0}'")]
+#[error(
+    "Invalid parameter at 'LifecyclePolicyText' failed to satisfy constraint: 'Lifecycle policy validation failure: {0}'"
+)]
 pub struct PolicyError(pub String);
 
 fn fail<T>(why: impl Into<String>) -> Result<T, PolicyError> {
@@ -135,8 +137,10 @@ fn parse_rule(v: &Value) -> Result<Rule, PolicyError> {
         return fail(format!("rule {priority}: selection is required"));
     };
     for key in sel.keys() {
-        if !matches!(key.as_str(), "tagStatus" | "tagPrefixList" | "tagPatternList" | "countType" | "countUnit" | "countNumber")
-        {
+        if !matches!(
+            key.as_str(),
+            "tagStatus" | "tagPrefixList" | "tagPatternList" | "countType" | "countUnit" | "countNumber"
+        ) {
             return fail(format!("rule {priority}: unknown selection property '{key}'"));
         }
     }
@@ -187,7 +191,9 @@ fn parse_rule(v: &Value) -> Result<Rule, PolicyError> {
         Some(kind @ ("sinceImagePushed" | "sinceImagePulled")) => {
             match unit.and_then(Value::as_str) {
                 Some("days") => {}
-                Some(other) => return fail(format!("rule {priority}: countUnit '{other}' is not supported; use 'days'")),
+                Some(other) => {
+                    return fail(format!("rule {priority}: countUnit '{other}' is not supported; use 'days'"));
+                }
                 None => return fail(format!("rule {priority}: countUnit is required with countType {kind}")),
             }
             if kind == "sinceImagePushed" { Count::SincePushedDays(number) } else { Count::SincePulledDays(number) }
@@ -302,7 +308,8 @@ mod tests {
 
     #[test]
     fn keeps_only_the_newest_n() {
-        let p = policy(json!([rule(1, json!({"tagStatus": "any", "countType": "imageCountMoreThan", "countNumber": 2}))]));
+        let p =
+            policy(json!([rule(1, json!({"tagStatus": "any", "countType": "imageCountMoreThan", "countNumber": 2}))]));
         let images = [img("a", &["1"], 4.0), img("b", &["2"], 3.0), img("c", &[], 2.0), img("d", &["4"], 1.0)];
         assert_eq!(digests(&evaluate(&p, &images, NOW)), ["a", "b"]);
     }
@@ -322,8 +329,14 @@ mod tests {
     #[test]
     fn aws_example_a() {
         let p = policy(json!([
-            rule(1, json!({"tagStatus": "tagged", "tagPrefixList": ["prod"], "countType": "imageCountMoreThan", "countNumber": 1})),
-            rule(2, json!({"tagStatus": "tagged", "tagPrefixList": ["beta"], "countType": "imageCountMoreThan", "countNumber": 1})),
+            rule(
+                1,
+                json!({"tagStatus": "tagged", "tagPrefixList": ["prod"], "countType": "imageCountMoreThan", "countNumber": 1})
+            ),
+            rule(
+                2,
+                json!({"tagStatus": "tagged", "tagPrefixList": ["beta"], "countType": "imageCountMoreThan", "countNumber": 1})
+            ),
         ]));
         let images =
             [img("A", &["beta-1", "prod-1"], 10.0), img("B", &["beta-2", "prod-2"], 9.0), img("C", &["beta-3"], 8.0)];
@@ -335,8 +348,14 @@ mod tests {
     #[test]
     fn aws_example_b() {
         let p = policy(json!([
-            rule(1, json!({"tagStatus": "tagged", "tagPrefixList": ["alpha", "beta"], "countType": "imageCountMoreThan", "countNumber": 1})),
-            rule(2, json!({"tagStatus": "tagged", "tagPrefixList": ["beta"], "countType": "imageCountMoreThan", "countNumber": 1})),
+            rule(
+                1,
+                json!({"tagStatus": "tagged", "tagPrefixList": ["alpha", "beta"], "countType": "imageCountMoreThan", "countNumber": 1})
+            ),
+            rule(
+                2,
+                json!({"tagStatus": "tagged", "tagPrefixList": ["beta"], "countType": "imageCountMoreThan", "countNumber": 1})
+            ),
         ]));
         let images = [
             img("A", &["alpha-1", "beta-1", "gamma-1"], 10.0),
@@ -413,7 +432,10 @@ mod tests {
                     .collect();
                 if with_any {
                     let n = out.len() as i64 + 1;
-                    out.push(rule(n, json!({"tagStatus": "any", "countType": "imageCountMoreThan", "countNumber": any_n})));
+                    out.push(rule(
+                        n,
+                        json!({"tagStatus": "any", "countType": "imageCountMoreThan", "countNumber": any_n}),
+                    ));
                 }
                 policy(Value::Array(out))
             },

@@ -62,7 +62,9 @@ async fn resolve(ctx: &Ctx, repo: &str, id: &ImageId) -> Result<std::result::Res
             return Ok(Err(Failure("MissingDigestAndTag", why.into())));
         }
         (Some(d), _) if !digest_is_valid(d) => {
-            let why = format!("Invalid request parameters: image digest should satisfy the regex '[a-zA-Z0-9-_+.]+:[a-fA-F0-9]+' (got '{d}')");
+            let why = format!(
+                "Invalid request parameters: image digest should satisfy the regex '[a-zA-Z0-9-_+.]+:[a-fA-F0-9]+' (got '{d}')"
+            );
             return Ok(Err(Failure("InvalidImageDigest", why)));
         }
         (digest, Some(tag)) => match ctx.db.get::<TagRef>(&keys::tag(account, region, repo, tag)).await? {
@@ -94,6 +96,10 @@ fn detail(ctx: &Ctx, image: &Image) -> Value {
     v
 }
 
+fn has_tags(i: &Image) -> bool {
+    !i.image_tags.is_empty()
+}
+
 fn tag_filter(filter: &Option<Value>) -> Result<Option<bool>> {
     match filter.as_ref().and_then(|f| f.get("tagStatus")).and_then(Value::as_str) {
         None | Some("ANY") => Ok(None),
@@ -121,7 +127,7 @@ pub async fn list(ctx: &Ctx, v: Value) -> Result<Value> {
     let limit = max_results(req.max_results, 100, 1000)?;
     let prefix = keys::images(&ctx.scope.account, &ctx.scope.region, &req.repository_name);
     let (images, next) = scan::<Image, Image>(&ctx.db, &prefix, req.next_token.as_deref(), limit, false, |i| {
-        tagged.is_none_or(|t| t == !i.image_tags.is_empty()).then(|| i.clone())
+        tagged.is_none_or(|t| t == has_tags(i)).then(|| i.clone())
     })
     .await?;
     let mut ids = Vec::new();
@@ -174,7 +180,7 @@ pub async fn describe(ctx: &Ctx, v: Value) -> Result<Value> {
     let limit = max_results(req.max_results, 100, 1000)?;
     let prefix = keys::images(&ctx.scope.account, &ctx.scope.region, name);
     let (details, next) = scan::<Image, Value>(&ctx.db, &prefix, req.next_token.as_deref(), limit, false, |i| {
-        tagged.is_none_or(|t| t == !i.image_tags.is_empty()).then(|| detail(ctx, i))
+        tagged.is_none_or(|t| t == has_tags(i)).then(|| detail(ctx, i))
     })
     .await?;
     Ok(with_token(json!({ "imageDetails": details }), next))
@@ -203,7 +209,7 @@ pub async fn batch_get(ctx: &Ctx, v: Value) -> Result<Value> {
             }
         };
         if let Some(accepted) = &req.accepted_media_types
-            && !accepted.iter().any(|m| *m == image.image_manifest_media_type)
+            && !accepted.contains(&image.image_manifest_media_type)
         {
             let why = format!(
                 "Requested image's manifest media type {} is not in the accepted media types",
@@ -266,7 +272,9 @@ pub async fn batch_delete(ctx: &Ctx, v: Value) -> Result<Value> {
         }
         let outcome = match &id.image_tag {
             // By tag: that tag goes; the image too when it was its last.
-            Some(tag) => storage::untag(ctx, name, tag).await.map(|_| vec![json!({"imageDigest": digest, "imageTag": tag})]),
+            Some(tag) => {
+                storage::untag(ctx, name, tag).await.map(|_| vec![json!({"imageDigest": digest, "imageTag": tag})])
+            }
             None => storage::delete_image(ctx, name, &digest).await.map(|gone| {
                 if gone.image_tags.is_empty() {
                     vec![json!({"imageDigest": digest})]
@@ -310,10 +318,14 @@ struct PutRequest {
 /// The media type a manifest declares (`mediaType`), if any.
 fn declared_media_type(manifest: &str) -> Result<Option<String>> {
     let doc: Value = serde_json::from_str(manifest).map_err(|e| {
-        invalid(format!("Invalid parameter at 'imageManifest' failed to satisfy constraint: 'Invalid JSON syntax: {e}'"))
+        invalid(format!(
+            "Invalid parameter at 'imageManifest' failed to satisfy constraint: 'Invalid JSON syntax: {e}'"
+        ))
     })?;
     if !doc.is_object() {
-        return Err(invalid("Invalid parameter at 'imageManifest' failed to satisfy constraint: 'must be a JSON object'"));
+        return Err(invalid(
+            "Invalid parameter at 'imageManifest' failed to satisfy constraint: 'must be a JSON object'",
+        ));
     }
     Ok(doc.get("mediaType").and_then(Value::as_str).map(str::to_string))
 }
@@ -344,7 +356,9 @@ pub async fn put(ctx: &Ctx, v: Value) -> Result<Value> {
     {
         return Err(Error::service(
             "ImageDigestDoesNotMatchException",
-            format!("Invalid parameter at 'imageDigest' failed to satisfy constraint: 'the manifest's digest is {digest}, not {expected}'"),
+            format!(
+                "Invalid parameter at 'imageDigest' failed to satisfy constraint: 'the manifest's digest is {digest}, not {expected}'"
+            ),
         ));
     }
     let (account, region) = (&ctx.scope.account, &ctx.scope.region);
@@ -355,7 +369,9 @@ pub async fn put(ctx: &Ctx, v: Value) -> Result<Value> {
         let tag = req.image_tag.as_deref().map(|t| format!(" and tag '{t}'")).unwrap_or_default();
         return Err(Error::service(
             "ImageAlreadyExistsException",
-            format!("Image with digest '{digest}'{tag} already exists in the repository with name '{name}' in the registry with id '{account}'"),
+            format!(
+                "Image with digest '{digest}'{tag} already exists in the repository with name '{name}' in the registry with id '{account}'"
+            ),
         ));
     }
     if let Some(tag) = &req.image_tag
@@ -365,14 +381,9 @@ pub async fn put(ctx: &Ctx, v: Value) -> Result<Value> {
     {
         return Err(tag_already_exists(name, tag));
     }
-    let image = storage::put_manifest(
-        ctx,
-        name,
-        bytes::Bytes::copy_from_slice(bytes),
-        &media_type,
-        req.image_tag.as_deref(),
-    )
-    .await?;
+    let image =
+        storage::put_manifest(ctx, name, bytes::Bytes::copy_from_slice(bytes), &media_type, req.image_tag.as_deref())
+            .await?;
     let mut out = head(ctx, name);
     let mut id = BTreeMap::new();
     id.insert("imageDigest", json!(image.image_digest));

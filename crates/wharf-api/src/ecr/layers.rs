@@ -30,10 +30,14 @@ pub async fn check_availability(ctx: &Ctx, v: Value) -> Result<Value> {
         if d.is_empty() {
             failures.push(json!({"layerDigest": d, "failureCode": "MissingLayerDigest", "failureReason": "Layer digest is missing"}));
         } else if !digest_is_valid(d) {
-            failures.push(json!({"layerDigest": d, "failureCode": "InvalidLayerDigest", "failureReason": "Invalid layer digest"}));
+            failures.push(
+                json!({"layerDigest": d, "failureCode": "InvalidLayerDigest", "failureReason": "Invalid layer digest"}),
+            );
         } else {
             match storage::blob_size(ctx, name, d).await? {
-                Some(size) => layers.push(json!({"layerDigest": d, "layerAvailability": "AVAILABLE", "layerSize": size})),
+                Some(size) => {
+                    layers.push(json!({"layerDigest": d, "layerAvailability": "AVAILABLE", "layerSize": size}))
+                }
                 None => layers.push(json!({"layerDigest": d, "layerAvailability": "UNAVAILABLE"})),
             }
         }
@@ -74,7 +78,10 @@ pub async fn upload_part(ctx: &Ctx, v: Value) -> Result<Value> {
         .decode(&req.layer_part_blob)
         .map_err(|_| invalid("Invalid parameter at 'layerPartBlob' failed to satisfy constraint: 'must be base64'"))?;
     let bad_part = |why: String| {
-        Error::service("InvalidLayerPartException", format!("The layer part is not valid for upload {}: {why}", req.upload_id))
+        Error::service(
+            "InvalidLayerPartException",
+            format!("The layer part is not valid for upload {}: {why}", req.upload_id),
+        )
     };
     let described = (req.part_last_byte + 1).checked_sub(req.part_first_byte);
     if described != Some(bytes.len() as u64) {
@@ -106,7 +113,9 @@ pub async fn complete(ctx: &Ctx, v: Value) -> Result<Value> {
     let name = &req.repository_name;
     load_repository(ctx, req.registry_id.as_deref(), name).await?;
     let [digest] = req.layer_digests.as_slice() else {
-        return Err(invalid("Invalid parameter at 'layerDigests' failed to satisfy constraint: 'must contain exactly one digest'"));
+        return Err(invalid(
+            "Invalid parameter at 'layerDigests' failed to satisfy constraint: 'must contain exactly one digest'",
+        ));
     };
     if !digest_is_valid(digest) {
         return Err(Error::service("InvalidLayerException", format!("Invalid layer digest '{digest}'")));

@@ -49,7 +49,10 @@ fn check_tags(tags: &[Value], existing: usize) -> Result<()> {
             ));
         }
         if t.get("Value").and_then(Value::as_str).is_some_and(|v| v.len() > 256) {
-            return Err(Error::service("InvalidTagParameterException", "Tag values must be at most 256 characters long."));
+            return Err(Error::service(
+                "InvalidTagParameterException",
+                "Tag values must be at most 256 characters long.",
+            ));
         }
     }
     if existing > MAX_TAGS {
@@ -226,12 +229,10 @@ async fn modify<R>(
 ) -> Result<(Repository, R)> {
     let change = &change;
     ctx.db
-        .update(|| {
-            async move {
-                let mut repo = load_repository(ctx, registry_id, name).await?;
-                let out = change(&mut repo.doc)?;
-                Ok((Some(cas_put(&repo.key, repo.rev, &repo.doc)?), (repo.doc, out)))
-            }
+        .update(|| async move {
+            let mut repo = load_repository(ctx, registry_id, name).await?;
+            let out = change(&mut repo.doc)?;
+            Ok((Some(cas_put(&repo.key, repo.rev, &repo.doc)?), (repo.doc, out)))
         })
         .await
 }
@@ -294,7 +295,9 @@ struct PolicyRequest {
 /// A repository policy must be an IAM policy document: a JSON object with a `Statement`.
 fn check_repository_policy(text: &str) -> Result<()> {
     let bad = |why: &str| {
-        invalid(format!("Invalid parameter at 'PolicyText' failed to satisfy constraint: 'Invalid repository policy provided: {why}'"))
+        invalid(format!(
+            "Invalid parameter at 'PolicyText' failed to satisfy constraint: 'Invalid repository policy provided: {why}'"
+        ))
     };
     let doc: Value = serde_json::from_str(text).map_err(|e| bad(&format!("not valid JSON ({e})")))?;
     let Some(obj) = doc.as_object() else { return Err(bad("the policy must be a JSON object")) };
@@ -402,7 +405,10 @@ pub async fn untag_resource(ctx: &Ctx, v: Value) -> Result<Value> {
     let req: TagRequest = input(v)?;
     let name = repository_of_arn(ctx, &req.resource_arn)?;
     if let Some(k) = req.tag_keys.iter().find(|k| k.to_ascii_lowercase().starts_with("aws:")) {
-        return Err(Error::service("InvalidTagParameterException", format!("Tag key '{k}' uses the reserved prefix 'aws:'.")));
+        return Err(Error::service(
+            "InvalidTagParameterException",
+            format!("Tag key '{k}' uses the reserved prefix 'aws:'."),
+        ));
     }
     modify(ctx, None, &name, |r| {
         r.tags.retain(|t| !t.get("Key").and_then(Value::as_str).is_some_and(|k| req.tag_keys.iter().any(|x| x == k)));
@@ -415,11 +421,8 @@ pub async fn untag_resource(ctx: &Ctx, v: Value) -> Result<Value> {
 pub async fn list_tags_for_resource(ctx: &Ctx, v: Value) -> Result<Value> {
     let req: TagRequest = input(v)?;
     let name = repository_of_arn(ctx, &req.resource_arn)?;
-    let repo = ctx
-        .db
-        .get::<Repository>(&repo_key(ctx, &name))
-        .await?
-        .ok_or_else(|| repository_not_found(ctx, &name))?;
+    let repo =
+        ctx.db.get::<Repository>(&repo_key(ctx, &name)).await?.ok_or_else(|| repository_not_found(ctx, &name))?;
     Ok(json!({ "tags": repo.doc.tags }))
 }
 

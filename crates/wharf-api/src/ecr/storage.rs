@@ -113,7 +113,10 @@ pub(super) async fn upload_part(ctx: &Ctx, repo: &str, upload: &str, first_byte:
 
 pub(super) async fn complete_upload(ctx: &Ctx, repo: &str, upload: &str, digest: &str) -> Result<String> {
     let (a, r) = scope(ctx);
-    ctx.registry.complete_upload(a, r, repo, upload, digest).await.map_err(|e| ecr_error(e, Op::CompleteLayerUpload))?;
+    ctx.registry
+        .complete_upload(a, r, repo, upload, digest)
+        .await
+        .map_err(|e| ecr_error(e, Op::CompleteLayerUpload))?;
     Ok(digest.to_string())
 }
 
