@@ -38,7 +38,19 @@ impl Endpoint {
 
     /// `POST /` for ECS operation `op`, signed now for service `ecs` in us-east-1.
     pub fn signed(&self, op: &str, body: &Bytes) -> anyhow::Result<Request<Full<Bytes>>> {
-        let target = format!("{TARGET_PREFIX}.{op}");
+        self.signed_for("ecs", TARGET_PREFIX, op, body)
+    }
+
+    /// `POST /` for operation `op` of the JSON service with `target_prefix`, signed now for
+    /// `signing_name` in us-east-1.
+    pub fn signed_for(
+        &self,
+        signing_name: &str,
+        target_prefix: &str,
+        op: &str,
+        body: &Bytes,
+    ) -> anyhow::Result<Request<Full<Bytes>>> {
+        let target = format!("{target_prefix}.{op}");
         let mut req = Request::builder()
             .method(Method::POST)
             .uri("/")
@@ -49,7 +61,7 @@ impl Endpoint {
         let params = v4::SigningParams::builder()
             .identity(&self.identity)
             .region(REGION)
-            .name("ecs")
+            .name(signing_name)
             .time(SystemTime::now())
             .settings(SigningSettings::default())
             .build()?

@@ -3,9 +3,11 @@
 //! * `bench-api`: Wharf's ECS API against moto's server (see docs/benchmarks.md).
 //! * `bench-agent`: the agent's start overhead against Docker, its memory, awslogs throughput.
 //! * `bench-scheduler`: placing one service of 10,000 tasks on 1,000 instances.
+//! * `bench-registry`: docker push and pull of a 512 MB image, Wharf against Distribution.
 
 mod bench_agent;
 mod bench_api;
+mod bench_registry;
 mod bench_scheduler;
 mod client;
 mod servers;
@@ -33,6 +35,9 @@ enum Task {
     /// Benchmark placement at scale: 1,000 instances registered through the API (no agents),
     /// one service of 10,000 tasks, time until all are placed.
     BenchScheduler(bench_scheduler::Args),
+    /// Benchmark the registry: docker push and pull of a 512 MB image of several layers to
+    /// Wharf and to Debian's docker-registry (Distribution 2.8), with the servers' memory.
+    BenchRegistry(bench_registry::Args),
 }
 
 fn main() -> ExitCode {
@@ -41,6 +46,7 @@ fn main() -> ExitCode {
         Task::BenchApi(args) => bench_api::run(args),
         Task::BenchAgent(args) => bench_agent::run(args),
         Task::BenchScheduler(args) => bench_scheduler::run(args),
+        Task::BenchRegistry(args) => bench_registry::run(args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -107,10 +107,14 @@ pub async fn run(args: ServerArgs, embedded: Option<EmbeddedAgent>) -> anyhow::R
         shutdown_rx.clone(),
     ));
     let scheduler = tokio::spawn(wharf_controllers::drive(
-        wharf_controllers::ServiceScheduler::new(db.clone(), logs.clone(), registry),
+        wharf_controllers::ServiceScheduler::new(db.clone(), logs.clone(), registry.clone()),
         store.clone(),
         shutdown_rx.clone(),
     ));
+    let registry_maintenance = {
+        let (registry, shutdown) = (registry.clone(), shutdown_rx.clone());
+        tokio::spawn(async move { registry.maintain(wharf_registry::GC_GRACE, shutdown).await })
+    };
     let liveness = tokio::spawn(wharf_controllers::drive(
         wharf_controllers::InstanceLiveness::new(db, agent_timeout),
         store.clone(),
@@ -193,6 +197,7 @@ pub async fn run(args: ServerArgs, embedded: Option<EmbeddedAgent>) -> anyhow::R
         let _ = agent.await;
     }
     let _ = retention.await;
+    let _ = registry_maintenance.await;
     let _ = ecr_lifecycle.await;
     store.close();
     say!("Wharf stopped.");
@@ -323,6 +328,10 @@ fn protocol_of(method: &Method, headers: &HeaderMap, query: Option<&str>) -> Opt
 }
 
 async fn handle(app: Arc<App>, req: Request<Incoming>) -> Result<Response<Body>, Infallible> {
+    // The registry streams its bodies (blobs): it must come before the 1 MiB collection below.
+    if wharf_registry::distribution::is_registry_path(req.uri().path()) {
+        return Ok(wharf_registry::distribution::handle(&app.registry, req).await);
+    }
     let rid = request_id();
     let (parts, body) = req.into_parts();
     if parts.uri.path() == "/healthz" {
