@@ -250,8 +250,8 @@ pub fn run(args: Args) -> anyhow::Result<()> {
     let mut results: Vec<(&str, Transfer, Transfer)> = Vec::new();
     for i in 0..args.rounds.max(1) {
         for (name, host, pid) in [("distribution", &dist_host, dist.0.id()), ("wharf", &wharf_host, wharf.pid())] {
-            let (push, pull) = round(host, pid, &tar, &env)
-                .with_context(|| format!("round {} against {name}", i + 1))?;
+            let (push, pull) =
+                round(host, pid, &tar, &env).with_context(|| format!("round {} against {name}", i + 1))?;
             println!("round {} {name}: push {:.2} s, pull {:.2} s", i + 1, push.secs, pull.secs);
             results.push((name, push, pull));
         }
@@ -267,7 +267,10 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         bail!("no results");
     };
     println!();
-    println!("docker push/pull of a {} MB image ({} layers), best of {} round(s):", args.size_mb, args.layers, args.rounds);
+    println!(
+        "docker push/pull of a {} MB image ({} layers), best of {} round(s):",
+        args.size_mb, args.layers, args.rounds
+    );
     print_row("distribution push", &dp, mb);
     print_row("wharf push", &wp, mb);
     print_row("distribution pull", &dl, mb);

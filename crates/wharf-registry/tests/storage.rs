@@ -20,11 +20,8 @@ async fn registry_with(repo: &str, mutability: &str) -> (Registry, tempfile::Tem
     let dir = tempfile::tempdir().unwrap();
     let store = SqliteStore::open(dir.path().join("db")).unwrap();
     let reg = Registry::open(&dir.path().join("registry"), store, "127.0.0.1:5000").unwrap();
-    let doc = Repository {
-        repository_name: repo.into(),
-        image_tag_mutability: mutability.into(),
-        ..Default::default()
-    };
+    let doc =
+        Repository { repository_name: repo.into(), image_tag_mutability: mutability.into(), ..Default::default() };
     reg.create_repository(A, R, doc).await.unwrap();
     (reg, dir)
 }
@@ -55,7 +52,11 @@ async fn uploads_check_order_and_digest_and_publish_atomically() {
     assert!(matches!(err, RegistryError::UploadRange { offset: 6, first: 0 }), "{err:?}");
     reg.upload_part(A, R, "app", &id, 6, Bytes::from_static(b"world")).await.unwrap();
     assert_eq!(reg.upload_offset(A, R, "app", &id).await.unwrap(), 11);
-    assert_eq!(reg.blob_size(A, R, "app", &digest(b"hello world")).await.unwrap(), None, "not visible before completion");
+    assert_eq!(
+        reg.blob_size(A, R, "app", &digest(b"hello world")).await.unwrap(),
+        None,
+        "not visible before completion"
+    );
     reg.complete_upload(A, R, "app", &id, &digest(b"hello world")).await.unwrap();
     assert_eq!(reg.blob_size(A, R, "app", &digest(b"hello world")).await.unwrap(), Some(11));
     assert!(matches!(reg.upload_offset(A, R, "app", &id).await, Err(RegistryError::UploadUnknown(_))));
