@@ -33,8 +33,8 @@ pub struct Args {
     /// Number of layers.
     #[arg(long, default_value_t = 4)]
     layers: usize,
-    /// Push/pull rounds per registry (the best of them is compared).
-    #[arg(long, default_value_t = 1)]
+    /// Push/pull rounds per registry, alternating which goes first (the best is compared).
+    #[arg(long, default_value_t = 2)]
     rounds: usize,
     /// The Distribution binary to compare with.
     #[arg(long, default_value = "/usr/bin/docker-registry")]
@@ -249,7 +249,12 @@ pub fn run(args: Args) -> anyhow::Result<()> {
 
     let mut results: Vec<(&str, Transfer, Transfer)> = Vec::new();
     for i in 0..args.rounds.max(1) {
-        for (name, host, pid) in [("distribution", &dist_host, dist.0.id()), ("wharf", &wharf_host, wharf.pid())] {
+        let mut order = [("distribution", &dist_host, dist.0.id()), ("wharf", &wharf_host, wharf.pid())];
+        if i % 2 == 1 {
+            // Alternate who goes first: the machine warms up (page cache, CPU frequency) as it runs.
+            order.reverse();
+        }
+        for (name, host, pid) in order {
             let (push, pull) =
                 round(host, pid, &tar, &env).with_context(|| format!("round {} against {name}", i + 1))?;
             println!("round {} {name}: push {:.2} s, pull {:.2} s", i + 1, push.secs, pull.secs);
