@@ -515,6 +515,7 @@ def test_lifecycle_policy_expires_all_but_the_newest(wharf, ecr):
         return sorted(i.get("imageTag", "-") for i in ecr.list_images(repositoryName="lifecycle")["imageIds"])
 
     wait_for(lambda: tags() == ["-", "v2", "v3"], timeout=30)
+    wait_for(lambda: "lastEvaluatedAt" in ecr.get_lifecycle_policy(repositoryName="lifecycle"), timeout=30)
     # A new push expires the oldest remaining tagged one.
     api_push(ecr, "lifecycle", "v4", "build 4")
     wait_for(lambda: tags() == ["-", "v3", "v4"], timeout=30)

@@ -214,8 +214,12 @@ pub async fn delete(ctx: &Ctx, v: Value) -> Result<Value> {
         Error::Service { code: "RepositoryNotFoundException", .. } => repository_not_found(ctx, name),
         other => other,
     })?;
-    // The last preview is the repository's too (best effort: a stale one is only a preview).
-    let preview = Txn { compares: vec![], ops: vec![Op::delete(super::preview_key(ctx, name))] };
+    // The last preview and evaluation are the repository's too (best effort: stale ones are
+    // only informational).
+    let preview = Txn {
+        compares: vec![],
+        ops: vec![Op::delete(super::preview_key(ctx, name)), Op::delete(super::lifecycle::evaluated_key_of(ctx, name))],
+    };
     ctx.db.commit(preview).await?;
     Ok(json!({ "repository": repo }))
 }
