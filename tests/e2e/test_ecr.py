@@ -558,6 +558,15 @@ class Docker:
         assert r.returncode == 0, r.stderr
         assert "Login Succeeded" in r.stdout
 
+    def login_legacy(self):
+        """Seed 003's form: `$(aws ecr get-login --no-include-email)` (AWS CLI v1)."""
+        aws = wharf_aws_bin()
+        cmd = f"$('{aws}' --endpoint-url {self.wharf.endpoint} ecr get-login --no-include-email)"
+        r = subprocess.run(["bash", "-c", cmd], capture_output=True, text=True, env={**self.wharf.env(), **self.env},
+                           timeout=120)
+        assert r.returncode == 0, r.stderr
+        assert "Login Succeeded" in r.stdout
+
     def image(self, ref, content):
         """A one-layer image `ref` made locally (`docker import` of a tar holding `content`)."""
         buf = io.BytesIO()
@@ -672,7 +681,7 @@ def test_tag_immutability_on_api_and_docker_push(ecr, registry):
     uri = ecr.create_repository(repositoryName="frozen", imageTagMutability="IMMUTABLE_WITH_EXCLUSION",
                                 imageTagMutabilityExclusionFilters=[{"filterType": "WILDCARD", "filter": "latest"}]
                                 )["repository"]["repositoryUri"]
-    registry.login()
+    registry.login_legacy()
     registry.push(registry.image(f"{uri}:v1", "first"))
     registry.push(registry.image(f"{uri}:latest", "first-latest"))
     # Moving an immutable tag: docker push gets a 4xx, PutImage ImageTagAlreadyExistsException.
