@@ -480,6 +480,21 @@ def test_list_and_describe_images_filter_and_page(wharf, ecr):
         if not token:
             break
     assert len(seen) == 6 and pages == 3
+    # maxResults counts image ids: an image with three tags spans pages.
+    m1 = ecr.batch_get_image(repositoryName="many", imageIds=[{"imageTag": "t1"}])["images"][0]["imageManifest"]
+    for extra in ("a", "b"):
+        ecr.put_image(repositoryName="many", imageManifest=m1, imageTag=extra)
+    seen, token, sizes = [], None, []
+    while True:
+        out = ecr.list_images(repositoryName="many", maxResults=2, **({"nextToken": token} if token else {}))
+        seen += out["imageIds"]
+        sizes.append(len(out["imageIds"]))
+        token = out.get("nextToken")
+        if not token:
+            break
+    assert sizes == [2, 2, 2, 2], sizes
+    assert len({json.dumps(i, sort_keys=True) for i in seen}) == 8
+    ecr.batch_delete_image(repositoryName="many", imageIds=[{"imageTag": "a"}, {"imageTag": "b"}])
     paginator = ecr.get_paginator("describe_images")
     pages = [p["imageDetails"] for p in paginator.paginate(repositoryName="many", PaginationConfig={"PageSize": 4})]
     assert [len(p) for p in pages] == [4, 2]
