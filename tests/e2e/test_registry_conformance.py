@@ -438,3 +438,15 @@ def test_content_management_ecr_sees_registry_pushes(wharf, reg):
     assert detail["imageDigest"] == sha256(body)
     assert detail["imageSizeInBytes"] == 8
     assert "lastRecordedPullTime" in detail
+
+
+def test_auth_presigned_download_urls(wharf, reg):
+    desc = reg.push_blob("conf/repo", b"fetch me without credentials")
+    url = wharf.client("ecr").get_download_url_for_layer(repositoryName="conf/repo",
+                                                         layerDigest=desc["digest"])["downloadUrl"]
+    r = requests.get(url, timeout=10)
+    assert r.status_code == 200 and r.content == b"fetch me without credentials"
+    # The signature covers the path and the expiry.
+    other = reg.push_blob("conf/repo", b"another blob")
+    assert requests.get(url.replace(desc["digest"], other["digest"]), timeout=10).status_code == 401
+    assert requests.get(url.replace("X-Wharf-Expires=", "X-Wharf-Expires=9"), timeout=10).status_code == 401

@@ -75,6 +75,16 @@ mod tests {
     }
 
     #[test]
+    fn elbv2_errors_are_sender_faults_with_their_own_codes() {
+        let e = wire_error(&Error::service("PriorityInUse", "taken"), "elasticloadbalancing", Protocol::Query);
+        assert_eq!((e.status, e.code, e.sender_fault), (400, "PriorityInUse", true));
+        let e = wire_error(&Error::invalid("Port", "bad"), "elasticloadbalancing", Protocol::Query);
+        assert_eq!((e.status, e.code, e.sender_fault), (400, "ValidationError", true));
+        let e = wire_error(&Error::Internal("disk".into()), "elasticloadbalancing", Protocol::Query);
+        assert_eq!((e.status, e.code, e.sender_fault), (500, "InternalFailure", false));
+    }
+
+    #[test]
     fn logs_errors_use_cloudwatch_logs_codes() {
         let code = |e: &Error| wire_error(e, "logs", Protocol::Json).code;
         assert_eq!(code(&Error::invalid("retentionInDays", "bad")), "InvalidParameterException");

@@ -198,6 +198,54 @@ mod tests {
         assert!(matches!(decode_input(&model, &req), Err(Error::InvalidParameter { field, .. }) if field == "Port"));
     }
 
+    #[test]
+    fn walks_elbv2_nesting_lists_in_structures_in_lists() {
+        let model = Model::from_json(
+            r#"{
+          "metadata": {"apiVersion": "2015-12-01", "protocol": "query", "endpointPrefix": "elasticloadbalancing"},
+          "operations": {"CreateRule": {"input": {"shape": "In"}}},
+          "shapes": {
+            "In": {"type": "structure", "members": {"Actions": {"shape": "Actions"}, "Conditions": {"shape": "Conds"}}},
+            "Actions": {"type": "list", "member": {"shape": "Action"}},
+            "Action": {"type": "structure", "members": {"Type": {"shape": "S"}, "ForwardConfig": {"shape": "Fwd"}}},
+            "Fwd": {"type": "structure", "members": {"TargetGroups": {"shape": "Tgs"}}},
+            "Tgs": {"type": "list", "member": {"shape": "Tg"}},
+            "Tg": {"type": "structure", "members": {"TargetGroupArn": {"shape": "S"}, "Weight": {"shape": "I"}}},
+            "Conds": {"type": "list", "member": {"shape": "Cond"}},
+            "Cond": {"type": "structure", "members": {"Field": {"shape": "S"}, "Values": {"shape": "Strs"},
+              "QueryStringConfig": {"shape": "Qs"}}},
+            "Qs": {"type": "structure", "members": {"Values": {"shape": "Kvs"}}},
+            "Kvs": {"type": "list", "member": {"shape": "Kv"}},
+            "Kv": {"type": "structure", "members": {"Key": {"shape": "S"}, "Value": {"shape": "S"}}},
+            "Strs": {"type": "list", "member": {"shape": "S"}},
+            "I": {"type": "integer"},
+            "S": {"type": "string"}
+          }}"#,
+        )
+        .unwrap();
+        let body = "Action=CreateRule&Actions.member.1.Type=forward\
+                    &Actions.member.1.ForwardConfig.TargetGroups.member.2.TargetGroupArn=b\
+                    &Actions.member.1.ForwardConfig.TargetGroups.member.2.Weight=0\
+                    &Actions.member.1.ForwardConfig.TargetGroups.member.1.TargetGroupArn=a\
+                    &Actions.member.1.ForwardConfig.TargetGroups.member.1.Weight=3\
+                    &Conditions.member.1.Field=path-pattern&Conditions.member.1.Values.member.1=%2Fapi%2F*\
+                    &Conditions.member.2.Field=query-string\
+                    &Conditions.member.2.QueryStringConfig.Values.member.1.Key=v\
+                    &Conditions.member.2.QueryStringConfig.Values.member.1.Value=2";
+        let v = decode_input(&model, &parse_form(body.as_bytes()).unwrap()).unwrap();
+        assert_eq!(
+            v,
+            json!({
+                "Actions": [{"Type": "forward", "ForwardConfig": {"TargetGroups": [
+                    {"TargetGroupArn": "a", "Weight": 3}, {"TargetGroupArn": "b", "Weight": 0}]}}],
+                "Conditions": [
+                    {"Field": "path-pattern", "Values": ["/api/*"]},
+                    {"Field": "query-string", "QueryStringConfig": {"Values": [{"Key": "v", "Value": "2"}]}}
+                ]
+            })
+        );
+    }
+
     proptest::proptest! {
         #[test]
         fn never_panics(body in "[A-Za-z0-9.=&%]{0,300}") {

@@ -59,6 +59,15 @@ impl TokenKey {
         (base64::engine::general_purpose::STANDARD.encode(format!("AWS:{password}")), expires_at)
     }
 
+    /// A signature for a pre-signed URL: `claim` names the account, region, path and expiry.
+    pub(crate) fn sign(&self, claim: &str) -> String {
+        self.mac(&format!("presign|{claim}"))
+    }
+
+    pub(crate) fn check_signature(&self, claim: &str, signature: &str) -> bool {
+        bool::from(self.sign(claim).as_bytes().ct_eq(signature.as_bytes()))
+    }
+
     pub(crate) fn verify(&self, password: &str, now: u64) -> Option<TokenScope> {
         let (claim, mac) = password.rsplit_once('.')?;
         if !bool::from(self.mac(claim).as_bytes().ct_eq(mac.as_bytes())) {

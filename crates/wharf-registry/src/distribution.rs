@@ -276,7 +276,11 @@ where
         Route::Catalog => Some("registry:catalog:*".to_string()),
         _ => None,
     };
-    let Some(scope) = authenticate(reg, &parts.headers) else {
+    let presigned = || match (&route, &parts.method) {
+        (Route::Blob(..), &Method::GET | &Method::HEAD) => reg.verify_presigned(parts.uri.path(), &q),
+        _ => None,
+    };
+    let Some(scope) = authenticate(reg, &parts.headers).or_else(presigned) else {
         return Ok(unauthorized(reg, &parts.headers, repo_scope));
     };
     let (account, region) = (scope.account.as_str(), scope.region.as_str());
@@ -465,15 +469,13 @@ async fn get_manifest(
         return Err(RegistryError::ImageNotFound(r.to_string()).into());
     };
     let len = bytes.len();
-    let mut resp = if head {
-        base(StatusCode::OK, Full::new(Bytes::new()).boxed())
-    } else {
-        // Before answering, so ECR shows the pull as soon as the client has the manifest.
-        if let Err(e) = reg.record_pull(account, region, name, &image.image_digest).await {
-            tracing::debug!(error = %e, "could not record a pull");
-        }
-        base(StatusCode::OK, Full::new(bytes).boxed())
-    };
+    // Before answering, so ECR shows the pull as soon as the client has the manifest. A HEAD
+    // counts: Docker's engine resolves a tag with HEAD and skips the GET when it already holds
+    // the image, which is still a pull from the registry's point of view.
+    if let Err(e) = reg.record_pull(account, region, name, &image.image_digest).await {
+        tracing::debug!(error = %e, "could not record a pull");
+    }
+    let mut resp = base(StatusCode::OK, Full::new(if head { Bytes::new() } else { bytes }).boxed());
     set(&mut resp, "content-type", &image.image_manifest_media_type);
     set(&mut resp, "content-length", &len.to_string());
     set(&mut resp, "docker-content-digest", &image.image_digest);

@@ -21,7 +21,8 @@
 //! [`Registry::referrers`].
 //!
 //! Blobs and layer uploads: [`Registry::blob_size`] (BatchCheckLayerAvailability),
-//! [`Registry::read_blob`] (GetDownloadUrlForLayer / `GET`), [`Registry::delete_blob`],
+//! [`Registry::read_blob`] (`GET`), [`Registry::download_url`] (GetDownloadUrlForLayer: a
+//! pre-signed URL valid for an hour), [`Registry::delete_blob`],
 //! [`Registry::mount_blob`], [`Registry::start_upload`] (InitiateLayerUpload),
 //! [`Registry::upload_part`] (UploadLayerPart: bytes at `partFirstByte`),
 //! [`Registry::append_upload`] (streaming), [`Registry::upload_offset`],
@@ -177,11 +178,45 @@ impl Registry {
         self.inner.tokens.mint(account, region, auth::now_secs() + auth::TOKEN_TTL_SECS)
     }
 
+    /// A pre-signed URL to download blob `digest` of `repo` without credentials for the next
+    /// hour (ECR's GetDownloadUrlForLayer; S3 pre-signed URLs in AWS).
+    pub fn download_url(&self, account: &str, region: &str, repo: &str, digest: &str) -> String {
+        let expires = auth::now_secs() + 3600;
+        let path = format!("/v2/{repo}/blobs/{digest}");
+        let signature = self.inner.tokens.sign(&presign_claim(account, region, &path, expires));
+        format!(
+            "http://{}{path}?X-Wharf-Account={account}&X-Wharf-Region={region}&X-Wharf-Expires={expires}&X-Wharf-Signature={signature}",
+            self.inner.host
+        )
+    }
+
+    /// The account and region a pre-signed URL for `path` was made for, if genuine and unexpired.
+    pub(crate) fn verify_presigned(
+        &self,
+        path: &str,
+        query: &std::collections::HashMap<String, String>,
+    ) -> Option<auth::TokenScope> {
+        let account = query.get("X-Wharf-Account")?;
+        let region = query.get("X-Wharf-Region")?;
+        let expires: u64 = query.get("X-Wharf-Expires")?.parse().ok()?;
+        let signature = query.get("X-Wharf-Signature")?;
+        let genuine = self.inner.tokens.check_signature(&presign_claim(account, region, path, expires), signature);
+        (genuine && expires > auth::now_secs()).then(|| auth::TokenScope {
+            account: account.clone(),
+            region: region.clone(),
+            expires_at: expires,
+        })
+    }
+
     /// The account and region a registry password (the part after `AWS:`) was minted for,
     /// if it is genuine and unexpired.
     pub fn verify_password(&self, password: &str) -> Option<auth::TokenScope> {
         self.inner.tokens.verify(password, auth::now_secs())
     }
+}
+
+fn presign_claim(account: &str, region: &str, path: &str, expires: u64) -> String {
+    format!("{account}|{region}|{path}|{expires}")
 }
 
 use serde::{Deserialize, Serialize};

@@ -42,6 +42,62 @@ pub mod keys {
     pub fn health_of(account: &str, region: &str, tg_name: &str) -> String {
         format!("/elb/health/{account}/{region}/{tg_name}/")
     }
+    /// Every listener of one account and region.
+    pub fn listeners(account: &str, region: &str) -> String {
+        format!("/elb/listener/{account}/{region}/")
+    }
+    /// Every rule of one account and region.
+    pub fn rules(account: &str, region: &str) -> String {
+        format!("/elb/rule/{account}/{region}/")
+    }
+    /// Every rule of one listener (the default rule is not stored: it is the listener's
+    /// `DefaultActions`).
+    pub fn rules_of(account: &str, region: &str, listener_id: &str) -> String {
+        format!("/elb/rule/{account}/{region}/{listener_id}/")
+    }
+    pub fn load_balancers(account: &str, region: &str) -> String {
+        format!("/elb/lb/{account}/{region}/")
+    }
+    pub fn target_groups(account: &str, region: &str) -> String {
+        format!("/elb/tg/{account}/{region}/")
+    }
+    /// The claim on host port `port`: its value is the ARN of the one listener (of any
+    /// account) that binds it, so two listeners can never be created on the same port.
+    pub fn listener_port(port: u16) -> String {
+        format!("/elb/port/{port:05}")
+    }
+}
+
+/// `elb.localhost` names resolve to loopback in curl and browsers: a listener on port P of a
+/// load balancer is reachable at `http://<DNSName>:P/` on the machine whose bind address is
+/// loopback or unspecified (the default).
+pub const DNS_SUFFIX: &str = "elb.localhost";
+
+/// The DNS name of load balancer `name` with ARN id `id`, as `<name>-<id>.<region>.elb.localhost`.
+pub fn dns_name(name: &str, id: &str, region: &str) -> String {
+    format!("{}-{}.{region}.{DNS_SUFFIX}", name.to_ascii_lowercase(), &id[..id.len().min(10)])
+}
+
+/// Where the PEM files of a listener certificate live. `CertificateArn` is either
+/// - an absolute path to a PEM file holding the certificate chain and, in the same file or
+///   beside it as `<stem>.key`, the private key; or
+/// - an ACM-style ARN `arn:aws:acm:<region>:<account>:certificate/<id>`: the files are
+///   `<data-dir>/certs/<id>.pem` (chain, optionally with the key) and `<data-dir>/certs/<id>.key`.
+///
+/// Returns `(certificate chain, private key)` paths; the key path may not exist when the
+/// chain file carries the key too. `None` when `arn` is neither form.
+pub fn certificate_files(arn: &str, data_dir: &std::path::Path) -> Option<(std::path::PathBuf, std::path::PathBuf)> {
+    if arn.starts_with('/') {
+        let pem = std::path::PathBuf::from(arn);
+        let key = pem.with_extension("key");
+        return Some((pem, key));
+    }
+    let id = arn.strip_prefix("arn:")?.split(':').nth(4)?.strip_prefix("certificate/")?;
+    if id.is_empty() || !id.chars().all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_') {
+        return None;
+    }
+    let dir = data_dir.join("certs");
+    Some((dir.join(format!("{id}.pem")), dir.join(format!("{id}.key"))))
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
@@ -105,6 +161,18 @@ impl TargetGroup {
     pub fn slow_start_secs(&self) -> u64 {
         self.attribute("slow_start.duration_seconds", 0)
     }
+    /// `stickiness.enabled` (default false; the only type is `lb_cookie`).
+    pub fn stickiness_enabled(&self) -> bool {
+        self.attribute("stickiness.enabled", false)
+    }
+    /// `stickiness.lb_cookie.duration_seconds` (default 86400).
+    pub fn stickiness_duration_secs(&self) -> u64 {
+        self.attribute("stickiness.lb_cookie.duration_seconds", 86_400)
+    }
+    /// `load_balancing.algorithm.type`: `round_robin` (default) or `least_outstanding_requests`.
+    pub fn algorithm(&self) -> String {
+        self.attribute("load_balancing.algorithm.type", "round_robin".to_string())
+    }
 }
 
 /// Health-check settings with AWS's defaults filled in at creation.
@@ -136,6 +204,12 @@ pub struct Listener {
     pub certificates: Vec<Value>,
     #[serde(default)]
     pub default_actions: Vec<Action>,
+    /// The ARN DescribeRules shows for the listener's default rule (not stored as a rule; its
+    /// tags are kept in `extra["DefaultRuleTags"]`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub default_rule_arn: Option<String>,
+    #[serde(default)]
+    pub tags: Vec<Tag>,
     #[serde(flatten)]
     pub extra: Map<String, Value>,
 }
@@ -145,20 +219,25 @@ pub struct Listener {
 pub struct Rule {
     pub rule_arn: String,
     pub listener_arn: String,
-    /// `1`..`50000`, or `default` for the listener's default rule.
+    /// `1`..`50000`. Stored rules are never the default rule: that one is the listener's
+    /// `DefaultActions` (DescribeRules shows it with priority `default`).
     pub priority: String,
     #[serde(default)]
     pub conditions: Vec<Condition>,
     #[serde(default)]
     pub actions: Vec<Action>,
     pub is_default: bool,
+    #[serde(default)]
+    pub tags: Vec<Tag>,
     #[serde(flatten)]
     pub extra: Map<String, Value>,
 }
 
 /// An action as ELBv2 spells it: `Type` is `forward` | `redirect` | `fixed-response`, with the
 /// matching config. A plain `TargetGroupArn` forward is normalised into `ForwardConfig` with
-/// weight 1 when stored, so the data plane reads one shape.
+/// weight 1 when stored, so the data plane reads one shape: `forward_config` is always set on
+/// a stored forward (`target_group_arn` is kept too when there is exactly one group, as AWS
+/// describes it). Redirect configs are stored with AWS's `#{…}` defaults filled in.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "PascalCase")]
 pub struct Action {
@@ -243,4 +322,42 @@ pub struct Tag {
     pub key: String,
     #[serde(default)]
     pub value: String,
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+    use std::path::{Path, PathBuf};
+
+    #[test]
+    fn certificate_arns_map_to_files() {
+        let data = Path::new("/var/lib/wharf");
+        assert_eq!(
+            certificate_files("/etc/ssl/site.pem", data).unwrap(),
+            (PathBuf::from("/etc/ssl/site.pem"), PathBuf::from("/etc/ssl/site.key"))
+        );
+        assert_eq!(
+            certificate_files("arn:aws:acm:us-east-1:123456789012:certificate/abc-123", data).unwrap(),
+            (PathBuf::from("/var/lib/wharf/certs/abc-123.pem"), PathBuf::from("/var/lib/wharf/certs/abc-123.key"))
+        );
+        assert_eq!(certificate_files("arn:aws:acm:us-east-1:1:certificate/../x", data), None);
+        assert_eq!(certificate_files("arn:aws:iam::1:server-certificate/x", data), None);
+        assert_eq!(certificate_files("site.pem", data), None);
+    }
+
+    #[test]
+    fn dns_names_are_localhost_names() {
+        assert_eq!(dns_name("Web", "0123456789abcdef", "eu-west-1"), "web-0123456789.eu-west-1.elb.localhost");
+    }
+
+    #[test]
+    fn stored_documents_keep_what_they_do_not_type() {
+        let l: Listener = serde_json::from_value(serde_json::json!({
+            "ListenerArn": "a", "LoadBalancerArn": "b", "Port": 80, "Protocol": "HTTP", "SslPolicy": "p"
+        }))
+        .unwrap();
+        assert_eq!((l.default_rule_arn, l.tags.len()), (None, 0));
+        assert_eq!(l.extra["SslPolicy"], "p");
+    }
 }

@@ -127,19 +127,7 @@ pub(super) async fn complete_upload(ctx: &Ctx, repo: &str, upload: &str, digest:
 }
 
 /// A URL on Wharf's endpoint from which the layer can be fetched without further
-/// credentials, as ECR's pre-signed URLs can: the blob URL of the registry endpoint carrying a
-/// fresh registry token for the caller's account as its user info (`AWS:<password>@`), which
-/// HTTP clients (curl, wget, requests) send as Basic authentication.
+/// credentials, as ECR's pre-signed URLs can (the registry signs it; valid one hour).
 pub(super) fn download_url(ctx: &Ctx, repo: &str, digest: &str) -> String {
-    use base64::Engine;
-    let (token, _) = ctx.registry.mint_token(&ctx.scope.account, &ctx.scope.region);
-    let userinfo = base64::engine::general_purpose::STANDARD
-        .decode(token)
-        .ok()
-        .and_then(|raw| String::from_utf8(raw).ok())
-        // The password is URL-safe (no ':', '@' or '/'); encode the rest defensively.
-        .map(|cred| cred.replace('%', "%25").replace('@', "%40").replace('/', "%2F"))
-        .map(|cred| format!("{cred}@"))
-        .unwrap_or_default();
-    format!("http://{userinfo}{}/v2/{repo}/blobs/{digest}", ctx.registry.host())
+    ctx.registry.download_url(&ctx.scope.account, &ctx.scope.region, repo, digest)
 }
