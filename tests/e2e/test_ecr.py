@@ -242,7 +242,8 @@ def test_authorization_token(wharf, ecr):
     assert r.stdout.strip() and ":" not in r.stdout.strip()
     with pytest.raises(ClientError) as e:
         ecr.get_authorization_token(registryIds=["999999999999"])
-    assert code(e) in ("RepositoryNotFoundException", "InvalidParameterException")
+    assert code(e) == "InvalidParameterException"
+    assert ecr.get_authorization_token(registryIds=[ACCOUNT])["authorizationData"][0]["proxyEndpoint"] == wharf.endpoint
 
 
 def wharf_aws_bin():

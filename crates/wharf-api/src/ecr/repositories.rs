@@ -24,8 +24,12 @@ pub async fn get_authorization_token(ctx: &Ctx, v: Value) -> Result<Value> {
         registry_ids: Option<Vec<String>>,
     }
     let req: Req = input(v)?;
-    for id in req.registry_ids.iter().flatten() {
-        check_registry_id(ctx, Some(id))?;
+    // The token speaks for the caller's account only (the one registry Wharf holds for it).
+    if let Some(id) = req.registry_ids.iter().flatten().find(|id| **id != ctx.scope.account) {
+        return Err(invalid(format!(
+            "Invalid parameter at 'registryIds' failed to satisfy constraint: 'registry '{id}' is not the caller's registry ({})'",
+            ctx.scope.account
+        )));
     }
     let (token, expires_at) = ctx.registry.mint_token(&ctx.scope.account, &ctx.scope.region);
     Ok(json!({"authorizationData": [{
