@@ -702,7 +702,7 @@ def test_tag_immutability_on_api_and_docker_push(ecr, registry):
     registry.push(registry.image(f"{uri}:latest", "first-latest"))
     # Moving an immutable tag: docker push gets a 4xx, PutImage ImageTagAlreadyExistsException.
     r = registry.push(registry.image(f"{uri}:v1", "second"), check=False)
-    assert r.returncode != 0
+    assert r.returncode != 0 and "immutable" in r.stderr.lower(), r.stderr
     registry.push(registry.image(f"{uri}:v2", "second"))
     manifest = ecr.batch_get_image(repositoryName="frozen", imageIds=[{"imageTag": "v2"}])["images"][0]["imageManifest"]
     with pytest.raises(ClientError) as e:
