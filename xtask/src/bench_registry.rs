@@ -217,38 +217,41 @@ pub fn run(args: Args) -> anyhow::Result<()> {
     let mb = (args.size_mb as f64 * 1_000_000.0) / (1024.0 * 1024.0);
 
     let rt = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
-    let wharf_dir = scratch.path().join("wharf");
-    std::fs::create_dir_all(&wharf_dir)?;
-    let (wharf, _) = rt.block_on(servers::start_wharf(&bin, &wharf_dir.join("data"), &wharf_dir.join("wharf.log")))?;
-    let wharf_host = wharf.endpoint.addr.to_string();
-    let password = rt.block_on(async {
-        let mut conn = Conn::open(&wharf.endpoint).await?;
-        ecr(&mut conn, "CreateRepository", json!({"repositoryName": REPO})).await?;
-        let out = ecr(&mut conn, "GetAuthorizationToken", json!({})).await?;
-        let token = out["authorizationData"][0]["authorizationToken"].as_str().context("no token")?.to_string();
-        let raw = String::from_utf8(base64_decode(&token)?)?;
-        anyhow::Ok(raw.trim_start_matches("AWS:").to_string())
-    })?;
-    let docker_config = scratch.path().join("docker-config");
-    std::fs::create_dir_all(&docker_config)?;
-    let env = [("DOCKER_CONFIG", docker_config.to_string_lossy().into_owned())];
-    let mut login = Command::new("docker")
-        .args(["login", "--username", "AWS", "--password-stdin", &wharf_host])
-        .env("DOCKER_CONFIG", &docker_config)
-        .stdin(Stdio::piped())
-        .stdout(Stdio::null())
-        .spawn()?;
-    login.stdin.take().context("stdin")?.write_all(password.as_bytes())?;
-    if !login.wait()?.success() {
-        bail!("docker login to Wharf failed");
-    }
-
-    let dist_dir = scratch.path().join("distribution");
-    std::fs::create_dir_all(&dist_dir)?;
-    let (dist, dist_host) = start_distribution(&args.distribution, &dist_dir)?;
-
     let mut results: Vec<(&str, Transfer, Transfer)> = Vec::new();
     for i in 0..args.rounds.max(1) {
+        // Fresh servers (on new ports) every round: a registry that already holds the layers,
+        // or one Docker remembers pushing them to, would turn the push into a no-op or a mount.
+        let round_dir = scratch.path().join(format!("round{i}"));
+        let wharf_dir = round_dir.join("wharf");
+        std::fs::create_dir_all(&wharf_dir)?;
+        let (wharf, _) =
+            rt.block_on(servers::start_wharf(&bin, &wharf_dir.join("data"), &wharf_dir.join("wharf.log")))?;
+        let wharf_host = wharf.endpoint.addr.to_string();
+        let password = rt.block_on(async {
+            let mut conn = Conn::open(&wharf.endpoint).await?;
+            ecr(&mut conn, "CreateRepository", json!({"repositoryName": REPO})).await?;
+            let out = ecr(&mut conn, "GetAuthorizationToken", json!({})).await?;
+            let token = out["authorizationData"][0]["authorizationToken"].as_str().context("no token")?.to_string();
+            let raw = String::from_utf8(base64_decode(&token)?)?;
+            anyhow::Ok(raw.trim_start_matches("AWS:").to_string())
+        })?;
+        let docker_config = round_dir.join("docker-config");
+        std::fs::create_dir_all(&docker_config)?;
+        let env = [("DOCKER_CONFIG", docker_config.to_string_lossy().into_owned())];
+        let mut login = Command::new("docker")
+            .args(["login", "--username", "AWS", "--password-stdin", &wharf_host])
+            .env("DOCKER_CONFIG", &docker_config)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::null())
+            .spawn()?;
+        login.stdin.take().context("stdin")?.write_all(password.as_bytes())?;
+        if !login.wait()?.success() {
+            bail!("docker login to Wharf failed");
+        }
+        let dist_dir = round_dir.join("distribution");
+        std::fs::create_dir_all(&dist_dir)?;
+        let (dist, dist_host) = start_distribution(&args.distribution, &dist_dir)?;
+
         let mut order = [("distribution", &dist_host, dist.0.id()), ("wharf", &wharf_host, wharf.pid())];
         if i % 2 == 1 {
             // Alternate who goes first: the machine warms up (page cache, CPU frequency) as it runs.
@@ -260,6 +263,9 @@ pub fn run(args: Args) -> anyhow::Result<()> {
             println!("round {} {name}: push {:.2} s, pull {:.2} s", i + 1, push.secs, pull.secs);
             results.push((name, push, pull));
         }
+        drop(dist);
+        wharf.stop(Duration::from_secs(10));
+        let _ = std::fs::remove_dir_all(&round_dir);
     }
     let best = |name: &str, pick: fn(&(&str, Transfer, Transfer)) -> Transfer| {
         results.iter().filter(|r| r.0 == name).map(pick).min_by(|a, b| a.secs.total_cmp(&b.secs))
@@ -282,8 +288,6 @@ pub fn run(args: Args) -> anyhow::Result<()> {
     print_row("wharf pull", &wl, mb);
     println!("  ratio push (distribution time / wharf time): {:.2}", dp.secs / wp.secs);
     println!("  ratio pull (distribution time / wharf time): {:.2}", dl.secs / wl.secs);
-    drop(dist);
-    wharf.stop(Duration::from_secs(10));
     Ok(())
 }
 
