@@ -102,8 +102,12 @@ mod tests {
         call("StartLifecyclePolicyPreview", json!({"repositoryName": "app"})).await.unwrap();
         let preview = call("GetLifecyclePolicyPreview", json!({"repositoryName": "app"})).await.unwrap();
         assert_eq!(preview["summary"]["expiringImageTotalCount"], 3);
+        let got = call("GetLifecyclePolicy", json!({"repositoryName": "app"})).await.unwrap();
+        assert!(got.get("lastEvaluatedAt").is_none(), "not evaluated yet: {got}");
         assert_eq!(r.activate().await.changed, 3);
         assert_eq!(r.activate().await.changed, 0);
+        let got = call("GetLifecyclePolicy", json!({"repositoryName": "app"})).await.unwrap();
+        assert!(got["lastEvaluatedAt"].as_f64().unwrap() >= now);
         let listed =
             call("ListImages", json!({"repositoryName": "app", "filter": {"tagStatus": "TAGGED"}})).await.unwrap();
         let mut tags: Vec<&str> =

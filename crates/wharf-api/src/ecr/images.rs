@@ -6,7 +6,7 @@
 use super::{head, input, invalid, load_repository, storage};
 use crate::Ctx;
 use crate::db::Versioned;
-use crate::paging::{max_results, scan, with_token};
+use crate::paging::{after_key, max_results, scan, token_for, with_token};
 use serde::Deserialize;
 use serde_json::{Value, json};
 use std::collections::BTreeMap;
@@ -96,6 +96,10 @@ fn detail(ctx: &Ctx, image: &Image) -> Value {
     v
 }
 
+fn has_tags(i: &Image) -> bool {
+    !i.image_tags.is_empty()
+}
+
 fn tag_filter(filter: &Option<Value>) -> Result<Option<bool>> {
     match filter.as_ref().and_then(|f| f.get("tagStatus")).and_then(Value::as_str) {
         None | Some("ANY") => Ok(None),
@@ -116,26 +120,67 @@ struct ListRequest {
     image_ids: Option<Vec<ImageId>>,
 }
 
+/// The `imageIds` ListImages shows for one image: one per tag, or the digest alone.
+fn ids_of(i: &Image) -> Vec<Value> {
+    if i.image_tags.is_empty() {
+        return vec![json!({"imageDigest": i.image_digest})];
+    }
+    i.image_tags.iter().map(|t| json!({"imageDigest": i.image_digest, "imageTag": t})).collect()
+}
+
+/// ListImages pages by image ids (an image with three tags is three of `maxResults`), so a
+/// token names an image key and how many of its ids were already returned: `<key>\n<n>`.
 pub async fn list(ctx: &Ctx, v: Value) -> Result<Value> {
+    const CHUNK: usize = 256;
     let req: ListRequest = input(v)?;
     load_repository(ctx, req.registry_id.as_deref(), &req.repository_name).await?;
     let tagged = tag_filter(&req.filter)?;
     let limit = max_results(req.max_results, 100, 1000)?;
     let prefix = keys::images(&ctx.scope.account, &ctx.scope.region, &req.repository_name);
-    let (images, next) = scan::<Image, Image>(&ctx.db, &prefix, req.next_token.as_deref(), limit, false, |i| {
-        tagged.is_none_or(|t| t == !i.image_tags.is_empty()).then(|| i.clone())
-    })
-    .await?;
-    let mut ids = Vec::new();
-    for i in images {
-        if i.image_tags.is_empty() {
-            ids.push(json!({"imageDigest": i.image_digest}));
+    let bad_token = || invalid("Invalid parameter at 'nextToken': The specified nextToken is not valid.");
+    let resume = match after_key(req.next_token.as_deref(), &prefix).map_err(|_| bad_token())? {
+        None => None,
+        Some(t) => {
+            let (key, n) = t.split_once('\n').ok_or_else(bad_token)?;
+            Some((key.to_string(), n.parse::<usize>().map_err(|_| bad_token())?))
         }
-        for t in &i.image_tags {
-            ids.push(json!({"imageDigest": i.image_digest, "imageTag": t}));
+    };
+    let wanted = |i: &Image| tagged.is_none_or(|t| t == has_tags(i));
+    let mut ids: Vec<Value> = Vec::new();
+    // Adds `image`'s ids from the `skip`th; the token to resume with if the page fills first.
+    let mut take = |key: &str, image: &Image, skip: usize| -> Option<String> {
+        for (n, id) in ids_of(image).into_iter().enumerate().skip(skip) {
+            if ids.len() == limit {
+                return Some(token_for(&format!("{key}\n{n}")));
+            }
+            ids.push(id);
+        }
+        None
+    };
+    let mut after = None;
+    if let Some((key, skip)) = resume {
+        if let Some(image) = ctx.db.get::<Image>(&key).await?
+            && wanted(&image.doc)
+            && let Some(next) = take(&key, &image.doc, skip)
+        {
+            return Ok(json!({ "imageIds": ids, "nextToken": next }));
+        }
+        after = Some(key);
+    }
+    loop {
+        let (page, more) = ctx.db.range::<Image>(&prefix, after.clone(), CHUNK, false).await?;
+        for image in &page {
+            if wanted(&image.doc)
+                && let Some(next) = take(&image.key, &image.doc, 0)
+            {
+                return Ok(json!({ "imageIds": ids, "nextToken": next }));
+            }
+            after = Some(image.key.clone());
+        }
+        if !more {
+            return Ok(json!({ "imageIds": ids }));
         }
     }
-    Ok(with_token(json!({ "imageIds": ids }), next))
 }
 
 pub async fn describe(ctx: &Ctx, v: Value) -> Result<Value> {
@@ -176,7 +221,7 @@ pub async fn describe(ctx: &Ctx, v: Value) -> Result<Value> {
     let limit = max_results(req.max_results, 100, 1000)?;
     let prefix = keys::images(&ctx.scope.account, &ctx.scope.region, name);
     let (details, next) = scan::<Image, Value>(&ctx.db, &prefix, req.next_token.as_deref(), limit, false, |i| {
-        tagged.is_none_or(|t| t == !i.image_tags.is_empty()).then(|| detail(ctx, i))
+        tagged.is_none_or(|t| t == has_tags(i)).then(|| detail(ctx, i))
     })
     .await?;
     Ok(with_token(json!({ "imageDetails": details }), next))
@@ -205,7 +250,7 @@ pub async fn batch_get(ctx: &Ctx, v: Value) -> Result<Value> {
             }
         };
         if let Some(accepted) = &req.accepted_media_types
-            && !accepted.iter().any(|m| *m == image.image_manifest_media_type)
+            && !accepted.contains(&image.image_manifest_media_type)
         {
             let why = format!(
                 "Requested image's manifest media type {} is not in the accepted media types",

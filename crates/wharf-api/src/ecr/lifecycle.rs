@@ -17,6 +17,31 @@ pub fn preview_key(ctx: &Ctx, repo: &str) -> String {
     format!("/ecr/lifecycle-preview/{}/{}/{repo}", ctx.scope.account, ctx.scope.region)
 }
 
+/// Where the lifecycle controller notes when it last evaluated a repository's policy
+/// (`lastEvaluatedAt`). Outside the prefixes the controller watches, so noting it never
+/// wakes the controller again.
+fn evaluated_key(account: &str, region: &str, repo: &str) -> String {
+    format!("/ecr/lifecycle-evaluated/{account}/{region}/{repo}")
+}
+
+pub(super) fn evaluated_key_of(ctx: &Ctx, repo: &str) -> String {
+    evaluated_key(&ctx.scope.account, &ctx.scope.region, repo)
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct Evaluated {
+    last_evaluated_at: f64,
+}
+
+/// When the policy now in place was last evaluated by the controller, if it has been.
+async fn last_evaluated(ctx: &Ctx, repo: &Repository) -> Result<Option<f64>> {
+    let key = evaluated_key(&ctx.scope.account, &ctx.scope.region, &repo.repository_name);
+    let at = ctx.db.get::<Evaluated>(&key).await?.map(|e| e.doc.last_evaluated_at);
+    // An evaluation of an earlier policy says nothing about this one.
+    Ok(at.filter(|at| repo.lifecycle_policy_updated_at.is_none_or(|set| *at >= set)))
+}
+
 fn parse(text: &str) -> Result<Policy> {
     Policy::parse(text).map_err(|e| invalid(e.to_string()))
 }
@@ -61,10 +86,11 @@ pub async fn get(ctx: &Ctx, v: Value) -> Result<Value> {
     let req: PolicyRequest = input(v)?;
     let name = &req.repository_name;
     let repo = load_repository(ctx, req.registry_id.as_deref(), name).await?.doc;
+    let evaluated = last_evaluated(ctx, &repo).await?;
     let text = repo.lifecycle_policy.ok_or_else(|| policy_not_found(ctx, name))?;
     let mut out = head(ctx, name);
     out.insert("lifecyclePolicyText".into(), json!(text));
-    if let Some(at) = repo.lifecycle_policy_updated_at {
+    if let Some(at) = evaluated {
         out.insert("lastEvaluatedAt".into(), json!(at));
     }
     Ok(Value::Object(out))
@@ -77,8 +103,9 @@ pub async fn delete(ctx: &Ctx, v: Value) -> Result<Value> {
         .db
         .update(|| async {
             let mut repo = load_repository(ctx, req.registry_id.as_deref(), name).await?;
+            let at = last_evaluated(ctx, &repo.doc).await?;
             let text = repo.doc.lifecycle_policy.take().ok_or_else(|| policy_not_found(ctx, name))?;
-            let at = repo.doc.lifecycle_policy_updated_at.take();
+            repo.doc.lifecycle_policy_updated_at = None;
             Ok((Some(cas_put(&repo.key, repo.rev, &repo.doc)?), (text, at)))
         })
         .await?;
@@ -232,7 +259,8 @@ pub async fn expire(db: &Db, repo_key: &str, repo: &Repository) -> Result<usize>
         return Err(Error::Internal(format!("unexpected repository key {repo_key}")));
     };
     let images = db.list::<Image>(&keys::images(account, region, name)).await?;
-    let expiries = evaluate(&policy, &candidates(&images), wharf_types::now());
+    let now = wharf_types::now();
+    let expiries = evaluate(&policy, &candidates(&images), now);
     let mut n = 0;
     for e in expiries {
         let Some(image) = images.iter().find(|i| i.doc.image_digest == e.digest) else { continue };
@@ -246,5 +274,11 @@ pub async fn expire(db: &Db, repo_key: &str, repo: &Repository) -> Result<usize>
             n += 1;
         }
     }
+    let noted = Evaluated { last_evaluated_at: now };
+    db.commit(wharf_store::Txn {
+        compares: vec![],
+        ops: vec![Op::put(evaluated_key(account, region, name), crate::db::encode(&noted)?)],
+    })
+    .await?;
     Ok(n)
 }

@@ -24,8 +24,12 @@ pub async fn get_authorization_token(ctx: &Ctx, v: Value) -> Result<Value> {
         registry_ids: Option<Vec<String>>,
     }
     let req: Req = input(v)?;
-    for id in req.registry_ids.iter().flatten() {
-        check_registry_id(ctx, Some(id))?;
+    // The token speaks for the caller's account only (the one registry Wharf holds for it).
+    if let Some(id) = req.registry_ids.iter().flatten().find(|id| **id != ctx.scope.account) {
+        return Err(invalid(format!(
+            "Invalid parameter at 'registryIds' failed to satisfy constraint: 'registry '{id}' is not the caller's registry ({})'",
+            ctx.scope.account
+        )));
     }
     let (token, expires_at) = ctx.registry.mint_token(&ctx.scope.account, &ctx.scope.region);
     Ok(json!({"authorizationData": [{
@@ -214,8 +218,12 @@ pub async fn delete(ctx: &Ctx, v: Value) -> Result<Value> {
         Error::Service { code: "RepositoryNotFoundException", .. } => repository_not_found(ctx, name),
         other => other,
     })?;
-    // The last preview is the repository's too (best effort: a stale one is only a preview).
-    let preview = Txn { compares: vec![], ops: vec![Op::delete(super::preview_key(ctx, name))] };
+    // The last preview and evaluation are the repository's too (best effort: stale ones are
+    // only informational).
+    let preview = Txn {
+        compares: vec![],
+        ops: vec![Op::delete(super::preview_key(ctx, name)), Op::delete(super::lifecycle::evaluated_key_of(ctx, name))],
+    };
     ctx.db.commit(preview).await?;
     Ok(json!({ "repository": repo }))
 }

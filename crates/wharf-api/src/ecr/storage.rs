@@ -52,11 +52,17 @@ fn scope(ctx: &Ctx) -> (&str, &str) {
     (&ctx.scope.account, &ctx.scope.region)
 }
 
-/// The bytes of manifest `digest` in `repo`, if stored.
+/// The bytes of manifest `digest` in `repo`, if stored. Reading a manifest is a pull
+/// (`lastRecordedPullTime`), as ECR counts BatchGetImage.
 pub(super) async fn manifest(ctx: &Ctx, repo: &str, digest: &str) -> Result<Option<Bytes>> {
     let (a, r) = scope(ctx);
     let found = ctx.registry.get_manifest(a, r, repo, &ImageRef::Digest(digest.to_string())).await;
-    Ok(found.map_err(|e| ecr_error(e, Op::Other))?.map(|(_, bytes)| bytes))
+    let Some((_, bytes)) = found.map_err(|e| ecr_error(e, Op::Other))? else { return Ok(None) };
+    if let Err(e) = ctx.registry.record_pull(a, r, repo, digest).await {
+        // Best effort: the pull itself succeeded.
+        tracing::debug!(error = %e, "could not record a pull");
+    }
+    Ok(Some(bytes))
 }
 
 /// Stores a manifest (the registry checks it and the blobs it names) and tags it.
@@ -120,7 +126,8 @@ pub(super) async fn complete_upload(ctx: &Ctx, repo: &str, upload: &str, digest:
     Ok(digest.to_string())
 }
 
-/// A URL on Wharf's endpoint from which the layer can be fetched.
+/// A URL on Wharf's endpoint from which the layer can be fetched without further
+/// credentials, as ECR's pre-signed URLs can (the registry signs it; valid one hour).
 pub(super) fn download_url(ctx: &Ctx, repo: &str, digest: &str) -> String {
     ctx.registry.download_url(&ctx.scope.account, &ctx.scope.region, repo, digest)
 }
