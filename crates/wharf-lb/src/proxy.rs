@@ -1,0 +1,451 @@
+//! The request path: match a rule, run its action, forward to a target over a pooled
+//! keep-alive connection and stream the answer back.
+//!
+//! Status codes follow ALB: 503 when the chosen target group has no target that can take the
+//! request, 502 when the target refused or reset the connection or answered something that
+//! is not HTTP, 504 when it did not answer within the load balancer's idle timeout (or did not
+//! accept the connection within 10 s). This module must never lock or block: it reads the
+//! snapshot through `arc-swap` and the targets' state through atomics.
+
+use crate::model::{Act, Fixed, Forward, ListenerTable, Redirect, TargetRt};
+use crate::rules::RequestView;
+use arc_swap::ArcSwap;
+use bytes::Bytes;
+use http::header::{self, HeaderValue};
+use http::{Request, Response, StatusCode, Uri, Version};
+use hyper::body::{Body, Frame, Incoming, SizeHint};
+use hyper::client::conn::http1::SendRequest;
+use hyper_util::rt::TokioIo;
+use std::convert::Infallible;
+use std::fmt::Write as _;
+use std::net::IpAddr;
+use std::pin::Pin;
+use std::sync::atomic::Ordering::Relaxed;
+use std::sync::{Arc, OnceLock};
+use std::task::{Context, Poll};
+use std::time::{Duration, Instant};
+
+/// How long a target may take to accept a TCP connection (ALB's fixed 10 s).
+pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Milliseconds on the plane's monotonic clock.
+pub fn now_ms() -> u64 {
+    static EPOCH: OnceLock<Instant> = OnceLock::new();
+    // +1 so that 0 can mean "never".
+    EPOCH.get_or_init(Instant::now).elapsed().as_millis() as u64 + 1
+}
+
+/// Per client connection, fixed for its lifetime.
+#[derive(Debug)]
+pub struct ConnCtx {
+    pub table: Arc<ArcSwap<ListenerTable>>,
+    pub client_ip: IpAddr,
+    /// `client_ip` as a header value, made once per connection.
+    pub client_ip_value: HeaderValue,
+    pub https: bool,
+}
+
+/// Why a forward failed, and so which status the client gets.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Failure {
+    Refused,
+    Timeout,
+}
+
+impl Failure {
+    fn status(self) -> StatusCode {
+        match self {
+            Failure::Refused => StatusCode::BAD_GATEWAY,
+            Failure::Timeout => StatusCode::GATEWAY_TIMEOUT,
+        }
+    }
+}
+
+pub async fn handle(ctx: Arc<ConnCtx>, req: Request<Incoming>) -> Result<Response<ProxyBody>, Infallible> {
+    let table = ctx.table.load_full();
+    table.lb.metrics.request();
+    let host = req
+        .headers()
+        .get(header::HOST)
+        .and_then(|h| h.to_str().ok())
+        .or_else(|| req.uri().authority().map(|a| a.as_str()))
+        .unwrap_or("");
+    let view = RequestView {
+        method: req.method(),
+        path: req.uri().path(),
+        query: req.uri().query(),
+        host,
+        headers: req.headers(),
+        source: ctx.client_ip,
+    };
+    let rule = table.rules.iter().find(|r| r.conds.iter().all(|c| c.matches(&view)));
+    let resp = match rule.map(|r| &r.action) {
+        Some(Act::Forward(f)) => forward(&ctx, &table, f, req).await,
+        Some(Act::Redirect(r)) => redirect(&ctx, &table, r, &view),
+        Some(Act::Fixed(f)) => fixed(f),
+        None => fixed(&Fixed { status: StatusCode::NOT_FOUND, content_type: None, body: Bytes::new() }),
+    };
+    if resp.status().is_server_error() && !matches!(resp.body(), ProxyBody::Upstream(_)) {
+        table.lb.metrics.elb_5xx();
+    }
+    Ok(resp)
+}
+
+fn fixed(f: &Fixed) -> Response<ProxyBody> {
+    let mut resp = Response::new(ProxyBody::Full(Some(f.body.clone())));
+    *resp.status_mut() = f.status;
+    if let Some(ct) = &f.content_type {
+        resp.headers_mut().insert(header::CONTENT_TYPE, ct.clone());
+    }
+    resp
+}
+
+/// ALB's own error pages.
+pub fn error_page(status: StatusCode) -> Response<ProxyBody> {
+    let reason = status.canonical_reason().unwrap_or("");
+    let body = format!(
+        "<html>\r\n<head><title>{code} {reason}</title></head>\r\n<body>\r\n<center><h1>{code} {reason}</h1></center>\r\n</body>\r\n</html>\r\n",
+        code = status.as_u16()
+    );
+    let mut resp = Response::new(ProxyBody::Full(Some(Bytes::from(body))));
+    *resp.status_mut() = status;
+    resp.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static("text/html"));
+    resp
+}
+
+fn redirect(ctx: &ConnCtx, table: &ListenerTable, r: &Redirect, v: &RequestView<'_>) -> Response<ProxyBody> {
+    let proto = if ctx.https { "HTTPS" } else { "HTTP" };
+    let host = v.host.rsplit_once(':').filter(|(_, p)| p.bytes().all(|b| b.is_ascii_digit())).map_or(v.host, |(h, _)| h);
+    let port = table.port.to_string();
+    let query = v.query.unwrap_or("");
+    let fill = |s: &str| {
+        s.replace("#{protocol}", proto)
+            .replace("#{host}", host)
+            .replace("#{port}", &port)
+            .replace("#{path}", v.path)
+            .replace("#{query}", query)
+    };
+    let scheme = fill(&r.protocol).to_ascii_lowercase();
+    let (h, p, path, q) = (fill(&r.host), fill(&r.port), fill(&r.path), fill(&r.query));
+    let mut loc = format!("{scheme}://{h}");
+    if !((scheme == "http" && p == "80") || (scheme == "https" && p == "443") || p.is_empty()) {
+        let _ = write!(loc, ":{p}");
+    }
+    if !path.starts_with('/') {
+        loc.push('/');
+    }
+    loc.push_str(&path);
+    if !q.is_empty() {
+        let _ = write!(loc, "?{q}");
+    }
+    let mut resp = Response::new(ProxyBody::Full(None));
+    *resp.status_mut() = r.status;
+    match HeaderValue::from_str(&loc) {
+        Ok(v) => {
+            resp.headers_mut().insert(header::LOCATION, v);
+        }
+        Err(_) => return error_page(StatusCode::INTERNAL_SERVER_ERROR),
+    }
+    resp
+}
+
+/// The value of cookie `name` in the request's Cookie headers.
+fn cookie<'a>(headers: &'a http::HeaderMap, name: &str) -> Option<&'a str> {
+    headers.get_all(header::COOKIE).iter().filter_map(|v| v.to_str().ok()).find_map(|line| {
+        line.split(';').find_map(|kv| {
+            let (k, v) = kv.trim().split_once('=')?;
+            (k == name).then_some(v)
+        })
+    })
+}
+
+fn set_cookie(resp: &mut Response<ProxyBody>, name: &str, id: u64, ttl: Duration) {
+    let v = format!("{name}={id:016x}; Max-Age={}; Path=/", ttl.as_secs());
+    if let Ok(v) = HeaderValue::from_str(&v) {
+        resp.headers_mut().append(header::SET_COOKIE, v);
+    }
+}
+
+const HOP_BY_HOP: [header::HeaderName; 5] = [
+    header::CONNECTION,
+    header::HeaderName::from_static("keep-alive"),
+    header::HeaderName::from_static("proxy-connection"),
+    header::TE,
+    header::TRAILER,
+];
+
+fn is_upgrade<B>(req: &Request<B>) -> bool {
+    req.version() == Version::HTTP_11
+        && req.headers().contains_key(header::UPGRADE)
+        && req
+            .headers()
+            .get_all(header::CONNECTION)
+            .iter()
+            .any(|v| v.to_str().is_ok_and(|s| s.split(',').any(|t| t.trim().eq_ignore_ascii_case("upgrade"))))
+}
+
+async fn forward(
+    ctx: &ConnCtx,
+    table: &ListenerTable,
+    f: &Forward,
+    mut req: Request<Incoming>,
+) -> Response<ProxyBody> {
+    // Target-group stickiness of a weighted forward, then the group's own stickiness.
+    let sticky_group = f.group_stickiness.and_then(|_| {
+        let id = u64::from_str_radix(cookie(req.headers(), "AWSALBTG")?, 16).ok()?;
+        f.groups.iter().find(|(g, w)| *w > 0 && crate::model::fnv(g.arn.as_bytes()) == id).map(|(g, _)| g)
+    });
+    let Some(group) = sticky_group.or_else(|| f.pick_group()) else {
+        return error_page(StatusCode::SERVICE_UNAVAILABLE);
+    };
+    group.metrics.request();
+    let sticky_target = group
+        .stickiness
+        .and_then(|_| u64::from_str_radix(cookie(req.headers(), "AWSALB")?, 16).ok())
+        .and_then(|id| group.sticky(id));
+    let now = if group.slow_start_ms > 0 { now_ms() } else { 0 };
+    let Some(target) = sticky_target.or_else(|| group.pick(now)) else {
+        group.metrics.elb_5xx();
+        return error_page(StatusCode::SERVICE_UNAVAILABLE);
+    };
+    let target = target.clone();
+
+    // The request as the target sees it: origin-form HTTP/1.1, forwarding headers, no
+    // hop-by-hop headers (except an Upgrade handshake's).
+    let upgrade = is_upgrade(&req);
+    if req.uri().scheme().is_some() {
+        let pq = req.uri().path_and_query().cloned();
+        let authority = req.uri().authority().map(|a| a.as_str().to_string());
+        if !req.headers().contains_key(header::HOST)
+            && let Some(v) = authority.and_then(|a| HeaderValue::from_str(&a).ok())
+        {
+            req.headers_mut().insert(header::HOST, v);
+        }
+        *req.uri_mut() = pq.map(Uri::from).unwrap_or_else(|| Uri::from_static("/"));
+    }
+    *req.version_mut() = Version::HTTP_11;
+    let h = req.headers_mut();
+    if !upgrade && h.contains_key(header::CONNECTION) {
+        for name in &HOP_BY_HOP {
+            h.remove(name);
+        }
+        h.remove(header::UPGRADE);
+    }
+    let xff = match h.get("x-forwarded-for").and_then(|v| v.to_str().ok()) {
+        Some(prev) => HeaderValue::from_str(&format!("{prev}, {}", ctx.client_ip)).unwrap_or(ctx.client_ip_value.clone()),
+        None => ctx.client_ip_value.clone(),
+    };
+    h.insert("x-forwarded-for", xff);
+    h.insert("x-forwarded-proto", HeaderValue::from_static(if ctx.https { "https" } else { "http" }));
+    h.insert("x-forwarded-port", table.port_value.clone());
+
+    let lease = Lease::new(target.clone());
+    let began = Instant::now();
+    let result = if upgrade {
+        tunnel(&target, req, table.lb.idle_timeout).await
+    } else {
+        send(&target, req, table.lb.idle_timeout).await
+    };
+    let (resp, sender) = match result {
+        Ok(r) => r,
+        Err(fail) => {
+            group.metrics.elb_5xx();
+            tracing::debug!(target = %target.addr, ?fail, "forward failed");
+            return error_page(fail.status());
+        }
+    };
+    let micros = began.elapsed().as_micros() as u64;
+    let status = resp.status().as_u16();
+    group.metrics.target_response(micros, status);
+    table.lb.metrics.target_response(micros, status);
+    let (mut parts, body) = resp.into_parts();
+    if parts.headers.contains_key(header::CONNECTION) && status != 101 {
+        for name in &HOP_BY_HOP {
+            parts.headers.remove(name);
+        }
+    }
+    let mut resp = Response::from_parts(parts, ProxyBody::Upstream(UpstreamBody { body, lease, sender }));
+    if let Some(ttl) = group.stickiness {
+        set_cookie(&mut resp, "AWSALB", target.sticky, ttl);
+    }
+    if let Some(ttl) = f.group_stickiness {
+        set_cookie(&mut resp, "AWSALBTG", crate::model::fnv(group.arn.as_bytes()), ttl);
+    }
+    resp
+}
+
+/// An idle pooled connection to the target, if one is usable.
+async fn checkout(t: &TargetRt) -> Option<SendRequest<Incoming>> {
+    while let Some(mut s) = t.idle.pop() {
+        if s.is_closed() {
+            continue;
+        }
+        if s.is_ready() || s.ready().await.is_ok() {
+            return Some(s);
+        }
+    }
+    None
+}
+
+async fn connect(t: &Arc<TargetRt>, upgrades: bool) -> Result<SendRequest<Incoming>, Failure> {
+    let stream = match tokio::time::timeout(CONNECT_TIMEOUT, tokio::net::TcpStream::connect(t.addr)).await {
+        Err(_) => return Err(Failure::Timeout),
+        Ok(Err(_)) => return Err(Failure::Refused),
+        Ok(Ok(s)) => s,
+    };
+    let _ = stream.set_nodelay(true);
+    let (sender, conn) =
+        hyper::client::conn::http1::Builder::new().handshake(TokioIo::new(stream)).await.map_err(|_| Failure::Refused)?;
+    t.conns.fetch_add(1, Relaxed);
+    let t = t.clone();
+    tokio::spawn(async move {
+        if upgrades {
+            let _ = conn.with_upgrades().await;
+        } else {
+            let _ = conn.await;
+        }
+        t.conns.fetch_sub(1, Relaxed);
+    });
+    Ok(sender)
+}
+
+type Sent = (Response<Incoming>, Option<SendRequest<Incoming>>);
+
+async fn send(t: &Arc<TargetRt>, req: Request<Incoming>, timeout: Duration) -> Result<Sent, Failure> {
+    let deadline = tokio::time::Instant::now() + timeout;
+    let mut req = req;
+    // A pooled connection the target closed meanwhile hands the request back unsent: retry
+    // it once on a new connection.
+    let pooled = checkout(t).await;
+    let fresh = pooled.is_none();
+    let mut sender = match pooled {
+        Some(s) => s,
+        None => connect(t, false).await?,
+    };
+    match tokio::time::timeout_at(deadline, sender.try_send_request(req)).await {
+        Err(_) => return Err(Failure::Timeout),
+        Ok(Ok(resp)) => return Ok((resp, Some(sender))),
+        Ok(Err(mut e)) => match e.take_message() {
+            Some(r) if !fresh => req = r,
+            _ => return Err(Failure::Refused),
+        },
+    }
+    let mut sender = connect(t, false).await?;
+    match tokio::time::timeout_at(deadline, sender.try_send_request(req)).await {
+        Err(_) => Err(Failure::Timeout),
+        Ok(Ok(resp)) => Ok((resp, Some(sender))),
+        Ok(Err(_)) => Err(Failure::Refused),
+    }
+}
+
+/// An Upgrade handshake (websockets) on a connection of its own; after `101` the two upgraded
+/// streams are spliced until either side closes.
+async fn tunnel(t: &Arc<TargetRt>, mut req: Request<Incoming>, timeout: Duration) -> Result<Sent, Failure> {
+    let client_upgrade = hyper::upgrade::on(&mut req);
+    let mut sender = connect(t, true).await?;
+    let mut resp = match tokio::time::timeout(timeout, sender.send_request(req)).await {
+        Err(_) => return Err(Failure::Timeout),
+        Ok(Err(_)) => return Err(Failure::Refused),
+        Ok(Ok(r)) => r,
+    };
+    if resp.status() == StatusCode::SWITCHING_PROTOCOLS {
+        let target_upgrade = hyper::upgrade::on(&mut resp);
+        let t = t.clone();
+        t.conns.fetch_add(1, Relaxed);
+        tokio::spawn(async move {
+            if let (Ok(c), Ok(s)) = (client_upgrade.await, target_upgrade.await) {
+                let _ = tokio::io::copy_bidirectional(&mut TokioIo::new(c), &mut TokioIo::new(s)).await;
+            }
+            t.conns.fetch_sub(1, Relaxed);
+        });
+    }
+    Ok((resp, None))
+}
+
+/// One request's hold on its target: counted in flight until the response body ends.
+#[derive(Debug)]
+pub struct Lease {
+    target: Arc<TargetRt>,
+}
+
+impl Lease {
+    fn new(target: Arc<TargetRt>) -> Lease {
+        target.inflight.fetch_add(1, Relaxed);
+        Lease { target }
+    }
+}
+
+impl Drop for Lease {
+    fn drop(&mut self) {
+        self.target.inflight.fetch_sub(1, Relaxed);
+    }
+}
+
+/// A target's response body; its connection returns to the pool once the body has ended.
+#[derive(Debug)]
+pub struct UpstreamBody {
+    body: Incoming,
+    lease: Lease,
+    sender: Option<SendRequest<Incoming>>,
+}
+
+impl UpstreamBody {
+    fn release(&mut self) {
+        if let Some(s) = self.sender.take()
+            && !self.lease.target.draining.load(Relaxed)
+        {
+            let _ = self.lease.target.idle.push(s);
+        }
+    }
+}
+
+impl Drop for UpstreamBody {
+    fn drop(&mut self) {
+        // An unread body leaves the connection mid-response: it is not reusable then.
+        if self.body.is_end_stream() {
+            self.release();
+        }
+    }
+}
+
+/// What a listener answers with: a target's body, or one the load balancer made.
+#[derive(Debug)]
+pub enum ProxyBody {
+    Upstream(UpstreamBody),
+    Full(Option<Bytes>),
+}
+
+impl Body for ProxyBody {
+    type Data = Bytes;
+    type Error = hyper::Error;
+
+    fn poll_frame(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Result<Frame<Bytes>, hyper::Error>>> {
+        match self.get_mut() {
+            ProxyBody::Full(b) => Poll::Ready(b.take().map(|b| Ok(Frame::data(b)))),
+            ProxyBody::Upstream(u) => {
+                let r = Pin::new(&mut u.body).poll_frame(cx);
+                match &r {
+                    Poll::Ready(None) => u.release(),
+                    Poll::Ready(Some(Err(_))) => u.sender = None,
+                    _ => {}
+                }
+                r
+            }
+        }
+    }
+
+    fn is_end_stream(&self) -> bool {
+        match self {
+            ProxyBody::Full(b) => b.is_none(),
+            ProxyBody::Upstream(u) => u.body.is_end_stream(),
+        }
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        match self {
+            ProxyBody::Full(Some(b)) => SizeHint::with_exact(b.len() as u64),
+            ProxyBody::Full(None) => SizeHint::with_exact(0),
+            ProxyBody::Upstream(u) => u.body.size_hint(),
+        }
+    }
+}
