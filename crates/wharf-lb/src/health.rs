@@ -69,7 +69,9 @@ impl ProbeFailure {
     fn reason(&self) -> (&'static str, String) {
         match self {
             ProbeFailure::Timeout => ("Target.Timeout", "Request timed out".to_string()),
-            ProbeFailure::Code(c) => ("Target.ResponseCodeMismatch", format!("Health checks failed with these codes: [{c}]")),
+            ProbeFailure::Code(c) => {
+                ("Target.ResponseCodeMismatch", format!("Health checks failed with these codes: [{c}]"))
+            }
             ProbeFailure::Connection(e) => ("Target.FailedHealthChecks", format!("Health checks failed: {e}")),
         }
     }
@@ -78,7 +80,8 @@ impl ProbeFailure {
 /// One health-check request on a fresh connection (as ALB does), `Connection: close`.
 pub async fn probe(spec: &ProbeSpec) -> Result<(), ProbeFailure> {
     let attempt = async {
-        let mut s = tokio::net::TcpStream::connect(spec.addr).await.map_err(|e| ProbeFailure::Connection(e.to_string()))?;
+        let mut s =
+            tokio::net::TcpStream::connect(spec.addr).await.map_err(|e| ProbeFailure::Connection(e.to_string()))?;
         let _ = s.set_nodelay(true);
         let req = format!(
             "GET {} HTTP/1.1\r\nHost: {}\r\nUser-Agent: ELB-HealthChecker/2.0\r\nAccept: */*\r\nConnection: close\r\n\r\n",
@@ -102,7 +105,11 @@ pub async fn probe(spec: &ProbeSpec) -> Result<(), ProbeFailure> {
             .ok()
             .and_then(|c| c.parse::<u16>().ok())
             .ok_or_else(|| ProbeFailure::Connection("the response has no status code".into()))?;
-        if spec.matcher.iter().any(|(lo, hi)| (*lo..=*hi).contains(&code)) { Ok(()) } else { Err(ProbeFailure::Code(code)) }
+        if spec.matcher.iter().any(|(lo, hi)| (*lo..=*hi).contains(&code)) {
+            Ok(())
+        } else {
+            Err(ProbeFailure::Code(code))
+        }
     };
     match tokio::time::timeout(spec.timeout, attempt).await {
         Ok(r) => r,
@@ -115,7 +122,8 @@ pub async fn run<S: Store>(store: S, target: Arc<TargetRt>, spec: ProbeSpec) {
     if !spec.enabled {
         if target.health() != Health::Unavailable {
             target.set_health(Health::Unavailable, now_ms());
-            let doc = doc(Health::Unavailable, Some(("Target.HealthCheckDisabled", "Health checks are disabled".into())));
+            let doc =
+                doc(Health::Unavailable, Some(("Target.HealthCheckDisabled", "Health checks are disabled".into())));
             write(&store, &target, doc).await;
         }
         return;

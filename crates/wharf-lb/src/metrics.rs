@@ -188,7 +188,9 @@ impl Metrics {
     pub fn series(&self, arn: &str, metric: Metric) -> Vec<Datapoint> {
         let map = self.entries.read().unwrap_or_else(|e| e.into_inner());
         map.get(arn)
-            .and_then(|e| e.lock().unwrap_or_else(|e| e.into_inner()).series.get(&metric).map(|s| s.iter().copied().collect()))
+            .and_then(|e| {
+                e.lock().unwrap_or_else(|e| e.into_inner()).series.get(&metric).map(|s| s.iter().copied().collect())
+            })
             .unwrap_or_default()
     }
 
@@ -247,9 +249,10 @@ impl Metrics {
             }),
             ("up", "gauge", "1 for every load balancer and target group served.", None, |_| 1.0),
         ];
-        for (kind, prefix, label) in
-            [(Kind::LoadBalancer, "wharf_lb_", "load_balancer"), (Kind::TargetGroup, "wharf_lb_target_group_", "target_group")]
-        {
+        for (kind, prefix, label) in [
+            (Kind::LoadBalancer, "wharf_lb_", "load_balancer"),
+            (Kind::TargetGroup, "wharf_lb_target_group_", "target_group"),
+        ] {
             for (suffix, ty, help, only, field) in &families {
                 if only.is_some_and(|k| k != kind) {
                     continue;

@@ -154,9 +154,7 @@ impl Group {
             Algorithm::LeastOutstanding => self.least_outstanding(start, TargetRt::serving),
         };
         chosen.or_else(|| match self.algorithm {
-            Algorithm::RoundRobin => {
-                (0..n).map(|i| &self.targets[(start + i) % n]).find(|t| !t.draining.load(Relaxed))
-            }
+            Algorithm::RoundRobin => (0..n).map(|i| &self.targets[(start + i) % n]).find(|t| !t.draining.load(Relaxed)),
             Algorithm::LeastOutstanding => self.least_outstanding(start, |t| !t.draining.load(Relaxed)),
         })
     }

@@ -26,7 +26,7 @@ use std::time::Duration;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 use wharf_store::{Compare, EventKind, KeyValue, Op, RangeRequest, Revision, Store, Txn};
-use wharf_types::elb::{self, Action, LoadBalancer, Listener, Rule, Target, TargetGroup, TargetHealth};
+use wharf_types::elb::{self, Action, Listener, LoadBalancer, Rule, Target, TargetGroup, TargetHealth};
 
 /// How often draining targets, host counts and the metrics minute are looked at.
 const TICK: Duration = Duration::from_millis(250);
@@ -262,7 +262,8 @@ impl<S: Store + Clone> Plane<S> {
             let rt = match self.rts.get(key) {
                 Some(rt) if rt.addr == addr => rt.clone(),
                 _ => {
-                    let initial = self.health.get(&health_key).and_then(|h| Health::parse(&h.state)).unwrap_or(Health::Initial);
+                    let initial =
+                        self.health.get(&health_key).and_then(|h| Health::parse(&h.state)).unwrap_or(Health::Initial);
                     let rt = Arc::new(TargetRt::new(key.clone(), health_key, addr, initial));
                     if initial == Health::Healthy {
                         rt.healthy_since_ms.store(1, Relaxed);
@@ -388,7 +389,13 @@ impl<S: Store + Clone> Plane<S> {
         self.metrics.retain(|arn| lb_arns.contains(arn) || groups.contains_key(arn));
     }
 
-    fn table(&self, l: &Listener, lb: &LoadBalancer, mut rules: Vec<&Rule>, groups: &HashMap<String, Arc<Group>>) -> ListenerTable {
+    fn table(
+        &self,
+        l: &Listener,
+        lb: &LoadBalancer,
+        mut rules: Vec<&Rule>,
+        groups: &HashMap<String, Arc<Group>>,
+    ) -> ListenerTable {
         rules.sort_by_key(|r| r.priority.parse::<u32>().unwrap_or(u32::MAX));
         let mut compiled = Vec::new();
         for r in rules.iter().filter(|r| !r.is_default) {
@@ -555,7 +562,9 @@ fn action(actions: &[Action], groups: &HashMap<String, Arc<Group>>) -> Option<Ac
     Some(match a.kind.as_str() {
         "forward" => {
             let mut weighted: Vec<(String, u32)> = match &a.forward_config {
-                Some(fc) => fc.target_groups.iter().map(|w| (w.target_group_arn.clone(), w.weight.unwrap_or(1))).collect(),
+                Some(fc) => {
+                    fc.target_groups.iter().map(|w| (w.target_group_arn.clone(), w.weight.unwrap_or(1))).collect()
+                }
                 None => vec![],
             };
             if weighted.is_empty()
@@ -566,14 +575,18 @@ fn action(actions: &[Action], groups: &HashMap<String, Arc<Group>>) -> Option<Ac
             let groups: Vec<(Arc<Group>, u32)> =
                 weighted.iter().filter_map(|(arn, w)| groups.get(arn).map(|g| (g.clone(), *w))).collect();
             let stick = a.forward_config.as_ref().and_then(|fc| fc.target_group_stickiness_config.as_ref());
-            let group_stickiness = stick.filter(|c| c.get("Enabled").and_then(Value::as_bool) == Some(true)).map(|c| {
-                Duration::from_secs(c.get("DurationSeconds").and_then(Value::as_u64).unwrap_or(3600))
-            });
+            let group_stickiness = stick
+                .filter(|c| c.get("Enabled").and_then(Value::as_bool) == Some(true))
+                .map(|c| Duration::from_secs(c.get("DurationSeconds").and_then(Value::as_u64).unwrap_or(3600)));
             Act::Forward(Forward { total_weight: groups.iter().map(|(_, w)| w).sum(), groups, group_stickiness })
         }
         "redirect" => {
             let c = a.redirect_config.as_ref();
-            let status = if s(c, "StatusCode", "HTTP_302") == "HTTP_301" { StatusCode::MOVED_PERMANENTLY } else { StatusCode::FOUND };
+            let status = if s(c, "StatusCode", "HTTP_302") == "HTTP_301" {
+                StatusCode::MOVED_PERMANENTLY
+            } else {
+                StatusCode::FOUND
+            };
             Act::Redirect(Redirect {
                 protocol: s(c, "Protocol", "#{protocol}"),
                 port: s(c, "Port", "#{port}"),
@@ -586,7 +599,10 @@ fn action(actions: &[Action], groups: &HashMap<String, Arc<Group>>) -> Option<Ac
         _ => {
             let c = a.fixed_response_config.as_ref();
             let status = s(c, "StatusCode", "200").parse::<u16>().ok().and_then(|c| StatusCode::from_u16(c).ok());
-            let content_type = c.and_then(|c| c.get("ContentType")).and_then(Value::as_str).and_then(|v| HeaderValue::from_str(v).ok());
+            let content_type = c
+                .and_then(|c| c.get("ContentType"))
+                .and_then(Value::as_str)
+                .and_then(|v| HeaderValue::from_str(v).ok());
             Act::Fixed(Fixed {
                 status: status.unwrap_or(StatusCode::OK),
                 content_type,

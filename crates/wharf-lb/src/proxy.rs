@@ -102,7 +102,12 @@ fn fixed(f: &Fixed) -> Response<ProxyBody> {
 
 /// ALB's own error pages.
 pub fn error_page(status: StatusCode) -> Response<ProxyBody> {
-    let reason = status.canonical_reason().unwrap_or("");
+    // ALB's wording (nginx's), not the canonical reason phrases.
+    let reason = match status.as_u16() {
+        503 => "Service Temporarily Unavailable",
+        504 => "Gateway Time-out",
+        _ => status.canonical_reason().unwrap_or(""),
+    };
     let body = format!(
         "<html>\r\n<head><title>{code} {reason}</title></head>\r\n<body>\r\n<center><h1>{code} {reason}</h1></center>\r\n</body>\r\n</html>\r\n",
         code = status.as_u16()
@@ -115,7 +120,8 @@ pub fn error_page(status: StatusCode) -> Response<ProxyBody> {
 
 fn redirect(ctx: &ConnCtx, table: &ListenerTable, r: &Redirect, v: &RequestView<'_>) -> Response<ProxyBody> {
     let proto = if ctx.https { "HTTPS" } else { "HTTP" };
-    let host = v.host.rsplit_once(':').filter(|(_, p)| p.bytes().all(|b| b.is_ascii_digit())).map_or(v.host, |(h, _)| h);
+    let host =
+        v.host.rsplit_once(':').filter(|(_, p)| p.bytes().all(|b| b.is_ascii_digit())).map_or(v.host, |(h, _)| h);
     let port = table.port.to_string();
     let query = v.query.unwrap_or("");
     let fill = |s: &str| {
@@ -184,12 +190,7 @@ fn is_upgrade<B>(req: &Request<B>) -> bool {
             .any(|v| v.to_str().is_ok_and(|s| s.split(',').any(|t| t.trim().eq_ignore_ascii_case("upgrade"))))
 }
 
-async fn forward(
-    ctx: &ConnCtx,
-    table: &ListenerTable,
-    f: &Forward,
-    mut req: Request<Incoming>,
-) -> Response<ProxyBody> {
+async fn forward(ctx: &ConnCtx, table: &ListenerTable, f: &Forward, mut req: Request<Incoming>) -> Response<ProxyBody> {
     // Target-group stickiness of a weighted forward, then the group's own stickiness.
     let sticky_group = f.group_stickiness.and_then(|_| {
         let id = u64::from_str_radix(cookie(req.headers(), "AWSALBTG")?, 16).ok()?;
@@ -232,7 +233,9 @@ async fn forward(
         h.remove(header::UPGRADE);
     }
     let xff = match h.get("x-forwarded-for").and_then(|v| v.to_str().ok()) {
-        Some(prev) => HeaderValue::from_str(&format!("{prev}, {}", ctx.client_ip)).unwrap_or(ctx.client_ip_value.clone()),
+        Some(prev) => {
+            HeaderValue::from_str(&format!("{prev}, {}", ctx.client_ip)).unwrap_or(ctx.client_ip_value.clone())
+        }
         None => ctx.client_ip_value.clone(),
     };
     h.insert("x-forwarded-for", xff);
@@ -294,8 +297,10 @@ async fn connect(t: &Arc<TargetRt>, upgrades: bool) -> Result<SendRequest<Incomi
         Ok(Ok(s)) => s,
     };
     let _ = stream.set_nodelay(true);
-    let (sender, conn) =
-        hyper::client::conn::http1::Builder::new().handshake(TokioIo::new(stream)).await.map_err(|_| Failure::Refused)?;
+    let (sender, conn) = hyper::client::conn::http1::Builder::new()
+        .handshake(TokioIo::new(stream))
+        .await
+        .map_err(|_| Failure::Refused)?;
     t.conns.fetch_add(1, Relaxed);
     let t = t.clone();
     tokio::spawn(async move {

@@ -15,7 +15,10 @@ use wharf_types::elb::Condition;
 pub enum Cond {
     Path(Vec<String>),
     Host(Vec<String>),
-    Header { name: HeaderName, values: Vec<String> },
+    Header {
+        name: HeaderName,
+        values: Vec<String>,
+    },
     Method(Vec<String>),
     /// `(key, value)` pairs; a missing key matches any key.
     Query(Vec<(Option<String>, String)>),
