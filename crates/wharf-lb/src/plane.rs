@@ -56,6 +56,8 @@ pub(crate) struct Plane<S: Store + Clone> {
     rules: HashMap<String, Rule>,
     targets: HashMap<String, (Target, Revision)>,
     health: HashMap<String, TargetHealth>,
+    /// `<account>/<region>/<ec2InstanceId>` → the container instance's address.
+    addresses: HashMap<String, IpAddr>,
     rts: HashMap<String, Arc<TargetRt>>,
     probes: HashMap<String, Probe>,
     cursors: HashMap<String, Arc<AtomicUsize>>,
@@ -78,10 +80,24 @@ fn decode<T: DeserializeOwned>(kv: &KeyValue) -> Option<T> {
     }
 }
 
-/// The host address of a target. `ip` targets are their id; `instance` targets are the
-/// container instance's host, which for the embedded agent is this machine.
-pub fn resolve_target_ip(target: &Target, _tg: &TargetGroup) -> IpAddr {
-    target.id.parse().unwrap_or(IpAddr::V4(Ipv4Addr::LOCALHOST))
+/// Where instance targets' published ports are reachable: the `Address` of the document the
+/// container instance's registration writes at `/elb/instance-address/<account>/<region>/<id>`.
+const INSTANCE_ADDRESS_PREFIX: &str = "/elb/instance-address/";
+
+/// The host address of a target. `ip` targets are their id; `instance` targets are their
+/// container instance's address (`addresses`: `<account>/<region>/<ec2InstanceId>` → IP), or
+/// this machine until it is known (the embedded agent publishes ports here).
+pub fn resolve_target_ip(target_key: &str, target: &Target, addresses: &HashMap<String, IpAddr>) -> IpAddr {
+    if let Ok(ip) = target.id.parse() {
+        return ip;
+    }
+    let scope = target_key.strip_prefix("/elb/target/").and_then(|rest| {
+        let mut it = rest.splitn(3, '/');
+        Some((it.next()?, it.next()?))
+    });
+    scope
+        .and_then(|(account, region)| addresses.get(&format!("{account}/{region}/{}", target.id)).copied())
+        .unwrap_or(IpAddr::V4(Ipv4Addr::LOCALHOST))
 }
 
 impl<S: Store + Clone> Plane<S> {
@@ -102,6 +118,7 @@ impl<S: Store + Clone> Plane<S> {
             rules: HashMap::new(),
             targets: HashMap::new(),
             health: HashMap::new(),
+            addresses: HashMap::new(),
             rts: HashMap::new(),
             probes: HashMap::new(),
             cursors: HashMap::new(),
@@ -191,6 +208,7 @@ impl<S: Store + Clone> Plane<S> {
         self.rules.clear();
         self.targets.clear();
         self.health.clear();
+        self.addresses.clear();
     }
 
     fn apply_put(&mut self, kv: &KeyValue) {
@@ -227,6 +245,16 @@ impl<S: Store + Clone> Plane<S> {
                     self.health.insert(k, d);
                 }
             }
+            "instance-address" => {
+                let id = kv.key.strip_prefix(INSTANCE_ADDRESS_PREFIX).unwrap_or_default().to_string();
+                let doc: Option<Value> = decode(kv);
+                match doc.as_ref().and_then(|d| d.get("Address")).and_then(Value::as_str).map(str::parse::<IpAddr>) {
+                    Some(Ok(ip)) => {
+                        self.addresses.insert(id, ip);
+                    }
+                    _ => tracing::warn!(key = %kv.key, "instance address without a usable Address"),
+                }
+            }
             _ => {}
         }
     }
@@ -238,6 +266,9 @@ impl<S: Store + Clone> Plane<S> {
         self.rules.remove(key);
         if self.targets.remove(key).is_some() {
             self.removing.remove(key);
+        }
+        if let Some(id) = key.strip_prefix(INSTANCE_ADDRESS_PREFIX) {
+            self.addresses.remove(id);
         }
         if self.health.remove(key).is_some() {
             self.unhealthing.remove(key);
@@ -257,7 +288,7 @@ impl<S: Store + Clone> Plane<S> {
         for key in keys {
             let (t, _) = &self.targets[key];
             let Some(tg) = tg_by_arn.get(t.target_group_arn.as_str()) else { continue };
-            let addr = SocketAddr::new(resolve_target_ip(t, tg), t.port);
+            let addr = SocketAddr::new(resolve_target_ip(key, t, &self.addresses), t.port);
             let health_key = key.replacen("/elb/target/", "/elb/health/", 1);
             let rt = match self.rts.get(key) {
                 Some(rt) if rt.addr == addr => rt.clone(),

@@ -69,6 +69,14 @@ pub struct ServerArgs {
     /// Seconds an agent may be silent before its instance is disconnected and its tasks stopped.
     #[arg(long, env = "WHARF_AGENT_TIMEOUT", default_value_t = 30, value_parser = clap::value_parser!(u64).range(2..=3600))]
     agent_timeout_secs: u64,
+    /// Host address every load balancer listener binds (a listener on port P serves on
+    /// `<this address>:P`). Default: the address of `--listen`.
+    #[arg(long, env = "WHARF_LB_BIND_IP")]
+    lb_bind_ip: Option<std::net::IpAddr>,
+    /// Serve `/metrics` (Prometheus) without authentication to every client, not only to
+    /// clients on this machine (loopback).
+    #[arg(long, env = "WHARF_PUBLIC_METRICS")]
+    public_metrics: bool,
 }
 
 fn main() -> anyhow::Result<()> {

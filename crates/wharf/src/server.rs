@@ -42,6 +42,9 @@ pub struct App {
     /// How long an agent may be silent before its instance counts as disconnected.
     agent_timeout: Duration,
     shutdown: tokio::sync::watch::Receiver<bool>,
+    /// The load balancer data plane (for `/metrics`).
+    lb: wharf_lb::LoadBalancers,
+    public_metrics: bool,
 }
 
 impl std::fmt::Debug for App {
@@ -93,6 +96,9 @@ pub async fn run(args: ServerArgs, embedded: Option<EmbeddedAgent>) -> anyhow::R
     let db = Db::new(store.clone());
     let (shutdown_tx, shutdown_rx) = tokio::sync::watch::channel(false);
     let agent_timeout = Duration::from_secs(args.agent_timeout_secs);
+    let lb_bind_ip = args.lb_bind_ip.unwrap_or(args.listen.ip());
+    let (lb, lb_task) =
+        wharf_lb::LoadBalancers::start(store.clone(), wharf_lb::Config { bind_ip: lb_bind_ip }, shutdown_rx.clone());
     let app = Arc::new(App {
         verifier: Verifier::new(keys),
         db: db.clone(),
@@ -100,6 +106,8 @@ pub async fn run(args: ServerArgs, embedded: Option<EmbeddedAgent>) -> anyhow::R
         registry: registry.clone(),
         agent_timeout,
         shutdown: shutdown_rx.clone(),
+        lb,
+        public_metrics: args.public_metrics,
     });
     let reaper = tokio::spawn(wharf_controllers::drive(
         wharf_controllers::ServiceReaper::new(db.clone()),
@@ -140,6 +148,7 @@ pub async fn run(args: ServerArgs, embedded: Option<EmbeddedAgent>) -> anyhow::R
     say!("  access key id:     {}", creds.access_key_id);
     say!("  secret access key: {}", creds.secret_access_key);
     say!("  data dir:          {}", args.data_dir.display());
+    say!("  load balancers:    listeners bind {lb_bind_ip}:<listener port>; metrics at {endpoint}/metrics");
     if !args.no_profile {
         match config::write_profile(&endpoint, &args.region, &creds) {
             Ok((c, k)) => {
@@ -159,7 +168,7 @@ pub async fn run(args: ServerArgs, embedded: Option<EmbeddedAgent>) -> anyhow::R
     loop {
         tokio::select! {
             accepted = listener.accept() => {
-                let (stream, _) = match accepted {
+                let (stream, peer) = match accepted {
                     Ok(s) => s,
                     Err(e) => {
                         tracing::warn!(error = %e, "accept failed");
@@ -169,7 +178,7 @@ pub async fn run(args: ServerArgs, embedded: Option<EmbeddedAgent>) -> anyhow::R
                 };
                 let _ = stream.set_nodelay(true);
                 let app = app.clone();
-                let service = hyper::service::service_fn(move |req| handle(app.clone(), req));
+                let service = hyper::service::service_fn(move |req| handle(app.clone(), peer, req));
                 let conn = hyper::server::conn::http1::Builder::new()
                     .serve_connection(TokioIo::new(stream), service);
                 let conn = graceful.watch(conn);
@@ -199,6 +208,7 @@ pub async fn run(args: ServerArgs, embedded: Option<EmbeddedAgent>) -> anyhow::R
     let _ = retention.await;
     let _ = registry_maintenance.await;
     let _ = ecr_lifecycle.await;
+    let _ = lb_task.await;
     store.close();
     say!("Wharf stopped.");
     Ok(())
@@ -327,7 +337,7 @@ fn protocol_of(method: &Method, headers: &HeaderMap, query: Option<&str>) -> Opt
     None
 }
 
-async fn handle(app: Arc<App>, req: Request<Incoming>) -> Result<Response<Body>, Infallible> {
+async fn handle(app: Arc<App>, peer: std::net::SocketAddr, req: Request<Incoming>) -> Result<Response<Body>, Infallible> {
     // The registry streams its bodies (blobs): it must come before the 1 MiB collection below.
     if wharf_registry::distribution::is_registry_path(req.uri().path()) {
         return Ok(wharf_registry::distribution::handle(&app.registry, req).await);
@@ -336,6 +346,14 @@ async fn handle(app: Arc<App>, req: Request<Incoming>) -> Result<Response<Body>,
     let (parts, body) = req.into_parts();
     if parts.uri.path() == "/healthz" {
         return Ok(respond(200, "text/plain", "ok\n", &rid));
+    }
+    if parts.uri.path() == "/metrics" && parts.method == Method::GET {
+        // Unsigned (Prometheus cannot sign SigV4): counters and resource names only, and by
+        // default only to clients on this machine (see docs/load-balancer.md).
+        if !(app.public_metrics || peer.ip().to_canonical().is_loopback()) {
+            return Ok(respond(403, "text/plain", "/metrics is served to loopback clients only (see --public-metrics)\n", &rid));
+        }
+        return Ok(respond(200, "text/plain; version=0.0.4", app.lb.metrics().prometheus(), &rid));
     }
     let query_string = parts.uri.query().map(str::to_string);
     let agent_path = parts.uri.path().starts_with("/agent/");
