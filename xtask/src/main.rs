@@ -8,6 +8,8 @@
 mod bench_agent;
 mod bench_api;
 mod bench_registry;
+//! * `bench-lb`: the load balancer's listener against HAProxy and the backends directly.
+mod bench_lb;
 mod bench_scheduler;
 mod client;
 mod servers;
@@ -38,6 +40,9 @@ enum Task {
     /// Benchmark the registry: docker push and pull of a 512 MB image of several layers to
     /// Wharf and to Debian's docker-registry (Distribution 2.8), with the servers' memory.
     BenchRegistry(bench_registry::Args),
+    /// Benchmark the load balancer: 4 wharf-echo containers behind Wharf's listener and
+    /// behind HAProxy, and directly, with the same wrk load.
+    BenchLb(bench_lb::Args),
 }
 
 fn main() -> ExitCode {
@@ -47,6 +52,7 @@ fn main() -> ExitCode {
         Task::BenchAgent(args) => bench_agent::run(args),
         Task::BenchScheduler(args) => bench_scheduler::run(args),
         Task::BenchRegistry(args) => bench_registry::run(args),
+        Task::BenchLb(args) => bench_lb::run(args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

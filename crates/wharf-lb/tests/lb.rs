@@ -788,3 +788,44 @@ async fn least_outstanding_requests_avoids_the_busy_target() {
         s.await.unwrap();
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn instance_targets_resolve_through_the_instance_address() {
+    let env = Env::new().await;
+    // A backend on 127.0.0.2 only: reachable only through the instance's recorded address.
+    let listener = tokio::net::TcpListener::bind("127.0.0.2:0").await.unwrap();
+    let bport = listener.local_addr().unwrap().port();
+    tokio::spawn(async move {
+        loop {
+            let Ok((stream, _)) = listener.accept().await else { return };
+            tokio::spawn(async move {
+                let svc = hyper::service::service_fn(|_req: Request<Incoming>| async {
+                    Ok::<_, std::convert::Infallible>(Response::new(Full::new(Bytes::from_static(b"instance"))))
+                });
+                let _ = hyper::server::conn::http1::Builder::new().serve_connection(TokioIo::new(stream), svc).await;
+            });
+        }
+    });
+    env.put_tg("tg", &[]).await;
+    env.put(
+        format!("/elb/instance-address/{ACCT}/{REGION}/i-0abc"),
+        &json!({"Address": "127.0.0.2", "ContainerInstanceArn": "x"}),
+    )
+    .await;
+    let t = Target {
+        target_group_arn: tg_arn("tg"),
+        id: "i-0abc".into(),
+        port: bport,
+        registered_at: wharf_types::now(),
+        ..Default::default()
+    };
+    env.put(keys::target(ACCT, REGION, "tg", "i-0abc", bport), &t).await;
+    let port = free_port();
+    env.listener("l1", port, forward(&[("tg", 1)])).await;
+    wait_for(|| async { http_get(port, "/", &[]).await.is_some_and(|r| r.body == "instance") }).await;
+    wait_for(|| async {
+        let kv = env.store.get(&keys::health(ACCT, REGION, "tg", "i-0abc", bport)).await.unwrap();
+        kv.is_some_and(|kv| serde_json::from_slice::<TargetHealth>(&kv.value).unwrap().state == "healthy")
+    })
+    .await;
+}

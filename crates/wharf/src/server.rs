@@ -337,7 +337,11 @@ fn protocol_of(method: &Method, headers: &HeaderMap, query: Option<&str>) -> Opt
     None
 }
 
-async fn handle(app: Arc<App>, peer: std::net::SocketAddr, req: Request<Incoming>) -> Result<Response<Body>, Infallible> {
+async fn handle(
+    app: Arc<App>,
+    peer: std::net::SocketAddr,
+    req: Request<Incoming>,
+) -> Result<Response<Body>, Infallible> {
     // The registry streams its bodies (blobs): it must come before the 1 MiB collection below.
     if wharf_registry::distribution::is_registry_path(req.uri().path()) {
         return Ok(wharf_registry::distribution::handle(&app.registry, req).await);
@@ -351,7 +355,12 @@ async fn handle(app: Arc<App>, peer: std::net::SocketAddr, req: Request<Incoming
         // Unsigned (Prometheus cannot sign SigV4): counters and resource names only, and by
         // default only to clients on this machine (see docs/load-balancer.md).
         if !(app.public_metrics || peer.ip().to_canonical().is_loopback()) {
-            return Ok(respond(403, "text/plain", "/metrics is served to loopback clients only (see --public-metrics)\n", &rid));
+            return Ok(respond(
+                403,
+                "text/plain",
+                "/metrics is served to loopback clients only (see --public-metrics)\n",
+                &rid,
+            ));
         }
         return Ok(respond(200, "text/plain; version=0.0.4", app.lb.metrics().prometheus(), &rid));
     }
