@@ -5,12 +5,11 @@
 //! atomically; requests never lock anything to read it. Target selection reads only atomics.
 
 use crate::metrics::Counters;
+use crate::proxy::Upstream;
 use crate::rules::Cond;
 use bytes::Bytes;
 use crossbeam_queue::ArrayQueue;
 use http::{HeaderValue, StatusCode};
-use hyper::body::Incoming;
-use hyper::client::conn::http1::SendRequest;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU8, AtomicU64, AtomicUsize, Ordering::Relaxed};
@@ -73,9 +72,9 @@ pub struct TargetRt {
     pub healthy_since_ms: AtomicU64,
     pub inflight: AtomicUsize,
     /// Open connections to the target: pooled, busy and upgraded (websocket) ones.
-    pub conns: AtomicUsize,
+    pub conns: Arc<AtomicUsize>,
     pub draining: AtomicBool,
-    pub idle: ArrayQueue<SendRequest<Incoming>>,
+    pub idle: ArrayQueue<Upstream>,
 }
 
 impl TargetRt {
@@ -88,7 +87,7 @@ impl TargetRt {
             health: AtomicU8::new(health as u8),
             healthy_since_ms: AtomicU64::new(0),
             inflight: AtomicUsize::new(0),
-            conns: AtomicUsize::new(0),
+            conns: Arc::new(AtomicUsize::new(0)),
             draining: AtomicBool::new(false),
             idle: ArrayQueue::new(POOL_PER_TARGET),
         }

@@ -14,16 +14,19 @@ use bytes::Bytes;
 use http::header::{self, HeaderValue};
 use http::{Request, Response, StatusCode, Uri, Version};
 use hyper::body::{Body, Frame, Incoming, SizeHint};
-use hyper::client::conn::http1::SendRequest;
+use hyper::client::conn::TrySendError;
+use hyper::client::conn::http1::{Connection, SendRequest};
 use hyper_util::rt::TokioIo;
 use std::convert::Infallible;
 use std::fmt::Write as _;
+use std::future::Future;
 use std::net::IpAddr;
 use std::pin::Pin;
-use std::sync::atomic::Ordering::Relaxed;
+use std::sync::atomic::{AtomicUsize, Ordering::Relaxed};
 use std::sync::{Arc, OnceLock};
 use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
+use tokio::net::TcpStream;
 
 /// How long a target may take to accept a TCP connection (ALB's fixed 10 s).
 pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
@@ -249,7 +252,7 @@ async fn forward(ctx: &ConnCtx, table: &ListenerTable, f: &Forward, mut req: Req
     } else {
         send(&target, req, table.lb.idle_timeout).await
     };
-    let (resp, sender) = match result {
+    let (resp, up) = match result {
         Ok(r) => r,
         Err(fail) => {
             group.metrics.elb_5xx();
@@ -267,7 +270,7 @@ async fn forward(ctx: &ConnCtx, table: &ListenerTable, f: &Forward, mut req: Req
             parts.headers.remove(name);
         }
     }
-    let mut resp = Response::from_parts(parts, ProxyBody::Upstream(UpstreamBody { body, lease, sender }));
+    let mut resp = Response::from_parts(parts, ProxyBody::Upstream(UpstreamBody { body, lease, up }));
     if let Some(ttl) = group.stickiness {
         set_cookie(&mut resp, "AWSALB", target.sticky, ttl);
     }
@@ -277,44 +280,97 @@ async fn forward(ctx: &ConnCtx, table: &ListenerTable, f: &Forward, mut req: Req
     resp
 }
 
-/// An idle pooled connection to the target, if one is usable.
-async fn checkout(t: &TargetRt) -> Option<SendRequest<Incoming>> {
-    while let Some(mut s) = t.idle.pop() {
-        if s.is_closed() {
-            continue;
+/// A keep-alive connection to a target. It is not spawned as a task of its own: whoever uses
+/// it (the request, then the response body) drives its I/O, so a proxied request stays in the
+/// client connection's task with no hand-off between tasks.
+pub struct Upstream {
+    sender: SendRequest<Incoming>,
+    conn: Connection<TokioIo<TcpStream>, Incoming>,
+    /// The connection has ended (its future completed; never poll it again).
+    done: bool,
+    count: Arc<AtomicUsize>,
+}
+
+impl std::fmt::Debug for Upstream {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Upstream").field("done", &self.done).finish_non_exhaustive()
+    }
+}
+
+impl Drop for Upstream {
+    fn drop(&mut self) {
+        self.count.fetch_sub(1, Relaxed);
+    }
+}
+
+impl Upstream {
+    /// Drives the connection's I/O; true once it has ended.
+    fn drive(&mut self, cx: &mut Context<'_>) -> bool {
+        if !self.done && Pin::new(&mut self.conn).poll(cx).is_ready() {
+            self.done = true;
         }
-        if s.is_ready() || s.ready().await.is_ok() {
-            return Some(s);
+        self.done
+    }
+
+    /// Ready for a new request (false: the connection is gone).
+    async fn ready(&mut self) -> bool {
+        std::future::poll_fn(|cx| {
+            if self.drive(cx) {
+                return Poll::Ready(false);
+            }
+            match self.sender.poll_ready(cx) {
+                Poll::Ready(r) => Poll::Ready(r.is_ok()),
+                Poll::Pending => Poll::Pending,
+            }
+        })
+        .await
+    }
+
+    /// Sends `req`, driving the connection until the response head arrives.
+    async fn send(&mut self, req: Request<Incoming>) -> Result<Response<Incoming>, TrySendError<Request<Incoming>>> {
+        let mut fut = std::pin::pin!(self.sender.try_send_request(req));
+        let (conn, done) = (&mut self.conn, &mut self.done);
+        std::future::poll_fn(|cx| {
+            if !*done && Pin::new(&mut *conn).poll(cx).is_ready() {
+                *done = true;
+            }
+            fut.as_mut().poll(cx)
+        })
+        .await
+    }
+}
+
+/// An idle pooled connection to the target, if one is usable.
+async fn checkout(t: &TargetRt) -> Option<Upstream> {
+    while let Some(mut up) = t.idle.pop() {
+        if up.ready().await {
+            return Some(up);
         }
     }
     None
 }
 
-async fn connect(t: &Arc<TargetRt>, upgrades: bool) -> Result<SendRequest<Incoming>, Failure> {
-    let stream = match tokio::time::timeout(CONNECT_TIMEOUT, tokio::net::TcpStream::connect(t.addr)).await {
+async fn dial(t: &TargetRt) -> Result<TcpStream, Failure> {
+    let stream = match tokio::time::timeout(CONNECT_TIMEOUT, TcpStream::connect(t.addr)).await {
         Err(_) => return Err(Failure::Timeout),
         Ok(Err(_)) => return Err(Failure::Refused),
         Ok(Ok(s)) => s,
     };
     let _ = stream.set_nodelay(true);
+    Ok(stream)
+}
+
+async fn connect(t: &TargetRt) -> Result<Upstream, Failure> {
+    let stream = dial(t).await?;
     let (sender, conn) = hyper::client::conn::http1::Builder::new()
         .handshake(TokioIo::new(stream))
         .await
         .map_err(|_| Failure::Refused)?;
     t.conns.fetch_add(1, Relaxed);
-    let t = t.clone();
-    tokio::spawn(async move {
-        if upgrades {
-            let _ = conn.with_upgrades().await;
-        } else {
-            let _ = conn.await;
-        }
-        t.conns.fetch_sub(1, Relaxed);
-    });
-    Ok(sender)
+    Ok(Upstream { sender, conn, done: false, count: t.conns.clone() })
 }
 
-type Sent = (Response<Incoming>, Option<SendRequest<Incoming>>);
+type Sent = (Response<Incoming>, Option<Upstream>);
 
 async fn send(t: &Arc<TargetRt>, req: Request<Incoming>, timeout: Duration) -> Result<Sent, Failure> {
     let deadline = tokio::time::Instant::now() + timeout;
@@ -323,22 +379,22 @@ async fn send(t: &Arc<TargetRt>, req: Request<Incoming>, timeout: Duration) -> R
     // it once on a new connection.
     let pooled = checkout(t).await;
     let fresh = pooled.is_none();
-    let mut sender = match pooled {
+    let mut up = match pooled {
         Some(s) => s,
-        None => connect(t, false).await?,
+        None => connect(t).await?,
     };
-    match tokio::time::timeout_at(deadline, sender.try_send_request(req)).await {
+    match tokio::time::timeout_at(deadline, up.send(req)).await {
         Err(_) => return Err(Failure::Timeout),
-        Ok(Ok(resp)) => return Ok((resp, Some(sender))),
+        Ok(Ok(resp)) => return Ok((resp, Some(up))),
         Ok(Err(mut e)) => match e.take_message() {
             Some(r) if !fresh => req = r,
             _ => return Err(Failure::Refused),
         },
     }
-    let mut sender = connect(t, false).await?;
-    match tokio::time::timeout_at(deadline, sender.try_send_request(req)).await {
+    let mut up = connect(t).await?;
+    match tokio::time::timeout_at(deadline, up.send(req)).await {
         Err(_) => Err(Failure::Timeout),
-        Ok(Ok(resp)) => Ok((resp, Some(sender))),
+        Ok(Ok(resp)) => Ok((resp, Some(up))),
         Ok(Err(_)) => Err(Failure::Refused),
     }
 }
@@ -347,7 +403,17 @@ async fn send(t: &Arc<TargetRt>, req: Request<Incoming>, timeout: Duration) -> R
 /// streams are spliced until either side closes.
 async fn tunnel(t: &Arc<TargetRt>, mut req: Request<Incoming>, timeout: Duration) -> Result<Sent, Failure> {
     let client_upgrade = hyper::upgrade::on(&mut req);
-    let mut sender = connect(t, true).await?;
+    let stream = dial(t).await?;
+    let (mut sender, conn) = hyper::client::conn::http1::Builder::new()
+        .handshake(TokioIo::new(stream))
+        .await
+        .map_err(|_| Failure::Refused)?;
+    t.conns.fetch_add(1, Relaxed);
+    let count = t.conns.clone();
+    tokio::spawn(async move {
+        let _ = conn.with_upgrades().await;
+        count.fetch_sub(1, Relaxed);
+    });
     let mut resp = match tokio::time::timeout(timeout, sender.send_request(req)).await {
         Err(_) => return Err(Failure::Timeout),
         Ok(Err(_)) => return Err(Failure::Refused),
@@ -386,20 +452,22 @@ impl Drop for Lease {
     }
 }
 
-/// A target's response body; its connection returns to the pool once the body has ended.
+/// A target's response body; it drives the connection, which returns to the pool once the
+/// body has ended.
 #[derive(Debug)]
 pub struct UpstreamBody {
     body: Incoming,
     lease: Lease,
-    sender: Option<SendRequest<Incoming>>,
+    up: Option<Upstream>,
 }
 
 impl UpstreamBody {
     fn release(&mut self) {
-        if let Some(s) = self.sender.take()
+        if let Some(up) = self.up.take()
+            && !up.done
             && !self.lease.target.draining.load(Relaxed)
         {
-            let _ = self.lease.target.idle.push(s);
+            let _ = self.lease.target.idle.push(up);
         }
     }
 }
@@ -428,10 +496,13 @@ impl Body for ProxyBody {
         match self.get_mut() {
             ProxyBody::Full(b) => Poll::Ready(b.take().map(|b| Ok(Frame::data(b)))),
             ProxyBody::Upstream(u) => {
+                if let Some(up) = &mut u.up {
+                    up.drive(cx);
+                }
                 let r = Pin::new(&mut u.body).poll_frame(cx);
                 match &r {
                     Poll::Ready(None) => u.release(),
-                    Poll::Ready(Some(Err(_))) => u.sender = None,
+                    Poll::Ready(Some(Err(_))) => u.up = None,
                     _ => {}
                 }
                 r
