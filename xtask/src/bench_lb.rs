@@ -36,6 +36,9 @@ pub struct Args {
     /// Measured runs per contender (interleaved; the best run by requests/s is reported).
     #[arg(long, default_value_t = 2)]
     rounds: u32,
+    /// Connections of the latency run (few, so nothing queues: what a hop adds).
+    #[arg(long, default_value_t = 1)]
+    latency_connections: u32,
     #[arg(long, default_value = "wharf-echo:latest")]
     image: String,
 }
@@ -49,6 +52,8 @@ struct Figures {
     median_ms: f64,
     p99_ms: f64,
     errors: u64,
+    /// CPU time of the proxy process per request, in microseconds (0 for direct).
+    cpu_us: f64,
 }
 
 struct Containers(Vec<String>);
@@ -136,9 +141,10 @@ fn wait_http(port: u16) -> anyhow::Result<()> {
 }
 
 fn start_haproxy(dir: &Path, backends: &[u16], threads: u32) -> anyhow::Result<(Proc, u16)> {
+    // maxconn 4096: HAProxy raises its descriptor limit to twice that, within the default 20000.
     let port = free_port()?;
     let mut cfg = format!(
-        "global\n  maxconn 20000\n  nbthread {threads}\n\ndefaults\n  mode http\n  timeout connect 5s\n  timeout client 60s\n  timeout server 60s\n  option http-keep-alive\n  option forwardfor\n  http-reuse always\n\nfrontend fe\n  bind 127.0.0.1:{port}\n  default_backend be\n\nbackend be\n  balance roundrobin\n"
+        "global\n  maxconn 4096\n  nbthread {threads}\n\ndefaults\n  mode http\n  timeout connect 5s\n  timeout client 60s\n  timeout server 60s\n  option http-keep-alive\n  option forwardfor\n  http-reuse always\n\nfrontend fe\n  bind 127.0.0.1:{port}\n  default_backend be\n\nbackend be\n  balance roundrobin\n"
     );
     for (i, p) in backends.iter().enumerate() {
         cfg.push_str(&format!("  server s{i} 127.0.0.1:{p}\n"));
@@ -261,13 +267,14 @@ fn parse_latency(s: &str) -> Option<f64> {
     })
 }
 
-fn wrk(args: &Args, port: u16, secs: u64) -> anyhow::Result<Figures> {
+fn wrk(connections: u32, threads: u32, port: u16, secs: u64, pid: Option<u32>) -> anyhow::Result<Figures> {
+    let cpu0 = pid.map(|p| servers::cpu_time(Some(p)));
     let out = Command::new("/usr/bin/wrk")
         .args([
             "-c",
-            &args.connections.to_string(),
+            &connections.to_string(),
             "-t",
-            &args.threads.to_string(),
+            &threads.min(connections).to_string(),
             "-d",
             &format!("{secs}s"),
             "--latency",
@@ -296,6 +303,10 @@ fn wrk(args: &Args, port: u16, secs: u64) -> anyhow::Result<Figures> {
     if f.rps == 0.0 {
         bail!("wrk reported no requests/s:\n{text}");
     }
+    if let (Some(pid), Some(cpu0)) = (pid, cpu0) {
+        let used = servers::cpu_time(Some(pid)).saturating_sub(cpu0);
+        f.cpu_us = used.as_secs_f64() * 1e6 / (f.rps * secs as f64);
+    }
     Ok(f)
 }
 
@@ -306,12 +317,12 @@ pub fn run(args: Args) -> anyhow::Result<()> {
     println!("starting 4 {} containers (ports published on 127.0.0.1)", args.image);
     let (_containers, backends) = start_backends(&args.image)?;
     println!("  backends: {backends:?}");
-    let (_haproxy, haproxy_port) = start_haproxy(dir.path(), &backends, args.threads)?;
+    let (haproxy, haproxy_port) = start_haproxy(dir.path(), &backends, args.threads)?;
     println!("  haproxy:  127.0.0.1:{haproxy_port}");
     let rt = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
     std::fs::create_dir_all(dir.path().join("wharf"))?;
     let wharf_port = rt.block_on(seed_wharf(&dir.path().join("wharf").join("wharf.db"), &backends))?;
-    let _wharf = start_wharf(&bin, dir.path())?;
+    let wharf = start_wharf(&bin, dir.path())?;
     wait_http(wharf_port).with_context(|| {
         format!(
             "wharf's listener; its log: {}",
@@ -320,48 +331,73 @@ pub fn run(args: Args) -> anyhow::Result<()> {
     })?;
     println!("  wharf:    127.0.0.1:{wharf_port} (listener)");
 
-    let contenders = [("direct (one backend)", backends[0]), ("haproxy", haproxy_port), ("wharf", wharf_port)];
-    println!(
-        "\nwrk -c {} -t {} -d {}s, {} interleaved rounds, best round reported\n",
-        args.connections, args.threads, args.duration, args.rounds
-    );
-    for (_, port) in contenders {
-        wrk(&args, port, 2)?; // warm-up: connections, pools, caches
+    let contenders = [
+        ("direct (one backend)", backends[0], None),
+        ("haproxy", haproxy_port, Some(haproxy.0.id())),
+        ("wharf", wharf_port, Some(wharf.0.id())),
+    ];
+    for (_, port, _) in contenders {
+        wrk(args.connections, args.threads, port, 2, None)?; // warm-up: connections, pools, caches
     }
-    let mut best = [Figures::default(); 3];
-    for round in 0..args.rounds {
-        for (i, (name, port)) in contenders.iter().enumerate() {
-            let f = wrk(&args, *port, args.duration)?;
-            println!(
-                "  round {} {name:<22} {:>9.0} req/s  median {:.3} ms  p99 {:.3} ms  errors {}",
-                round + 1,
-                f.rps,
-                f.median_ms,
-                f.p99_ms,
-                f.errors
-            );
-            if f.rps > best[i].rps {
-                best[i] = f;
+    let mut load = [Figures::default(); 3];
+    let mut quiet = [Figures::default(); 3];
+    for (phase, connections, best) in
+        [("throughput", args.connections, &mut load), ("latency", args.latency_connections, &mut quiet)]
+    {
+        println!(
+            "\n{phase}: wrk -c {connections} -t {} -d {}s, {} interleaved rounds, best round reported",
+            args.threads.min(connections),
+            args.duration,
+            args.rounds
+        );
+        for round in 0..args.rounds {
+            for (i, (name, port, pid)) in contenders.iter().enumerate() {
+                let f = wrk(connections, args.threads, *port, args.duration, *pid)?;
+                println!(
+                    "  round {} {name:<22} {:>9.0} req/s  median {:.3} ms  p99 {:.3} ms  errors {}  cpu {:.1} us/req",
+                    round + 1,
+                    f.rps,
+                    f.median_ms,
+                    f.p99_ms,
+                    f.errors,
+                    f.cpu_us
+                );
+                if f.rps > best[i].rps {
+                    best[i] = f;
+                }
             }
         }
     }
-    let [direct, haproxy, wharf] = best;
-    println!("\n{:<22} {:>10} {:>12} {:>10} {:>7}", "", "req/s", "median ms", "p99 ms", "errors");
-    for ((name, _), f) in contenders.iter().zip(best) {
-        println!("{name:<22} {:>10.0} {:>12.3} {:>10.3} {:>7}", f.rps, f.median_ms, f.p99_ms, f.errors);
+    println!(
+        "\n{:<22} {:>10} {:>11} {:>9} {:>7} {:>11} | {:>14} {:>11}",
+        "", "req/s", "median ms", "p99 ms", "errors", "cpu us/req", "1-conn median", "1-conn p99"
+    );
+    for (i, (name, _, _)) in contenders.iter().enumerate() {
+        let (f, q) = (load[i], quiet[i]);
+        println!(
+            "{name:<22} {:>10.0} {:>11.3} {:>9.3} {:>7} {:>11.1} | {:>11.3} ms {:>8.3} ms",
+            f.rps, f.median_ms, f.p99_ms, f.errors, f.cpu_us, q.median_ms, q.p99_ms
+        );
     }
+    let [_, haproxy, wharf] = load;
     let ratio = wharf.rps / haproxy.rps;
-    let added = wharf.median_ms - direct.median_ms;
+    let added = quiet[2].median_ms - quiet[0].median_ms;
     let verdict = |ok: bool| if ok { "met" } else { "NOT met" };
     println!();
-    println!("wharf / haproxy req/s:           {ratio:.2}x   (target >= 1.0x: {})", verdict(ratio >= 1.0));
-    println!("wharf median - direct median:    {added:+.3} ms (target <= 0.1 ms: {})", verdict(added <= 0.1));
+    println!("wharf / haproxy req/s:              {ratio:.2}x   (target >= 1.0x: {})", verdict(ratio >= 1.0));
     println!(
-        "wharf p99 vs haproxy p99:        {:.3} / {:.3} ms (target <=: {})",
+        "wharf median - direct median:       {added:+.3} ms at {} connection(s) (target <= 0.1 ms: {}); haproxy adds {:+.3} ms",
+        args.latency_connections,
+        verdict(added <= 0.1),
+        quiet[1].median_ms - quiet[0].median_ms
+    );
+    println!(
+        "wharf p99 vs haproxy p99:           {:.3} / {:.3} ms at {} connections (target <=: {})",
         wharf.p99_ms,
         haproxy.p99_ms,
+        args.connections,
         verdict(wharf.p99_ms <= haproxy.p99_ms)
     );
-    println!("haproxy median - direct median:  {:+.3} ms", haproxy.median_ms - direct.median_ms);
+    println!("cpu per request, wharf / haproxy:   {:.2}x", wharf.cpu_us / haproxy.cpu_us);
     Ok(())
 }

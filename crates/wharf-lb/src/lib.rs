@@ -58,7 +58,8 @@ impl LoadBalancers {
     ) -> (LoadBalancers, tokio::task::JoinHandle<()>) {
         let metrics = Metrics::default();
         let status = Arc::new(Mutex::new(BTreeMap::new()));
-        let plane = plane::Plane::new(store, config, metrics.clone(), status.clone());
+        let workers = plane::Workers::start(&shutdown);
+        let plane = plane::Plane::new(workers, store, config, metrics.clone(), status.clone());
         let task = tokio::spawn(plane.run(shutdown));
         (LoadBalancers { metrics, status }, task)
     }

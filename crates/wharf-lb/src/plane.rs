@@ -45,7 +45,52 @@ struct Probe {
     task: JoinHandle<()>,
 }
 
+/// The threads listeners serve on: one single-threaded runtime per core, each accepting on
+/// its own `SO_REUSEPORT` socket of every listener, so a connection and its target
+/// connections live on one thread (no work stealing, no wake-ups across threads).
+pub(crate) struct Workers {
+    handles: Vec<tokio::runtime::Handle>,
+}
+
+impl Workers {
+    pub(crate) fn start(shutdown: &watch::Receiver<bool>) -> Workers {
+        let n = std::thread::available_parallelism().map_or(1, |n| n.get()).clamp(1, 64);
+        let mut handles = Vec::new();
+        for i in 0..n {
+            let (tx, rx) = std::sync::mpsc::channel();
+            let mut shutdown = shutdown.clone();
+            let spawned = std::thread::Builder::new().name(format!("wharf-lb-{i}")).spawn(move || {
+                let rt = match tokio::runtime::Builder::new_current_thread().enable_all().build() {
+                    Ok(rt) => rt,
+                    Err(e) => {
+                        tracing::warn!(error = %e, "cannot start a load balancer thread");
+                        return;
+                    }
+                };
+                let _ = tx.send(rt.handle().clone());
+                rt.block_on(async move {
+                    while !*shutdown.borrow() {
+                        if shutdown.changed().await.is_err() {
+                            break;
+                        }
+                    }
+                });
+            });
+            if spawned.is_ok()
+                && let Ok(h) = rx.recv()
+            {
+                handles.push(h);
+            }
+        }
+        if handles.is_empty() {
+            handles.push(tokio::runtime::Handle::current());
+        }
+        Workers { handles }
+    }
+}
+
 pub(crate) struct Plane<S: Store + Clone> {
+    workers: Workers,
     store: S,
     config: Config,
     metrics: Metrics,
@@ -102,12 +147,14 @@ pub fn resolve_target_ip(target_key: &str, target: &Target, addresses: &HashMap<
 
 impl<S: Store + Clone> Plane<S> {
     pub(crate) fn new(
+        workers: Workers,
         store: S,
         config: Config,
         metrics: Metrics,
         status: Arc<Mutex<BTreeMap<String, ListenerStatus>>>,
     ) -> Self {
         Plane {
+            workers,
             store,
             config,
             metrics,
@@ -485,14 +532,18 @@ impl<S: Store + Clone> Plane<S> {
             self.status.lock().unwrap_or_else(|e| e.into_inner()).insert(arn, status(Some(e)));
             return;
         }
-        match bind(addr) {
-            Ok(listener) => {
-                tracing::info!(listener = %arn, %addr, "listener serving");
+        let sockets: std::io::Result<Vec<std::net::TcpListener>> =
+            self.workers.handles.iter().map(|_| bind(addr)).collect();
+        match sockets {
+            Ok(sockets) => {
+                tracing::info!(listener = %arn, %addr, threads = sockets.len(), "listener serving");
                 self.bind_errors.remove(&arn);
                 self.status.lock().unwrap_or_else(|e| e.into_inner()).insert(arn.clone(), status(None));
                 let table = Arc::new(ArcSwap::from_pointee(table));
                 let (stop, stop_rx) = watch::channel(false);
-                tokio::spawn(accept_loop(listener, table.clone(), https, stop_rx));
+                for (socket, handle) in sockets.into_iter().zip(&self.workers.handles) {
+                    handle.spawn(accept_loop(socket, table.clone(), https, stop_rx.clone()));
+                }
                 self.running.insert(arn, Running { port, https, table, stop });
             }
             Err(e) => {
@@ -577,10 +628,16 @@ impl<S: Store + Clone> Plane<S> {
     }
 }
 
-fn bind(addr: SocketAddr) -> std::io::Result<tokio::net::TcpListener> {
-    let l = std::net::TcpListener::bind(addr)?;
-    l.set_nonblocking(true)?;
-    tokio::net::TcpListener::from_std(l)
+/// One of a listener's `SO_REUSEPORT` sockets (the kernel spreads connections over them).
+fn bind(addr: SocketAddr) -> std::io::Result<std::net::TcpListener> {
+    use socket2::{Domain, Socket, Type};
+    let s = Socket::new(Domain::for_address(addr), Type::STREAM, None)?;
+    s.set_reuse_address(true)?;
+    s.set_reuse_port(true)?;
+    s.bind(&addr.into())?;
+    s.listen(1024)?;
+    s.set_nonblocking(true)?;
+    Ok(s.into())
 }
 
 fn action(actions: &[Action], groups: &HashMap<String, Arc<Group>>) -> Option<Act> {
@@ -644,11 +701,18 @@ fn action(actions: &[Action], groups: &HashMap<String, Arc<Group>>) -> Option<Ac
 }
 
 async fn accept_loop(
-    listener: tokio::net::TcpListener,
+    listener: std::net::TcpListener,
     table: Arc<ArcSwap<ListenerTable>>,
     https: bool,
     mut stop: watch::Receiver<bool>,
 ) {
+    let listener = match tokio::net::TcpListener::from_std(listener) {
+        Ok(l) => l,
+        Err(e) => {
+            tracing::error!(error = %e, "cannot serve a listener socket");
+            return;
+        }
+    };
     let mut builder = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new());
     builder.http1().timer(TokioTimer::new()).keep_alive(true);
     let builder = Arc::new(builder);
