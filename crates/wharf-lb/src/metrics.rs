@@ -143,7 +143,7 @@ impl Metrics {
                 series: HashMap::new(),
             })
         });
-        e.lock().unwrap_or_else(|e| e.into_inner()).counters.clone()
+        e.get_mut().unwrap_or_else(|e| e.into_inner()).counters.clone()
     }
 
     /// Forgets load balancers and target groups that no longer exist.

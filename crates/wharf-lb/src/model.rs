@@ -74,7 +74,8 @@ pub struct TargetRt {
     /// Open connections to the target: pooled, busy and upgraded (websocket) ones.
     pub conns: Arc<AtomicUsize>,
     pub draining: AtomicBool,
-    pub idle: ArrayQueue<Upstream>,
+    /// Boxed: a connection moves in and out of the pool and through responses often.
+    pub idle: ArrayQueue<Box<Upstream>>,
 }
 
 impl TargetRt {

@@ -341,7 +341,7 @@ impl Upstream {
 }
 
 /// An idle pooled connection to the target, if one is usable.
-async fn checkout(t: &TargetRt) -> Option<Upstream> {
+async fn checkout(t: &TargetRt) -> Option<Box<Upstream>> {
     while let Some(mut up) = t.idle.pop() {
         if up.ready().await {
             return Some(up);
@@ -360,17 +360,17 @@ async fn dial(t: &TargetRt) -> Result<TcpStream, Failure> {
     Ok(stream)
 }
 
-async fn connect(t: &TargetRt) -> Result<Upstream, Failure> {
+async fn connect(t: &TargetRt) -> Result<Box<Upstream>, Failure> {
     let stream = dial(t).await?;
     let (sender, conn) = hyper::client::conn::http1::Builder::new()
         .handshake(TokioIo::new(stream))
         .await
         .map_err(|_| Failure::Refused)?;
     t.conns.fetch_add(1, Relaxed);
-    Ok(Upstream { sender, conn, done: false, count: t.conns.clone() })
+    Ok(Box::new(Upstream { sender, conn, done: false, count: t.conns.clone() }))
 }
 
-type Sent = (Response<Incoming>, Option<Upstream>);
+type Sent = (Response<Incoming>, Option<Box<Upstream>>);
 
 async fn send(t: &Arc<TargetRt>, req: Request<Incoming>, timeout: Duration) -> Result<Sent, Failure> {
     let deadline = tokio::time::Instant::now() + timeout;
@@ -458,7 +458,7 @@ impl Drop for Lease {
 pub struct UpstreamBody {
     body: Incoming,
     lease: Lease,
-    up: Option<Upstream>,
+    up: Option<Box<Upstream>>,
 }
 
 impl UpstreamBody {
