@@ -16,6 +16,7 @@ pub mod model;
 mod plane;
 pub mod proxy;
 pub mod rules;
+pub mod tls;
 
 pub use metrics::{Datapoint, Metric, Metrics, Totals};
 pub use plane::resolve_target_ip;
@@ -31,6 +32,8 @@ use wharf_store::Store;
 pub struct Config {
     /// The host address every listener binds (`--lb-bind-ip`).
     pub bind_ip: IpAddr,
+    /// Wharf's data dir: HTTPS certificates named by ACM-style ARNs live in `certs/` there.
+    pub data_dir: std::path::PathBuf,
 }
 
 /// What a listener is doing, for operators and tests.

@@ -279,6 +279,8 @@ pub struct ListenerTable {
     pub arn: String,
     pub port: u16,
     pub https: bool,
+    /// The default certificate of an HTTPS listener.
+    pub certificate: Option<String>,
     pub lb: LbInfo,
     /// By priority; the listener's default actions last (no conditions).
     pub rules: Vec<CompiledRule>,

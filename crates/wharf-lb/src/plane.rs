@@ -36,6 +36,7 @@ const REBIND_EVERY: Duration = Duration::from_secs(5);
 struct Running {
     port: u16,
     https: bool,
+    certificate: Option<String>,
     table: Arc<ArcSwap<ListenerTable>>,
     stop: watch::Sender<bool>,
 }
@@ -498,6 +499,7 @@ impl<S: Store + Clone> Plane<S> {
             arn: l.listener_arn.clone(),
             port: l.port,
             https: l.protocol == "HTTPS",
+            certificate: crate::tls::default_certificate(&l.certificates),
             lb: LbInfo {
                 arn: lb.load_balancer_arn.clone(),
                 name: lb.load_balancer_name.clone(),
@@ -513,7 +515,7 @@ impl<S: Store + Clone> Plane<S> {
     fn serve(&mut self, table: ListenerTable) {
         let arn = table.arn.clone();
         if let Some(r) = self.running.get(&arn) {
-            if r.port == table.port && r.https == table.https {
+            if r.port == table.port && r.https == table.https && r.certificate == table.certificate {
                 r.table.store(Arc::new(table));
                 return;
             }
@@ -522,16 +524,28 @@ impl<S: Store + Clone> Plane<S> {
             }
         }
         let (port, https, lb_arn) = (table.port, table.https, table.lb.arn.clone());
+        let certificate = table.certificate.clone();
         let addr = SocketAddr::new(self.config.bind_ip, port);
         let status = |error: Option<String>| ListenerStatus { load_balancer_arn: lb_arn.clone(), address: addr, error };
-        if https {
-            let e = "HTTPS listeners are not served yet (HTTP only); the listener is not bound".to_string();
-            if self.bind_errors.insert(arn.clone(), e.clone()).as_ref() != Some(&e) {
-                tracing::error!(listener = %arn, %addr, "{e}");
+        let tls = if https {
+            let made = match &certificate {
+                Some(c) => crate::tls::acceptor(c, &self.config.data_dir),
+                None => Err("an HTTPS listener without a certificate".to_string()),
+            };
+            match made {
+                Ok(a) => Some(a),
+                Err(e) => {
+                    let e = format!("cannot serve HTTPS: {e}");
+                    if self.bind_errors.insert(arn.clone(), e.clone()).as_ref() != Some(&e) {
+                        tracing::error!(listener = %arn, %addr, "listener not serving: {e}");
+                    }
+                    self.status.lock().unwrap_or_else(|e| e.into_inner()).insert(arn, status(Some(e)));
+                    return;
+                }
             }
-            self.status.lock().unwrap_or_else(|e| e.into_inner()).insert(arn, status(Some(e)));
-            return;
-        }
+        } else {
+            None
+        };
         let sockets: std::io::Result<Vec<std::net::TcpListener>> =
             self.workers.handles.iter().map(|_| bind(addr)).collect();
         match sockets {
@@ -542,9 +556,9 @@ impl<S: Store + Clone> Plane<S> {
                 let table = Arc::new(ArcSwap::from_pointee(table));
                 let (stop, stop_rx) = watch::channel(false);
                 for (socket, handle) in sockets.into_iter().zip(&self.workers.handles) {
-                    handle.spawn(accept_loop(socket, table.clone(), https, stop_rx.clone()));
+                    handle.spawn(accept_loop(socket, table.clone(), tls.clone(), stop_rx.clone()));
                 }
-                self.running.insert(arn, Running { port, https, table, stop });
+                self.running.insert(arn, Running { port, https, certificate, table, stop });
             }
             Err(e) => {
                 let e = format!("cannot bind {addr}: {e}");
@@ -703,9 +717,10 @@ fn action(actions: &[Action], groups: &HashMap<String, Arc<Group>>) -> Option<Ac
 async fn accept_loop(
     listener: std::net::TcpListener,
     table: Arc<ArcSwap<ListenerTable>>,
-    https: bool,
+    tls: Option<tokio_rustls::TlsAcceptor>,
     mut stop: watch::Receiver<bool>,
 ) {
+    let https = tls.is_some();
     let listener = match tokio::net::TcpListener::from_std(listener) {
         Ok(l) => l,
         Err(e) => {
@@ -737,20 +752,38 @@ async fn accept_loop(
                     https,
                 });
                 let builder = builder.clone();
-                let mut stop = stop.clone();
+                let stop = stop.clone();
+                let tls = tls.clone();
                 tokio::spawn(async move {
-                    let svc = hyper::service::service_fn(move |req| proxy::handle(ctx.clone(), req));
-                    let conn = builder.serve_connection_with_upgrades(TokioIo::new(stream), svc);
-                    tokio::pin!(conn);
-                    tokio::select! {
-                        _ = conn.as_mut() => {}
-                        _ = stop.changed() => {
-                            conn.as_mut().graceful_shutdown();
-                            let _ = tokio::time::timeout(Duration::from_secs(10), conn).await;
+                    match tls {
+                        None => serve_conn(&builder, TokioIo::new(stream), ctx, stop).await,
+                        Some(tls) => {
+                            if let Ok(Ok(s)) = tokio::time::timeout(Duration::from_secs(10), tls.accept(stream)).await {
+                                serve_conn(&builder, TokioIo::new(s), ctx, stop).await;
+                            }
                         }
                     }
                 });
             }
+        }
+    }
+}
+
+type ServerBuilder = hyper_util::server::conn::auto::Builder<TokioExecutor>;
+
+/// Serves one client connection (HTTP/1.1 or HTTP/2) until it ends or the listener stops.
+async fn serve_conn<I>(builder: &ServerBuilder, io: I, ctx: Arc<ConnCtx>, mut stop: watch::Receiver<bool>)
+where
+    I: hyper::rt::Read + hyper::rt::Write + Unpin + Send + 'static,
+{
+    let svc = hyper::service::service_fn(move |req| proxy::handle(ctx.clone(), req));
+    let conn = builder.serve_connection_with_upgrades(io, svc);
+    tokio::pin!(conn);
+    tokio::select! {
+        _ = conn.as_mut() => {}
+        _ = stop.changed() => {
+            conn.as_mut().graceful_shutdown();
+            let _ = tokio::time::timeout(Duration::from_secs(10), conn).await;
         }
     }
 }

@@ -47,7 +47,11 @@ impl Env {
         let dir = tempfile::tempdir().unwrap();
         let store = SqliteStore::open(dir.path().join("wharf.db")).unwrap();
         let (tx, rx) = tokio::sync::watch::channel(false);
-        let (lb, _task) = LoadBalancers::start(store.clone(), Config { bind_ip: "127.0.0.1".parse().unwrap() }, rx);
+        let (lb, _task) = LoadBalancers::start(
+            store.clone(),
+            Config { bind_ip: "127.0.0.1".parse().unwrap(), data_dir: dir.path().to_path_buf() },
+            rx,
+        );
         let env = Env { store, lb, _dir: dir, _shutdown: tx };
         env.put_lb("web", &[]).await;
         env
@@ -828,4 +832,100 @@ async fn instance_targets_resolve_through_the_instance_address() {
         kv.is_some_and(|kv| serde_json::from_slice::<TargetHealth>(&kv.value).unwrap().state == "healthy")
     })
     .await;
+}
+
+/// An HTTPS client over `port` trusting `cert`; the negotiated ALPN protocol and a send handle.
+async fn tls_h2(
+    port: u16,
+    cert: &std::path::Path,
+) -> Option<(Vec<u8>, hyper::client::conn::http2::SendRequest<Empty<Bytes>>)> {
+    use rustls::pki_types::pem::PemObject;
+    let mut roots = rustls::RootCertStore::empty();
+    roots.add(rustls::pki_types::CertificateDer::from_pem_file(cert).ok()?).ok()?;
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let mut config = rustls::ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .ok()?
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+    config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
+    let connector = tokio_rustls::TlsConnector::from(Arc::new(config));
+    let tcp = tokio::net::TcpStream::connect(("127.0.0.1", port)).await.ok()?;
+    let tls = connector.connect("localhost".try_into().ok()?, tcp).await.ok()?;
+    let alpn = tls.get_ref().1.alpn_protocol().map(<[u8]>::to_vec).unwrap_or_default();
+    let (send, conn) = hyper::client::conn::http2::handshake(TokioExecutor::new(), TokioIo::new(tls)).await.ok()?;
+    tokio::spawn(conn);
+    Some((alpn, send))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn https_listeners_terminate_tls_with_alpn() {
+    let env = Env::new().await;
+    let b = backend("a").await;
+    env.put_tg("tg", &[]).await;
+    env.register("tg", b.port).await;
+    let (pem, key) = (env._dir.path().join("site.pem"), env._dir.path().join("site.key"));
+    let made = std::process::Command::new("openssl")
+        .args([
+            "req",
+            "-x509",
+            "-newkey",
+            "ec",
+            "-pkeyopt",
+            "ec_paramgen_curve:prime256v1",
+            "-nodes",
+            "-subj",
+            "/CN=localhost",
+        ])
+        .args([
+            "-addext",
+            "subjectAltName=DNS:localhost",
+            "-addext",
+            "basicConstraints=critical,CA:FALSE",
+            "-days",
+            "2",
+        ])
+        .arg("-keyout")
+        .arg(&key)
+        .arg("-out")
+        .arg(&pem)
+        .output()
+        .unwrap();
+    assert!(made.status.success(), "{}", String::from_utf8_lossy(&made.stderr));
+    let port = free_port();
+    let l = Listener {
+        listener_arn: listener_arn("tls"),
+        load_balancer_arn: lb_arn("web"),
+        port,
+        protocol: "HTTPS".into(),
+        certificates: vec![json!({"CertificateArn": pem.to_str().unwrap()})],
+        default_actions: vec![forward(&[("tg", 1)])],
+        ..Default::default()
+    };
+    env.put(keys::listener(ACCT, REGION, "tls"), &l).await;
+    wait_for(|| async { tls_h2(port, &pem).await.is_some() }).await;
+    let (alpn, mut send) = tls_h2(port, &pem).await.unwrap();
+    assert_eq!(alpn, b"h2");
+    let resp = send
+        .send_request(Request::builder().uri(format!("https://localhost:{port}/headers")).body(Empty::new()).unwrap())
+        .await
+        .unwrap();
+    let body = resp.into_body().collect().await.unwrap().to_bytes();
+    assert_eq!(String::from_utf8_lossy(&body), format!("127.0.0.1|https|{port}|localhost:{port}"));
+
+    // A certificate that names no file: reported, not served.
+    let (bad, bad_port) = ("bad", free_port());
+    env.put(
+        keys::listener(ACCT, REGION, bad),
+        &Listener {
+            listener_arn: listener_arn(bad),
+            port: bad_port,
+            certificates: vec![json!({"CertificateArn": "arn:aws:acm:us-east-1:000000000000:certificate/nope"})],
+            ..l.clone()
+        },
+    )
+    .await;
+    wait_for(|| async { env.lb.listeners().get(&listener_arn(bad)).is_some_and(|s| s.error.is_some()) }).await;
+    let err = env.lb.listeners()[&listener_arn(bad)].error.clone().unwrap();
+    assert!(err.contains("nope.pem"), "{err}");
 }

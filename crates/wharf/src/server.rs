@@ -97,8 +97,11 @@ pub async fn run(args: ServerArgs, embedded: Option<EmbeddedAgent>) -> anyhow::R
     let (shutdown_tx, shutdown_rx) = tokio::sync::watch::channel(false);
     let agent_timeout = Duration::from_secs(args.agent_timeout_secs);
     let lb_bind_ip = args.lb_bind_ip.unwrap_or(args.listen.ip());
-    let (lb, lb_task) =
-        wharf_lb::LoadBalancers::start(store.clone(), wharf_lb::Config { bind_ip: lb_bind_ip }, shutdown_rx.clone());
+    let (lb, lb_task) = wharf_lb::LoadBalancers::start(
+        store.clone(),
+        wharf_lb::Config { bind_ip: lb_bind_ip, data_dir: args.data_dir.clone() },
+        shutdown_rx.clone(),
+    );
     let app = Arc::new(App {
         verifier: Verifier::new(keys),
         db: db.clone(),
