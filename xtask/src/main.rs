@@ -4,12 +4,12 @@
 //! * `bench-agent`: the agent's start overhead against Docker, its memory, awslogs throughput.
 //! * `bench-scheduler`: placing one service of 10,000 tasks on 1,000 instances.
 //! * `bench-registry`: docker push and pull of a 512 MB image, Wharf against Distribution.
+//! * `bench-lb`: the load balancer's listener against HAProxy and the backends directly.
 
 mod bench_agent;
 mod bench_api;
-mod bench_registry;
-//! * `bench-lb`: the load balancer's listener against HAProxy and the backends directly.
 mod bench_lb;
+mod bench_registry;
 mod bench_scheduler;
 mod client;
 mod servers;
