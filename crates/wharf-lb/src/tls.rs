@@ -1,31 +1,17 @@
 //! HTTPS listeners: the listener's default certificate (its first `CertificateArn`) served
 //! with rustls (ring provider), ALPN `h2` and `http/1.1`.
 //!
-//! A `CertificateArn` names PEM files the user supplies, as the ELBv2 API documents it:
-//! an absolute path to a PEM file with the chain (and the key, or the key beside it as
+//! A `CertificateArn` names PEM files the user supplies, as the ELBv2 API documents it
+//! ([`wharf_types::elb::certificate_files`]): an absolute path to a PEM file with the chain (and the key, or the key beside it as
 //! `<stem>.key`), or `arn:aws:acm:<region>:<account>:certificate/<id>` for
 //! `<data dir>/certs/<id>.pem` and `<id>.key`.
 
 use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer};
 use serde_json::Value;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::sync::Arc;
-
-/// The chain and key files of `arn` (see the module doc); `None` when it is neither form.
-pub fn certificate_files(arn: &str, data_dir: &Path) -> Option<(PathBuf, PathBuf)> {
-    if arn.starts_with('/') {
-        let pem = PathBuf::from(arn);
-        let key = pem.with_extension("key");
-        return Some((pem, key));
-    }
-    let id = arn.strip_prefix("arn:")?.split(':').nth(4)?.strip_prefix("certificate/")?;
-    if id.is_empty() || !id.chars().all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_') {
-        return None;
-    }
-    let dir = data_dir.join("certs");
-    Some((dir.join(format!("{id}.pem")), dir.join(format!("{id}.key"))))
-}
+use wharf_types::elb::certificate_files;
 
 /// The default certificate's ARN of a listener's `Certificates`.
 pub fn default_certificate(certificates: &[Value]) -> Option<String> {
