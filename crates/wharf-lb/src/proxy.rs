@@ -270,7 +270,7 @@ async fn forward(ctx: &ConnCtx, table: &ListenerTable, f: &Forward, mut req: Req
             parts.headers.remove(name);
         }
     }
-    let mut resp = Response::from_parts(parts, ProxyBody::Upstream(UpstreamBody { body, lease, up }));
+    let mut resp = Response::from_parts(parts, ProxyBody::Upstream(UpstreamBody { body, lease: Some(lease), up }));
     if let Some(ttl) = group.stickiness {
         set_cookie(&mut resp, "AWSALB", target.sticky, ttl);
     }
@@ -457,17 +457,19 @@ impl Drop for Lease {
 #[derive(Debug)]
 pub struct UpstreamBody {
     body: Incoming,
-    lease: Lease,
+    /// Held until the body's last byte has been read (not until the response is dropped).
+    lease: Option<Lease>,
     up: Option<Box<Upstream>>,
 }
 
 impl UpstreamBody {
     fn release(&mut self) {
+        let Some(lease) = self.lease.take() else { return };
         if let Some(up) = self.up.take()
             && !up.done
-            && !self.lease.target.draining.load(Relaxed)
+            && !lease.target.draining.load(Relaxed)
         {
-            let _ = self.lease.target.idle.push(up);
+            let _ = lease.target.idle.push(up);
         }
     }
 }
@@ -502,6 +504,7 @@ impl Body for ProxyBody {
                 let r = Pin::new(&mut u.body).poll_frame(cx);
                 match &r {
                     Poll::Ready(None) => u.release(),
+                    Poll::Ready(Some(Ok(_))) if u.body.is_end_stream() => u.release(),
                     Poll::Ready(Some(Err(_))) => u.up = None,
                     _ => {}
                 }
