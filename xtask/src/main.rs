@@ -2,7 +2,7 @@
 //!
 //! * `bench-api`: Wharf's ECS API against moto's server (see docs/benchmarks.md).
 //! * `bench-agent`: the agent's start overhead against Docker, its memory, awslogs throughput.
-//! * `bench-scheduler`: placing one service of 10,000 tasks on 1,000 instances.
+//! * `bench-scheduler`: one service of 10,000 tasks on 1,000 agents with a simulated runtime.
 //! * `bench-registry`: docker push and pull of a 512 MB image, Wharf against Distribution.
 //! * `bench-lb`: the load balancer's listener against HAProxy and the backends directly.
 
@@ -13,6 +13,7 @@ mod bench_registry;
 mod bench_scheduler;
 mod client;
 mod servers;
+mod sim_runtime;
 
 use clap::{Parser, Subcommand};
 use std::process::ExitCode;
@@ -34,8 +35,8 @@ enum Task {
     /// Benchmark the agent on the local Docker engine: RunTask→RUNNING against plain Docker,
     /// the agent's memory idle and with 50 tasks, and awslogs delivery of 10,000 lines.
     BenchAgent(bench_agent::Args),
-    /// Benchmark placement at scale: 1,000 instances registered through the API (no agents),
-    /// one service of 10,000 tasks, time until all are placed.
+    /// Benchmark scheduling at scale: 1,000 real agents on a simulated runtime in this process,
+    /// one service of 10,000 tasks, time until all are placed and until all are RUNNING.
     BenchScheduler(bench_scheduler::Args),
     /// Benchmark the registry: docker push and pull of a 512 MB image of several layers to
     /// Wharf and to Debian's docker-registry (Distribution 2.8), with the servers' memory.

@@ -118,7 +118,19 @@ impl Session {
             Target::Instance { key, .. } => key.clone(),
             Target::Fargate { host } => Keys::new(&self.ctx).agent_session(FARGATE_SESSIONS, host),
         };
-        let mut watch = store.watch(&tasks_prefix, store.current_revision()).ok();
+        // An instance's stream wakes when the index says its tasks changed; the Fargate
+        // host's (one per server) follows every task.
+        let mut bell = match &self.target {
+            Target::Instance { key, .. } => {
+                self.ctx.db.assignments.start(&store).await;
+                match self.ctx.db.get::<ContainerInstance>(key).await {
+                    Ok(Some(i)) => Some(self.ctx.db.assignments.subscribe(&i.doc.container_instance_arn)),
+                    _ => return,
+                }
+            }
+            Target::Fargate { .. } => None,
+        };
+        let mut watch = if bell.is_some() { None } else { store.watch(&tasks_prefix, store.current_revision()).ok() };
         let mut own_watch = store.watch(&own_key, store.current_revision()).ok();
         let mut lease = self.connect().await;
         let mut keepalive = tokio::time::interval(self.ttl / 3);
@@ -144,6 +156,7 @@ impl Session {
                 _ = shutdown.changed() => return,
                 _ = tx.closed() => return,
                 e = next(&mut watch) => if e.is_none() { watch = store.watch(&tasks_prefix, store.current_revision()).ok(); },
+                _ = rang(&mut bell) => {}
                 e = next(&mut own_watch) => if e.is_none() { own_watch = store.watch(&own_key, store.current_revision()).ok(); },
                 _ = keepalive.tick() => {
                     let alive = match lease { Some(id) => store.keep_alive(id).await.is_ok(), None => false };
@@ -212,7 +225,17 @@ impl Session {
                 })
             }
         };
-        let tasks = self.ctx.db.list::<Task>(&self.tasks_prefix()).await?;
+        let tasks = match &self.target {
+            Target::Instance { key, .. } => {
+                let Some(inst) = self.ctx.db.get::<ContainerInstance>(key).await? else { return Ok(None) };
+                let mut tasks = vec![];
+                for k in self.ctx.db.assignments.tasks_on(&inst.doc.container_instance_arn) {
+                    tasks.extend(self.ctx.db.get::<Task>(&k).await?);
+                }
+                tasks
+            }
+            Target::Fargate { .. } => self.ctx.db.list::<Task>(&self.tasks_prefix()).await?,
+        };
         let mut assignments = vec![];
         for t in tasks {
             let task = t.doc;
@@ -230,6 +253,18 @@ impl Session {
             assignments.push(Assignment { task, task_definition: td });
         }
         Ok(Some(StreamMessage::Snapshot { revision: self.ctx.db.store().current_revision(), assignments }))
+    }
+}
+
+/// Waits until the index rings the bell (forever without one).
+async fn rang(bell: &mut Option<watch::Receiver<u64>>) {
+    match bell {
+        Some(b) => {
+            if b.changed().await.is_err() {
+                std::future::pending::<()>().await;
+            }
+        }
+        None => std::future::pending().await,
     }
 }
 

@@ -16,6 +16,8 @@ pub type Backend = SqliteStore;
 pub struct Db {
     store: Backend,
     sequences: std::sync::Arc<std::sync::Mutex<std::collections::HashMap<String, i64>>>,
+    /// Which tasks are on which instance (for the agents' assignment streams).
+    pub(crate) assignments: crate::assignment_index::AssignmentIndex,
 }
 
 /// A document with the revision it was read at (for compare-and-swap).
@@ -44,7 +46,7 @@ fn decode<T: DeserializeOwned>(key: &str, bytes: &[u8]) -> Result<T> {
 
 impl Db {
     pub fn new(store: Backend) -> Self {
-        Db { store, sequences: Default::default() }
+        Db { store, sequences: Default::default(), assignments: Default::default() }
     }
 
     /// The next number of sequence `name` (task definition revisions): one more than both

@@ -27,6 +27,7 @@ macro_rules! operations {
 }
 
 pub mod agent_api;
+mod assignment_index;
 pub mod db;
 pub mod ecr;
 pub mod ecs;
