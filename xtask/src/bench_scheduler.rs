@@ -56,9 +56,13 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         .arg(dir.path().join("server"))
         .env("WHARF_ACCESS_KEY_ID", client::ACCESS_KEY_ID)
         .env("WHARF_SECRET_ACCESS_KEY", client::SECRET_ACCESS_KEY)
-        .env("WHARF_LOG", "warn")
+        .env("WHARF_LOG", std::env::var("WHARF_LOG").unwrap_or_else(|_| "warn".into()))
         .stdout(Stdio::piped())
-        .stderr(Stdio::null())
+        // WHARF_BENCH_SERVER_LOG=<file> keeps the server's log (with WHARF_LOG=info: activations).
+        .stderr(match std::env::var_os("WHARF_BENCH_SERVER_LOG") {
+            Some(path) => Stdio::from(std::fs::File::create(path)?),
+            None => Stdio::null(),
+        })
         .spawn()
         .with_context(|| format!("starting {}", bin.display()))?;
     let mut lines = BufReader::new(child.stdout.take().context("stdout")?).lines();
@@ -97,6 +101,7 @@ async fn measure(endpoint: Endpoint, url: &str, pid: u32, args: &Args, dir: &Pat
             cluster: "scale".into(),
             state_dir: dir.join(format!("agent-{i}")),
             port_bind_ip: "127.0.0.1".into(),
+            advertise_address: None,
             reserved_memory_mib: 0,
             reserved_ports: wharf_agent::AgentConfig::DEFAULT_RESERVED_PORTS.to_vec(),
             pull_behavior: wharf_agent::PullBehavior::Default,
@@ -122,9 +127,12 @@ async fn measure(endpoint: Endpoint, url: &str, pid: u32, args: &Args, dir: &Pat
                 }
                 let page = call(&mut conn, "ListContainerInstances", body).await?;
                 let arns = page["containerInstanceArns"].clone();
-                let described =
-                    call(&mut conn, "DescribeContainerInstances", json!({"cluster": "scale", "containerInstances": arns}))
-                        .await?;
+                let described = call(
+                    &mut conn,
+                    "DescribeContainerInstances",
+                    json!({"cluster": "scale", "containerInstances": arns}),
+                )
+                .await?;
                 n += described["containerInstances"]
                     .as_array()
                     .map_or(0, |a| a.iter().filter(|i| i["agentConnected"] == json!(true)).count());
@@ -206,10 +214,7 @@ async fn measure(endpoint: Endpoint, url: &str, pid: u32, args: &Args, dir: &Pat
     println!("| placements/s | {rate:.0} | ≥ 5,000 | {} |", verdict(rate >= 5000.0));
     println!("| CreateService → all RUNNING (agents' reports) | {} | — | — |", fmt(running_at));
     println!("| tasks RUNNING (service runningCount / cluster) | {running} / {cluster_running} | {tasks} | — |");
-    println!(
-        "| containers started by the agents | {} | {tasks} | — |",
-        started_containers.load(Ordering::Relaxed)
-    );
+    println!("| containers started by the agents | {} | {tasks} | — |", started_containers.load(Ordering::Relaxed));
     println!(
         "| server peak RSS | {:.0} MB (before: {rss_before:.0} MB) | ≤ 300 MB | {} |",
         hwm.max(peak_rss),

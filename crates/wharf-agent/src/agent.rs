@@ -52,6 +52,9 @@ pub struct AgentConfig {
     pub state_dir: PathBuf,
     /// Host address published container ports bind to.
     pub port_bind_ip: String,
+    /// The address other hosts (the load balancer) reach this host's task ports on; `None`:
+    /// `port_bind_ip`, or 127.0.0.1 when that is unspecified (0.0.0.0).
+    pub advertise_address: Option<String>,
     /// Memory (MiB) kept back from tasks for the host and the agent.
     pub reserved_memory_mib: i64,
     /// Host ports never given to tasks.
@@ -70,6 +73,18 @@ pub struct AgentConfig {
 impl AgentConfig {
     /// ECS's reserved ports: SSH, the Docker daemon, and the ECS agent's own.
     pub const DEFAULT_RESERVED_PORTS: [u16; 5] = [22, 2375, 2376, 51678, 51679];
+
+    /// Where this host's published task ports are reachable (the container instance's
+    /// `privateIp`, which load balancers send instance targets' traffic to).
+    pub fn reachable_address(&self) -> String {
+        if let Some(a) = self.advertise_address.as_ref().filter(|a| !a.is_empty()) {
+            return a.clone();
+        }
+        match self.port_bind_ip.parse::<std::net::IpAddr>() {
+            Ok(ip) if ip.is_unspecified() => "127.0.0.1".into(),
+            _ => self.port_bind_ip.clone(),
+        }
+    }
 
     pub fn kernel_ephemeral_range() -> (u16, u16) {
         std::fs::read_to_string("/proc/sys/net/ipv4/ip_local_port_range")
@@ -192,7 +207,7 @@ impl<R: ContainerRuntime> Agent<R> {
             "region": self.config.region,
             "availabilityZone": format!("{}a", self.config.region),
             "instanceType": "wharf",
-            "privateIp": "127.0.0.1",
+            "privateIp": self.config.reachable_address(),
             "hostname": hostname,
         });
         let docker = self.runtime.version().await.map_err(AgentError::Runtime)?;

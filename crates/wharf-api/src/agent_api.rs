@@ -238,9 +238,14 @@ impl Session {
         };
         let mut assignments = vec![];
         for t in tasks {
-            let task = t.doc;
+            let mut task = t.doc;
             if task.last_status == "STOPPED" || !keep(&task) {
                 continue;
+            }
+            // Deregistering before stopping: the agent keeps serving until the targets drained.
+            if crate::ecs::targets::held_for_draining(&task) {
+                task.desired_status = "RUNNING".into();
+                task.last_status = "RUNNING".into();
             }
             let td = match definitions.get(&task.task_definition_arn) {
                 Some(td) => td.clone(),

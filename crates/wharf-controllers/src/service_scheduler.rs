@@ -12,12 +12,15 @@ use serde_json::{Value, json};
 use std::collections::HashMap;
 use std::time::Duration;
 use wharf_api::db::{Versioned, cas_put};
+use wharf_api::ecs::services::deployment_load_balancers;
+use wharf_api::ecs::targets::{self, TargetRef};
 use wharf_api::ecs::tasks::{RunRequest, launch, stop_task};
 use wharf_api::ecs::{ACTIVE_TASK_STATES, Keys, all_of_kind, scope_of_key};
 use wharf_api::logs::LogStore;
 use wharf_api::{Ctx, Db};
-use wharf_store::Txn;
+use wharf_store::{Op, Txn};
 use wharf_types::ecs::{Cluster, ContainerInstance, Failure, Service, ServiceEvent, Task, TaskDefinition};
+use wharf_types::elb::{self, TargetGroup};
 use wharf_types::{Error, Scope};
 
 /// ECS keeps the newest 100 service events.
@@ -84,6 +87,19 @@ impl ServiceScheduler {
             .map(|t| t.doc)
             .filter(|t| t.group.as_ref() == Some(&group))
             .collect();
+        let instances = ctx.db.list::<ContainerInstance>(&keys.instances(&cluster_name)).await?;
+        let mut changed = self.sync_targets(ctx, &svc, &cluster_name, &all, &instances).await?;
+        let all: Vec<Task> = if changed {
+            ctx.db
+                .list::<Task>(&keys.tasks(&cluster_name))
+                .await?
+                .into_iter()
+                .map(|t| t.doc)
+                .filter(|t| t.group.as_ref() == Some(&group))
+                .collect()
+        } else {
+            all
+        };
         let live: Vec<&Task> = all
             .iter()
             .filter(|t| t.desired_status != "STOPPED" && ACTIVE_TASK_STATES.contains(&t.last_status.as_str()))
@@ -100,6 +116,8 @@ impl ServiceScheduler {
         }
         let now = wharf_types::now();
         let grace = svc.health_check_grace_period_seconds.unwrap_or(0) as f64;
+        // What the load balancers report for each live task of a deployment with target groups.
+        let lb_health = self.lb_health(ctx, &svc, &all).await?;
         let view = |t: &Task| -> TaskView {
             let checked = definitions
                 .get(&t.task_definition_arn)
@@ -107,15 +125,17 @@ impl ServiceScheduler {
             let running = t.last_status == "RUNNING";
             let past_grace = t.started_at.is_some_and(|s| now - s >= grace);
             let health = t.health_status.as_deref();
+            let lb = lb_health.get(&t.task_arn);
             TaskView {
                 primary: t.started_by.as_deref() == Some(primary_id.as_str()),
-                healthy: running && (!checked || health == Some("HEALTHY")),
-                unhealthy: running && checked && past_grace && health == Some("UNHEALTHY"),
+                healthy: running && (!checked || health == Some("HEALTHY")) && lb.is_none_or(|h| h.healthy),
+                unhealthy: running
+                    && past_grace
+                    && ((checked && health == Some("UNHEALTHY")) || lb.is_some_and(|h| h.failing.is_some())),
             }
         };
         // Tasks on instances that are draining (or lost) are replaced like an old
         // deployment's: new ones start elsewhere first, within the same bounds.
-        let instances = ctx.db.list::<ContainerInstance>(&keys.instances(&cluster_name)).await?;
         let leaving: Vec<&str> = instances
             .iter()
             .filter(|i| i.doc.status != "ACTIVE" || !i.doc.agent_connected)
@@ -131,7 +151,6 @@ impl ServiceScheduler {
                 v
             })
             .collect();
-        let mut changed = false;
         let mut events: Vec<String> = vec![];
         let mut history = Txn::default();
 
@@ -206,16 +225,22 @@ impl ServiceScheduler {
             (p.stop.into_iter().map(|i| live[i].task_arn.clone()).collect(), Starts::Count(p.start.min(room)))
         };
 
+        // Tasks this activation wrote (stopped or started), for the counts below.
+        let mut touched: HashMap<String, Task> = HashMap::new();
         let mut stopped = vec![];
         for arn in &stop {
             let unhealthy = live.iter().zip(&views).any(|(t, v)| &t.task_arn == arn && v.unhealthy);
-            let reason = if unhealthy {
+            let elb = lb_health.get(arn).and_then(|h| h.failing.clone());
+            let reason = if let (true, Some(tg)) = (unhealthy, elb) {
+                format!("Task failed ELB health checks in (target-group {tg})")
+            } else if unhealthy {
                 "Task failed container health checks".to_string()
             } else {
                 format!("Scaling activity initiated by (deployment {primary_id})")
             };
             let id = arn.rsplit('/').next().unwrap_or_default();
-            stop_task(ctx, &cluster_name, id, &reason, "ServiceSchedulerInitiated").await?;
+            let t = stop_task(ctx, &cluster_name, id, &reason, "ServiceSchedulerInitiated").await?;
+            touched.insert(t.task_arn.clone(), t);
             stopped.push(format!("(task {id})"));
         }
         if !stopped.is_empty() {
@@ -274,6 +299,9 @@ impl ServiceScheduler {
                     all
                 }
             };
+            for t in &started {
+                touched.insert(t.task_arn.clone(), t.clone());
+            }
             if !started.is_empty() {
                 changed = true;
                 let names: Vec<String> = started
@@ -305,14 +333,12 @@ impl ServiceScheduler {
         }
 
         // Counts, drained deployments, completion.
-        let fresh: Vec<Task> = ctx
-            .db
-            .list::<Task>(&keys.tasks(&cluster_name))
-            .await?
-            .into_iter()
-            .map(|t| t.doc)
-            .filter(|t| t.group.as_ref() == Some(&group) && ACTIVE_TASK_STATES.contains(&t.last_status.as_str()))
-            .collect();
+        // What was read at the start plus what this activation wrote (re-reading 10,000 tasks
+        // here cost more than the placement itself); the next activation re-reads anyway.
+        let mut fresh: Vec<Task> =
+            all.iter().map(|t| touched.remove(&t.task_arn).unwrap_or_else(|| t.clone())).collect();
+        fresh.extend(touched.into_values());
+        fresh.retain(|t| ACTIVE_TASK_STATES.contains(&t.last_status.as_str()));
         let count = |id: &str, running: bool| {
             fresh
                 .iter()
@@ -395,6 +421,141 @@ impl ServiceScheduler {
         ctx.db.commit(txn).await
     }
 
+    /// Registers the service's RUNNING tasks with their deployment's target groups, and ends
+    /// the deregistration of stopping ones whose targets have drained (the agent is then
+    /// told to stop them). Returns whether any task changed.
+    async fn sync_targets(
+        &self,
+        ctx: &Ctx,
+        svc: &Service,
+        cluster: &str,
+        all: &[Task],
+        instances: &[Versioned<ContainerInstance>],
+    ) -> Result<bool, Error> {
+        let now = wharf_types::now();
+        let mut changed = false;
+        let mut groups: HashMap<String, Option<TargetGroup>> = HashMap::new();
+        for t in all {
+            let held = targets::registered(t);
+            let stopping = t.desired_status == "STOPPED" || t.last_status == "STOPPED";
+            let wanted = if held.is_empty() && !stopping && t.last_status == "RUNNING" {
+                let lbs = svc
+                    .deployments
+                    .iter()
+                    .find(|d| Some(&d.id) == t.started_by.as_ref())
+                    .map(deployment_load_balancers)
+                    .unwrap_or_default();
+                if lbs.is_empty() {
+                    continue;
+                }
+                let instance = t
+                    .container_instance_arn
+                    .as_ref()
+                    .and_then(|a| instances.iter().find(|i| &i.doc.container_instance_arn == a));
+                let mut wanted = vec![];
+                for lb in &lbs {
+                    let Some(arn) = lb.get("targetGroupArn").and_then(Value::as_str) else { continue };
+                    if !groups.contains_key(arn) {
+                        groups.insert(arn.to_string(), targets::target_group(ctx, arn).await?);
+                    }
+                    let Some(Some(group)) = groups.get(arn) else { continue };
+                    match target_of(t, instance.map(|i| &i.doc), group, lb) {
+                        Some(r) => wanted.push(r),
+                        // Not reachable yet (no port bound, no address): next activation.
+                        None => break,
+                    }
+                }
+                if wanted.len() < lbs.len() {
+                    continue;
+                }
+                Some(wanted)
+            } else if !held.is_empty() && stopping {
+                None
+            } else {
+                continue;
+            };
+            let id = t.task_arn.rsplit('/').next().unwrap_or_default();
+            let key = Keys::new(ctx).task(cluster, id);
+            let wrote = ctx
+                .db
+                .update(|| async {
+                    let Some(cur) = ctx.db.get::<Task>(&key).await? else { return Ok((None, false)) };
+                    let mut doc = cur.doc.clone();
+                    let mut txn = cas_put(&key, cur.rev, &doc)?;
+                    txn.ops.clear();
+                    match &wanted {
+                        Some(list) => {
+                            if !targets::registered(&doc).is_empty() || doc.desired_status == "STOPPED" {
+                                return Ok((None, false));
+                            }
+                            for r in list {
+                                let target = elb::Target {
+                                    target_group_arn: r.target_group_arn.clone(),
+                                    id: r.id.clone(),
+                                    port: r.port,
+                                    availability_zone: doc.availability_zone.clone(),
+                                    registered_at: now,
+                                    draining_since: None,
+                                };
+                                txn.ops.push(Op::put(r.key(ctx), wharf_api::db::encode(&target)?));
+                            }
+                            targets::set_registered(&mut doc, list);
+                        }
+                        None => {
+                            if targets::registered(&doc).is_empty() {
+                                return Ok((None, false));
+                            }
+                            if targets::drain_until(&doc).is_none() {
+                                // Stopped without StopTask (it exited): deregister now.
+                                targets::begin_draining(ctx, &mut doc, now, &mut txn).await?;
+                            } else if targets::drained(ctx, &doc, now).await? {
+                                targets::finish_draining(ctx, &mut doc, &mut txn);
+                            } else {
+                                return Ok((None, false));
+                            }
+                        }
+                    }
+                    doc.version += 1;
+                    txn.ops.push(Op::put(&key, wharf_api::db::encode(&doc)?));
+                    Ok((Some(txn), true))
+                })
+                .await?;
+            changed |= wrote;
+        }
+        Ok(changed)
+    }
+
+    /// For each live task of a deployment with load balancers: healthy in every target group
+    /// (and registered), or failing in one (the target group's ARN).
+    async fn lb_health(&self, ctx: &Ctx, svc: &Service, all: &[Task]) -> Result<HashMap<String, LbHealth>, Error> {
+        let mut out = HashMap::new();
+        for t in all.iter().filter(|t| t.desired_status != "STOPPED" && t.last_status == "RUNNING") {
+            let lbs = svc
+                .deployments
+                .iter()
+                .find(|d| Some(&d.id) == t.started_by.as_ref())
+                .map(deployment_load_balancers)
+                .unwrap_or_default();
+            if lbs.is_empty() {
+                continue;
+            }
+            let held = targets::registered(t);
+            let mut h = LbHealth { healthy: !held.is_empty(), failing: None };
+            for r in &held {
+                match targets::health(ctx, r).await?.map(|x| x.state) {
+                    Some(s) if s == "healthy" => {}
+                    Some(s) if s == "unhealthy" => {
+                        h.healthy = false;
+                        h.failing.get_or_insert_with(|| r.target_group_arn.clone());
+                    }
+                    _ => h.healthy = false,
+                }
+            }
+            out.insert(t.task_arn.clone(), h);
+        }
+        Ok(out)
+    }
+
     async fn daemon_desired(&self, ctx: &Ctx, cluster: &str) -> Result<i64, Error> {
         let instances = ctx.db.list::<ContainerInstance>(&Keys::new(ctx).instances(cluster)).await?;
         Ok(instances.iter().filter(|i| i.doc.status == "ACTIVE").count() as i64)
@@ -455,6 +616,37 @@ impl ServiceScheduler {
         };
         Ok((stop, Starts::On(missing)))
     }
+}
+
+/// A task's standing with its load balancers.
+#[derive(Debug, Clone)]
+struct LbHealth {
+    /// Registered, and `healthy` in every target group.
+    healthy: bool,
+    /// The target group reporting it `unhealthy`.
+    failing: Option<String>,
+}
+
+/// The target task `t` registers as for load balancer entry `lb` in `group`: for `ip`
+/// target groups (awsvpc) the task's address and the container port; for `instance` ones the
+/// instance's id and the host port bound to the container port. `None` until known.
+fn target_of(t: &Task, instance: Option<&ContainerInstance>, group: &TargetGroup, lb: &Value) -> Option<TargetRef> {
+    let container = lb.get("containerName").and_then(Value::as_str)?;
+    let port = lb.get("containerPort").and_then(Value::as_i64)?;
+    let c = t.containers.iter().find(|c| c.name == container)?;
+    let (id, port) = if group.target_type == "ip" {
+        let ip = c.network_interfaces.iter().find_map(|n| n.get("privateIpv4Address").and_then(Value::as_str))?;
+        (ip.to_string(), port)
+    } else {
+        let host_port = c.network_bindings.iter().find(|b| b.container_port == Some(port))?.host_port?;
+        (instance?.ec2_instance_id.clone()?, host_port)
+    };
+    Some(TargetRef {
+        target_group_arn: group.target_group_arn.clone(),
+        target_group: group.target_group_name.clone(),
+        id,
+        port: u16::try_from(port).ok()?,
+    })
 }
 
 fn failure(e: Error) -> Failure {

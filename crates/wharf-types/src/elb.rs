@@ -5,6 +5,27 @@
 //!
 //! Field names and casing are ELBv2's (PascalCase) so documents go onto the wire as they are;
 //! what the logic needs is typed, everything else a client sent round-trips through `extra`.
+//!
+//! ## Service targets (written by the service scheduler)
+//!
+//! - A service task is registered when it is RUNNING: one [`Target`] at [`keys::target`] per
+//!   target group of its deployment. `instance` target groups get the container instance's
+//!   `ec2InstanceId` and the host port Docker bound to the container port; `ip` ones (awsvpc)
+//!   the task's private IPv4 and the container port.
+//! - **Reaching an instance target**: every container instance registration writes
+//!   [`InstanceAddress`] at [`instance_address_key`] (`/elb/instance-address/<account>/<region>/<ec2InstanceId>`)
+//!   holding the address its published ports are reachable on (the agent's
+//!   `--advertise-address`, else its `--port-bind-ip`, else 127.0.0.1 when that is 0.0.0.0).
+//!   The data plane resolves an `instance` target `i-…:P` to `<Address>:P` with
+//!   [`target_address`]; an `ip` target's id is the address itself.
+//! - **Deregistration before stopping**: the scheduler sets `draining_since` on the task's
+//!   targets (the data plane stops sending new requests to them) and tells the agent to stop
+//!   the task only once the target group's `deregistration_delay.timeout_seconds` has passed
+//!   or the data plane has deleted the target key (it may do so earlier, once the target is
+//!   idle). The scheduler deletes keys that are still there after the delay.
+//! - **Health**: the data plane writes [`TargetHealth`] at [`keys::health`]; the scheduler
+//!   counts a new task healthy only when every one of its targets reports `healthy`, and
+//!   replaces a task whose target is `unhealthy` once `healthCheckGracePeriodSeconds` passed.
 
 use crate::Timestamp;
 use serde::{Deserialize, Serialize};
@@ -322,6 +343,60 @@ pub struct Tag {
     pub key: String,
     #[serde(default)]
     pub value: String,
+}
+
+/// The key of [`InstanceAddress`] for EC2 instance id `instance_id` (a container instance's
+/// `ec2InstanceId`), written when the container instance registers.
+pub fn instance_address_key(account: &str, region: &str, instance_id: &str) -> String {
+    format!("/elb/instance-address/{account}/{region}/{instance_id}")
+}
+
+/// Where the published ports of a container instance's tasks are reachable.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct InstanceAddress {
+    /// An IPv4 or IPv6 address (no port).
+    pub address: String,
+    /// The container instance ARN that wrote it.
+    #[serde(default)]
+    pub container_instance_arn: String,
+}
+
+/// The `host:port` a target's traffic goes to: an `ip` target's id is its address; an
+/// `instance` target's address comes from its [`InstanceAddress`] (`None` when unknown).
+pub fn target_address(target: &Target, instance: Option<&InstanceAddress>) -> Option<std::net::SocketAddr> {
+    let ip: std::net::IpAddr = match target.id.parse() {
+        Ok(ip) => ip,
+        Err(_) => instance?.address.parse().ok()?,
+    };
+    Some(std::net::SocketAddr::new(ip, target.port))
+}
+
+/// The name inside a target group ARN (`arn:…:targetgroup/<name>/<id>`).
+pub fn target_group_name(arn: &str) -> Option<&str> {
+    let rest = arn.strip_prefix("arn:")?.split(':').nth(4)?.strip_prefix("targetgroup/")?;
+    let (name, _id) = rest.split_once('/')?;
+    (!name.is_empty()).then_some(name)
+}
+
+#[cfg(test)]
+mod service_target_tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+
+    #[test]
+    fn target_group_names_and_addresses() {
+        let arn = "arn:aws:elasticloadbalancing:us-east-1:123456789012:targetgroup/web/0123456789abcdef";
+        assert_eq!(target_group_name(arn), Some("web"));
+        assert_eq!(target_group_name("arn:aws:elasticloadbalancing:us-east-1:1:loadbalancer/app/x/1"), None);
+        assert_eq!(target_group_name("web"), None);
+        let t = Target { id: "i-0abc".into(), port: 32768, ..Default::default() };
+        assert_eq!(target_address(&t, None), None);
+        let a = InstanceAddress { address: "127.0.0.1".into(), ..Default::default() };
+        assert_eq!(target_address(&t, Some(&a)).unwrap().to_string(), "127.0.0.1:32768");
+        let ip = Target { id: "172.17.0.5".into(), port: 8080, ..Default::default() };
+        assert_eq!(target_address(&ip, None).unwrap().to_string(), "172.17.0.5:8080");
+    }
 }
 
 #[cfg(test)]

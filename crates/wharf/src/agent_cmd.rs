@@ -28,6 +28,10 @@ pub struct AgentArgs {
     /// Host address that published container ports bind to.
     #[arg(long, env = "WHARF_PORT_BIND_IP", default_value = "0.0.0.0")]
     pub port_bind_ip: String,
+    /// The address the load balancer reaches this host's task ports on (the container
+    /// instance's private IP); defaults to --port-bind-ip, or 127.0.0.1 when that is 0.0.0.0.
+    #[arg(long, env = "WHARF_AGENT_ADDRESS")]
+    pub advertise_address: Option<String>,
 }
 
 /// Reads `KEY=value` lines; a missing file is an empty config.
@@ -104,6 +108,7 @@ pub fn agent_config(
         cluster,
         state_dir: args.data_dir.clone().unwrap_or(default_state_dir),
         port_bind_ip: args.port_bind_ip.clone(),
+        advertise_address: args.advertise_address.clone(),
         reserved_memory_mib,
         reserved_ports,
         pull_behavior,
@@ -157,6 +162,7 @@ mod tests {
             config: path,
             data_dir: None,
             port_bind_ip: "0.0.0.0".into(),
+            advertise_address: None,
         };
         let c =
             agent_config(&args, "http://x".into(), "us-east-1".into(), "k".into(), "s".into(), dir.clone()).unwrap();
@@ -165,6 +171,7 @@ mod tests {
         assert_eq!(c.container_stop_timeout_secs, 120);
         assert_eq!(c.pull_behavior, PullBehavior::PreferCached);
         assert_eq!(c.attributes, vec![("stack".to_string(), "blue".to_string())]);
+        assert_eq!(c.reachable_address(), "127.0.0.1");
         std::fs::remove_dir_all(dir).unwrap();
     }
 }

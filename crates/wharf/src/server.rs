@@ -233,6 +233,7 @@ async fn start_embedded_agent(
         config: std::path::PathBuf::from("/nonexistent/ecs.config"),
         data_dir: Some(args.data_dir.join("agent")),
         port_bind_ip: e.port_bind_ip,
+        advertise_address: None,
     };
     let mut config = match crate::agent_cmd::agent_config(
         &agent_args,

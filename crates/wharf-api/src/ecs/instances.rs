@@ -9,6 +9,7 @@ use crate::paging::{max_results, scan, with_token};
 use serde::Deserialize;
 use serde_json::{Map, Value, json};
 use wharf_types::ecs::{Attribute, ContainerInstance, Failure, ResourceAmount, Tag, Task};
+use wharf_types::elb::{InstanceAddress, instance_address_key};
 use wharf_types::{Error, Resource, Result};
 
 /// What a task needs from an instance.
@@ -275,6 +276,13 @@ pub async fn register(ctx: &Ctx, v: Value) -> Result<Value> {
             };
             let mut txn = cas_put(&key, rev, &doc)?;
             txn.ops.extend(tags::put_op(ctx, &arn, &req.tags)?);
+            // Where load balancers reach this instance's published ports (see wharf_types::elb).
+            if let Some(ec2) = &doc.ec2_instance_id {
+                let address = identity.get("privateIp").and_then(Value::as_str).unwrap_or("127.0.0.1");
+                let record = InstanceAddress { address: address.to_string(), container_instance_arn: arn.clone() };
+                let akey = instance_address_key(&ctx.scope.account, &ctx.scope.region, ec2);
+                txn.ops.push(wharf_store::Op::put(akey, crate::db::encode(&record)?));
+            }
             Ok((Some(txn), doc))
         })
         .await?;

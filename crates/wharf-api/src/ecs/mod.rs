@@ -15,6 +15,7 @@ pub mod placement;
 pub mod services;
 mod settings;
 mod tags;
+pub mod targets;
 pub mod task_definitions;
 pub mod tasks;
 

@@ -13,7 +13,7 @@ use wharf_store::Txn;
 use wharf_types::ecs::{
     Deployment, DeploymentCircuitBreaker, DeploymentConfiguration, Failure, Service, Tag, TaskDefinition,
 };
-use wharf_types::{Error, Result};
+use wharf_types::{Error, Result, elb};
 
 /// A new deployment id: `ecs-svc/` and 19 digits, as ECS prints them.
 fn deployment_id() -> String {
@@ -100,17 +100,60 @@ fn check_launch(launch_type: Option<&str>, strategy: Option<&Vec<Value>>) -> Res
     Ok(())
 }
 
-/// Checks load balancer entries against the task definition's containers and ports.
-fn check_load_balancers(lbs: &[Value], td: Option<&TaskDefinition>) -> Result<()> {
+/// ECS allows this many target groups per service.
+const MAX_LOAD_BALANCERS: usize = 5;
+
+/// Private deployment field: the `loadBalancers` the deployment's tasks register with (a
+/// deployment keeps the ones it started with when UpdateService changes the service's).
+pub const DEPLOYMENT_LOAD_BALANCERS: &str = "wharfLoadBalancers";
+
+/// The load balancers a deployment's tasks register with.
+pub fn deployment_load_balancers(d: &Deployment) -> Vec<Value> {
+    d.extra.get(DEPLOYMENT_LOAD_BALANCERS).and_then(Value::as_array).cloned().unwrap_or_default()
+}
+
+/// Whether any listener or rule of the scope forwards to target group `arn`.
+async fn has_load_balancer(ctx: &Ctx, arn: &str) -> Result<bool> {
+    let forwards = |actions: &[elb::Action]| {
+        actions.iter().any(|a| {
+            a.target_group_arn.as_deref() == Some(arn)
+                || a.forward_config.as_ref().is_some_and(|f| f.target_groups.iter().any(|t| t.target_group_arn == arn))
+        })
+    };
+    let (account, region) = (&ctx.scope.account, &ctx.scope.region);
+    let listeners = ctx.db.list::<elb::Listener>(&format!("/elb/listener/{account}/{region}/")).await?;
+    if listeners.iter().any(|l| forwards(&l.doc.default_actions)) {
+        return Ok(true);
+    }
+    let rules = ctx.db.list::<elb::Rule>(&format!("/elb/rule/{account}/{region}/")).await?;
+    Ok(rules.iter().any(|r| forwards(&r.doc.actions)))
+}
+
+/// Checks load balancer entries as ECS does: target groups (not Classic Load Balancers) that
+/// exist, are attached to a load balancer and suit the task's network mode, and a container
+/// and container port of the task definition.
+async fn check_load_balancers(ctx: &Ctx, lbs: &[Value], td: Option<&TaskDefinition>) -> Result<()> {
+    if lbs.len() > MAX_LOAD_BALANCERS {
+        return Err(Error::invalid(
+            "loadBalancers",
+            format!("A service can have at most {MAX_LOAD_BALANCERS} target groups (got {}).", lbs.len()),
+        ));
+    }
     for lb in lbs {
         let tg = lb.get("targetGroupArn").and_then(Value::as_str);
         let name = lb.get("loadBalancerName").and_then(Value::as_str);
-        if tg.is_none() && name.is_none() {
+        if tg.is_none() && name.is_some() {
+            return Err(Error::invalid(
+                "loadBalancers.loadBalancerName",
+                "Classic Load Balancers are not supported: specify the targetGroupArn of an Application Load Balancer target group instead of loadBalancerName.",
+            ));
+        }
+        let Some(tg_arn) = tg else {
             return Err(Error::invalid(
                 "loadBalancers.targetGroupArn",
                 "Either targetGroupArn or loadBalancerName must be specified.",
             ));
-        }
+        };
         let (Some(cname), Some(port)) =
             (lb.get("containerName").and_then(Value::as_str), lb.get("containerPort").and_then(Value::as_i64))
         else {
@@ -119,7 +162,42 @@ fn check_load_balancers(lbs: &[Value], td: Option<&TaskDefinition>) -> Result<()
                 "containerName and containerPort must be specified for a load balancer.",
             ));
         };
+        let doc = match elb::target_group_name(tg_arn) {
+            Some(name) => {
+                ctx.db
+                    .get::<elb::TargetGroup>(&elb::keys::target_group(&ctx.scope.account, &ctx.scope.region, name))
+                    .await?
+            }
+            None => None,
+        };
+        let Some(group) = doc.map(|d| d.doc).filter(|g| g.target_group_arn == tg_arn) else {
+            return Err(Error::invalid(
+                "loadBalancers.targetGroupArn",
+                "Unable to assume role and validate the specified targetGroupArn. Please verify that the ECS service role being passed has the proper permissions.",
+            ));
+        };
+        if !has_load_balancer(ctx, tg_arn).await? {
+            return Err(Error::invalid(
+                "loadBalancers.targetGroupArn",
+                format!("The target group with targetGroupArn {tg_arn} does not have an associated load balancer."),
+            ));
+        }
         if let Some(td) = td {
+            let mode = td.network_mode.as_deref().unwrap_or("bridge");
+            let fits = match group.target_type.as_str() {
+                "ip" => mode == "awsvpc",
+                "instance" => mode != "awsvpc",
+                _ => false,
+            };
+            if !fits {
+                return Err(Error::invalid(
+                    "loadBalancers.targetGroupArn",
+                    format!(
+                        "The provided target group {tg_arn} has target type {}, which is incompatible with the {mode} network mode specified in the task definition.",
+                        group.target_type
+                    ),
+                ));
+            }
             let Some(c) = container(td, cname) else {
                 return Err(Error::invalid(
                     "loadBalancers.containerName",
@@ -184,7 +262,11 @@ pub fn new_deployment(service: &Service, td: &str, now: f64) -> Deployment {
         platform_version: service.platform_version.clone(),
         network_configuration: service.network_configuration.clone(),
         rollout_state: Some("IN_PROGRESS".into()),
-        extra: Map::new(),
+        extra: if service.load_balancers.is_empty() {
+            Map::new()
+        } else {
+            Map::from_iter([(DEPLOYMENT_LOAD_BALANCERS.to_string(), Value::Array(service.load_balancers.clone()))])
+        },
     }
 }
 
@@ -227,7 +309,7 @@ pub async fn create(ctx: &Ctx, v: Value) -> Result<Value> {
     if desired < 0 {
         return Err(Error::invalid("desiredCount", "desiredCount must be greater than or equal to 0."));
     }
-    check_load_balancers(&req.load_balancers, td.as_ref())?;
+    check_load_balancers(ctx, &req.load_balancers, td.as_ref()).await?;
     if req.health_check_grace_period_seconds.is_some() && req.load_balancers.is_empty() {
         return Err(Error::invalid(
             "healthCheckGracePeriodSeconds",
@@ -484,8 +566,10 @@ pub async fn update(ctx: &Ctx, v: Value) -> Result<Value> {
             }
             check_compatible(new_td.as_ref(), doc.launch_type.as_deref())?;
             check_network(current_td.as_ref(), doc.network_configuration.as_ref())?;
+            let mut lbs_changed = false;
             if let Some(lbs) = r.load_balancers {
-                check_load_balancers(&lbs, current_td.as_ref())?;
+                check_load_balancers(ctx, &lbs, current_td.as_ref()).await?;
+                lbs_changed = lbs != doc.load_balancers;
                 doc.load_balancers = lbs;
             }
             if let Some(g) = r.health_check_grace_period_seconds {
@@ -531,7 +615,8 @@ pub async fn update(ctx: &Ctx, v: Value) -> Result<Value> {
             }
             let now = wharf_types::now();
             let mut history = Txn::default();
-            if td_changed || r.force_new_deployment || network_changed {
+            // New target groups need new tasks (ECS starts them, then stops the old ones).
+            if td_changed || r.force_new_deployment || network_changed || lbs_changed {
                 for d in doc.deployments.iter_mut().filter(|d| d.status == "PRIMARY") {
                     d.status = "ACTIVE".into();
                     d.updated_at = now;

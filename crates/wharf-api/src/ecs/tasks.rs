@@ -492,6 +492,9 @@ pub async fn stop(ctx: &Ctx, v: Value) -> Result<Value> {
 
 /// Asks a task to stop (StopTask, the service scheduler). The agent does the stopping; a task
 /// no agent has acknowledged yet is finished here and its instance gets its resources back.
+/// A task registered with load balancers is deregistered first, as ECS does: it goes
+/// DEACTIVATING, its targets drain, and the agent is told to stop it only once the target
+/// groups' deregistration delay has passed (see `targets`; the service scheduler ends it).
 pub async fn stop_task(ctx: &Ctx, cluster: &str, id: &str, reason: &str, stop_code: &str) -> Result<Task> {
     let keys = Keys::new(ctx);
     let key = keys.task(cluster, id);
@@ -511,6 +514,11 @@ pub async fn stop_task(ctx: &Ctx, cluster: &str, id: &str, reason: &str, stop_co
             doc.stopped_reason = Some(reason.into());
             doc.version += 1;
             let mut txn = Txn { compares: vec![Compare::ModRevision(key.clone(), t.rev)], ops: vec![] };
+            let serving = matches!(doc.last_status.as_str(), "PENDING" | "ACTIVATING" | "RUNNING");
+            if serving && !super::targets::registered(&doc).is_empty() {
+                doc.last_status = "DEACTIVATING".into();
+                super::targets::begin_draining(ctx, &mut doc, now, &mut txn).await?;
+            }
             if doc.last_status == "PROVISIONING" {
                 doc.last_status = "STOPPED".into();
                 doc.stopped_at = Some(now);

@@ -1,0 +1,121 @@
+//! A service task as a load balancer target: which targets it is registered as, what they
+//! report, and deregistration before stopping (ECS's order: the task goes DEACTIVATING, its
+//! targets drain for the target group's deregistration delay, then the task is stopped).
+//!
+//! The targets a task holds are recorded on the task itself (a private field, never on the
+//! wire), written in the same transaction as the target keys, so the scheduler and StopTask
+//! always agree on what to deregister. The store layout is `wharf_types::elb`'s.
+
+use crate::Ctx;
+use crate::db::encode;
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+use wharf_store::{Compare, Op, Txn};
+use wharf_types::Result;
+use wharf_types::ecs::Task;
+use wharf_types::elb::{self, Target, TargetGroup, TargetHealth};
+
+/// Private task field: the targets the task is registered as.
+pub const TASK_TARGETS: &str = "wharfTargets";
+/// Private task field: when the task's deregistration delay ends (epoch seconds).
+pub const DRAIN_UNTIL: &str = "wharfDrainUntil";
+
+/// One registration of a task in a target group.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct TargetRef {
+    pub target_group_arn: String,
+    pub target_group: String,
+    pub id: String,
+    pub port: u16,
+}
+
+impl TargetRef {
+    pub fn key(&self, ctx: &Ctx) -> String {
+        elb::keys::target(&ctx.scope.account, &ctx.scope.region, &self.target_group, &self.id, self.port)
+    }
+    pub fn health_key(&self, ctx: &Ctx) -> String {
+        elb::keys::health(&ctx.scope.account, &ctx.scope.region, &self.target_group, &self.id, self.port)
+    }
+}
+
+/// The targets `task` is registered as.
+pub fn registered(task: &Task) -> Vec<TargetRef> {
+    task.extra.get(TASK_TARGETS).and_then(|v| serde_json::from_value(v.clone()).ok()).unwrap_or_default()
+}
+
+pub fn set_registered(task: &mut Task, targets: &[TargetRef]) {
+    if targets.is_empty() {
+        task.extra.remove(TASK_TARGETS);
+    } else {
+        task.extra.insert(TASK_TARGETS.into(), serde_json::to_value(targets).unwrap_or(Value::Null));
+    }
+}
+
+pub fn drain_until(task: &Task) -> Option<f64> {
+    task.extra.get(DRAIN_UNTIL).and_then(Value::as_f64)
+}
+
+/// True while a task asked to stop still waits for its targets to drain: the agent keeps
+/// running it (and is not told to stop) until the delay has passed.
+pub fn held_for_draining(task: &Task) -> bool {
+    task.desired_status == "STOPPED" && task.last_status == "DEACTIVATING" && task.extra.contains_key(TASK_TARGETS)
+}
+
+/// The target group named in `arn`, if it exists.
+pub async fn target_group(ctx: &Ctx, arn: &str) -> Result<Option<TargetGroup>> {
+    let Some(name) = elb::target_group_name(arn) else { return Ok(None) };
+    let key = elb::keys::target_group(&ctx.scope.account, &ctx.scope.region, name);
+    Ok(ctx.db.get::<TargetGroup>(&key).await?.map(|g| g.doc).filter(|g| g.target_group_arn == arn))
+}
+
+/// What the data plane last observed for a target (`None`: nothing yet).
+pub async fn health(ctx: &Ctx, target: &TargetRef) -> Result<Option<TargetHealth>> {
+    Ok(ctx.db.get::<TargetHealth>(&target.health_key(ctx)).await?.map(|h| h.doc))
+}
+
+/// Starts deregistering `task`'s targets: marks each `draining_since` now (the data plane
+/// sends them no new requests) and records when the longest deregistration delay of their
+/// target groups ends. Adds the target writes, guarded by their revisions, to `txn`; the
+/// caller writes the task.
+pub async fn begin_draining(ctx: &Ctx, task: &mut Task, now: f64, txn: &mut Txn) -> Result<()> {
+    let mut delay = 0u64;
+    for t in registered(task) {
+        if let Some(g) = target_group(ctx, &t.target_group_arn).await? {
+            delay = delay.max(g.deregistration_delay_secs());
+        }
+        let key = t.key(ctx);
+        if let Some(mut doc) = ctx.db.get::<Target>(&key).await?
+            && doc.doc.draining_since.is_none()
+        {
+            doc.doc.draining_since = Some(now);
+            txn.compares.push(Compare::ModRevision(key.clone(), doc.rev));
+            txn.ops.push(Op::put(&key, encode(&doc.doc)?));
+        }
+    }
+    task.extra.insert(DRAIN_UNTIL.into(), serde_json::json!(now + delay as f64));
+    Ok(())
+}
+
+/// Whether `task`'s deregistration is over: the delay passed, or the data plane already
+/// removed every target.
+pub async fn drained(ctx: &Ctx, task: &Task, now: f64) -> Result<bool> {
+    if drain_until(task).is_some_and(|u| now >= u) {
+        return Ok(true);
+    }
+    for t in registered(task) {
+        if ctx.db.get::<Target>(&t.key(ctx)).await?.is_some() {
+            return Ok(false);
+        }
+    }
+    Ok(true)
+}
+
+/// Ends the deregistration: removes the targets that are left and forgets them on the task.
+pub fn finish_draining(ctx: &Ctx, task: &mut Task, txn: &mut Txn) {
+    for t in registered(task) {
+        txn.ops.push(Op::delete(t.key(ctx)));
+    }
+    set_registered(task, &[]);
+    task.extra.remove(DRAIN_UNTIL);
+}
