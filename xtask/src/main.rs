@@ -2,11 +2,13 @@
 //!
 //! * `bench-api`: Wharf's ECS API against moto's server (see docs/benchmarks.md).
 //! * `bench-agent`: the agent's start overhead against Docker, its memory, awslogs throughput.
+//! * `bench-deploy`: a rolling deployment of 4 tasks on real Docker, UpdateService → stable.
 //! * `bench-scheduler`: one service of 10,000 tasks on 1,000 agents with a simulated runtime.
 //! * `bench-registry`: docker push and pull of a 512 MB image, Wharf against Distribution.
 //! * `bench-lb`: the load balancer's listener against HAProxy and the backends directly.
 
 mod bench_agent;
+mod bench_deploy;
 mod bench_api;
 mod bench_lb;
 mod bench_registry;
@@ -44,6 +46,9 @@ enum Task {
     /// Benchmark the load balancer: 4 wharf-echo containers behind Wharf's listener and
     /// behind HAProxy, and directly, with the same wrk load.
     BenchLb(bench_lb::Args),
+    /// Benchmark a rolling deployment on real Docker: `wharf up`, 4 wharf-echo tasks with a
+    /// health check, UpdateService (100/200, then 50/100) until the service is stable.
+    BenchDeploy(bench_deploy::Args),
 }
 
 fn main() -> ExitCode {
@@ -54,6 +59,7 @@ fn main() -> ExitCode {
         Task::BenchScheduler(args) => bench_scheduler::run(args),
         Task::BenchRegistry(args) => bench_registry::run(args),
         Task::BenchLb(args) => bench_lb::run(args),
+        Task::BenchDeploy(args) => bench_deploy::run(args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

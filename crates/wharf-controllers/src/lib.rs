@@ -14,6 +14,8 @@ mod log_retention;
 mod planner;
 mod service_reaper;
 mod service_scheduler;
+#[cfg(test)]
+mod lb_tests;
 
 pub use ecr_lifecycle::EcrLifecycle;
 pub use instance_liveness::InstanceLiveness;

@@ -162,6 +162,20 @@ async fn check_load_balancers(ctx: &Ctx, lbs: &[Value], td: Option<&TaskDefiniti
                 "containerName and containerPort must be specified for a load balancer.",
             ));
         };
+        if let Some(td) = td {
+            let Some(c) = container(td, cname) else {
+                return Err(Error::invalid(
+                    "loadBalancers.containerName",
+                    format!("The container {cname} does not exist in the task definition."),
+                ));
+            };
+            if !c.port_mappings.iter().any(|pm| pm.container_port == Some(port)) {
+                return Err(Error::invalid(
+                    "loadBalancers.containerPort",
+                    format!("The container {cname} did not have a container port {port} defined."),
+                ));
+            }
+        }
         let doc = match elb::target_group_name(tg_arn) {
             Some(name) => {
                 ctx.db
@@ -196,18 +210,6 @@ async fn check_load_balancers(ctx: &Ctx, lbs: &[Value], td: Option<&TaskDefiniti
                         "The provided target group {tg_arn} has target type {}, which is incompatible with the {mode} network mode specified in the task definition.",
                         group.target_type
                     ),
-                ));
-            }
-            let Some(c) = container(td, cname) else {
-                return Err(Error::invalid(
-                    "loadBalancers.containerName",
-                    format!("The container {cname} does not exist in the task definition."),
-                ));
-            };
-            if !c.port_mappings.iter().any(|pm| pm.container_port == Some(port)) {
-                return Err(Error::invalid(
-                    "loadBalancers.containerPort",
-                    format!("The container {cname} did not have a container port {port} defined."),
                 ));
             }
         }
