@@ -62,6 +62,10 @@ fn task_definition(image: &str, version: &str, interval: i64) -> Value {
 
 /// What one poll of DescribeServices says.
 struct Sample {
+    /// The PRIMARY deployment's rolloutState.
+    rollout: String,
+    /// Each task's lastStatus/desiredStatus/healthStatus, abbreviated (for BENCH_DEPLOY_TRACE).
+    tasks: String,
     deployments: usize,
     running: i64,
     desired: i64,
@@ -70,30 +74,53 @@ struct Sample {
 async fn sample(conn: &mut Conn) -> anyhow::Result<Sample> {
     let out = call(conn, "DescribeServices", json!({"cluster": CLUSTER, "services": [SERVICE]})).await?;
     let s = &out["services"][0];
+    let arns = call(conn, "ListTasks", json!({"cluster": CLUSTER})).await?["taskArns"].clone();
+    let mut tasks = String::new();
+    if arns.as_array().is_some_and(|a| !a.is_empty()) {
+        let described = call(conn, "DescribeTasks", json!({"cluster": CLUSTER, "tasks": arns})).await?;
+        for t in described["tasks"].as_array().into_iter().flatten() {
+            let short = |k: &str| t[k].as_str().unwrap_or("-").chars().take(4).collect::<String>();
+            tasks.push_str(&format!("{}/{}/{} ", short("lastStatus"), short("desiredStatus"), short("healthStatus")));
+        }
+    }
     Ok(Sample {
+        rollout: s["deployments"][0]["rolloutState"].as_str().unwrap_or_default().to_string(),
+        tasks,
         deployments: s["deployments"].as_array().map_or(0, Vec::len),
         running: s["runningCount"].as_i64().unwrap_or(-1),
         desired: s["desiredCount"].as_i64().unwrap_or(-2),
     })
 }
 
-/// Polls every 100 ms until the service is stable (the `services-stable` waiter's test).
-async fn wait_stable(conn: &mut Conn, limit: Duration) -> anyhow::Result<Duration> {
-    let t0 = Instant::now();
+/// How long after `t0` the service became stable (the `services-stable` waiter's test) and
+/// its deployment COMPLETED (every new task healthy), polling every 100 ms.
+async fn wait_done(conn: &mut Conn, t0: Instant, limit: Duration) -> anyhow::Result<(Duration, Duration)> {
+    let mut last = String::new();
+    let mut stable = None;
     loop {
         let s = sample(conn).await?;
+        let now = format!("{} deployment(s), {}/{} running, {}: {}", s.deployments, s.running, s.desired, s.rollout, s.tasks);
+        if now != last && std::env::var_os("BENCH_DEPLOY_TRACE").is_some() {
+            println!("  {:6.2} s  {now}", t0.elapsed().as_secs_f64());
+        }
+        last = now;
         if s.deployments == 1 && s.running == s.desired {
-            return Ok(t0.elapsed());
+            let at = *stable.get_or_insert_with(|| t0.elapsed());
+            if s.rollout == "COMPLETED" {
+                return Ok((at, t0.elapsed()));
+            }
+        } else {
+            stable = None;
         }
         if t0.elapsed() > limit {
-            bail!("not stable after {limit:?} ({} deployments, {}/{} running)", s.deployments, s.running, s.desired);
+            bail!("not done after {limit:?}: {last}");
         }
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
 }
 
-/// UpdateService to `version` with `min`/`max`, then the time until stable.
-async fn deploy(conn: &mut Conn, args: &Args, version: &str, min: i64, max: i64) -> anyhow::Result<Duration> {
+/// UpdateService to `version` with `min`/`max`; the times until stable and until COMPLETED.
+async fn deploy(conn: &mut Conn, args: &Args, version: &str, min: i64, max: i64) -> anyhow::Result<(Duration, Duration)> {
     let td = call(conn, "RegisterTaskDefinition", task_definition(&args.image, version, args.health_interval)).await?;
     let arn = td["taskDefinition"]["taskDefinitionArn"].as_str().context("taskDefinitionArn")?.to_string();
     let t0 = Instant::now();
@@ -104,9 +131,7 @@ async fn deploy(conn: &mut Conn, args: &Args, version: &str, min: i64, max: i64)
                "deploymentConfiguration": {"minimumHealthyPercent": min, "maximumPercent": max}}),
     )
     .await?;
-    // The update is visible at once: two deployments until the old one drained.
-    wait_stable(conn, Duration::from_secs(300)).await?;
-    Ok(t0.elapsed())
+    wait_done(conn, t0, Duration::from_secs(300)).await
 }
 
 pub fn run(args: Args) -> anyhow::Result<()> {
@@ -162,29 +187,37 @@ async fn measure(conn: &mut Conn, args: &Args) -> anyhow::Result<()> {
                "deploymentConfiguration": {"minimumHealthyPercent": 100, "maximumPercent": 200}}),
     )
     .await?;
-    let created = wait_stable(conn, Duration::from_secs(120)).await?;
+    // From a steady service: every v1 task RUNNING and HEALTHY (rollout COMPLETED).
+    let (_, created) = wait_done(conn, Instant::now(), Duration::from_secs(120)).await?;
     let i = args.health_interval as f64;
     let n = args.tasks;
     let first = deploy(conn, args, "v2", 100, 200).await?;
     let second = deploy(conn, args, "v3", 50, 100).await?;
     // Floors: a new task counts healthy at its first passing Docker health probe, which runs
-    // one `interval` after the container started (startPeriod only forgives failures). 100/200
-    // starts all n new tasks at once: one round. 50/100 keeps ceil(n/2) healthy, so it replaces
-    // n - ceil(n/2) tasks per round: ceil(n / (n - ceil(n/2))) rounds. Stopping an old task
-    // costs its SIGTERM → exit (wharf-echo exits at once; stopTimeout only bounds a task that
-    // ignores SIGTERM). The scheduler is woken by store watches (its 2 s tick is a fallback).
+    // one `interval` after the container started (startPeriod only forgives failures; retries
+    // only count failures). 100/200 starts all n new tasks at once: one round. 50/100 keeps
+    // ceil(n/2) healthy, so it replaces n - ceil(n/2) tasks per round. The waiter is satisfied
+    // once the old deployment has no tasks and n are RUNNING: the last round's tasks need not
+    // be healthy yet, so its floor is one health interval less than COMPLETED's. Stopping an
+    // old task costs SIGTERM → exit (wharf-echo exits at once; stopTimeout only bounds a task
+    // that ignores SIGTERM). The scheduler acts on store watches (its 2 s tick is a fallback),
+    // the agent polls container health every 0.3 s.
     let half = (n + 1) / 2;
     let rounds_50 = (n as f64 / (n - half).max(1) as f64).ceil();
     println!("\nrolling deployment of {n} wharf-echo tasks on real Docker (bridge, hostPort 0, health check every {i} s)");
-    println!("| step | UpdateService → stable | floor from the timers | floor made of |\n|---|---:|---:|---|");
-    println!("| CreateService → stable (v1) | {:.1} s | — | start only (RUNNING, health not awaited by the waiter) |", created.as_secs_f64());
+    println!("| step | UpdateService → stable (waiter) | floor | → COMPLETED | floor | floor made of |");
+    println!("|---|---:|---:|---:|---:|---|");
+    println!("| CreateService (v1) | — | — | {:.1} s | {i:.1} s | 1 round × health interval |", created.as_secs_f64());
     println!(
-        "| v1 → v2, 100/200 | {:.1} s | {i:.1} s | 1 round × health interval {i} s |",
-        first.as_secs_f64()
+        "| v1 → v2, 100/200 | {:.1} s | {i:.1} s | {:.1} s | {i:.1} s | 1 round × health interval {i} s (old tasks stop once new ones are healthy) |",
+        first.0.as_secs_f64(),
+        first.1.as_secs_f64()
     );
     println!(
-        "| v2 → v3, 50/100 | {:.1} s | {:.1} s | {rounds_50} rounds × health interval {i} s |",
-        second.as_secs_f64(),
+        "| v2 → v3, 50/100 | {:.1} s | {:.1} s | {:.1} s | {:.1} s | {rounds_50} rounds × health interval {i} s |",
+        second.0.as_secs_f64(),
+        (rounds_50 - 1.0) * i,
+        second.1.as_secs_f64(),
         rounds_50 * i
     );
     println!("Benchmarks report; they do not gate: exit status 0 whatever the figures.");
