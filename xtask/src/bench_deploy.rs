@@ -99,7 +99,8 @@ async fn wait_done(conn: &mut Conn, t0: Instant, limit: Duration) -> anyhow::Res
     let mut stable = None;
     loop {
         let s = sample(conn).await?;
-        let now = format!("{} deployment(s), {}/{} running, {}: {}", s.deployments, s.running, s.desired, s.rollout, s.tasks);
+        let now =
+            format!("{} deployment(s), {}/{} running, {}: {}", s.deployments, s.running, s.desired, s.rollout, s.tasks);
         if now != last && std::env::var_os("BENCH_DEPLOY_TRACE").is_some() {
             println!("  {:6.2} s  {now}", t0.elapsed().as_secs_f64());
         }
@@ -120,7 +121,13 @@ async fn wait_done(conn: &mut Conn, t0: Instant, limit: Duration) -> anyhow::Res
 }
 
 /// UpdateService to `version` with `min`/`max`; the times until stable and until COMPLETED.
-async fn deploy(conn: &mut Conn, args: &Args, version: &str, min: i64, max: i64) -> anyhow::Result<(Duration, Duration)> {
+async fn deploy(
+    conn: &mut Conn,
+    args: &Args,
+    version: &str,
+    min: i64,
+    max: i64,
+) -> anyhow::Result<(Duration, Duration)> {
     let td = call(conn, "RegisterTaskDefinition", task_definition(&args.image, version, args.health_interval)).await?;
     let arn = td["taskDefinition"]["taskDefinitionArn"].as_str().context("taskDefinitionArn")?.to_string();
     let t0 = Instant::now();
@@ -204,7 +211,9 @@ async fn measure(conn: &mut Conn, args: &Args) -> anyhow::Result<()> {
     // the agent polls container health every 0.3 s.
     let half = (n + 1) / 2;
     let rounds_50 = (n as f64 / (n - half).max(1) as f64).ceil();
-    println!("\nrolling deployment of {n} wharf-echo tasks on real Docker (bridge, hostPort 0, health check every {i} s)");
+    println!(
+        "\nrolling deployment of {n} wharf-echo tasks on real Docker (bridge, hostPort 0, health check every {i} s)"
+    );
     println!("| step | UpdateService → stable (waiter) | floor | → COMPLETED | floor | floor made of |");
     println!("|---|---:|---:|---:|---:|---|");
     println!("| CreateService (v1) | — | — | {:.1} s | {i:.1} s | 1 round × health interval |", created.as_secs_f64());

@@ -8,8 +8,8 @@
 //! * `bench-lb`: the load balancer's listener against HAProxy and the backends directly.
 
 mod bench_agent;
-mod bench_deploy;
 mod bench_api;
+mod bench_deploy;
 mod bench_lb;
 mod bench_registry;
 mod bench_scheduler;

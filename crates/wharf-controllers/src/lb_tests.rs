@@ -170,7 +170,10 @@ async fn load_balancers_are_validated_as_ecs_does() {
         .unwrap();
     assert_eq!(out["service"]["loadBalancers"], lb());
     let svc = service(&ctx, "s").await;
-    assert_eq!(wharf_api::ecs::services::deployment_load_balancers(&svc.deployments[0]), lb().as_array().unwrap().clone());
+    assert_eq!(
+        wharf_api::ecs::services::deployment_load_balancers(&svc.deployments[0]),
+        lb().as_array().unwrap().clone()
+    );
     // Changing the load balancers is a new deployment that carries the new ones.
     let none = ecs(&ctx, "UpdateService", json!({"cluster": CLUSTER, "service": "s", "loadBalancers": []})).await;
     none.unwrap();

@@ -10,12 +10,12 @@
 
 mod ecr_lifecycle;
 mod instance_liveness;
+#[cfg(test)]
+mod lb_tests;
 mod log_retention;
 mod planner;
 mod service_reaper;
 mod service_scheduler;
-#[cfg(test)]
-mod lb_tests;
 
 pub use ecr_lifecycle::EcrLifecycle;
 pub use instance_liveness::InstanceLiveness;
