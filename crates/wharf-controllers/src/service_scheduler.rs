@@ -664,7 +664,14 @@ impl Reconciler for ServiceScheduler {
         "service-scheduler"
     }
     fn watch_prefixes(&self) -> Vec<String> {
-        vec![all_of_kind("service"), all_of_kind("task"), all_of_kind("instance")]
+        // Target health decides deployments; a target the data plane removed ends a drain.
+        vec![
+            all_of_kind("service"),
+            all_of_kind("task"),
+            all_of_kind("instance"),
+            "/elb/health/".to_string(),
+            "/elb/target/".to_string(),
+        ]
     }
     fn period(&self) -> Duration {
         Duration::from_secs(2)
