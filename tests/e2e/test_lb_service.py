@@ -214,6 +214,8 @@ def test_zero_downtime_across_rolling_deployments_and_stop_task(lb_wharf, tmp_pa
             time.sleep(1)
     finally:
         result = load.stop()
+    print(f"wrk through the listener for {result.elapsed:.0f} s: {result.requests} requests, "
+          f"{result.non_2xx} non-2xx, {result.socket_errors} socket errors")
     assert result.elapsed >= 60
     assert result.requests > 1000, result.output
     assert result.non_2xx == 0, result.output
