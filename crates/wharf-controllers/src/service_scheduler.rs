@@ -18,7 +18,7 @@ use wharf_api::ecs::tasks::{RunRequest, launch, stop_task};
 use wharf_api::ecs::{ACTIVE_TASK_STATES, Keys, all_of_kind, scope_of_key};
 use wharf_api::logs::LogStore;
 use wharf_api::{Ctx, Db};
-use wharf_store::{Op, Txn};
+use wharf_store::{Compare, Op, Txn};
 use wharf_types::ecs::{Cluster, ContainerInstance, Failure, Service, ServiceEvent, Task, TaskDefinition};
 use wharf_types::elb::{self, TargetGroup};
 use wharf_types::{Error, Scope};
@@ -481,8 +481,7 @@ impl ServiceScheduler {
                 .update(|| async {
                     let Some(cur) = ctx.db.get::<Task>(&key).await? else { return Ok((None, false)) };
                     let mut doc = cur.doc.clone();
-                    let mut txn = cas_put(&key, cur.rev, &doc)?;
-                    txn.ops.clear();
+                    let mut txn = Txn { compares: vec![Compare::ModRevision(key.clone(), cur.rev)], ops: vec![] };
                     match &wanted {
                         Some(list) => {
                             if !targets::registered(&doc).is_empty() || doc.desired_status == "STOPPED" {
