@@ -36,12 +36,19 @@ pub enum ClientError {
 
 pub type Result<T, E = ClientError> = std::result::Result<T, E>;
 
+/// Calls one agent has in flight at once (the assignment stream is not one of them). Each
+/// call in flight holds a connection; a thousand agents each opening one per running task
+/// would cost the control plane tens of thousands of idle connections. The ECS agent's Go
+/// client keeps two idle connections per host the same way.
+const MAX_CALLS_IN_FLIGHT: usize = 2;
+
 #[derive(Debug, Clone)]
 pub struct Client {
     endpoint: String,
     region: String,
     credentials: Credentials,
     http: HyperClient<HttpConnector, Full<Bytes>>,
+    calls: std::sync::Arc<tokio::sync::Semaphore>,
 }
 
 impl Client {
@@ -52,7 +59,11 @@ impl Client {
             endpoint: endpoint.trim_end_matches('/').to_string(),
             region: region.to_string(),
             credentials: Credentials::new(access_key_id, secret_access_key, None, None, "wharf-agent"),
-            http: HyperClient::builder(TokioExecutor::new()).build(connector),
+            http: HyperClient::builder(TokioExecutor::new())
+                .pool_max_idle_per_host(MAX_CALLS_IN_FLIGHT)
+                .pool_idle_timeout(std::time::Duration::from_secs(30))
+                .build(connector),
+            calls: std::sync::Arc::new(tokio::sync::Semaphore::new(MAX_CALLS_IN_FLIGHT)),
         }
     }
 
@@ -128,10 +139,13 @@ impl Client {
     }
 
     async fn post(&self, service: &str, path: &str, headers: &[(&str, &str)], payload: Bytes) -> Result<Value> {
+        // Never closed, so acquiring only waits for a turn.
+        let turn = self.calls.acquire().await.map_err(|e| ClientError::Invalid(e.to_string()))?;
         let req = self.signed(service, Method::POST, path, headers, payload)?;
         let resp = self.http.request(req).await.map_err(|e| self.unreachable(e))?;
         let status = resp.status().as_u16();
         let body = resp.into_body().collect().await.map_err(|e| self.unreachable(e))?.to_bytes();
+        drop(turn);
         let value: Value =
             if body.is_empty() { Value::Null } else { serde_json::from_slice(&body).unwrap_or(Value::Null) };
         if status >= 300 {

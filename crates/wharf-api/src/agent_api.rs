@@ -135,17 +135,20 @@ impl Session {
         let mut lease = self.connect().await;
         let mut keepalive = tokio::time::interval(self.ttl / 3);
         let mut heartbeat = tokio::time::interval(HEARTBEAT);
-        let mut last: Option<Bytes> = None;
+        // A digest of the last snapshot sent (not the snapshot: a thousand streams would
+        // each keep tens of kilobytes), to send only what changed.
+        let mut last: Option<u64> = None;
         let mut definitions: HashMap<String, TaskDefinition> = HashMap::new();
         loop {
             match self.snapshot(&mut definitions).await {
                 Ok(Some(snapshot)) => {
                     let bytes = line(&snapshot);
-                    if last.as_ref() != Some(&bytes) {
-                        if tx.send(bytes.clone()).await.is_err() {
+                    let digest = digest_of(&bytes);
+                    if last != Some(digest) {
+                        if tx.send(bytes).await.is_err() {
                             return;
                         }
-                        last = Some(bytes);
+                        last = Some(digest);
                     }
                 }
                 // The instance was deregistered: end the stream; the agent learns why on reconnect.
@@ -209,39 +212,33 @@ impl Session {
     /// The tasks this stream carries that are not yet STOPPED, with their definitions;
     /// `None` once the instance is deregistered.
     async fn snapshot(&self, definitions: &mut HashMap<String, TaskDefinition>) -> Result<Option<StreamMessage>> {
-        let keep: Box<dyn Fn(&Task) -> bool + Send> = match &self.target {
+        let (keep, tasks): (Keep, Vec<std::sync::Arc<Task>>) = match &self.target {
             Target::Instance { key, .. } => {
                 let Some(inst) = self.ctx.db.get::<ContainerInstance>(key).await? else { return Ok(None) };
                 if inst.doc.status == "INACTIVE" {
                     return Ok(None);
                 }
                 let arn = inst.doc.container_instance_arn;
-                Box::new(move |t: &Task| t.container_instance_arn.as_ref() == Some(&arn))
+                let mut tasks = vec![];
+                for k in self.ctx.db.assignments.tasks_on(&arn) {
+                    tasks.extend(self.ctx.db.get::<Task>(&k).await?.map(|t| std::sync::Arc::new(t.doc)));
+                }
+                (Box::new(move |t: &Task| t.container_instance_arn.as_ref() == Some(&arn)), tasks)
             }
             Target::Fargate { host } => {
                 let host = host.clone();
-                Box::new(move |t: &Task| {
-                    t.extra.get(FARGATE_HOST_FIELD).and_then(|v| v.as_str()) == Some(host.as_str())
-                })
+                let tasks = self.ctx.db.list_tasks(&self.tasks_prefix()).await?.into_iter().map(|t| t.doc).collect();
+                let keep =
+                    move |t: &Task| t.extra.get(FARGATE_HOST_FIELD).and_then(|v| v.as_str()) == Some(host.as_str());
+                (Box::new(keep), tasks)
             }
-        };
-        let tasks = match &self.target {
-            Target::Instance { key, .. } => {
-                let Some(inst) = self.ctx.db.get::<ContainerInstance>(key).await? else { return Ok(None) };
-                let mut tasks = vec![];
-                for k in self.ctx.db.assignments.tasks_on(&inst.doc.container_instance_arn) {
-                    tasks.extend(self.ctx.db.get::<Task>(&k).await?);
-                }
-                tasks
-            }
-            Target::Fargate { .. } => self.ctx.db.list::<Task>(&self.tasks_prefix()).await?,
         };
         let mut assignments = vec![];
-        for t in tasks {
-            let mut task = t.doc;
+        for task in tasks {
             if task.last_status == "STOPPED" || !keep(&task) {
                 continue;
             }
+            let mut task = std::sync::Arc::unwrap_or_clone(task);
             // Deregistering before stopping: the agent keeps serving until the targets drained.
             if crate::ecs::targets::held_for_draining(&task) {
                 task.desired_status = "RUNNING".into();
@@ -259,6 +256,18 @@ impl Session {
         }
         Ok(Some(StreamMessage::Snapshot { revision: self.ctx.db.store().current_revision(), assignments }))
     }
+}
+
+/// Which of the tasks read belong to a stream.
+type Keep = Box<dyn Fn(&Task) -> bool + Send>;
+
+/// A 64-bit digest of a snapshot line (std's SipHash: a collision would only skip one
+/// repeat-looking snapshot until the next change).
+fn digest_of(bytes: &[u8]) -> u64 {
+    use std::hash::{Hash, Hasher};
+    let mut h = std::collections::hash_map::DefaultHasher::new();
+    bytes.hash(&mut h);
+    h.finish()
 }
 
 /// Waits until the index rings the bell (forever without one).

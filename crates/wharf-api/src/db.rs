@@ -18,6 +18,8 @@ pub struct Db {
     sequences: std::sync::Arc<std::sync::Mutex<std::collections::HashMap<String, i64>>>,
     /// Which tasks are on which instance (for the agents' assignment streams).
     pub(crate) assignments: crate::assignment_index::AssignmentIndex,
+    /// Decoded tasks, reused by readers of many tasks while unchanged ([`Db::list_tasks`]).
+    tasks: crate::doc_cache::DocCache<wharf_types::ecs::Task>,
 }
 
 /// A document with the revision it was read at (for compare-and-swap).
@@ -46,7 +48,7 @@ fn decode<T: DeserializeOwned>(key: &str, bytes: &[u8]) -> Result<T> {
 
 impl Db {
     pub fn new(store: Backend) -> Self {
-        Db { store, sequences: Default::default(), assignments: Default::default() }
+        Db { store, sequences: Default::default(), assignments: Default::default(), tasks: Default::default() }
     }
 
     /// The next number of sequence `name` (task definition revisions): one more than both
@@ -84,6 +86,19 @@ impl Db {
             .into_iter()
             .map(|kv| Ok(Versioned { doc: decode(&kv.key, &kv.value)?, rev: kv.mod_revision, key: kv.key }))
             .collect()
+    }
+
+    /// Every task under `prefix`, in key order, as [`Db::list`] reads them, but decoding
+    /// only the tasks written since the last such read: a cluster's ten thousand tasks cost a
+    /// range read, not ten thousand JSON decodes. Shared, immutable documents: clone one to
+    /// change it.
+    pub async fn list_tasks(&self, prefix: &str) -> Result<Vec<Versioned<std::sync::Arc<wharf_types::ecs::Task>>>> {
+        let resp = self
+            .store
+            .range(RangeRequest { prefix: prefix.to_string(), ..Default::default() })
+            .await
+            .map_err(internal)?;
+        self.tasks.resolve(prefix, resp.kvs, decode)
     }
 
     /// A bounded read: up to `limit` documents under `prefix` after key `after`.

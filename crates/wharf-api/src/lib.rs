@@ -29,6 +29,7 @@ macro_rules! operations {
 pub mod agent_api;
 mod assignment_index;
 pub mod db;
+mod doc_cache;
 pub mod ecr;
 pub mod ecs;
 pub mod elb;

@@ -5,6 +5,7 @@
 
 use crate::{Reconciler, Status};
 use std::collections::HashSet;
+use std::sync::Arc;
 use std::time::Duration;
 use wharf_api::Db;
 use wharf_api::agent_api::{FARGATE_HOST_FIELD, FARGATE_SESSIONS};
@@ -56,7 +57,7 @@ impl InstanceLiveness {
                     self.timeout.as_secs()
                 )
             };
-            for t in self.db.list::<Task>(&keys.tasks(&cluster)).await? {
+            for t in self.db.list_tasks(&keys.tasks(&cluster)).await? {
                 if t.doc.container_instance_arn.as_ref() != Some(&i.doc.container_instance_arn)
                     || t.doc.last_status == "STOPPED"
                 {
@@ -77,7 +78,7 @@ impl InstanceLiveness {
     /// FARGATE tasks whose host's session lapsed are stopped the same way.
     async fn check_fargate(&self, sessions: &HashSet<String>, now: f64) -> Result<usize, wharf_types::Error> {
         let mut changed = 0;
-        for t in self.db.list::<Task>(&all_of_kind("task")).await? {
+        for t in self.db.list_tasks(&all_of_kind("task")).await? {
             let Some(host) = t.doc.extra.get(FARGATE_HOST_FIELD).and_then(|h| h.as_str()) else { continue };
             if t.doc.last_status == "STOPPED" || now - t.doc.created_at < self.timeout.as_secs_f64() {
                 continue;
@@ -96,8 +97,8 @@ impl InstanceLiveness {
 }
 
 /// Marks a task STOPPED (its host is gone, so nobody else will).
-fn stop_txn(t: &wharf_api::db::Versioned<Task>, now: f64, reason: &str) -> Result<Txn, wharf_types::Error> {
-    let mut task = t.doc.clone();
+fn stop_txn(t: &wharf_api::db::Versioned<Arc<Task>>, now: f64, reason: &str) -> Result<Txn, wharf_types::Error> {
+    let mut task = Task::clone(&t.doc);
     task.last_status = "STOPPED".into();
     task.desired_status = "STOPPED".into();
     task.stopping_at.get_or_insert(now);

@@ -41,6 +41,11 @@ pub trait Reconciler: Send + Sync + 'static {
     fn watch_prefixes(&self) -> Vec<String>;
     /// How often to run even when nothing changed.
     fn period(&self) -> Duration;
+    /// How long to let changes gather after a wake-up before activating: a burst of writes
+    /// (thousands of task reports) then costs a few activations, not one per write.
+    fn settle(&self) -> Duration {
+        Duration::ZERO
+    }
     fn activate(&self) -> impl Future<Output = Status> + Send;
 }
 
@@ -81,7 +86,17 @@ pub async fn drive<R: Reconciler, S: Store + Clone>(r: R, store: S, mut shutdown
         tokio::select! {
             _ = shutdown.changed() => return,
             _ = ticker.tick() => {}
-            Some(()) = wake.recv() => {}
+            Some(()) = wake.recv() => {
+                let settle = r.settle();
+                if !settle.is_zero() {
+                    tokio::select! {
+                        _ = shutdown.changed() => return,
+                        _ = tokio::time::sleep(settle) => {}
+                    }
+                    // What arrived meanwhile is covered by the activation about to run.
+                    let _ = wake.try_recv();
+                }
+            }
         }
     }
 }

@@ -6,7 +6,7 @@ use std::time::Duration;
 use wharf_api::Db;
 use wharf_api::db::cas_put;
 use wharf_api::ecs::{ACTIVE_TASK_STATES, Keys, all_of_kind, scope_of_key};
-use wharf_types::ecs::{Service, Task};
+use wharf_types::ecs::Service;
 
 #[derive(Debug, Clone)]
 pub struct ServiceReaper {
@@ -27,7 +27,7 @@ impl ServiceReaper {
             let Some(scope) = scope_of_key(&s.key) else { continue };
             let cluster = s.doc.cluster_arn.rsplit('/').next().unwrap_or_default();
             let group = format!("service:{}", s.doc.service_name);
-            let tasks = self.db.list::<Task>(&Keys::for_scope(&scope).tasks(cluster)).await?;
+            let tasks = self.db.list_tasks(&Keys::for_scope(&scope).tasks(cluster)).await?;
             let busy = tasks.iter().any(|t| {
                 t.doc.group.as_ref() == Some(&group) && ACTIVE_TASK_STATES.contains(&t.doc.last_status.as_str())
             });

@@ -10,6 +10,7 @@ use crate::planner::{TaskView, max_total, min_healthy, plan};
 use crate::{Reconciler, Status};
 use serde_json::{Value, json};
 use std::collections::HashMap;
+use std::sync::Arc;
 use std::time::Duration;
 use wharf_api::db::{Versioned, cas_put};
 use wharf_api::ecs::services::deployment_load_balancers;
@@ -25,6 +26,10 @@ use wharf_types::{Error, Scope};
 
 /// ECS keeps the newest 100 service events.
 const MAX_EVENTS: usize = 100;
+/// Tasks named per started/stopped event: ECS starts and stops a service's tasks in calls
+/// of at most 10 (RunTask's limit) and writes one event per call, so ten thousand tasks
+/// are a thousand short events (the newest 100 kept), never one event of ten thousand ids.
+const TASKS_PER_EVENT: usize = 10;
 use wharf_api::ecs::services::LAST_COMPLETED;
 /// Private service field: the service is known steady (so the steady-state event is written once).
 const STEADY: &str = "wharfSteady";
@@ -79,29 +84,19 @@ impl ServiceScheduler {
         let keys = Keys::new(ctx);
         let Some(cluster) = ctx.db.get::<Cluster>(&keys.cluster(&cluster_name)).await? else { return Ok(false) };
         let group = format!("service:{}", svc.service_name);
-        let all: Vec<Task> = ctx
-            .db
-            .list::<Task>(&keys.tasks(&cluster_name))
-            .await?
-            .into_iter()
-            .map(|t| t.doc)
-            .filter(|t| t.group.as_ref() == Some(&group))
-            .collect();
+        let read_tasks = || async {
+            let tasks = ctx.db.list_tasks(&keys.tasks(&cluster_name)).await?;
+            Ok::<Vec<Arc<Task>>, Error>(
+                tasks.into_iter().map(|t| t.doc).filter(|t| t.group.as_ref() == Some(&group)).collect(),
+            )
+        };
+        let all = read_tasks().await?;
         let instances = ctx.db.list::<ContainerInstance>(&keys.instances(&cluster_name)).await?;
         let mut changed = self.sync_targets(ctx, &svc, &cluster_name, &all, &instances).await?;
-        let all: Vec<Task> = if changed {
-            ctx.db
-                .list::<Task>(&keys.tasks(&cluster_name))
-                .await?
-                .into_iter()
-                .map(|t| t.doc)
-                .filter(|t| t.group.as_ref() == Some(&group))
-                .collect()
-        } else {
-            all
-        };
+        let all = if changed { read_tasks().await? } else { all };
         let live: Vec<&Task> = all
             .iter()
+            .map(|t| &**t)
             .filter(|t| t.desired_status != "STOPPED" && ACTIVE_TASK_STATES.contains(&t.last_status.as_str()))
             .collect();
         let Some(primary_id) = svc.deployments.iter().find(|d| d.status == "PRIMARY").map(|d| d.id.clone()) else {
@@ -245,12 +240,14 @@ impl ServiceScheduler {
         }
         if !stopped.is_empty() {
             changed = true;
-            events.push(format!(
-                "(service {}) has stopped {} running tasks: {}.",
-                svc.service_name,
-                stopped.len(),
-                stopped.join(" ")
-            ));
+            for batch in stopped.chunks(TASKS_PER_EVENT) {
+                events.push(format!(
+                    "(service {}) has stopped {} running tasks: {}.",
+                    svc.service_name,
+                    batch.len(),
+                    batch.join(" ")
+                ));
+            }
         }
 
         let primary_td =
@@ -308,12 +305,14 @@ impl ServiceScheduler {
                     .iter()
                     .map(|t| format!("(task {})", t.task_arn.rsplit('/').next().unwrap_or_default()))
                     .collect();
-                events.push(format!(
-                    "(service {}) has started {} tasks: {}.",
-                    svc.service_name,
-                    started.len(),
-                    names.join(" ")
-                ));
+                for batch in names.chunks(TASKS_PER_EVENT) {
+                    events.push(format!(
+                        "(service {}) has started {} tasks: {}.",
+                        svc.service_name,
+                        batch.len(),
+                        batch.join(" ")
+                    ));
+                }
                 svc.extra.remove(STEADY);
             }
             if let Some(f) = failures.first() {
@@ -335,9 +334,9 @@ impl ServiceScheduler {
         // Counts, drained deployments, completion.
         // What was read at the start plus what this activation wrote (re-reading 10,000 tasks
         // here cost more than the placement itself); the next activation re-reads anyway.
-        let mut fresh: Vec<Task> =
-            all.iter().map(|t| touched.remove(&t.task_arn).unwrap_or_else(|| t.clone())).collect();
-        fresh.extend(touched.into_values());
+        let mut fresh: Vec<Arc<Task>> =
+            all.iter().map(|t| touched.remove(&t.task_arn).map_or_else(|| t.clone(), Arc::new)).collect();
+        fresh.extend(touched.into_values().map(Arc::new));
         fresh.retain(|t| ACTIVE_TASK_STATES.contains(&t.last_status.as_str()));
         let count = |id: &str, running: bool| {
             fresh
@@ -411,10 +410,17 @@ impl ServiceScheduler {
         history: Txn,
     ) -> Result<bool, Error> {
         let now = wharf_types::now();
-        for message in events {
-            svc.events.insert(0, ServiceEvent { id: wharf_types::uuid(), created_at: now, message });
-        }
-        svc.events.truncate(MAX_EVENTS);
+        // Newest first: the last message is the newest; only the newest MAX_EVENTS stay.
+        let skip = events.len().saturating_sub(MAX_EVENTS);
+        let mut newest: Vec<ServiceEvent> = events
+            .into_iter()
+            .skip(skip)
+            .rev()
+            .map(|message| ServiceEvent { id: wharf_types::uuid(), created_at: now, message })
+            .collect();
+        newest.append(&mut svc.events);
+        newest.truncate(MAX_EVENTS);
+        svc.events = newest;
         let mut txn = cas_put(&s.key, s.rev, &svc)?;
         txn.compares.extend(history.compares);
         txn.ops.extend(history.ops);
@@ -429,7 +435,7 @@ impl ServiceScheduler {
         ctx: &Ctx,
         svc: &Service,
         cluster: &str,
-        all: &[Task],
+        all: &[Arc<Task>],
         instances: &[Versioned<ContainerInstance>],
     ) -> Result<bool, Error> {
         let now = wharf_types::now();
@@ -526,7 +532,7 @@ impl ServiceScheduler {
 
     /// For each live task of a deployment with load balancers: healthy in every target group
     /// (and registered), or failing in one (the target group's ARN).
-    async fn lb_health(&self, ctx: &Ctx, svc: &Service, all: &[Task]) -> Result<HashMap<String, LbHealth>, Error> {
+    async fn lb_health(&self, ctx: &Ctx, svc: &Service, all: &[Arc<Task>]) -> Result<HashMap<String, LbHealth>, Error> {
         let mut out = HashMap::new();
         for t in all.iter().filter(|t| t.desired_status != "STOPPED" && t.last_status == "RUNNING") {
             let lbs = svc
@@ -571,7 +577,7 @@ impl ServiceScheduler {
         svc: &Service,
         cluster: &str,
         live: &[&Task],
-        all: &[Task],
+        all: &[Arc<Task>],
         primary: &str,
         min_percent: i64,
     ) -> Result<(Vec<String>, Starts), Error> {
@@ -674,6 +680,9 @@ impl Reconciler for ServiceScheduler {
     }
     fn period(&self) -> Duration {
         Duration::from_secs(2)
+    }
+    fn settle(&self) -> Duration {
+        Duration::from_millis(50)
     }
     async fn activate(&self) -> Status {
         let (changed, errors) = self.run().await;

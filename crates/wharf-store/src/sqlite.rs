@@ -383,7 +383,7 @@ impl Writer {
         }
         let mut hub = self.shared.hub();
         hub.closed = true;
-        hub.watchers.clear();
+        hub.clear();
     }
 
     fn process(&mut self, batch: Vec<Request>, expired: &[LeaseId], now: Instant) {
@@ -709,26 +709,36 @@ struct Hub {
     history: VecDeque<(Revision, Vec<Event>)>,
     /// Every event with a revision >= this one is still in `history`.
     first_retained: Revision,
-    watchers: Vec<Watcher>,
+    /// Watchers by prefix. An event is offered only to the prefixes of its own key (one
+    /// lookup per watched prefix length), not to every watcher: a thousand agents each
+    /// watching its own instance key must not make every write cost a thousand offers.
+    watchers: HashMap<String, Vec<Watcher>>,
+    /// How many watched prefixes have each length.
+    lengths: BTreeMap<usize, usize>,
     closed: bool,
 }
 
 struct Watcher {
-    prefix: String,
     after: Revision,
     tx: watch_mpsc::Sender<Result<Vec<Event>>>,
 }
 
 impl Hub {
     fn new(revision: Revision) -> Self {
-        Hub { history: VecDeque::new(), first_retained: revision + 1, watchers: Vec::new(), closed: false }
+        Hub {
+            history: VecDeque::new(),
+            first_retained: revision + 1,
+            watchers: HashMap::new(),
+            lengths: BTreeMap::new(),
+            closed: false,
+        }
     }
 
     fn watch(&mut self, prefix: &str, after: Revision) -> Result<Watch> {
         if self.closed {
             return Err(StoreError::Closed);
         }
-        self.watchers.retain(|w| !w.tx.is_closed());
+        self.sweep();
         let oldest = self.first_retained - 1;
         if after < oldest {
             let (tx, rx) = watch_mpsc::channel(1);
@@ -747,12 +757,66 @@ impl Hub {
         for batch in backlog {
             let _ = tx.try_send(Ok(batch));
         }
-        self.watchers.push(Watcher { prefix: prefix.to_owned(), after, tx });
+        let list = self.watchers.entry(prefix.to_owned()).or_default();
+        if list.is_empty() {
+            *self.lengths.entry(prefix.len()).or_default() += 1;
+        }
+        list.push(Watcher { after, tx });
         Ok(Watch { rx })
     }
 
+    /// Forgets watchers whose receivers were dropped.
+    fn sweep(&mut self) {
+        let mut emptied = vec![];
+        for (prefix, list) in &mut self.watchers {
+            list.retain(|w| !w.tx.is_closed());
+            if list.is_empty() {
+                emptied.push(prefix.clone());
+            }
+        }
+        for prefix in emptied {
+            self.forget(&prefix);
+        }
+    }
+
+    fn forget(&mut self, prefix: &str) {
+        self.watchers.remove(prefix);
+        if let Some(n) = self.lengths.get_mut(&prefix.len()) {
+            *n -= 1;
+            if *n == 0 {
+                self.lengths.remove(&prefix.len());
+            }
+        }
+    }
+
+    fn clear(&mut self) {
+        self.watchers.clear();
+        self.lengths.clear();
+    }
+
     fn publish(&mut self, revision: Revision, events: Vec<Event>) {
-        self.watchers.retain(|w| w.offer(revision, &events));
+        // Each watched prefix's batch, events in revision order.
+        let mut batches: Vec<(String, Vec<Event>)> = vec![];
+        for e in &events {
+            let key = e.kv.key.as_str();
+            for &len in self.lengths.range(..=key.len()).map(|(len, _)| len) {
+                let Some(prefix) = key.get(..len) else { continue };
+                if !self.watchers.contains_key(prefix) {
+                    continue;
+                }
+                match batches.iter_mut().find(|(p, _)| p == prefix) {
+                    Some((_, batch)) => batch.push(e.clone()),
+                    None => batches.push((prefix.to_owned(), vec![e.clone()])),
+                }
+            }
+        }
+        for (prefix, batch) in batches {
+            let Some(list) = self.watchers.get_mut(&prefix) else { continue };
+            list.retain(|w| w.offer(revision, &batch));
+            if list.is_empty() {
+                self.forget(&prefix);
+            }
+        }
         self.history.push_back((revision, events));
         while self.history.len() > HISTORY_REVISIONS {
             if let Some((evicted, _)) = self.history.pop_front() {
@@ -763,13 +827,10 @@ impl Hub {
 }
 
 impl Watcher {
-    /// Queues the matching events without ever blocking; false means "drop this watcher".
-    fn offer(&self, revision: Revision, events: &[Event]) -> bool {
+    /// Queues `batch` (this watcher's events of `revision`) without ever blocking; false
+    /// means "drop this watcher".
+    fn offer(&self, revision: Revision, batch: &[Event]) -> bool {
         if revision <= self.after {
-            return !self.tx.is_closed();
-        }
-        let batch = matching(&self.prefix, events);
-        if batch.is_empty() {
             return !self.tx.is_closed();
         }
         if self.tx.capacity() <= 1 {
@@ -778,7 +839,7 @@ impl Watcher {
             let _ = self.tx.try_send(Err(err));
             return false;
         }
-        self.tx.try_send(Ok(batch)).is_ok()
+        self.tx.try_send(Ok(batch.to_vec())).is_ok()
     }
 }
 

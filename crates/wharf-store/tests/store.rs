@@ -247,6 +247,35 @@ async fn watch_streams_prefix_events_in_revision_order() {
 }
 
 #[tokio::test]
+async fn overlapping_watches_each_get_exactly_their_prefix() {
+    let (_dir, store) = temp_store();
+    let prefixes = ["", "/o", "/o/", "/o/a", "/o/a/key", "/o/b", "/p/", "/o/a/key/deeper"];
+    let mut watches: Vec<_> = prefixes.iter().map(|p| store.watch(p, 0).unwrap()).collect();
+    // A second watcher of one prefix, dropped before anything is written.
+    drop(store.watch("/o/", 0).unwrap());
+    let written = ["/o/a/key", "/o/b/x", "/p/1", "/o/a", "/q"];
+    store.txn(Txn { compares: vec![], ops: written.iter().map(|k| Op::put(*k, "v")).collect() }).await.unwrap();
+    put(&store, "/o/a/key", "again").await;
+    for (prefix, watch) in prefixes.iter().zip(&mut watches) {
+        let mut expected: Vec<Vec<&str>> = vec![];
+        let first: Vec<&str> = written.iter().copied().filter(|k| k.starts_with(prefix)).collect();
+        if !first.is_empty() {
+            expected.push(first);
+        }
+        if "/o/a/key".starts_with(prefix) {
+            expected.push(vec!["/o/a/key"]);
+        }
+        for batch in expected {
+            let got = watch.next().await.unwrap().unwrap();
+            assert_eq!(got.iter().map(|e| e.kv.key.as_str()).collect::<Vec<_>>(), batch, "watch of {prefix:?}");
+        }
+        // Nothing more is queued for it.
+        let more = tokio::time::timeout(Duration::from_millis(20), watch.next()).await;
+        assert!(more.is_err(), "watch of {prefix:?} got more: {more:?}");
+    }
+}
+
+#[tokio::test]
 async fn watch_from_the_past_replays_then_follows() {
     let (_dir, store) = temp_store();
     for i in 1..=5 {

@@ -181,7 +181,9 @@ pub async fn run(args: ServerArgs, embedded: Option<EmbeddedAgent>) -> anyhow::R
                 };
                 let _ = stream.set_nodelay(true);
                 let app = app.clone();
-                let service = hyper::service::service_fn(move |req| handle(app.clone(), peer, req));
+                // Boxed: an idle keep-alive connection then holds a pointer, not the whole
+                // request state machine (kilobytes, times thousands of agent connections).
+                let service = hyper::service::service_fn(move |req| Box::pin(handle(app.clone(), peer, req)));
                 let conn = hyper::server::conn::http1::Builder::new()
                     .serve_connection(TokioIo::new(stream), service);
                 let conn = graceful.watch(conn);

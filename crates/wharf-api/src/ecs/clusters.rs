@@ -5,7 +5,7 @@ use crate::Ctx;
 use crate::db::cas_put;
 use serde::Deserialize;
 use serde_json::{Value, json};
-use wharf_types::ecs::{Cluster, ContainerInstance, Failure, KeyValuePair, Service, Tag, Task};
+use wharf_types::ecs::{Cluster, ContainerInstance, Failure, KeyValuePair, Service, Tag};
 use wharf_types::{Error, InUse, Result};
 
 /// Capacity providers every cluster can use without creating them.
@@ -132,7 +132,7 @@ pub async fn create(ctx: &Ctx, v: Value) -> Result<Value> {
 async fn with_counts(ctx: &Ctx, mut c: Cluster) -> Result<Cluster> {
     let keys = Keys::new(ctx);
     let services = ctx.db.list::<Service>(&keys.services(&c.cluster_name)).await?;
-    let tasks = ctx.db.list::<Task>(&keys.tasks(&c.cluster_name)).await?;
+    let tasks = ctx.db.list_tasks(&keys.tasks(&c.cluster_name)).await?;
     let instances = ctx.db.list::<ContainerInstance>(&keys.instances(&c.cluster_name)).await?;
     c.active_services_count = services.iter().filter(|s| s.doc.status == "ACTIVE").count() as i64;
     c.running_tasks_count = tasks.iter().filter(|t| t.doc.last_status == "RUNNING").count() as i64;
@@ -149,7 +149,7 @@ async fn render(ctx: &Ctx, c: Cluster, include: &[&str]) -> Result<Value> {
     let mut c = c;
     if include.contains(&"STATISTICS") {
         let keys = Keys::new(ctx);
-        let tasks = ctx.db.list::<Task>(&keys.tasks(&c.cluster_name)).await?;
+        let tasks = ctx.db.list_tasks(&keys.tasks(&c.cluster_name)).await?;
         // Pending as in pendingTasksCount: on the way to RUNNING, not there yet.
         let count = |launch: &str, running: bool| {
             tasks
@@ -276,7 +276,7 @@ pub async fn delete(ctx: &Ctx, v: Value) -> Result<Value> {
                     message: "The Cluster cannot be deleted while Container Instances are active or draining.".into(),
                 });
             }
-            let tasks = ctx.db.list::<Task>(&keys.tasks(name)).await?;
+            let tasks = ctx.db.list_tasks(&keys.tasks(name)).await?;
             if tasks.iter().any(|t| t.doc.last_status != "STOPPED") {
                 return Err(Error::InUse {
                     reason: InUse::ClusterContainsTasks,

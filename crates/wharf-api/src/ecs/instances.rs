@@ -8,7 +8,7 @@ use crate::db::{Versioned, cas_put};
 use crate::paging::{max_results, scan, with_token};
 use serde::Deserialize;
 use serde_json::{Map, Value, json};
-use wharf_types::ecs::{Attribute, ContainerInstance, Failure, ResourceAmount, Tag, Task};
+use wharf_types::ecs::{Attribute, ContainerInstance, Failure, ResourceAmount, Tag};
 use wharf_types::elb::{InstanceAddress, instance_address_key};
 use wharf_types::{Error, Resource, Result};
 
@@ -238,7 +238,7 @@ pub async fn register(ctx: &Ctx, v: Value) -> Result<Value> {
                     // while its agent was away (a lost instance keeps its books) give theirs back.
                     let mut fresh = e.doc.clone();
                     fresh.remaining_resources = req.total_resources.clone();
-                    for t in ctx.db.list::<Task>(&keys.tasks(&cname)).await? {
+                    for t in ctx.db.list_tasks(&keys.tasks(&cname)).await? {
                         if t.doc.container_instance_arn.as_ref() == Some(&arn)
                             && ACTIVE_TASK_STATES.contains(&t.doc.last_status.as_str())
                             && let Ok(d) = super::tasks::demand_of(ctx, &t.doc).await
@@ -317,7 +317,7 @@ pub async fn deregister(ctx: &Ctx, v: Value) -> Result<Value> {
             else {
                 return Err(Error::invalid("containerInstance", "The referenced container instance was not found."));
             };
-            let tasks = ctx.db.list::<Task>(&Keys::new(ctx).tasks(&cname)).await?;
+            let tasks = ctx.db.list_tasks(&Keys::new(ctx).tasks(&cname)).await?;
             let busy = tasks.iter().any(|t| {
                 t.doc.container_instance_arn.as_ref() == Some(&i.doc.container_instance_arn)
                     && ACTIVE_TASK_STATES.contains(&t.doc.last_status.as_str())
@@ -359,7 +359,7 @@ pub async fn describe(ctx: &Ctx, v: Value) -> Result<Value> {
         match find(ctx, &cluster.doc.cluster_name, r, "containerInstances").await? {
             Some(i) => {
                 let mut doc = i.doc;
-                let tasks = ctx.db.list::<Task>(&Keys::new(ctx).tasks(&cluster.doc.cluster_name)).await?;
+                let tasks = ctx.db.list_tasks(&Keys::new(ctx).tasks(&cluster.doc.cluster_name)).await?;
                 let on_it =
                     tasks.iter().filter(|t| t.doc.container_instance_arn.as_ref() == Some(&doc.container_instance_arn));
                 let (running, pending): (Vec<_>, Vec<_>) = on_it

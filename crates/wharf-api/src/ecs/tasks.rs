@@ -272,7 +272,7 @@ async fn place(
             // Tasks of the same group already running or pending, per instance (spread).
             let group = req.group.clone().unwrap_or_else(|| format!("family:{}", td.family));
             let mut group_tasks: std::collections::HashMap<String, usize> = std::collections::HashMap::new();
-            for t in ctx.db.list::<Task>(&keys.tasks(cluster)).await? {
+            for t in ctx.db.list_tasks(&keys.tasks(cluster)).await? {
                 if t.doc.group.as_ref() == Some(&group)
                     && ACTIVE_TASK_STATES.contains(&t.doc.last_status.as_str())
                     && let Some(arn) = &t.doc.container_instance_arn
@@ -282,30 +282,36 @@ async fn place(
             }
             let mut placer = super::placement::Placer::new(&req.placement_strategy, &docs, &group_tasks);
 
-            for n in 0..count {
-                let mut reasons = vec![];
-                let mut candidates: Vec<usize> = vec![];
-                for (i, inst) in docs.iter().enumerate() {
-                    if (only.is_some() && n != i) || (distinct && touched[i]) {
-                        continue;
-                    }
+            // Why each instance cannot take a task (None: it can). Only the instance a task
+            // was just placed on changes, so each placement re-checks one instance, not all.
+            let mut unfit: Vec<Option<String>> = docs
+                .iter()
+                .enumerate()
+                .map(|(i, inst)| {
                     if !member[i] {
-                        reasons.push((
-                            inst.container_instance_arn.clone(),
-                            "MemberOf placement constraint unsatisfied.".into(),
-                        ));
-                        continue;
+                        Some("MemberOf placement constraint unsatisfied.".to_string())
+                    } else {
+                        fits(inst, &d).err()
                     }
-                    match fits(inst, &d) {
-                        Ok(()) => candidates.push(i),
-                        Err(r) => reasons.push((inst.container_instance_arn.clone(), r)),
-                    }
-                }
-                let Some(pick) = placer.pick(&candidates, &docs) else {
-                    match reasons.first() {
-                        Some((arn, reason)) => {
-                            failures.push(Failure { arn: Some(arn.clone()), reason: reason.clone(), detail: None })
-                        }
+                })
+                .collect();
+            let mut candidates: Vec<usize> = (0..docs.len()).filter(|i| unfit[*i].is_none()).collect();
+            for n in 0..count {
+                // DAEMON placements name one instance per task.
+                let pick =
+                    if only.is_some() { candidates.contains(&n).then_some(n) } else { placer.pick(&candidates, &docs) };
+                let Some(pick) = pick else {
+                    let first = unfit
+                        .iter()
+                        .enumerate()
+                        .filter(|(i, _)| (only.is_none() || *i == n) && !(distinct && touched[*i]))
+                        .find_map(|(i, r)| Some((i, r.clone()?)));
+                    match first {
+                        Some((i, reason)) => failures.push(Failure {
+                            arn: Some(docs[i].container_instance_arn.clone()),
+                            reason,
+                            detail: None,
+                        }),
                         None => break,
                     }
                     continue;
@@ -323,6 +329,10 @@ async fn place(
                     Some(req.launch_type.as_deref().unwrap_or("EC2")),
                     Some(inst),
                 ));
+                unfit[pick] = fits(inst, &d).err();
+                if unfit[pick].is_some() || distinct {
+                    candidates.retain(|c| *c != pick);
+                }
             }
             if tasks.is_empty() {
                 return Ok((None, (tasks, failures)));
