@@ -272,6 +272,23 @@ def test_interrupted_upload_leaves_no_partial_blob(wharf, clients):
     assert requests.get(f"{base}/v2/e2e/cut/blobs/{digest}", auth=auth, timeout=30).content == data
 
 
+def uploading(uploads):
+    """Whether some upload file has content yet. Files come and go while docker pushes (a
+    finished upload is renamed into the blob store), so one may vanish between listing and
+    stat."""
+    try:
+        files = list(uploads.iterdir())
+    except FileNotFoundError:
+        return False
+    for f in files:
+        try:
+            if f.stat().st_size > 0:
+                return True
+        except FileNotFoundError:
+            continue
+    return False
+
+
 def test_kill9_mid_push_then_restart_is_consistent(wharf, clients):
     ecr = wharf.client("ecr")
     uri = ecr.create_repository(repositoryName="e2e/crash")["repository"]["repositoryUri"]
@@ -283,7 +300,7 @@ def test_kill9_mid_push_then_restart_is_consistent(wharf, clients):
     try:
         deadline = time.time() + 60
         while time.time() < deadline:
-            if any(f.stat().st_size > 0 for f in uploads.iterdir()):
+            if uploading(uploads):
                 break
             time.sleep(0.01)
         else:
