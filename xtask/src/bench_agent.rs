@@ -1342,10 +1342,7 @@ pub fn run(args: Args) -> anyhow::Result<()> {
     if args.tasks == 0 || args.rss_tasks == 0 || args.log_lines == 0 || args.poll_ms == 0 {
         bail!("--tasks, --rss-tasks, --log-lines and --poll-ms must be positive");
     }
-    let wharf_bin = match &args.wharf_bin {
-        Some(bin) => bin.clone(),
-        None => crate::servers::build_wharf(&root)?,
-    };
+    let wharf_bin = crate::servers::wharf_bin(args.wharf_bin.as_ref(), &root)?;
     if !args.skip_image_build {
         println!("building: scripts/build-test-images {}", args.image);
         let status = Command::new(root.join("scripts/build-test-images"))

@@ -418,10 +418,7 @@ pub fn run(args: Args) -> anyhow::Result<()> {
     if args.seconds <= 0.0 || args.concurrency.contains(&0) {
         bail!("--seconds and every --concurrency must be positive");
     }
-    let wharf_bin = match &args.wharf_bin {
-        Some(bin) => bin.clone(),
-        None => crate::servers::build_wharf(&root)?,
-    };
+    let wharf_bin = crate::servers::wharf_bin(args.wharf_bin.as_ref(), &root)?;
     // The load generator gets one thread: on a 2-core machine it must not starve the server.
     let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
     runtime.block_on(async {

@@ -143,10 +143,7 @@ async fn deploy(
 
 pub fn run(args: Args) -> anyhow::Result<()> {
     let root = crate::servers::workspace_root();
-    let bin = match &args.wharf_bin {
-        Some(b) => b.clone(),
-        None => crate::servers::build_wharf(&root)?,
-    };
+    let bin = crate::servers::wharf_bin(args.wharf_bin.as_ref(), &root)?;
     let dir = tempfile::tempdir()?;
     let log = dir.path().join("wharf.log");
     tokio::runtime::Builder::new_current_thread().enable_all().build()?.block_on(async {

@@ -45,10 +45,7 @@ async fn call(conn: &mut Conn, op: &str, body: Value) -> anyhow::Result<Value> {
 
 pub fn run(args: Args) -> anyhow::Result<()> {
     let root = crate::servers::workspace_root();
-    let bin = match &args.wharf_bin {
-        Some(b) => b.clone(),
-        None => crate::servers::build_wharf(&root)?,
-    };
+    let bin = crate::servers::wharf_bin(args.wharf_bin.as_ref(), &root)?;
     let dir = tempfile::tempdir()?;
     let mut child = Command::new(&bin)
         .args(["server", "--agent-timeout-secs", "3600", "--listen", "127.0.0.1:0", "--no-profile"])

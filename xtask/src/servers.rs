@@ -225,6 +225,14 @@ pub fn workspace_root() -> PathBuf {
 }
 
 /// `cargo build --release -p wharf`, and where the binary is.
+/// The Wharf binary a benchmark runs: `given` (its `--wharf-bin`), or a fresh release build.
+pub fn wharf_bin(given: Option<&PathBuf>, root: &Path) -> anyhow::Result<PathBuf> {
+    match given {
+        Some(bin) => Ok(bin.clone()),
+        None => build_wharf(root),
+    }
+}
+
 pub fn build_wharf(root: &Path) -> anyhow::Result<PathBuf> {
     let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
     println!("building: cargo build --release -p wharf");

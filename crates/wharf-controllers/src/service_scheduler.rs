@@ -361,7 +361,13 @@ impl ServiceScheduler {
         if let Some(n) = daemon_desired {
             svc.desired_count = n;
         }
-        let healthy_primary = fresh.iter().filter(|t| view(t).primary && view(t).healthy).count() as i64;
+        let healthy_primary = fresh
+            .iter()
+            .filter(|t| {
+                let v = view(t);
+                v.primary && v.healthy
+            })
+            .count() as i64;
         let target = daemon_desired.unwrap_or(desired);
         let steady = svc.deployments.len() == 1
             && healthy_primary == target
@@ -445,12 +451,7 @@ impl ServiceScheduler {
             let held = targets::registered(t);
             let stopping = t.desired_status == "STOPPED" || t.last_status == "STOPPED";
             let wanted = if held.is_empty() && !stopping && t.last_status == "RUNNING" {
-                let lbs = svc
-                    .deployments
-                    .iter()
-                    .find(|d| Some(&d.id) == t.started_by.as_ref())
-                    .map(deployment_load_balancers)
-                    .unwrap_or_default();
+                let lbs = load_balancers_of(svc, t);
                 if lbs.is_empty() {
                     continue;
                 }
@@ -535,12 +536,7 @@ impl ServiceScheduler {
     async fn lb_health(&self, ctx: &Ctx, svc: &Service, all: &[Arc<Task>]) -> Result<HashMap<String, LbHealth>, Error> {
         let mut out = HashMap::new();
         for t in all.iter().filter(|t| t.desired_status != "STOPPED" && t.last_status == "RUNNING") {
-            let lbs = svc
-                .deployments
-                .iter()
-                .find(|d| Some(&d.id) == t.started_by.as_ref())
-                .map(deployment_load_balancers)
-                .unwrap_or_default();
+            let lbs = load_balancers_of(svc, t);
             if lbs.is_empty() {
                 continue;
             }
@@ -621,6 +617,15 @@ impl ServiceScheduler {
         };
         Ok((stop, Starts::On(missing)))
     }
+}
+
+/// The `loadBalancers` of the deployment that started `t` (none for a task of no deployment).
+fn load_balancers_of(svc: &Service, t: &Task) -> Vec<Value> {
+    svc.deployments
+        .iter()
+        .find(|d| Some(&d.id) == t.started_by.as_ref())
+        .map(deployment_load_balancers)
+        .unwrap_or_default()
 }
 
 /// A task's standing with its load balancers.

@@ -198,19 +198,7 @@ impl Metrics {
     /// resource, for tests and tools that cannot wait for a minute to close.
     pub fn totals(&self, arn: &str) -> Option<Totals> {
         let map = self.entries.read().unwrap_or_else(|e| e.into_inner());
-        map.get(arn).map(|e| {
-            let c = e.lock().unwrap_or_else(|e| e.into_inner()).counters.clone();
-            let t = c.totals();
-            Totals {
-                requests: t[0],
-                target_5xx: t[1],
-                elb_5xx: t[2],
-                target_responses: t[4],
-                target_response_seconds: t[3] as f64 / 1e6,
-                healthy: c.healthy.load(Relaxed),
-                unhealthy: c.unhealthy.load(Relaxed),
-            }
-        })
+        map.get(arn).map(|e| Totals::of(&e.lock().unwrap_or_else(|e| e.into_inner()).counters))
     }
 
     /// Every resource's totals in the Prometheus text exposition format (version 0.0.4).

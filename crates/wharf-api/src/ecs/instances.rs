@@ -355,11 +355,12 @@ pub async fn describe(ctx: &Ctx, v: Value) -> Result<Value> {
     let cluster = active_cluster(ctx, req.cluster.as_deref()).await?;
     let with_tags = req.include.iter().any(|i| i == "TAGS");
     let (mut found, mut failures) = (vec![], vec![]);
+    // One read of the cluster's tasks counts them for every instance asked about.
+    let tasks = ctx.db.list_tasks(&Keys::new(ctx).tasks(&cluster.doc.cluster_name)).await?;
     for r in &req.container_instances {
         match find(ctx, &cluster.doc.cluster_name, r, "containerInstances").await? {
             Some(i) => {
                 let mut doc = i.doc;
-                let tasks = ctx.db.list_tasks(&Keys::new(ctx).tasks(&cluster.doc.cluster_name)).await?;
                 let on_it =
                     tasks.iter().filter(|t| t.doc.container_instance_arn.as_ref() == Some(&doc.container_instance_arn));
                 let (running, pending): (Vec<_>, Vec<_>) = on_it
