@@ -21,7 +21,7 @@ use wharf_api::logs::LogStore;
 use wharf_api::{Ctx, Db};
 use wharf_store::{Compare, Op, Txn};
 use wharf_types::ecs::{Cluster, ContainerInstance, Failure, Service, ServiceEvent, Task, TaskDefinition};
-use wharf_types::elb::{self, TargetGroup};
+use wharf_types::elb::TargetGroup;
 use wharf_types::{Error, Scope};
 
 /// ECS keeps the newest 100 service events.
@@ -494,18 +494,7 @@ impl ServiceScheduler {
                             if !targets::registered(&doc).is_empty() || doc.desired_status == "STOPPED" {
                                 return Ok((None, false));
                             }
-                            for r in list {
-                                let target = elb::Target {
-                                    target_group_arn: r.target_group_arn.clone(),
-                                    id: r.id.clone(),
-                                    port: r.port,
-                                    availability_zone: doc.availability_zone.clone(),
-                                    registered_at: now,
-                                    draining_since: None,
-                                };
-                                txn.ops.push(Op::put(r.key(ctx), wharf_api::db::encode(&target)?));
-                            }
-                            targets::set_registered(&mut doc, list);
+                            targets::register(ctx, &mut doc, list, now, &mut txn)?;
                         }
                         None => {
                             if targets::registered(&doc).is_empty() {
@@ -515,7 +504,7 @@ impl ServiceScheduler {
                                 // Stopped without StopTask (it exited): deregister now.
                                 targets::begin_draining(ctx, &mut doc, now, &mut txn).await?;
                             } else if targets::drained(ctx, &doc, now).await? {
-                                targets::finish_draining(ctx, &mut doc, &mut txn);
+                                targets::finish_draining(ctx, &mut doc, &mut txn).await?;
                             } else {
                                 return Ok((None, false));
                             }

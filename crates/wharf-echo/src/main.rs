@@ -10,6 +10,7 @@ mod client;
 mod config;
 mod http;
 mod json;
+mod load;
 mod routes;
 
 use std::io::{BufReader, BufWriter, Write};
@@ -38,6 +39,10 @@ usage: wharf-echo                  serve HTTP (configured by environment; see do
   --sleep SECS        sleep (SIGTERM ends it, unless IGNORE_SIGTERM=1)
   --exit CODE         exit with CODE now
   --serve             serve HTTP (after the actions before it)
+  --load URL [--connections N] [--close] [--seconds S]
+                      GET URL from N connections (16) until SIGINT/SIGTERM (or S seconds),
+                      a new connection per request with --close; print a JSON summary
+                      with every failure and when it happened
   --version           print the version";
 
 fn main() {
@@ -102,6 +107,7 @@ fn run_actions(args: &[String], started: Instant) -> i32 {
                 Err(e) => Err(e),
             },
             "--serve" => serve(started),
+            "--load" => return load_action(args.as_slice()),
             other => Err(format!("unknown argument {other:?}\n{USAGE}")),
         };
         if let Err(e) = outcome {
@@ -110,6 +116,37 @@ fn run_actions(args: &[String], started: Instant) -> i32 {
         }
     }
     0
+}
+
+/// `--load URL [--connections N] [--close] [--seconds S]` (the rest of the arguments).
+fn load_action(rest: &[String]) -> i32 {
+    let parsed = (|| -> Result<load::Options, String> {
+        let mut it = rest.iter();
+        let url = it.next().ok_or("--load needs a URL")?;
+        let url = client::Url::parse(url)?;
+        let mut opts = load::Options { url, connections: 16, close: false, seconds: None };
+        while let Some(arg) = it.next() {
+            let mut value = || it.next().ok_or_else(|| format!("{arg} needs a value"));
+            match arg.as_str() {
+                "--connections" => {
+                    opts.connections = value()?.parse().map_err(|_| "--connections needs a count".to_owned())?;
+                }
+                "--seconds" => {
+                    opts.seconds = Some(value()?.parse().map_err(|_| "--seconds needs a number".to_owned())?);
+                }
+                "--close" => opts.close = true,
+                other => return Err(format!("unknown --load option {other:?}")),
+            }
+        }
+        Ok(opts)
+    })();
+    match parsed {
+        Ok(opts) => load::run(opts),
+        Err(e) => {
+            eprintln!("wharf-echo: {e}\n{USAGE}");
+            2
+        }
+    }
 }
 
 /// `--healthcheck URL`: 0 when the URL answers 2xx or 3xx within 5 s, else 1.

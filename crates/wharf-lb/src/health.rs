@@ -5,7 +5,8 @@
 //! `UnhealthyThresholdCount` consecutive failures `unhealthy` (reason `Target.Timeout`,
 //! `Target.ResponseCodeMismatch` or `Target.FailedHealthChecks`, as ALB reports). A
 //! `TargetHealth` document is written only on a transition, never per probe, and only while
-//! the target is still registered (the write compares the target's revision).
+//! the target is still registered (the write compares the target's revision) by the same
+//! registration (its `registered_at`).
 
 use crate::model::{Health, TargetRt};
 use crate::proxy::now_ms;
@@ -14,7 +15,7 @@ use std::sync::Arc;
 use std::time::Duration;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use wharf_store::{Compare, Op, Store, Txn};
-use wharf_types::elb::{HealthCheck, TargetHealth};
+use wharf_types::elb::{HealthCheck, Target, TargetHealth};
 
 /// What one target's probe loop does; a change restarts the loop.
 #[derive(Debug, Clone, PartialEq)]
@@ -169,8 +170,14 @@ async fn write<S: Store>(store: &S, target: &TargetRt, doc: TargetHealth) {
     let Ok(value) = serde_json::to_vec(&doc) else { return };
     for _ in 0..3 {
         let rev = match store.get(&target.key).await {
-            Ok(Some(kv)) => kv.mod_revision,
-            Ok(None) => return,
+            // Only for the registration this probe loop belongs to.
+            Ok(Some(kv))
+                if serde_json::from_slice::<Target>(&kv.value)
+                    .is_ok_and(|t| t.registered_at == target.registered_at) =>
+            {
+                kv.mod_revision
+            }
+            Ok(_) => return,
             Err(e) => {
                 tracing::warn!(error = %e, key = %target.health_key, "cannot read the target to record its health");
                 return;

@@ -12,7 +12,7 @@ use crossbeam_queue::ArrayQueue;
 use http::{HeaderValue, StatusCode};
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, AtomicU8, AtomicU64, AtomicUsize, Ordering::Relaxed};
+use std::sync::atomic::{AtomicBool, AtomicU8, AtomicU64, AtomicUsize, Ordering::Relaxed, Ordering::SeqCst};
 use std::time::Duration;
 
 /// Idle keep-alive connections kept per target.
@@ -65,6 +65,8 @@ pub struct TargetRt {
     /// The store key of its `TargetHealth` document.
     pub health_key: String,
     pub addr: SocketAddr,
+    /// The `registered_at` of the registration this state belongs to.
+    pub registered_at: f64,
     /// The id stickiness cookies carry.
     pub sticky: u64,
     health: AtomicU8,
@@ -79,12 +81,13 @@ pub struct TargetRt {
 }
 
 impl TargetRt {
-    pub fn new(key: String, health_key: String, addr: SocketAddr, health: Health) -> TargetRt {
+    pub fn new(key: String, health_key: String, addr: SocketAddr, registered_at: f64, health: Health) -> TargetRt {
         TargetRt {
             sticky: fnv(key.as_bytes()),
             key,
             health_key,
             addr,
+            registered_at,
             health: AtomicU8::new(health as u8),
             healthy_since_ms: AtomicU64::new(0),
             inflight: AtomicUsize::new(0),
@@ -107,6 +110,23 @@ impl TargetRt {
     #[inline]
     fn serving(&self) -> bool {
         matches!(self.health(), Health::Healthy | Health::Unavailable) && !self.draining.load(Relaxed)
+    }
+    /// Takes the target out of service for new requests; true when it was serving until now.
+    ///
+    /// Sequentially consistent, paired with [`crate::proxy::Lease::claim`]: a request either
+    /// sees the flag (and picks another target) or is already counted in `inflight` when the
+    /// plane reads it in [`TargetRt::idle`], so a drain never ends under a request that was
+    /// about to be sent.
+    pub fn begin_draining(&self) -> bool {
+        !self.draining.swap(true, SeqCst)
+    }
+    /// Back in service (registered again).
+    pub fn end_draining(&self) {
+        self.draining.store(false, SeqCst);
+    }
+    /// No request holds the target and no connection to it is open.
+    pub fn idle(&self) -> bool {
+        self.inflight.load(SeqCst) == 0 && self.conns.load(SeqCst) == 0
     }
     /// Drops every idle pooled connection (their tasks end and `conns` drops).
     pub fn close_idle(&self) {

@@ -43,6 +43,8 @@ struct Running {
 
 struct Probe {
     spec: ProbeSpec,
+    /// The registration it probes for.
+    target: Arc<TargetRt>,
     task: JoinHandle<()>,
 }
 
@@ -338,34 +340,42 @@ impl<S: Store + Clone> Plane<S> {
             let Some(tg) = tg_by_arn.get(t.target_group_arn.as_str()) else { continue };
             let addr = SocketAddr::new(resolve_target_ip(key, t, &self.addresses), t.port);
             let health_key = key.replacen("/elb/target/", "/elb/health/", 1);
+            // One runtime state per registration: a target registered again at the same key
+            // (an awsvpc task given the address a stopped task had) starts afresh.
             let rt = match self.rts.get(key) {
-                Some(rt) if rt.addr == addr => rt.clone(),
+                Some(rt) if rt.addr == addr && rt.registered_at == t.registered_at => rt.clone(),
                 _ => {
-                    let initial =
-                        self.health.get(&health_key).and_then(|h| Health::parse(&h.state)).unwrap_or(Health::Initial);
-                    let rt = Arc::new(TargetRt::new(key.clone(), health_key, addr, initial));
+                    // What a health document says counts only if it was written during this
+                    // registration.
+                    let initial = self
+                        .health
+                        .get(&health_key)
+                        .filter(|h| h.updated_at >= t.registered_at)
+                        .and_then(|h| Health::parse(&h.state))
+                        .unwrap_or(Health::Initial);
+                    let rt = Arc::new(TargetRt::new(key.clone(), health_key, addr, t.registered_at, initial));
                     if initial == Health::Healthy {
                         rt.healthy_since_ms.store(1, Relaxed);
                     }
                     if let Some(old) = self.rts.insert(key.clone(), rt.clone()) {
+                        old.begin_draining();
                         old.close_idle();
                     }
                     rt
                 }
             };
-            let draining = t.draining_since.is_some();
-            if draining && !rt.draining.swap(true, Relaxed) {
+            if t.draining_since.is_none() {
+                rt.end_draining();
+            } else if rt.begin_draining() {
                 rt.close_idle();
-            } else if !draining {
-                rt.draining.store(false, Relaxed);
             }
             let spec = ProbeSpec::new(&tg.health_check, addr);
-            if self.probes.get(key).is_none_or(|p| p.spec != spec) {
+            if self.probes.get(key).is_none_or(|p| p.spec != spec || !Arc::ptr_eq(&p.target, &rt)) {
                 if let Some(old) = self.probes.remove(key) {
                     old.task.abort();
                 }
                 let task = tokio::spawn(health::run(self.store.clone(), rt.clone(), spec.clone()));
-                self.probes.insert(key.clone(), Probe { spec, task });
+                self.probes.insert(key.clone(), Probe { spec, target: rt.clone(), task });
             }
             alive.insert(key.clone());
             members.entry(tg.target_group_arn.as_str()).or_default().push(rt);
@@ -373,7 +383,7 @@ impl<S: Store + Clone> Plane<S> {
         self.rts.retain(|k, rt| {
             let keep = alive.contains(k);
             if !keep {
-                rt.draining.store(true, Relaxed);
+                rt.begin_draining();
                 rt.close_idle();
             }
             keep
@@ -595,7 +605,7 @@ impl<S: Store + Clone> Plane<S> {
             let expired = now - since >= delay as f64;
             let idle = self.rts.get(key).is_none_or(|rt| {
                 rt.close_idle();
-                rt.inflight.load(Relaxed) == 0 && rt.conns.load(Relaxed) == 0
+                rt.idle()
             });
             if expired || idle {
                 done.push((key.clone(), *rev, expired));

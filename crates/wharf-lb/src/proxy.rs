@@ -2,12 +2,14 @@
 //! keep-alive connection and stream the answer back.
 //!
 //! Status codes follow ALB: 503 when the chosen target group has no target that can take the
-//! request, 502 when the target refused or reset the connection or answered something that
-//! is not HTTP, 504 when it did not answer within the load balancer's idle timeout (or did not
-//! accept the connection within 10 s). This module must never lock or block: it reads the
+//! request, 502 when the target reset the connection or answered something that is not HTTP,
+//! 504 when it did not answer within the load balancer's idle timeout (or did not accept the
+//! connection within 10 s). A target that refuses the connection has received nothing, so the
+//! request goes to another target of the group (up to three are tried) before it becomes a
+//! 502: a task that died between two health checks costs no request. This module must never lock or block: it reads the
 //! snapshot through `arc-swap` and the targets' state through atomics.
 
-use crate::model::{Act, Fixed, Forward, ListenerTable, Redirect, TargetRt};
+use crate::model::{Act, Fixed, Forward, Group, ListenerTable, Redirect, TargetRt};
 use crate::rules::RequestView;
 use arc_swap::ArcSwap;
 use bytes::Bytes;
@@ -22,7 +24,7 @@ use std::fmt::Write as _;
 use std::future::Future;
 use std::net::IpAddr;
 use std::pin::Pin;
-use std::sync::atomic::{AtomicUsize, Ordering::Relaxed};
+use std::sync::atomic::{AtomicUsize, Ordering::Relaxed, Ordering::SeqCst};
 use std::sync::{Arc, OnceLock};
 use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
@@ -203,16 +205,11 @@ async fn forward(ctx: &ConnCtx, table: &ListenerTable, f: &Forward, mut req: Req
         return error_page(StatusCode::SERVICE_UNAVAILABLE);
     };
     group.metrics.request();
-    let sticky_target = group
+    let mut sticky_target = group
         .stickiness
         .and_then(|_| u64::from_str_radix(cookie(req.headers(), "AWSALB")?, 16).ok())
         .and_then(|id| group.sticky(id));
     let now = if group.slow_start_ms > 0 { now_ms() } else { 0 };
-    let Some(target) = sticky_target.or_else(|| group.pick(now)) else {
-        group.metrics.elb_5xx();
-        return error_page(StatusCode::SERVICE_UNAVAILABLE);
-    };
-    let target = target.clone();
 
     // The request as the target sees it: origin-form HTTP/1.1, forwarding headers, no
     // hop-by-hop headers (except an Upgrade handshake's).
@@ -245,21 +242,49 @@ async fn forward(ctx: &ConnCtx, table: &ListenerTable, f: &Forward, mut req: Req
     h.insert("x-forwarded-proto", HeaderValue::from_static(if ctx.https { "https" } else { "http" }));
     h.insert("x-forwarded-port", table.port_value.clone());
 
-    let lease = Lease::new(target.clone());
+    // Pick a target and claim it. A target that refuses the connection got nothing of the
+    // request, and a safe bodiless request whose connection ended before any answer may be
+    // sent again (RFC 9110 §9.2.2): either goes to another target instead of becoming a 502
+    // (a task that died between two health checks costs no request).
+    let replay = if upgrade { None } else { Replay::of(&req) };
+    let mut req = req.map(ReqBody::Client);
+    let mut tried: Vec<Arc<TargetRt>> = Vec::new();
     let began = Instant::now();
-    let result = if upgrade {
-        tunnel(&target, req, table.lb.idle_timeout).await
-    } else {
-        send(&target, req, table.lb.idle_timeout).await
-    };
-    let (resp, up) = match result {
-        Ok(r) => r,
-        Err(fail) => {
+    let (resp, up, lease) = loop {
+        let Some(lease) = claim(group, now, &mut sticky_target, &tried) else {
             group.metrics.elb_5xx();
-            tracing::debug!(target = %target.addr, ?fail, "forward failed");
-            return error_page(fail.status());
+            return error_page(if tried.is_empty() {
+                StatusCode::SERVICE_UNAVAILABLE
+            } else {
+                StatusCode::BAD_GATEWAY
+            });
+        };
+        let target = &lease.target;
+        let result = if upgrade {
+            tunnel(target, req, table.lb.idle_timeout).await
+        } else {
+            send(target, req, table.lb.idle_timeout).await
+        };
+        let (again, fail) = match result {
+            Ok((resp, up)) => break (resp, up, lease),
+            Err(Unsent(back)) => (Some(*back), Failure::Refused),
+            Err(Sent { fail, retryable: true }) => (replay.as_ref().map(Replay::request), fail),
+            Err(Sent { fail, .. }) => (None, fail),
+        };
+        match again {
+            Some(r) if tried.len() < MAX_TRIES => {
+                tracing::debug!(target = %target.addr, "no answer from the target; trying another");
+                tried.push(target.clone());
+                req = r;
+            }
+            _ => {
+                group.metrics.elb_5xx();
+                tracing::debug!(target = %target.addr, ?fail, "forward failed");
+                return error_page(fail.status());
+            }
         }
     };
+    let target = lease.target.clone();
     let micros = began.elapsed().as_micros() as u64;
     let status = resp.status().as_u16();
     group.metrics.target_response(micros, status);
@@ -280,12 +305,113 @@ async fn forward(ctx: &ConnCtx, table: &ListenerTable, f: &Forward, mut req: Req
     resp
 }
 
+/// Targets a request may go to before the client gets a 502.
+const MAX_TRIES: usize = 3;
+
+/// The next target for a request and a claim on it: the sticky one first, then the group's
+/// pick, passing over targets this request already tried and any the plane has just started
+/// draining (see [`Lease::claim`]).
+fn claim(group: &Group, now: u64, sticky: &mut Option<&Arc<TargetRt>>, tried: &[Arc<TargetRt>]) -> Option<Lease> {
+    for _ in 0..group.targets.len() + 2 {
+        let t = sticky.take().or_else(|| group.pick(now))?;
+        if tried.iter().any(|r| Arc::ptr_eq(r, t)) {
+            continue;
+        }
+        if let Some(lease) = Lease::claim(t) {
+            return Some(lease);
+        }
+    }
+    None
+}
+
+/// Why a forward failed.
+#[derive(Debug)]
+enum ForwardError {
+    /// The target refused the connection: nothing was sent, the request is handed back.
+    Unsent(Box<Request<ReqBody>>),
+    /// The request may have reached the target; `retryable` when the connection ended
+    /// before any answer (closed or reset), not when the target answered nonsense.
+    Sent { fail: Failure, retryable: bool },
+}
+
+impl ForwardError {
+    fn sent(fail: Failure) -> ForwardError {
+        Sent { fail, retryable: false }
+    }
+    /// A request hyper could not complete: handed back if it was never written.
+    fn from_send(mut e: TrySendError<Request<ReqBody>>) -> ForwardError {
+        let retryable = e.error().is_incomplete_message() || e.error().is_canceled() || e.error().is_closed();
+        match e.take_message() {
+            Some(r) => Unsent(Box::new(r)),
+            None => Sent { fail: Failure::Refused, retryable },
+        }
+    }
+}
+
+/// A request's body on its way to a target: the client's, or none (a safe request sent again).
+#[derive(Debug)]
+pub enum ReqBody {
+    Client(Incoming),
+    Empty,
+}
+
+impl Body for ReqBody {
+    type Data = Bytes;
+    type Error = hyper::Error;
+
+    fn poll_frame(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Result<Frame<Bytes>, hyper::Error>>> {
+        match self.get_mut() {
+            ReqBody::Client(b) => Pin::new(b).poll_frame(cx),
+            ReqBody::Empty => Poll::Ready(None),
+        }
+    }
+    fn is_end_stream(&self) -> bool {
+        match self {
+            ReqBody::Client(b) => b.is_end_stream(),
+            ReqBody::Empty => true,
+        }
+    }
+    fn size_hint(&self) -> SizeHint {
+        match self {
+            ReqBody::Client(b) => b.size_hint(),
+            ReqBody::Empty => SizeHint::with_exact(0),
+        }
+    }
+}
+
+/// What is needed to send a safe, bodiless request again (GET, HEAD, OPTIONS): RFC 9110
+/// lets an intermediary retry it when the connection ends before any answer.
+struct Replay {
+    method: http::Method,
+    uri: Uri,
+    headers: http::HeaderMap,
+}
+
+impl Replay {
+    fn of(req: &Request<Incoming>) -> Option<Replay> {
+        let safe = matches!(*req.method(), http::Method::GET | http::Method::HEAD | http::Method::OPTIONS);
+        (safe && req.body().is_end_stream()).then(|| Replay {
+            method: req.method().clone(),
+            uri: req.uri().clone(),
+            headers: req.headers().clone(),
+        })
+    }
+    fn request(&self) -> Request<ReqBody> {
+        let mut req = Request::new(ReqBody::Empty);
+        *req.method_mut() = self.method.clone();
+        *req.uri_mut() = self.uri.clone();
+        *req.headers_mut() = self.headers.clone();
+        req
+    }
+}
+use ForwardError::{Sent, Unsent};
+
 /// A keep-alive connection to a target. It is not spawned as a task of its own: whoever uses
 /// it (the request, then the response body) drives its I/O, so a proxied request stays in the
 /// client connection's task with no hand-off between tasks.
 pub struct Upstream {
-    sender: SendRequest<Incoming>,
-    conn: Connection<TokioIo<TcpStream>, Incoming>,
+    sender: SendRequest<ReqBody>,
+    conn: Connection<TokioIo<TcpStream>, ReqBody>,
     /// The connection has ended (its future completed; never poll it again).
     done: bool,
     count: Arc<AtomicUsize>,
@@ -327,7 +453,7 @@ impl Upstream {
     }
 
     /// Sends `req`, driving the connection until the response head arrives.
-    async fn send(&mut self, req: Request<Incoming>) -> Result<Response<Incoming>, TrySendError<Request<Incoming>>> {
+    async fn send(&mut self, req: Request<ReqBody>) -> Result<Response<Incoming>, TrySendError<Request<ReqBody>>> {
         let mut fut = std::pin::pin!(self.sender.try_send_request(req));
         let (conn, done) = (&mut self.conn, &mut self.done);
         std::future::poll_fn(|cx| {
@@ -370,9 +496,9 @@ async fn connect(t: &TargetRt) -> Result<Box<Upstream>, Failure> {
     Ok(Box::new(Upstream { sender, conn, done: false, count: t.conns.clone() }))
 }
 
-type Sent = (Response<Incoming>, Option<Box<Upstream>>);
+type Forwarded = (Response<Incoming>, Option<Box<Upstream>>);
 
-async fn send(t: &Arc<TargetRt>, req: Request<Incoming>, timeout: Duration) -> Result<Sent, Failure> {
+async fn send(t: &Arc<TargetRt>, req: Request<ReqBody>, timeout: Duration) -> Result<Forwarded, ForwardError> {
     let deadline = tokio::time::Instant::now() + timeout;
     let mut req = req;
     // A pooled connection the target closed meanwhile hands the request back unsent: retry
@@ -381,33 +507,50 @@ async fn send(t: &Arc<TargetRt>, req: Request<Incoming>, timeout: Duration) -> R
     let fresh = pooled.is_none();
     let mut up = match pooled {
         Some(s) => s,
-        None => connect(t).await?,
+        None => match connect(t).await {
+            Ok(up) => up,
+            Err(fail) => return Err(refused_or(fail, req)),
+        },
     };
     match tokio::time::timeout_at(deadline, up.send(req)).await {
-        Err(_) => return Err(Failure::Timeout),
+        Err(_) => return Err(ForwardError::sent(Failure::Timeout)),
         Ok(Ok(resp)) => return Ok((resp, Some(up))),
-        Ok(Err(mut e)) => match e.take_message() {
-            Some(r) if !fresh => req = r,
-            _ => return Err(Failure::Refused),
+        Ok(Err(e)) => match ForwardError::from_send(e) {
+            Unsent(r) if !fresh => req = *r,
+            other => return Err(other),
         },
     }
-    let mut up = connect(t).await?;
+    let mut up = match connect(t).await {
+        Ok(up) => up,
+        Err(fail) => return Err(refused_or(fail, req)),
+    };
     match tokio::time::timeout_at(deadline, up.send(req)).await {
-        Err(_) => Err(Failure::Timeout),
+        Err(_) => Err(ForwardError::sent(Failure::Timeout)),
         Ok(Ok(resp)) => Ok((resp, Some(up))),
-        Ok(Err(_)) => Err(Failure::Refused),
+        Ok(Err(e)) => Err(ForwardError::from_send(e)),
+    }
+}
+
+/// A connection that could not be made: a refusal hands the request back.
+fn refused_or(fail: Failure, req: Request<ReqBody>) -> ForwardError {
+    match fail {
+        Failure::Refused => Unsent(Box::new(req)),
+        fail => ForwardError::sent(fail),
     }
 }
 
 /// An Upgrade handshake (websockets) on a connection of its own; after `101` the two upgraded
 /// streams are spliced until either side closes.
-async fn tunnel(t: &Arc<TargetRt>, mut req: Request<Incoming>, timeout: Duration) -> Result<Sent, Failure> {
+async fn tunnel(t: &Arc<TargetRt>, mut req: Request<ReqBody>, timeout: Duration) -> Result<Forwarded, ForwardError> {
+    let stream = match dial(t).await {
+        Ok(s) => s,
+        Err(fail) => return Err(refused_or(fail, req)),
+    };
     let client_upgrade = hyper::upgrade::on(&mut req);
-    let stream = dial(t).await?;
     let (mut sender, conn) = hyper::client::conn::http1::Builder::new()
         .handshake(TokioIo::new(stream))
         .await
-        .map_err(|_| Failure::Refused)?;
+        .map_err(|_| ForwardError::sent(Failure::Refused))?;
     t.conns.fetch_add(1, Relaxed);
     let count = t.conns.clone();
     tokio::spawn(async move {
@@ -415,8 +558,8 @@ async fn tunnel(t: &Arc<TargetRt>, mut req: Request<Incoming>, timeout: Duration
         count.fetch_sub(1, Relaxed);
     });
     let mut resp = match tokio::time::timeout(timeout, sender.send_request(req)).await {
-        Err(_) => return Err(Failure::Timeout),
-        Ok(Err(_)) => return Err(Failure::Refused),
+        Err(_) => return Err(ForwardError::sent(Failure::Timeout)),
+        Ok(Err(_)) => return Err(ForwardError::sent(Failure::Refused)),
         Ok(Ok(r)) => r,
     };
     if resp.status() == StatusCode::SWITCHING_PROTOCOLS {
@@ -440,9 +583,12 @@ pub struct Lease {
 }
 
 impl Lease {
-    fn new(target: Arc<TargetRt>) -> Lease {
-        target.inflight.fetch_add(1, Relaxed);
-        Lease { target }
+    /// Counts a request on `target`, unless the target has started draining (see
+    /// [`TargetRt::begin_draining`]: the count is taken before the flag is read).
+    pub fn claim(target: &Arc<TargetRt>) -> Option<Lease> {
+        target.inflight.fetch_add(1, SeqCst);
+        let lease = Lease { target: target.clone() };
+        (!target.draining.load(SeqCst)).then_some(lease)
     }
 }
 

@@ -117,16 +117,12 @@ impl Env {
         self.put(keys::target(ACCT, REGION, tg, "127.0.0.1", port), &t).await;
     }
 
+    /// Starts draining the registration, as DeregisterTargets does.
     async fn deregister(&self, tg: &str, port: u16) {
-        let t = Target {
-            target_group_arn: tg_arn(tg),
-            id: "127.0.0.1".into(),
-            port,
-            registered_at: wharf_types::now(),
-            draining_since: Some(wharf_types::now()),
-            ..Default::default()
-        };
-        self.put(keys::target(ACCT, REGION, tg, "127.0.0.1", port), &t).await;
+        let key = keys::target(ACCT, REGION, tg, "127.0.0.1", port);
+        let mut t: Target = serde_json::from_slice(&self.store.get(&key).await.unwrap().unwrap().value).unwrap();
+        t.draining_since = Some(wharf_types::now());
+        self.put(key, &t).await;
     }
 
     async fn listener(&self, id: &str, port: u16, default: Action) {
@@ -930,4 +926,113 @@ async fn https_listeners_terminate_tls_with_alpn() {
     wait_for(|| async { env.lb.listeners().get(&listener_arn(bad)).is_some_and(|s| s.error.is_some()) }).await;
     let err = env.lb.listeners()[&listener_arn(bad)].error.clone().unwrap();
     assert!(err.contains("nope.pem"), "{err}");
+}
+
+/// The group's health checks every `interval` s, `healthy` successes to become healthy.
+async fn set_checks(env: &Env, tg: &str, interval: u32, healthy: u32) {
+    let key = keys::target_group(ACCT, REGION, tg);
+    let mut doc: TargetGroup = serde_json::from_slice(&env.store.get(&key).await.unwrap().unwrap().value).unwrap();
+    doc.health_check.interval_seconds = interval;
+    doc.health_check.healthy_threshold_count = healthy;
+    env.put(key, &doc).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_target_that_refuses_connections_costs_no_request() {
+    let env = Env::new().await;
+    let a = backend("a").await;
+    env.put_tg("tg", &[]).await;
+    // One check makes a target healthy, the next is 30 s away: the dead target below stays
+    // healthy for this whole test.
+    set_checks(&env, "tg", 30, 1).await;
+    // A target that answers its first health check and then stops listening, as a task does
+    // when its container dies between two checks.
+    let dying = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let dead = dying.local_addr().unwrap().port();
+    let first_check = tokio::spawn(async move {
+        let (mut s, _) = dying.accept().await.unwrap();
+        let mut buf = [0u8; 512];
+        let _ = s.read(&mut buf).await;
+        let _ = s.write_all(b"HTTP/1.1 200 OK\r\ncontent-length: 0\r\n\r\n").await;
+    });
+    env.register("tg", a.port).await;
+    env.register("tg", dead).await;
+    let port = free_port();
+    env.listener("l1", port, forward(&[("tg", 1)])).await;
+    for p in [a.port, dead] {
+        wait_for(|| async { env.health_doc("tg", p).await.is_some_and(|h| h.state == "healthy") }).await;
+    }
+    first_check.await.unwrap();
+    // Round robin sends every other request to the dead target; each is refused there and
+    // served by `a` instead.
+    let seen = tally(port, 20, &[]).await;
+    assert_eq!(seen.get("a"), Some(&20), "{seen:?}");
+    assert_eq!(env.health_doc("tg", dead).await.unwrap().state, "healthy", "the checks have not noticed");
+    // With no target left that accepts: ALB's 502.
+    env.delete(keys::target(ACCT, REGION, "tg", "127.0.0.1", a.port)).await;
+    wait_for(|| async { http_get(port, "/", &[]).await.is_some_and(|r| r.status == StatusCode::BAD_GATEWAY) }).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_target_registered_again_is_checked_again_before_it_gets_traffic() {
+    let env = Env::new().await;
+    let (a, b) = (backend("a").await, backend("b").await);
+    env.put_tg("tg", &[]).await;
+    env.register("tg", a.port).await;
+    env.register("tg", b.port).await;
+    let port = free_port();
+    env.listener("l1", port, forward(&[("tg", 1)])).await;
+    for p in [a.port, b.port] {
+        wait_for(|| async { env.health_doc("tg", p).await.is_some_and(|h| h.state == "healthy") }).await;
+    }
+    // Checks every 10 s from now on, 2 to become healthy: a registration made now is not
+    // healthy for at least 10 s.
+    set_checks(&env, "tg", 10, 2).await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    // The same address and port registered anew (an awsvpc task given the IP of a task that
+    // stopped) while the old registration's health document is still there: the new one is
+    // not served on the strength of the old one's checks.
+    env.register("tg", a.port).await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let seen = tally(port, 10, &[]).await;
+    assert_eq!(seen.get("b"), Some(&10), "{seen:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_safe_request_whose_connection_ends_unanswered_goes_to_another_target() {
+    let env = Env::new().await;
+    let a = backend("a").await;
+    env.put_tg("tg", &[]).await;
+    set_checks(&env, "tg", 30, 1).await;
+    // Answers its first health check, then reads each request and hangs up without a word
+    // (a process killed while the request was on its way).
+    let mute = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let mute_port = mute.local_addr().unwrap().port();
+    tokio::spawn(async move {
+        let mut first = true;
+        loop {
+            let Ok((mut s, _)) = mute.accept().await else { return };
+            let mut buf = [0u8; 1024];
+            let _ = s.read(&mut buf).await;
+            if std::mem::take(&mut first) {
+                let _ = s.write_all(b"HTTP/1.1 200 OK\r\ncontent-length: 0\r\n\r\n").await;
+            }
+        }
+    });
+    env.register("tg", a.port).await;
+    env.register("tg", mute_port).await;
+    let port = free_port();
+    env.listener("l1", port, forward(&[("tg", 1)])).await;
+    for p in [a.port, mute_port] {
+        wait_for(|| async { env.health_doc("tg", p).await.is_some_and(|h| h.state == "healthy") }).await;
+    }
+    let seen = tally(port, 20, &[]).await;
+    assert_eq!(seen.get("a"), Some(&20), "GET is sent again to another target: {seen:?}");
+    // A POST may have been acted on: it is not sent twice, the client gets ALB's 502.
+    let mut statuses = HashMap::new();
+    for _ in 0..10 {
+        let r = request(port, "POST", "/", &[]).await.unwrap();
+        *statuses.entry(r.status.as_u16()).or_insert(0) += 1;
+    }
+    assert_eq!(statuses.get(&502), Some(&5), "{statuses:?}");
 }

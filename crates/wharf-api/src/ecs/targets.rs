@@ -112,10 +112,40 @@ pub async fn drained(ctx: &Ctx, task: &Task, now: f64) -> Result<bool> {
 }
 
 /// Ends the deregistration: removes the targets that are left and forgets them on the task.
-pub fn finish_draining(ctx: &Ctx, task: &mut Task, txn: &mut Txn) {
+/// A target registered again meanwhile (another task given the same address and port) is
+/// someone else's now and stays.
+pub async fn finish_draining(ctx: &Ctx, task: &mut Task, txn: &mut Txn) -> Result<()> {
     for t in registered(task) {
-        txn.ops.push(Op::delete(t.key(ctx)));
+        let key = t.key(ctx);
+        if let Some(doc) = ctx.db.get::<Target>(&key).await?
+            && doc.doc.draining_since.is_some()
+        {
+            txn.compares.push(Compare::ModRevision(key.clone(), doc.rev));
+            txn.ops.push(Op::delete(key));
+            txn.ops.push(Op::delete(t.health_key(ctx)));
+        }
     }
     set_registered(task, &[]);
     task.extra.remove(DRAIN_UNTIL);
+    Ok(())
+}
+
+/// Registers `task` as `targets` (the caller writes the task). A registration starts with no
+/// health observed: what the data plane reported for an earlier target at the same key (an
+/// address or port used again) is removed with it.
+pub fn register(ctx: &Ctx, task: &mut Task, targets: &[TargetRef], now: f64, txn: &mut Txn) -> Result<()> {
+    for r in targets {
+        let target = Target {
+            target_group_arn: r.target_group_arn.clone(),
+            id: r.id.clone(),
+            port: r.port,
+            availability_zone: task.availability_zone.clone(),
+            registered_at: now,
+            draining_since: None,
+        };
+        txn.ops.push(Op::put(r.key(ctx), encode(&target)?));
+        txn.ops.push(Op::delete(r.health_key(ctx)));
+    }
+    set_registered(task, targets);
+    Ok(())
 }

@@ -84,7 +84,9 @@ fn demand(td: &TaskDefinition, overrides: Option<&Value>) -> Demand {
         let soft = container_override(name, "memoryReservation").or(c.memory_reservation);
         memory += soft.or(hard).unwrap_or(0);
         let host_network = matches!(td.network_mode.as_deref(), Some("host"));
-        for pm in &c.port_mappings {
+        // An awsvpc task has a network interface of its own: its ports are not the host's.
+        let own_interface = matches!(td.network_mode.as_deref(), Some("awsvpc"));
+        for pm in c.port_mappings.iter().filter(|_| !own_interface) {
             let hp = if host_network { pm.container_port } else { pm.host_port };
             if let Some(p) = hp.filter(|p| *p > 0) {
                 ports.push((p, pm.protocol.clone().unwrap_or_else(|| "tcp".into())));
