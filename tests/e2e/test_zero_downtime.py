@@ -249,3 +249,80 @@ def test_a_container_that_dies_under_load_loses_no_request(zdt, tmp_path, networ
     check(w, result, f"{network}: a container killed under load")
     stopped = w.aws("ecs", "describe-tasks", "--cluster", w.cluster, "--tasks", arn)["tasks"][0]
     assert stopped["lastStatus"] == "STOPPED", stopped["lastStatus"]
+
+
+DEPLOY_ACTION = ROOT.parent / "shared" / "clients" / "aws-actions" / "amazon-ecs-deploy-task-definition" / "dist" / "index.js"
+
+
+@pytest.mark.skipif(not DEPLOY_ACTION.exists(), reason="../shared/clients/aws-actions is not beside the checkout")
+def test_seed001_pipeline_deploys_three_times_under_load_with_the_real_action(wharf_factory, monkeypatch, tmp_path):
+    """Seed 001's pipeline in ap-northeast-2 (`wharf up --region ap-northeast-2`, so the
+    embedded agent is that region's FARGATE capacity): cluster CICD, FARGATE service `awscicd`
+    (container `cicd`) behind an `ip` target group, default deployment settings (100/200); the
+    real `amazon-ecs-deploy-task-definition` action deploys three new revisions with
+    `wait-for-service-stability: true` while 100 keep-alive clients hit the listener."""
+    monkeypatch.setenv("WHARF_LOG", "info,wharf_lb::proxy=debug")
+    region = "ap-northeast-2"
+    w = wharf_factory("--region", region)
+
+    def aws(*args):
+        return w.aws("--region", region, *args)
+
+    aws("ecs", "create-cluster", "--cluster-name", "CICD")
+    tg = aws("elbv2", "create-target-group", "--name", "awscicd-tg", "--protocol", "HTTP", "--port", "8080",
+             "--vpc-id", "vpc-0123456789abcdef0", "--target-type", "ip", "--health-check-path", "/health",
+             "--health-check-interval-seconds", "5", "--health-check-timeout-seconds", "2",
+             "--healthy-threshold-count", "2")["TargetGroups"][0]["TargetGroupArn"]
+    aws("elbv2", "modify-target-group-attributes", "--target-group-arn", tg, "--attributes",
+        "Key=deregistration_delay.timeout_seconds,Value=5")
+    lb = aws("elbv2", "create-load-balancer", "--name", "awscicd-lb", "--subnets", "subnet-0a", "subnet-0b")[
+        "LoadBalancers"][0]
+    assert f".{region}.elb.localhost" in lb["DNSName"]
+    port = free_port()
+    aws("elbv2", "create-listener", "--protocol", "HTTP", "--port", str(port),
+        f"--load-balancer-arn={lb['LoadBalancerArn']}", "--default-actions", f"Type=forward,TargetGroupArn={tg}")
+    url = f"http://127.0.0.1:{port}/"
+
+    def td(version):
+        return {"family": "awscicd", "networkMode": "awsvpc", "requiresCompatibilities": ["FARGATE"],
+                "cpu": "256", "memory": "512",
+                "containerDefinitions": [{"name": "cicd", "image": ECHO_IMAGE, "essential": True,
+                                          "environment": [{"name": "VERSION", "value": version}],
+                                          "portMappings": [{"containerPort": 8080, "protocol": "tcp"}]}]}
+
+    aws("ecs", "register-task-definition", "--cli-input-json", write_json(tmp_path / "v1.json", td("v1")))
+    aws("ecs", "create-service", "--cluster", "CICD", "--service-name", "awscicd", "--task-definition", "awscicd",
+        "--desired-count", "2", "--launch-type", "FARGATE", "--network-configuration",
+        "awsvpcConfiguration={subnets=[subnet-0a],assignPublicIp=ENABLED}",
+        "--load-balancers", f"targetGroupArn={tg},containerName=cicd,containerPort=8080")
+
+    def settled_on(version):
+        svc = aws("ecs", "describe-services", "--cluster", "CICD", "--services", "awscicd")["services"][0]
+        deps = svc["deployments"]
+        ok = len(deps) == 1 and deps[0].get("rolloutState") == "COMPLETED" and svc["runningCount"] == 2
+        return ok, [(d["taskDefinition"], d.get("rolloutState")) for d in deps]
+
+    wait_until("awscicd to settle", lambda: settled_on("v1"), 120)
+    workspace = tmp_path / "workspace"
+    workspace.mkdir()
+    for version in ("v2", "v3", "v4"):
+        write_json(workspace / "task-definition.json", td(version))
+        output = tmp_path / f"output-{version}"
+        output.write_text("")  # the runner creates it; the action appends
+        env = dict(w.env(), AWS_REGION=region, AWS_ENDPOINT_URL=w.endpoint, GITHUB_WORKSPACE=str(workspace),
+                   RUNNER_TEMP=str(tmp_path), GITHUB_OUTPUT=str(output))
+        env.update({"INPUT_TASK-DEFINITION": "task-definition.json", "INPUT_SERVICE": "awscicd",
+                    "INPUT_CLUSTER": "CICD", "INPUT_WAIT-FOR-SERVICE-STABILITY": "true",
+                    "INPUT_WAIT-FOR-MINUTES": "5"})
+        load = Load(url, 100)
+        try:
+            time.sleep(1)
+            r = subprocess.run(["node", str(DEPLOY_ACTION)], env=env, capture_output=True, text=True, timeout=600)
+            assert r.returncode == 0 and "::error::" not in r.stdout, r.stdout + r.stderr
+            wait_until(f"awscicd to complete {version}", lambda: settled_on(version), 120)
+            time.sleep(1)
+        finally:
+            result = load.stop()
+        assert "task-definition-arn" in output.read_text()
+        check(w, result, f"seed 001 pipeline, {version}")
+        assert version in result["versions"], result["versions"]

@@ -67,7 +67,7 @@ impl Drop for Containers {
     }
 }
 
-struct Proc(Child);
+pub(crate) struct Proc(Child);
 
 impl Drop for Proc {
     fn drop(&mut self) {
@@ -123,7 +123,7 @@ fn start_backends(image: &str) -> anyhow::Result<(Containers, Vec<u16>)> {
 }
 
 /// Waits until `GET /` on 127.0.0.1:port answers 200.
-fn wait_http(port: u16) -> anyhow::Result<()> {
+pub(crate) fn wait_http(port: u16) -> anyhow::Result<()> {
     use std::io::{Read, Write};
     let deadline = Instant::now() + Duration::from_secs(30);
     while Instant::now() < deadline {
@@ -140,14 +140,20 @@ fn wait_http(port: u16) -> anyhow::Result<()> {
     bail!("nothing answered 200 on 127.0.0.1:{port} within 30 s")
 }
 
-fn start_haproxy(dir: &Path, backends: &[u16], threads: u32) -> anyhow::Result<(Proc, u16)> {
+/// HAProxy in front of `backends`; with `checks`, health checks as a target group's (`GET
+/// /health` every 5 s, 2 to rise and to fall).
+pub(crate) fn start_haproxy(dir: &Path, backends: &[u16], threads: u32, checks: bool) -> anyhow::Result<(Proc, u16)> {
     // maxconn 4096: HAProxy raises its descriptor limit to twice that, within the default 20000.
     let port = free_port()?;
     let mut cfg = format!(
         "global\n  maxconn 4096\n  nbthread {threads}\n\ndefaults\n  mode http\n  timeout connect 5s\n  timeout client 60s\n  timeout server 60s\n  option http-keep-alive\n  option forwardfor\n  http-reuse always\n\nfrontend fe\n  bind 127.0.0.1:{port}\n  default_backend be\n\nbackend be\n  balance roundrobin\n"
     );
+    if checks {
+        cfg.push_str("  option httpchk GET /health\n");
+    }
     for (i, p) in backends.iter().enumerate() {
-        cfg.push_str(&format!("  server s{i} 127.0.0.1:{p}\n"));
+        let check = if checks { " check inter 5s rise 2 fall 2" } else { "" };
+        cfg.push_str(&format!("  server s{i} 127.0.0.1:{p}{check}\n"));
     }
     let path = dir.join("haproxy.cfg");
     std::fs::write(&path, cfg)?;
@@ -317,7 +323,7 @@ pub fn run(args: Args) -> anyhow::Result<()> {
     println!("starting 4 {} containers (ports published on 127.0.0.1)", args.image);
     let (_containers, backends) = start_backends(&args.image)?;
     println!("  backends: {backends:?}");
-    let (haproxy, haproxy_port) = start_haproxy(dir.path(), &backends, args.threads)?;
+    let (haproxy, haproxy_port) = start_haproxy(dir.path(), &backends, args.threads, false)?;
     println!("  haproxy:  127.0.0.1:{haproxy_port}");
     let rt = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
     std::fs::create_dir_all(dir.path().join("wharf"))?;

@@ -78,6 +78,35 @@ impl Endpoint {
     }
 }
 
+impl Endpoint {
+    /// `POST /` of a Query API (form-encoded `Action=…&Version=…&…`), signed now for
+    /// `signing_name` in us-east-1.
+    pub fn signed_query(&self, signing_name: &str, form: &str) -> anyhow::Result<Request<Full<Bytes>>> {
+        const FORM: &str = "application/x-www-form-urlencoded; charset=utf-8";
+        let body = Bytes::from(form.to_string());
+        let mut req = Request::builder()
+            .method(Method::POST)
+            .uri("/")
+            .header(http::header::HOST, &self.host)
+            .header(http::header::CONTENT_TYPE, FORM)
+            .body(Full::new(body.clone()))?;
+        let params = v4::SigningParams::builder()
+            .identity(&self.identity)
+            .region(REGION)
+            .name(signing_name)
+            .time(SystemTime::now())
+            .settings(SigningSettings::default())
+            .build()?
+            .into();
+        let headers = [("host", self.host.as_str()), ("content-type", FORM)];
+        let signable =
+            SignableRequest::new("POST", self.uri.as_str(), headers.into_iter(), SignableBody::Bytes(&body))?;
+        let (instructions, _) = sign(signable, &params)?.into_parts();
+        instructions.apply_to_request_http1x(&mut req);
+        Ok(req)
+    }
+}
+
 /// What came back.
 #[derive(Debug)]
 pub struct Reply {

@@ -6,12 +6,15 @@
 //! * `bench-scheduler`: one service of 10,000 tasks on 1,000 agents with a simulated runtime.
 //! * `bench-registry`: docker push and pull of a 512 MB image, Wharf against Distribution.
 //! * `bench-lb`: the load balancer's listener against HAProxy and the backends directly.
+//! * `bench-rollout`: the listener through rolling deployments under load, against its own
+//!   steady state and HAProxy's.
 
 mod bench_agent;
 mod bench_api;
 mod bench_deploy;
 mod bench_lb;
 mod bench_registry;
+mod bench_rollout;
 mod bench_scheduler;
 mod client;
 mod servers;
@@ -49,6 +52,9 @@ enum Task {
     /// Benchmark a rolling deployment on real Docker: `wharf up`, 4 wharf-echo tasks with a
     /// health check, UpdateService (100/200, then 50/100) until the service is stable.
     BenchDeploy(bench_deploy::Args),
+    /// Benchmark the load balancer through rolling deployments: `wharf up`, a service behind a
+    /// listener, 100 keep-alive clients steady, through HAProxy, and through UpdateServices.
+    BenchRollout(bench_rollout::Args),
 }
 
 fn main() -> ExitCode {
@@ -60,6 +66,7 @@ fn main() -> ExitCode {
         Task::BenchRegistry(args) => bench_registry::run(args),
         Task::BenchLb(args) => bench_lb::run(args),
         Task::BenchDeploy(args) => bench_deploy::run(args),
+        Task::BenchRollout(args) => bench_rollout::run(args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

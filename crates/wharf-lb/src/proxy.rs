@@ -330,7 +330,8 @@ enum ForwardError {
     /// The target refused the connection: nothing was sent, the request is handed back.
     Unsent(Box<Request<ReqBody>>),
     /// The request may have reached the target; `retryable` when the connection ended
-    /// before any answer (closed or reset), not when the target answered nonsense.
+    /// before any answer (closed or reset), not when the target answered something that is
+    /// not HTTP.
     Sent { fail: Failure, retryable: bool },
 }
 
@@ -340,7 +341,10 @@ impl ForwardError {
     }
     /// A request hyper could not complete: handed back if it was never written.
     fn from_send(mut e: TrySendError<Request<ReqBody>>) -> ForwardError {
-        let retryable = e.error().is_incomplete_message() || e.error().is_canceled() || e.error().is_closed();
+        // The send future fails only before the response head: unless the target answered
+        // something that is not HTTP (or we built a bad request), no answer came at all.
+        let err = e.error();
+        let retryable = !(err.is_parse() || err.is_parse_status() || err.is_parse_too_large() || err.is_user());
         match e.take_message() {
             Some(r) => Unsent(Box::new(r)),
             None => Sent { fail: Failure::Refused, retryable },
