@@ -4,10 +4,13 @@
 //! Status codes follow ALB: 503 when the chosen target group has no target that can take the
 //! request, 502 when the target reset the connection or answered something that is not HTTP,
 //! 504 when it did not answer within the load balancer's idle timeout (or did not accept the
-//! connection within 10 s). A target that refuses the connection has received nothing, so the
-//! request goes to another target of the group (up to three are tried) before it becomes a
-//! 502: a task that died between two health checks costs no request. This module must never lock or block: it reads the
-//! snapshot through `arc-swap` and the targets' state through atomics.
+//! connection within 10 s). Where the request provably did no harm — the target refused the
+//! connection, or a GET/HEAD/OPTIONS connection ended before any answer — it goes to another
+//! target of the group (three targets at most) instead of becoming a 502: a task that died
+//! between two health checks costs no request.
+//!
+//! This module must never lock or block: it reads the snapshot through `arc-swap` and the
+//! targets' state through atomics.
 
 use crate::model::{Act, Fixed, Forward, Group, ListenerTable, Redirect, TargetRt};
 use crate::rules::RequestView;
@@ -334,6 +337,7 @@ enum ForwardError {
     /// not HTTP.
     Sent { fail: Failure, retryable: bool },
 }
+use ForwardError::{Sent, Unsent};
 
 impl ForwardError {
     fn sent(fail: Failure) -> ForwardError {
@@ -408,7 +412,6 @@ impl Replay {
         req
     }
 }
-use ForwardError::{Sent, Unsent};
 
 /// A keep-alive connection to a target. It is not spawned as a task of its own: whoever uses
 /// it (the request, then the response body) drives its I/O, so a proxied request stays in the
