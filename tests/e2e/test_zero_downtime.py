@@ -239,7 +239,7 @@ def test_a_container_that_dies_under_load_loses_no_request(zdt, tmp_path, networ
 
     awsvpc only: in bridge mode Docker's userland proxy accepts connections for a container
     that has died and then never answers, so a request sent there in the ~0.3 s before the
-    agent notices can wait for the idle timeout (seen once in four runs: 1 of 39,096). That
+    agent notices can wait for the idle timeout (seen in one of two runs: 1 of 39,096). That
     gap is known and open (docs/load-balancer.md)."""
     from conftest import docker
     w = zdt
