@@ -8,7 +8,6 @@
 
 use crate::client::Conn;
 use anyhow::{Context, bail};
-use bytes::Bytes;
 use serde_json::{Value, json};
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
@@ -32,14 +31,6 @@ pub struct Args {
 /// The cluster the embedded agent of `wharf up` joins.
 const CLUSTER: &str = "default";
 const SERVICE: &str = "web";
-
-async fn call(conn: &mut Conn, op: &str, body: Value) -> anyhow::Result<Value> {
-    let reply = conn.call(op, &Bytes::from(body.to_string())).await?;
-    if !reply.status.is_success() {
-        bail!("{op} failed: {}", reply.describe());
-    }
-    Ok(serde_json::from_slice(&reply.body)?)
-}
 
 fn task_definition(image: &str, version: &str, interval: i64) -> Value {
     json!({
@@ -72,12 +63,12 @@ struct Sample {
 }
 
 async fn sample(conn: &mut Conn) -> anyhow::Result<Sample> {
-    let out = call(conn, "DescribeServices", json!({"cluster": CLUSTER, "services": [SERVICE]})).await?;
+    let out = conn.ecs("DescribeServices", json!({"cluster": CLUSTER, "services": [SERVICE]})).await?;
     let s = &out["services"][0];
-    let arns = call(conn, "ListTasks", json!({"cluster": CLUSTER})).await?["taskArns"].clone();
+    let arns = conn.ecs("ListTasks", json!({"cluster": CLUSTER})).await?["taskArns"].clone();
     let mut tasks = String::new();
     if arns.as_array().is_some_and(|a| !a.is_empty()) {
-        let described = call(conn, "DescribeTasks", json!({"cluster": CLUSTER, "tasks": arns})).await?;
+        let described = conn.ecs("DescribeTasks", json!({"cluster": CLUSTER, "tasks": arns})).await?;
         for t in described["tasks"].as_array().into_iter().flatten() {
             let short = |k: &str| t[k].as_str().unwrap_or("-").chars().take(4).collect::<String>();
             tasks.push_str(&format!("{}/{}/{} ", short("lastStatus"), short("desiredStatus"), short("healthStatus")));
@@ -128,11 +119,10 @@ async fn deploy(
     min: i64,
     max: i64,
 ) -> anyhow::Result<(Duration, Duration)> {
-    let td = call(conn, "RegisterTaskDefinition", task_definition(&args.image, version, args.health_interval)).await?;
+    let td = conn.ecs("RegisterTaskDefinition", task_definition(&args.image, version, args.health_interval)).await?;
     let arn = td["taskDefinition"]["taskDefinitionArn"].as_str().context("taskDefinitionArn")?.to_string();
     let t0 = Instant::now();
-    call(
-        conn,
+    conn.ecs(
         "UpdateService",
         json!({"cluster": CLUSTER, "service": SERVICE, "taskDefinition": arn,
                "deploymentConfiguration": {"minimumHealthyPercent": min, "maximumPercent": max}}),
@@ -150,18 +140,7 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         let (server, _) = crate::servers::start_wharf(&bin, &dir.path().join("data"), &log).await?;
         let mut conn = Conn::open(&server.endpoint).await?;
         let result = measure(&mut conn, &args).await;
-        // Leave no containers behind: scale to zero and wait for the tasks to stop.
-        let _ = call(&mut conn, "DeleteService", json!({"cluster": CLUSTER, "service": SERVICE, "force": true})).await;
-        let t = Instant::now();
-        while t.elapsed() < Duration::from_secs(60) {
-            let out = call(&mut conn, "DescribeClusters", json!({"clusters": [CLUSTER]})).await?;
-            let c = &out["clusters"][0];
-            if c["runningTasksCount"].as_i64() == Some(0) && c["pendingTasksCount"].as_i64() == Some(0) {
-                break;
-            }
-            tokio::time::sleep(Duration::from_millis(200)).await;
-        }
-        tokio::time::sleep(Duration::from_secs(2)).await;
+        crate::servers::remove_service(&mut conn, CLUSTER, SERVICE).await?;
         if result.is_err() {
             eprintln!("wharf's log ends with:\n{}", server.log_tail());
         }
@@ -171,21 +150,10 @@ pub fn run(args: Args) -> anyhow::Result<()> {
 }
 
 async fn measure(conn: &mut Conn, args: &Args) -> anyhow::Result<()> {
-    let t = Instant::now();
-    loop {
-        let out = call(conn, "DescribeClusters", json!({"clusters": [CLUSTER]})).await?;
-        if out["clusters"][0]["registeredContainerInstancesCount"].as_i64().unwrap_or(0) >= 1 {
-            break;
-        }
-        if t.elapsed() > Duration::from_secs(60) {
-            bail!("the embedded agent did not register within 60 s (is Docker running?)");
-        }
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
-    let td = call(conn, "RegisterTaskDefinition", task_definition(&args.image, "v1", args.health_interval)).await?;
+    crate::servers::wait_for_agent(conn, CLUSTER).await?;
+    let td = conn.ecs("RegisterTaskDefinition", task_definition(&args.image, "v1", args.health_interval)).await?;
     let arn = td["taskDefinition"]["taskDefinitionArn"].as_str().context("taskDefinitionArn")?.to_string();
-    call(
-        conn,
+    conn.ecs(
         "CreateService",
         json!({"cluster": CLUSTER, "serviceName": SERVICE, "taskDefinition": arn, "desiredCount": args.tasks,
                "deploymentConfiguration": {"minimumHealthyPercent": 100, "maximumPercent": 200}}),

@@ -17,7 +17,6 @@
 
 use crate::client::{Conn, Endpoint};
 use anyhow::{Context, bail};
-use bytes::Bytes;
 use serde_json::{Value, json};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -95,14 +94,6 @@ impl Load {
     }
 }
 
-async fn ecs(conn: &mut Conn, op: &str, body: Value) -> anyhow::Result<Value> {
-    let reply = conn.call(op, &Bytes::from(body.to_string())).await?;
-    if !reply.status.is_success() {
-        bail!("{op} failed: {}", reply.describe());
-    }
-    Ok(serde_json::from_slice(&reply.body)?)
-}
-
 /// An ELBv2 Query call; the response XML.
 async fn elb(conn: &mut Conn, endpoint: &Endpoint, params: &[(&str, &str)]) -> anyhow::Result<String> {
     let mut form = String::from("Version=2015-12-01");
@@ -148,7 +139,7 @@ fn task_definition(image: &str, version: &str) -> Value {
 async fn settled(conn: &mut Conn, endpoint: &Endpoint, tg: &str, revision: u32, tasks: i64) -> anyhow::Result<()> {
     let t0 = Instant::now();
     loop {
-        let out = ecs(conn, "DescribeServices", json!({"cluster": CLUSTER, "services": [SERVICE]})).await?;
+        let out = conn.ecs("DescribeServices", json!({"cluster": CLUSTER, "services": [SERVICE]})).await?;
         let s = &out["services"][0];
         let deps = s["deployments"].as_array().cloned().unwrap_or_default();
         let done = deps.len() == 1
@@ -187,17 +178,7 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         let (server, _) = crate::servers::start_wharf(&bin, &dir.path().join("data"), &log).await?;
         let mut conn = Conn::open(&server.endpoint).await?;
         let result = measure(&mut conn, &server.endpoint, &args, &loader, dir.path()).await;
-        let _ = ecs(&mut conn, "DeleteService", json!({"cluster": CLUSTER, "service": SERVICE, "force": true})).await;
-        let t = Instant::now();
-        while t.elapsed() < Duration::from_secs(60) {
-            let out = ecs(&mut conn, "DescribeClusters", json!({"clusters": [CLUSTER]})).await?;
-            let c = &out["clusters"][0];
-            if c["runningTasksCount"].as_i64() == Some(0) && c["pendingTasksCount"].as_i64() == Some(0) {
-                break;
-            }
-            tokio::time::sleep(Duration::from_millis(200)).await;
-        }
-        tokio::time::sleep(Duration::from_secs(2)).await;
+        crate::servers::remove_service(&mut conn, CLUSTER, SERVICE).await?;
         if result.is_err() {
             eprintln!("wharf's log ends with:\n{}", server.log_tail());
         }
@@ -207,18 +188,7 @@ pub fn run(args: Args) -> anyhow::Result<()> {
 }
 
 async fn measure(conn: &mut Conn, endpoint: &Endpoint, args: &Args, loader: &Path, dir: &Path) -> anyhow::Result<()> {
-    let t = Instant::now();
-    while ecs(conn, "DescribeClusters", json!({"clusters": [CLUSTER]})).await?["clusters"][0]
-        ["registeredContainerInstancesCount"]
-        .as_i64()
-        .unwrap_or(0)
-        < 1
-    {
-        if t.elapsed() > Duration::from_secs(60) {
-            bail!("the embedded agent did not register within 60 s (is Docker running?)");
-        }
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
+    crate::servers::wait_for_agent(conn, CLUSTER).await?;
     let created = elb(
         conn,
         endpoint,
@@ -276,10 +246,9 @@ async fn measure(conn: &mut Conn, endpoint: &Endpoint, args: &Args, loader: &Pat
     .await?;
     let url = format!("http://127.0.0.1:{port}/");
 
-    let td = ecs(conn, "RegisterTaskDefinition", task_definition(&args.image, "v1")).await?;
+    let td = conn.ecs("RegisterTaskDefinition", task_definition(&args.image, "v1")).await?;
     let arn = td["taskDefinition"]["taskDefinitionArn"].as_str().context("taskDefinitionArn")?.to_string();
-    ecs(
-        conn,
+    conn.ecs(
         "CreateService",
         json!({"cluster": CLUSTER, "serviceName": SERVICE, "taskDefinition": arn, "desiredCount": args.tasks,
                "deploymentConfiguration": {"minimumHealthyPercent": 100, "maximumPercent": 200},
@@ -293,8 +262,8 @@ async fn measure(conn: &mut Conn, endpoint: &Endpoint, args: &Args, loader: &Pat
     runs.push(Run::of("Wharf, steady".into(), &steady));
 
     // HAProxy over the same tasks, with its own health checks.
-    let tasks = ecs(conn, "ListTasks", json!({"cluster": CLUSTER, "serviceName": SERVICE})).await?["taskArns"].clone();
-    let described = ecs(conn, "DescribeTasks", json!({"cluster": CLUSTER, "tasks": tasks})).await?;
+    let tasks = conn.ecs("ListTasks", json!({"cluster": CLUSTER, "serviceName": SERVICE})).await?["taskArns"].clone();
+    let described = conn.ecs("DescribeTasks", json!({"cluster": CLUSTER, "tasks": tasks})).await?;
     let ports: Vec<u16> = described["tasks"]
         .as_array()
         .into_iter()
@@ -312,9 +281,9 @@ async fn measure(conn: &mut Conn, endpoint: &Endpoint, args: &Args, loader: &Pat
         let revision = i + 2;
         let load = Load::start(loader, &url, args.clients, None)?;
         tokio::time::sleep(Duration::from_secs(1)).await;
-        let td = ecs(conn, "RegisterTaskDefinition", task_definition(&args.image, &format!("v{revision}"))).await?;
+        let td = conn.ecs("RegisterTaskDefinition", task_definition(&args.image, &format!("v{revision}"))).await?;
         let arn = td["taskDefinition"]["taskDefinitionArn"].as_str().context("taskDefinitionArn")?.to_string();
-        ecs(conn, "UpdateService", json!({"cluster": CLUSTER, "service": SERVICE, "taskDefinition": arn})).await?;
+        conn.ecs("UpdateService", json!({"cluster": CLUSTER, "service": SERVICE, "taskDefinition": arn})).await?;
         let settling = settled(conn, endpoint, &tg, revision, args.tasks).await;
         tokio::time::sleep(Duration::from_secs(1)).await;
         let summary = load.finish(true)?;

@@ -9,8 +9,7 @@
 use crate::client::{self, Conn, Endpoint};
 use crate::sim_runtime::SimRuntime;
 use anyhow::{Context, bail};
-use bytes::Bytes;
-use serde_json::{Value, json};
+use serde_json::json;
 use std::io::{BufRead, BufReader};
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -33,14 +32,6 @@ pub struct Args {
     /// How long to wait for every task to be RUNNING.
     #[arg(long, default_value_t = 180)]
     timeout_secs: u64,
-}
-
-async fn call(conn: &mut Conn, op: &str, body: Value) -> anyhow::Result<Value> {
-    let reply = conn.call(op, &Bytes::from(body.to_string())).await?;
-    if !reply.status.is_success() {
-        bail!("{op} failed: {}", reply.describe());
-    }
-    Ok(serde_json::from_slice(&reply.body)?)
 }
 
 pub fn run(args: Args) -> anyhow::Result<()> {
@@ -84,7 +75,7 @@ pub fn run(args: Args) -> anyhow::Result<()> {
 async fn measure(endpoint: Endpoint, url: &str, pid: u32, args: &Args, dir: &Path) -> anyhow::Result<()> {
     let (instances, tasks) = (args.instances, args.tasks);
     let mut conn = Conn::open(&endpoint).await?;
-    call(&mut conn, "CreateCluster", json!({"clusterName": "scale"})).await?;
+    conn.ecs("CreateCluster", json!({"clusterName": "scale"})).await?;
     let started_containers = Arc::new(AtomicU64::new(0));
     let (shutdown_tx, shutdown_rx) = tokio::sync::watch::channel(false);
     let t_register = Instant::now();
@@ -112,7 +103,7 @@ async fn measure(endpoint: Endpoint, url: &str, pid: u32, args: &Args, dir: &Pat
     }
     // Every agent registered and holding its assignment stream.
     let connected = loop {
-        let out = call(&mut conn, "DescribeClusters", json!({"clusters": ["scale"]})).await?;
+        let out = conn.ecs("DescribeClusters", json!({"clusters": ["scale"]})).await?;
         let registered = out["clusters"][0]["registeredContainerInstancesCount"].as_u64().unwrap_or(0) as usize;
         if registered >= instances {
             let mut n = 0;
@@ -122,14 +113,11 @@ async fn measure(endpoint: Endpoint, url: &str, pid: u32, args: &Args, dir: &Pat
                 if let Some(t) = &token {
                     body["nextToken"] = json!(t);
                 }
-                let page = call(&mut conn, "ListContainerInstances", body).await?;
+                let page = conn.ecs("ListContainerInstances", body).await?;
                 let arns = page["containerInstanceArns"].clone();
-                let described = call(
-                    &mut conn,
-                    "DescribeContainerInstances",
-                    json!({"cluster": "scale", "containerInstances": arns}),
-                )
-                .await?;
+                let described = conn
+                    .ecs("DescribeContainerInstances", json!({"cluster": "scale", "containerInstances": arns}))
+                    .await?;
                 n += described["containerInstances"]
                     .as_array()
                     .map_or(0, |a| a.iter().filter(|i| i["agentConnected"] == json!(true)).count());
@@ -149,8 +137,7 @@ async fn measure(endpoint: Endpoint, url: &str, pid: u32, args: &Args, dir: &Pat
     };
     let registered_in = t_register.elapsed().as_secs_f64();
     println!("{connected} agents registered and streaming in {registered_in:.1} s");
-    call(
-        &mut conn,
+    conn.ecs(
         "RegisterTaskDefinition",
         json!({"family": "sim", "containerDefinitions": [{"name": "a", "image": "sim", "cpu": 32, "memory": 64}]}),
     )
@@ -160,8 +147,7 @@ async fn measure(endpoint: Endpoint, url: &str, pid: u32, args: &Args, dir: &Pat
     let cpu_server = crate::servers::cpu_time(Some(pid));
     let cpu_agents = crate::servers::cpu_time(None);
     let t0 = Instant::now();
-    call(
-        &mut conn,
+    conn.ecs(
         "CreateService",
         json!({"cluster": "scale", "serviceName": "huge", "taskDefinition": "sim", "desiredCount": tasks}),
     )
@@ -172,7 +158,7 @@ async fn measure(endpoint: Endpoint, url: &str, pid: u32, args: &Args, dir: &Pat
     while t0.elapsed() < Duration::from_secs(args.timeout_secs) {
         // The service's counts are one document (the scheduler keeps them true); the
         // cluster's would be a count over every task at each poll.
-        let out = call(&mut conn, "DescribeServices", json!({"cluster": "scale", "services": ["huge"]})).await?;
+        let out = conn.ecs("DescribeServices", json!({"cluster": "scale", "services": ["huge"]})).await?;
         let s = &out["services"][0];
         running = s["runningCount"].as_u64().unwrap_or(0) as usize;
         placed = running + s["pendingCount"].as_u64().unwrap_or(0) as usize;
@@ -188,7 +174,7 @@ async fn measure(endpoint: Endpoint, url: &str, pid: u32, args: &Args, dir: &Pat
     }
     let cpu_server = crate::servers::cpu_time(Some(pid)) - cpu_server;
     let cpu_agents = crate::servers::cpu_time(None) - cpu_agents;
-    let out = call(&mut conn, "DescribeClusters", json!({"clusters": ["scale"]})).await?;
+    let out = conn.ecs("DescribeClusters", json!({"clusters": ["scale"]})).await?;
     let cluster_running = out["clusters"][0]["runningTasksCount"].as_u64().unwrap_or(0);
     let hwm = crate::servers::peak_rss_mb(pid)?;
     let agents_rss = crate::servers::rss_mb(std::process::id())?;

@@ -58,6 +58,25 @@ impl Endpoint {
             .header(http::header::CONTENT_TYPE, "application/x-amz-json-1.1")
             .header("x-amz-target", &target)
             .body(Full::new(body.clone()))?;
+        let headers = [
+            ("host", self.host.as_str()),
+            ("content-type", "application/x-amz-json-1.1"),
+            ("x-amz-target", target.as_str()),
+        ];
+        self.sign(&mut req, signing_name, &headers, body)?;
+        Ok(req)
+    }
+}
+
+impl Endpoint {
+    /// Adds the SigV4 headers for `signing_name` in us-east-1, signed now over `headers`.
+    fn sign(
+        &self,
+        req: &mut Request<Full<Bytes>>,
+        signing_name: &str,
+        headers: &[(&str, &str)],
+        body: &Bytes,
+    ) -> anyhow::Result<()> {
         let params = v4::SigningParams::builder()
             .identity(&self.identity)
             .region(REGION)
@@ -66,19 +85,13 @@ impl Endpoint {
             .settings(SigningSettings::default())
             .build()?
             .into();
-        let headers = [
-            ("host", self.host.as_str()),
-            ("content-type", "application/x-amz-json-1.1"),
-            ("x-amz-target", target.as_str()),
-        ];
-        let signable = SignableRequest::new("POST", self.uri.as_str(), headers.into_iter(), SignableBody::Bytes(body))?;
+        let signable =
+            SignableRequest::new("POST", self.uri.as_str(), headers.iter().copied(), SignableBody::Bytes(body))?;
         let (instructions, _) = sign(signable, &params)?.into_parts();
-        instructions.apply_to_request_http1x(&mut req);
-        Ok(req)
+        instructions.apply_to_request_http1x(req);
+        Ok(())
     }
-}
 
-impl Endpoint {
     /// `POST /` of a Query API (form-encoded `Action=…&Version=…&…`), signed now for
     /// `signing_name` in us-east-1.
     pub fn signed_query(&self, signing_name: &str, form: &str) -> anyhow::Result<Request<Full<Bytes>>> {
@@ -90,19 +103,7 @@ impl Endpoint {
             .header(http::header::HOST, &self.host)
             .header(http::header::CONTENT_TYPE, FORM)
             .body(Full::new(body.clone()))?;
-        let params = v4::SigningParams::builder()
-            .identity(&self.identity)
-            .region(REGION)
-            .name(signing_name)
-            .time(SystemTime::now())
-            .settings(SigningSettings::default())
-            .build()?
-            .into();
-        let headers = [("host", self.host.as_str()), ("content-type", FORM)];
-        let signable =
-            SignableRequest::new("POST", self.uri.as_str(), headers.into_iter(), SignableBody::Bytes(&body))?;
-        let (instructions, _) = sign(signable, &params)?.into_parts();
-        instructions.apply_to_request_http1x(&mut req);
+        self.sign(&mut req, signing_name, &[("host", self.host.as_str()), ("content-type", FORM)], &body)?;
         Ok(req)
     }
 }
@@ -190,5 +191,14 @@ impl Conn {
     pub async fn call(&mut self, op: &str, body: &Bytes) -> anyhow::Result<Reply> {
         let req = self.endpoint.signed(op, body)?;
         self.send(req).await
+    }
+
+    /// One ECS call whose failure is an error; the answer as JSON.
+    pub async fn ecs(&mut self, op: &str, body: serde_json::Value) -> anyhow::Result<serde_json::Value> {
+        let reply = self.call(op, &Bytes::from(body.to_string())).await?;
+        if !reply.status.is_success() {
+            anyhow::bail!("{op} failed: {}", reply.describe());
+        }
+        Ok(serde_json::from_slice(&reply.body)?)
     }
 }

@@ -247,3 +247,35 @@ pub fn build_wharf(root: &Path) -> anyhow::Result<PathBuf> {
     let target = std::env::var_os("CARGO_TARGET_DIR").map_or_else(|| root.join("target"), PathBuf::from);
     Ok(target.join("release").join("wharf"))
 }
+
+/// Waits until the embedded agent of `wharf up` has registered in `cluster`.
+pub async fn wait_for_agent(conn: &mut crate::client::Conn, cluster: &str) -> anyhow::Result<()> {
+    let t = Instant::now();
+    loop {
+        let out = conn.ecs("DescribeClusters", serde_json::json!({"clusters": [cluster]})).await?;
+        if out["clusters"][0]["registeredContainerInstancesCount"].as_i64().unwrap_or(0) >= 1 {
+            return Ok(());
+        }
+        if t.elapsed() > Duration::from_secs(60) {
+            bail!("the embedded agent did not register within 60 s (is Docker running?)");
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+/// Leaves no containers behind: deletes `service` and waits (60 s at most) for `cluster` to
+/// have no running or pending task.
+pub async fn remove_service(conn: &mut crate::client::Conn, cluster: &str, service: &str) -> anyhow::Result<()> {
+    let _ = conn.ecs("DeleteService", serde_json::json!({"cluster": cluster, "service": service, "force": true})).await;
+    let t = Instant::now();
+    while t.elapsed() < Duration::from_secs(60) {
+        let out = conn.ecs("DescribeClusters", serde_json::json!({"clusters": [cluster]})).await?;
+        let c = &out["clusters"][0];
+        if c["runningTasksCount"].as_i64() == Some(0) && c["pendingTasksCount"].as_i64() == Some(0) {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    Ok(())
+}
