@@ -937,6 +937,30 @@ async fn set_checks(env: &Env, tg: &str, interval: u32, healthy: u32) {
     env.put(key, &doc).await;
 }
 
+/// A target that answers its first connection (the first health check) with 200 and then
+/// goes bad: with `listening`, it reads each request and hangs up without a word (a process
+/// killed while the request was on its way); without, it stops listening (a container that
+/// died between two checks). Returns its port and the task serving it.
+async fn one_good_answer(listening: bool) -> (u16, tokio::task::JoinHandle<()>) {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let task = tokio::spawn(async move {
+        let mut first = true;
+        loop {
+            let Ok((mut s, _)) = listener.accept().await else { return };
+            let mut buf = [0u8; 1024];
+            let _ = s.read(&mut buf).await;
+            if std::mem::take(&mut first) {
+                let _ = s.write_all(b"HTTP/1.1 200 OK\r\ncontent-length: 0\r\n\r\n").await;
+                if !listening {
+                    return;
+                }
+            }
+        }
+    });
+    (port, task)
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_target_that_refuses_connections_costs_no_request() {
     let env = Env::new().await;
@@ -945,16 +969,8 @@ async fn a_target_that_refuses_connections_costs_no_request() {
     // One check makes a target healthy, the next is 30 s away: the dead target below stays
     // healthy for this whole test.
     set_checks(&env, "tg", 30, 1).await;
-    // A target that answers its first health check and then stops listening, as a task does
-    // when its container dies between two checks.
-    let dying = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let dead = dying.local_addr().unwrap().port();
-    let first_check = tokio::spawn(async move {
-        let (mut s, _) = dying.accept().await.unwrap();
-        let mut buf = [0u8; 512];
-        let _ = s.read(&mut buf).await;
-        let _ = s.write_all(b"HTTP/1.1 200 OK\r\ncontent-length: 0\r\n\r\n").await;
-    });
+    // A target that answers its first health check and then stops listening.
+    let (dead, first_check) = one_good_answer(false).await;
     env.register("tg", a.port).await;
     env.register("tg", dead).await;
     let port = free_port();
@@ -1004,21 +1020,8 @@ async fn a_safe_request_whose_connection_ends_unanswered_goes_to_another_target(
     let a = backend("a").await;
     env.put_tg("tg", &[]).await;
     set_checks(&env, "tg", 30, 1).await;
-    // Answers its first health check, then reads each request and hangs up without a word
-    // (a process killed while the request was on its way).
-    let mute = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let mute_port = mute.local_addr().unwrap().port();
-    tokio::spawn(async move {
-        let mut first = true;
-        loop {
-            let Ok((mut s, _)) = mute.accept().await else { return };
-            let mut buf = [0u8; 1024];
-            let _ = s.read(&mut buf).await;
-            if std::mem::take(&mut first) {
-                let _ = s.write_all(b"HTTP/1.1 200 OK\r\ncontent-length: 0\r\n\r\n").await;
-            }
-        }
-    });
+    // Answers its first health check, then hangs up on every request without a word.
+    let (mute_port, _mute) = one_good_answer(true).await;
     env.register("tg", a.port).await;
     env.register("tg", mute_port).await;
     let port = free_port();
