@@ -18,12 +18,7 @@ use wharf_types::{Error, Result};
 /// How often the stream carries a heartbeat line.
 const HEARTBEAT: Duration = Duration::from_secs(10);
 
-/// The session "cluster" under which Fargate hosts keep their session keys.
-pub const FARGATE_SESSIONS: &str = "_fargate";
-
-/// The private task field naming the Fargate host a FARGATE task runs on (never on the wire:
-/// responses are shaped by the model).
-pub const FARGATE_HOST_FIELD: &str = "wharfFargateHost";
+pub use wharf_core::fargate::{HOST_FIELD as FARGATE_HOST_FIELD, SESSIONS as FARGATE_SESSIONS, hosts as fargate_hosts};
 
 fn line(msg: &StreamMessage) -> Bytes {
     let mut v = serde_json::to_vec(msg).unwrap_or_default();
@@ -88,12 +83,6 @@ fn open(ctx: Ctx, target: Target, ttl: Duration, shutdown: watch::Receiver<bool>
     let (tx, rx) = mpsc::channel(16);
     tokio::spawn(Session { ctx, target, ttl }.run(tx, shutdown));
     rx
-}
-
-/// The connected Fargate hosts of a scope (their session keys' last segment).
-pub async fn fargate_hosts(ctx: &Ctx) -> Result<Vec<String>> {
-    let prefix = Keys::new(ctx).agent_sessions(FARGATE_SESSIONS);
-    Ok(ctx.db.keys(&prefix, 0).await?.into_iter().filter_map(|k| k.strip_prefix(&prefix).map(str::to_string)).collect())
 }
 
 struct Session {
@@ -240,7 +229,7 @@ impl Session {
             }
             let mut task = std::sync::Arc::unwrap_or_clone(task);
             // Deregistering before stopping: the agent keeps serving until the targets drained.
-            if crate::ecs::targets::held_for_draining(&task) {
+            if wharf_core::targets::held_for_draining(&task) {
                 task.desired_status = "RUNNING".into();
                 task.last_status = "RUNNING".into();
             }

@@ -27,9 +27,6 @@ macro_rules! operations {
 }
 
 pub mod agent_api;
-mod assignment_index;
-pub mod db;
-mod doc_cache;
 pub mod ecr;
 pub mod ecs;
 pub mod elb;
@@ -37,20 +34,21 @@ pub mod logs;
 mod paging;
 pub mod sts;
 
-pub use db::Db;
 pub use logs::LogStore;
+pub use wharf_core::{Db, Scoped, db};
 
 use serde_json::Value;
 use std::sync::{Arc, LazyLock};
 use wharf_protocol::{Model, Protocol};
 use wharf_types::{Result, Scope};
 
-/// Who is calling, where, and the state they act on.
+/// Who is calling, where, and the state they act on. Derefs to the [`Scoped`] store view the
+/// domain operations take, so a handler hands `ctx` straight to `wharf_core`.
 #[derive(Debug, Clone)]
 pub struct Ctx {
-    pub scope: Scope,
+    /// The caller's account and region, with the store.
+    pub scoped: Scoped,
     pub access_key_id: String,
-    pub db: Db,
     /// CloudWatch Logs groups, streams and events (their own database, not the store).
     pub logs: LogStore,
     /// ECR's repositories, images and blobs (metadata in the store, content on disk).
@@ -62,9 +60,8 @@ impl Ctx {
     pub fn in_memory(account: &str, region: &str) -> Ctx {
         let store = wharf_store::SqliteStore::open_in_memory().expect("in-memory store");
         Ctx {
-            scope: Scope::new(account, region),
+            scoped: Scoped::new(Scope::new(account, region), Db::new(store.clone())),
             access_key_id: "AKIA".into(),
-            db: Db::new(store.clone()),
             logs: LogStore::open_in_memory().expect("in-memory log store"),
             registry: wharf_registry::Registry::ephemeral(store).expect("temporary registry dir"),
         }
@@ -73,6 +70,13 @@ impl Ctx {
     /// The IAM principal of the account's access key (Wharf has one root user per account).
     pub fn principal_arn(&self) -> String {
         format!("arn:aws:iam::{}:root", self.scope.account)
+    }
+}
+
+impl std::ops::Deref for Ctx {
+    type Target = Scoped;
+    fn deref(&self) -> &Scoped {
+        &self.scoped
     }
 }
 

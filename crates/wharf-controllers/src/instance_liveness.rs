@@ -7,10 +7,10 @@ use crate::{Reconciler, Status};
 use std::collections::HashSet;
 use std::sync::Arc;
 use std::time::Duration;
-use wharf_api::Db;
-use wharf_api::agent_api::{FARGATE_HOST_FIELD, FARGATE_SESSIONS};
-use wharf_api::db::{cas_put, encode};
-use wharf_api::ecs::{Keys, all_of_kind, scope_of_key};
+use wharf_core::Db;
+use wharf_core::db::{cas_put, encode};
+use wharf_core::fargate::{HOST_FIELD as FARGATE_HOST_FIELD, SESSIONS as FARGATE_SESSIONS};
+use wharf_core::keys::{Keys, all_of_kind, scope_of_key};
 use wharf_store::{Compare, Op, Txn};
 use wharf_types::ecs::{ContainerInstance, Task};
 
@@ -97,7 +97,7 @@ impl InstanceLiveness {
 }
 
 /// Marks a task STOPPED (its host is gone, so nobody else will).
-fn stop_txn(t: &wharf_api::db::Versioned<Arc<Task>>, now: f64, reason: &str) -> Result<Txn, wharf_types::Error> {
+fn stop_txn(t: &wharf_core::db::Versioned<Arc<Task>>, now: f64, reason: &str) -> Result<Txn, wharf_types::Error> {
     let mut task = Task::clone(&t.doc);
     task.last_status = "STOPPED".into();
     task.desired_status = "STOPPED".into();

@@ -10,8 +10,7 @@
 
 mod ecr_lifecycle;
 mod instance_liveness;
-#[cfg(test)]
-mod lb_tests;
+
 mod log_retention;
 mod planner;
 mod service_reaper;

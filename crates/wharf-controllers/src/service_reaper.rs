@@ -3,9 +3,10 @@
 
 use crate::{Reconciler, Status};
 use std::time::Duration;
-use wharf_api::Db;
-use wharf_api::db::cas_put;
-use wharf_api::ecs::{ACTIVE_TASK_STATES, Keys, all_of_kind, scope_of_key};
+use wharf_core::Db;
+use wharf_core::db::cas_put;
+use wharf_core::keys::{Keys, all_of_kind, scope_of_key};
+use wharf_core::tasks::ACTIVE_TASK_STATES;
 use wharf_types::ecs::Service;
 
 #[derive(Debug, Clone)]

@@ -12,17 +12,16 @@ use serde_json::{Value, json};
 use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
-use wharf_api::db::{Versioned, cas_put};
-use wharf_api::ecs::services::deployment_load_balancers;
-use wharf_api::ecs::targets::{self, TargetRef};
-use wharf_api::ecs::tasks::{RunRequest, launch, stop_task};
-use wharf_api::ecs::{ACTIVE_TASK_STATES, Keys, all_of_kind, scope_of_key};
-use wharf_api::logs::LogStore;
-use wharf_api::{Ctx, Db};
+use wharf_core::db::{Versioned, cas_put, encode};
+use wharf_core::deployments::{self, LAST_COMPLETED, deployment_load_balancers};
+use wharf_core::keys::{Keys, all_of_kind, scope_of_key};
+use wharf_core::targets::{self, TargetRef};
+use wharf_core::tasks::{ACTIVE_TASK_STATES, RunRequest, launch, launch_on, stop_task};
+use wharf_core::{Db, Scoped};
 use wharf_store::{Compare, Op, Txn};
+use wharf_types::Error;
 use wharf_types::ecs::{Cluster, ContainerInstance, Failure, Service, ServiceEvent, Task, TaskDefinition};
 use wharf_types::elb::TargetGroup;
-use wharf_types::{Error, Scope};
 
 /// ECS keeps the newest 100 service events.
 const MAX_EVENTS: usize = 100;
@@ -30,30 +29,17 @@ const MAX_EVENTS: usize = 100;
 /// of at most 10 (RunTask's limit) and writes one event per call, so ten thousand tasks
 /// are a thousand short events (the newest 100 kept), never one event of ten thousand ids.
 const TASKS_PER_EVENT: usize = 10;
-use wharf_api::ecs::services::LAST_COMPLETED;
 /// Private service field: the service is known steady (so the steady-state event is written once).
 const STEADY: &str = "wharfSteady";
 
 #[derive(Debug, Clone)]
 pub struct ServiceScheduler {
     db: Db,
-    logs: LogStore,
-    registry: wharf_registry::Registry,
 }
 
 impl ServiceScheduler {
-    pub fn new(db: Db, logs: LogStore, registry: wharf_registry::Registry) -> Self {
-        ServiceScheduler { db, logs, registry }
-    }
-
-    fn ctx(&self, scope: Scope) -> Ctx {
-        Ctx {
-            scope,
-            access_key_id: "wharf-service-scheduler".into(),
-            db: self.db.clone(),
-            logs: self.logs.clone(),
-            registry: self.registry.clone(),
-        }
+    pub fn new(db: Db) -> Self {
+        ServiceScheduler { db }
     }
 
     async fn run(&self) -> (usize, Vec<String>) {
@@ -68,7 +54,7 @@ impl ServiceScheduler {
                 continue;
             }
             let Some(scope) = scope_of_key(&s.key) else { continue };
-            match self.reconcile(&self.ctx(scope), s).await {
+            match self.reconcile(&Scoped::new(scope, self.db.clone()), s).await {
                 Ok(true) => changed += 1,
                 Ok(false) => {}
                 Err(e) => errors.push(e.to_string()),
@@ -78,7 +64,7 @@ impl ServiceScheduler {
     }
 
     /// One step for one service. Returns whether anything changed.
-    async fn reconcile(&self, ctx: &Ctx, s: Versioned<Service>) -> Result<bool, Error> {
+    async fn reconcile(&self, ctx: &Scoped, s: Versioned<Service>) -> Result<bool, Error> {
         let mut svc = s.doc.clone();
         let cluster_name = svc.cluster_arn.rsplit('/').next().unwrap_or_default().to_string();
         let keys = Keys::new(ctx);
@@ -105,8 +91,8 @@ impl ServiceScheduler {
         let mut definitions: HashMap<String, TaskDefinition> = HashMap::new();
         for d in &svc.deployments {
             if !definitions.contains_key(&d.task_definition) {
-                definitions
-                    .insert(d.task_definition.clone(), wharf_api::ecs::task_definition(ctx, &d.task_definition).await?);
+                let td = wharf_core::task_definitions::require(ctx, &d.task_definition, "taskDefinition").await?;
+                definitions.insert(d.task_definition.clone(), td.doc);
             }
         }
         let now = wharf_types::now();
@@ -188,8 +174,8 @@ impl ServiceScheduler {
                 for d in svc.deployments.iter_mut().filter(|d| d.status == "PRIMARY") {
                     d.status = "ACTIVE".into();
                 }
-                let dep = wharf_api::ecs::services::new_deployment(&svc, &td, now);
-                wharf_api::ecs::history::record(ctx, &svc, &dep, Some(&primary_id), &mut history).await?;
+                let dep = deployments::new_deployment(&svc, &td, now);
+                deployments::record(ctx, &svc, &dep, Some(&primary_id), &mut history).await?;
                 events.push(format!(
                     "(service {}) rolling back to deployment {} ({td}) after a circuit breaker failure.",
                     svc.service_name, dep.id
@@ -201,7 +187,7 @@ impl ServiceScheduler {
             }
             if let Some(p) = svc.deployments.iter().find(|d| d.id == primary_id) {
                 let reason = "ECS deployment circuit breaker: tasks failed to start.";
-                wharf_api::ecs::history::finish(ctx, &svc, p, "STOPPED", reason, &mut history).await?;
+                deployments::finish(ctx, &svc, p, "STOPPED", reason, &mut history).await?;
             }
         }
 
@@ -285,7 +271,7 @@ impl ServiceScheduler {
                     for arn in instances {
                         let mut r = request.clone();
                         r.container_instances = vec![arn];
-                        match wharf_api::ecs::tasks::launch_on(ctx, &cluster.doc, td, &r).await {
+                        match launch_on(ctx, &cluster.doc, td, &r).await {
                             Ok((t, f)) => {
                                 all.0.extend(t);
                                 all.1.extend(f);
@@ -383,8 +369,7 @@ impl ServiceScheduler {
             events.push(format!("(service {}) (deployment {}) deployment completed.", svc.service_name, p.id));
             svc.extra.insert(LAST_COMPLETED.into(), json!(p.task_definition));
             let done = p.clone();
-            wharf_api::ecs::history::finish(ctx, &svc, &done, "SUCCESSFUL", "Deployment completed.", &mut history)
-                .await?;
+            deployments::finish(ctx, &svc, &done, "SUCCESSFUL", "Deployment completed.", &mut history).await?;
         }
         if steady && !svc.extra.contains_key(STEADY) {
             svc.extra.insert(STEADY.into(), json!(true));
@@ -409,7 +394,7 @@ impl ServiceScheduler {
     /// next activation.
     async fn write(
         &self,
-        ctx: &Ctx,
+        ctx: &Scoped,
         s: &Versioned<Service>,
         mut svc: Service,
         events: Vec<String>,
@@ -438,7 +423,7 @@ impl ServiceScheduler {
     /// told to stop them). Returns whether any task changed.
     async fn sync_targets(
         &self,
-        ctx: &Ctx,
+        ctx: &Scoped,
         svc: &Service,
         cluster: &str,
         all: &[Arc<Task>],
@@ -511,7 +496,7 @@ impl ServiceScheduler {
                         }
                     }
                     doc.version += 1;
-                    txn.ops.push(Op::put(&key, wharf_api::db::encode(&doc)?));
+                    txn.ops.push(Op::put(&key, encode(&doc)?));
                     Ok((Some(txn), true))
                 })
                 .await?;
@@ -522,7 +507,12 @@ impl ServiceScheduler {
 
     /// For each live task of a deployment with load balancers: healthy in every target group
     /// (and registered), or failing in one (the target group's ARN).
-    async fn lb_health(&self, ctx: &Ctx, svc: &Service, all: &[Arc<Task>]) -> Result<HashMap<String, LbHealth>, Error> {
+    async fn lb_health(
+        &self,
+        ctx: &Scoped,
+        svc: &Service,
+        all: &[Arc<Task>],
+    ) -> Result<HashMap<String, LbHealth>, Error> {
         let mut out = HashMap::new();
         for t in all.iter().filter(|t| t.desired_status != "STOPPED" && t.last_status == "RUNNING") {
             let lbs = load_balancers_of(svc, t);
@@ -546,7 +536,7 @@ impl ServiceScheduler {
         Ok(out)
     }
 
-    async fn daemon_desired(&self, ctx: &Ctx, cluster: &str) -> Result<i64, Error> {
+    async fn daemon_desired(&self, ctx: &Scoped, cluster: &str) -> Result<i64, Error> {
         let instances = ctx.db.list::<ContainerInstance>(&Keys::new(ctx).instances(cluster)).await?;
         Ok(instances.iter().filter(|i| i.doc.status == "ACTIVE").count() as i64)
     }
@@ -558,7 +548,7 @@ impl ServiceScheduler {
     #[allow(clippy::too_many_arguments)]
     async fn daemon_plan(
         &self,
-        ctx: &Ctx,
+        ctx: &Scoped,
         svc: &Service,
         cluster: &str,
         live: &[&Task],

@@ -18,7 +18,7 @@ use std::convert::Infallible;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 use tokio::net::TcpListener;
-use wharf_api::{Ctx, Db, LogStore, Service};
+use wharf_api::{Ctx, Db, LogStore, Scoped, Service};
 use wharf_protocol::sigv4::{Credential, RequestParts, Verifier};
 use wharf_protocol::{MAX_BODY_BYTES, Protocol, WireError, json, query, wire_error, xml};
 use wharf_types::{Error, Scope};
@@ -118,7 +118,7 @@ pub async fn run(args: ServerArgs, embedded: Option<EmbeddedAgent>) -> anyhow::R
         shutdown_rx.clone(),
     ));
     let scheduler = tokio::spawn(wharf_controllers::drive(
-        wharf_controllers::ServiceScheduler::new(db.clone(), logs.clone(), registry.clone()),
+        wharf_controllers::ServiceScheduler::new(db.clone()),
         store.clone(),
         shutdown_rx.clone(),
     ));
@@ -416,9 +416,8 @@ async fn handle(
         }
     };
     let ctx = Ctx {
-        scope: Scope::new(identity.account_id, identity.region),
+        scoped: Scoped::new(Scope::new(identity.account_id, identity.region), app.db.clone()),
         access_key_id: identity.access_key_id,
-        db: app.db.clone(),
         logs: app.logs.clone(),
         registry: app.registry.clone(),
     };

@@ -11,7 +11,6 @@ use serde::Deserialize;
 use serde_json::{Value, json};
 use std::collections::BTreeMap;
 use wharf_registry::{Image, Repository, TagRef, keys};
-use wharf_store::{Compare, Op, Txn};
 
 use wharf_types::{Error, Result};
 
@@ -274,15 +273,6 @@ pub async fn batch_get(ctx: &Ctx, v: Value) -> Result<Value> {
         }));
     }
     Ok(json!({ "images": images, "failures": failures }))
-}
-
-/// The transaction that deletes `image` and every tag on it, if nothing changed it since it
-/// was read (its document changes whenever one of its tags moves).
-pub fn delete_image_txn(account: &str, region: &str, image: &Versioned<Image>) -> Txn {
-    let repo = &image.doc.repository_name;
-    let mut ops = vec![Op::delete(image.key.clone())];
-    ops.extend(image.doc.image_tags.iter().map(|t| Op::delete(keys::tag(account, region, repo, t))));
-    Txn { compares: vec![Compare::ModRevision(image.key.clone(), image.rev)], ops }
 }
 
 /// Is `digest` referenced by another image (an index) of the repository?

@@ -1,14 +1,14 @@
 //! Lifecycle policies through the API (put, get, delete, preview) and the expiry step the
 //! lifecycle controller runs. Parsing and evaluation are `wharf_registry::lifecycle`'s.
 
-use super::{head, images::delete_image_txn, input, invalid, load_repository};
+use super::{head, input, invalid, load_repository};
 use crate::Ctx;
-use crate::Db;
-use crate::db::{Versioned, cas_put};
+use crate::db::cas_put;
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
-use wharf_registry::lifecycle::{Candidate, Policy, evaluate};
-use wharf_registry::{Image, Repository, keys};
+use wharf_core::ecr::{Evaluated, candidates, evaluated_key};
+use wharf_registry::Repository;
+use wharf_registry::lifecycle::{Policy, evaluate};
 use wharf_store::Op;
 use wharf_types::{Error, Result};
 
@@ -17,21 +17,8 @@ pub fn preview_key(ctx: &Ctx, repo: &str) -> String {
     format!("/ecr/lifecycle-preview/{}/{}/{repo}", ctx.scope.account, ctx.scope.region)
 }
 
-/// Where the lifecycle controller notes when it last evaluated a repository's policy
-/// (`lastEvaluatedAt`). Outside the prefixes the controller watches, so noting it never
-/// wakes the controller again.
-fn evaluated_key(account: &str, region: &str, repo: &str) -> String {
-    format!("/ecr/lifecycle-evaluated/{account}/{region}/{repo}")
-}
-
 pub(super) fn evaluated_key_of(ctx: &Ctx, repo: &str) -> String {
     evaluated_key(&ctx.scope.account, &ctx.scope.region, repo)
-}
-
-#[derive(Debug, Clone, Serialize, Deserialize)]
-#[serde(rename_all = "camelCase")]
-struct Evaluated {
-    last_evaluated_at: f64,
 }
 
 /// When the policy now in place was last evaluated by the controller, if it has been.
@@ -115,19 +102,6 @@ pub async fn delete(ctx: &Ctx, v: Value) -> Result<Value> {
         out.insert("lastEvaluatedAt".into(), json!(at));
     }
     Ok(Value::Object(out))
-}
-
-/// What evaluation needs from each image.
-pub fn candidates(images: &[Versioned<Image>]) -> Vec<Candidate> {
-    images
-        .iter()
-        .map(|i| Candidate {
-            digest: i.doc.image_digest.clone(),
-            tags: i.doc.image_tags.clone(),
-            pushed_at: i.doc.image_pushed_at,
-            last_pulled_at: i.doc.last_recorded_pull_time,
-        })
-        .collect()
 }
 
 /// A stored preview: the policy it evaluated and what it would expire.
@@ -244,41 +218,4 @@ pub async fn get_preview(ctx: &Ctx, v: Value) -> Result<Value> {
         out.insert("nextToken".into(), json!(format!("preview-{}", start + limit)));
     }
     Ok(Value::Object(out))
-}
-
-/// Expires what repository `repo` (stored at `repo_key`) has past its lifecycle policy:
-/// each image with its tags in one transaction that holds only if the image is unchanged
-/// since evaluation. Returns how many images were expired. A policy that no longer parses
-/// (it was validated on put) expires nothing.
-pub async fn expire(db: &Db, repo_key: &str, repo: &Repository) -> Result<usize> {
-    let Some(text) = &repo.lifecycle_policy else { return Ok(0) };
-    let Ok(policy) = Policy::parse(text) else { return Ok(0) };
-    // `/ecr/repo/<account>/<region>/<name>`
-    let mut parts = repo_key.trim_start_matches("/ecr/repo/").splitn(3, '/');
-    let (Some(account), Some(region), Some(name)) = (parts.next(), parts.next(), parts.next()) else {
-        return Err(Error::Internal(format!("unexpected repository key {repo_key}")));
-    };
-    let images = db.list::<Image>(&keys::images(account, region, name)).await?;
-    let now = wharf_types::now();
-    let expiries = evaluate(&policy, &candidates(&images), now);
-    let mut n = 0;
-    for e in expiries {
-        let Some(image) = images.iter().find(|i| i.doc.image_digest == e.digest) else { continue };
-        // Never expire a manifest an index of the repository still references.
-        if images.iter().any(|i| i.doc.image_digest != e.digest && i.doc.references.contains(&e.digest)) {
-            continue;
-        }
-        // A lost race (a push re-tagged it) skips the image; the next activation re-evaluates.
-        if db.commit(delete_image_txn(account, region, image)).await? {
-            tracing::info!(repository = name, digest = %e.digest, rule = e.rule_priority, "lifecycle policy expired image");
-            n += 1;
-        }
-    }
-    let noted = Evaluated { last_evaluated_at: now };
-    db.commit(wharf_store::Txn {
-        compares: vec![],
-        ops: vec![Op::put(evaluated_key(account, region, name), crate::db::encode(&noted)?)],
-    })
-    .await?;
-    Ok(n)
 }

@@ -13,8 +13,8 @@ mod lifecycle;
 mod repositories;
 mod storage;
 
-pub use images::delete_image_txn;
-pub use lifecycle::{candidates, expire, preview_key};
+pub use lifecycle::preview_key;
+pub use wharf_core::ecr::{candidates, delete_image_txn, expire};
 
 use crate::Ctx;
 use crate::db::Versioned;

@@ -2,13 +2,13 @@
 //! `SubmitContainerStateChange` (ECS's agent operations), plus Wharf's health reports. A task
 //! only moves forward through its lifecycle; late or repeated reports are absorbed.
 
-use super::instances::release;
-use super::tasks::demand_of;
 use super::{Keys, active_cluster, input, split_ref};
 use crate::Ctx;
 use crate::db::encode;
 use serde::Deserialize;
 use serde_json::{Value, json};
+use wharf_core::capacity::release;
+use wharf_core::tasks::demand_of;
 use wharf_store::{Compare, Op, Txn};
 use wharf_types::agent::TaskReport;
 use wharf_types::ecs::{ContainerInstance, NetworkBinding, Task};

@@ -10,156 +10,10 @@ use crate::db::encode;
 use crate::paging::max_results;
 use serde::Deserialize;
 use serde_json::{Value, json};
-use wharf_store::{Compare, Op, Txn};
-use wharf_types::ecs::{Deployment, Failure, Service};
+use wharf_core::deployments::{LAST_COMPLETED, deployment_arn, finish, new_deployment, record};
+use wharf_store::Op;
+use wharf_types::ecs::{Failure, Service};
 use wharf_types::{Arn, Error, Result};
-
-fn digits(deployment_id: &str) -> &str {
-    deployment_id.rsplit('/').next().unwrap_or(deployment_id)
-}
-
-fn cluster_of(svc: &Service) -> &str {
-    svc.cluster_arn.rsplit('/').next().unwrap_or_default()
-}
-
-pub fn deployment_arn(ctx: &Ctx, svc: &Service, deployment_id: &str) -> String {
-    ctx.scope
-        .arn("ecs", format!("service-deployment/{}/{}/{}", cluster_of(svc), svc.service_name, digits(deployment_id)))
-}
-
-fn revision_arn(ctx: &Ctx, svc: &Service, deployment_id: &str) -> String {
-    ctx.scope.arn("ecs", format!("service-revision/{}/{}/{}", cluster_of(svc), svc.service_name, digits(deployment_id)))
-}
-
-fn revision_summary(arn: String, d: &Deployment) -> Value {
-    json!({"arn": arn, "requestedTaskCount": d.desired_count, "runningTaskCount": d.running_count, "pendingTaskCount": d.pending_count})
-}
-
-/// Ops recording new deployment `dep` of `svc`: its revision, its deployment (IN_PROGRESS),
-/// and any deployment still IN_PROGRESS marked STOPPED (or ROLLBACK_IN_PROGRESS when `dep`
-/// rolls it back). Appended to `txn`, guarded by the records' revisions.
-pub async fn record(
-    ctx: &Ctx,
-    svc: &Service,
-    dep: &Deployment,
-    rollback_of: Option<&str>,
-    txn: &mut Txn,
-) -> Result<()> {
-    let keys = Keys::new(ctx);
-    let cluster = cluster_of(svc);
-    let now = dep.created_at;
-    let revision = json!({
-        "serviceRevisionArn": revision_arn(ctx, svc, &dep.id),
-        "serviceArn": svc.service_arn,
-        "clusterArn": svc.cluster_arn,
-        "taskDefinition": dep.task_definition,
-        "capacityProviderStrategy": dep.capacity_provider_strategy,
-        "launchType": dep.launch_type,
-        "platformVersion": dep.platform_version,
-        "loadBalancers": svc.load_balancers,
-        "serviceRegistries": svc.service_registries,
-        "networkConfiguration": dep.network_configuration,
-        "createdAt": now,
-    });
-    txn.ops.push(Op::put(keys.service_revision(cluster, &svc.service_name, digits(&dep.id)), encode(&revision)?));
-    // What was running when this deployment started: the service's current deployments.
-    let sources: Vec<Value> = svc
-        .deployments
-        .iter()
-        .filter(|d| d.id != dep.id)
-        .map(|d| revision_summary(revision_arn(ctx, svc, &d.id), d))
-        .collect();
-    for old in ctx.db.list::<Value>(&keys.service_deployments(cluster, &svc.service_name)).await? {
-        let mut doc = old.doc.clone();
-        if doc.get("status").and_then(Value::as_str) != Some("IN_PROGRESS") {
-            continue;
-        }
-        let rolled_back = rollback_of.is_some_and(|r| {
-            doc.get("serviceDeploymentArn").and_then(Value::as_str) == Some(&deployment_arn(ctx, svc, r))
-        });
-        doc["status"] = json!(if rolled_back { "ROLLBACK_IN_PROGRESS" } else { "STOPPED" });
-        doc["statusReason"] = json!(if rolled_back {
-            format!("Rolling back to {}", dep.task_definition)
-        } else {
-            format!("Superseded by deployment {}", dep.id)
-        });
-        doc["updatedAt"] = json!(now);
-        if !rolled_back {
-            doc["stoppedAt"] = json!(now);
-        }
-        txn.compares.push(Compare::ModRevision(old.key.clone(), old.rev));
-        txn.ops.push(Op::put(&old.key, encode(&doc)?));
-    }
-    let breaker = svc.deployment_configuration.deployment_circuit_breaker.as_ref();
-    let threshold = ((svc.desired_count + 1) / 2).clamp(3, 200);
-    let mut record = json!({
-        "serviceDeploymentArn": deployment_arn(ctx, svc, &dep.id),
-        "serviceArn": svc.service_arn,
-        "clusterArn": svc.cluster_arn,
-        "createdAt": now,
-        "startedAt": now,
-        "updatedAt": now,
-        "sourceServiceRevisions": sources,
-        "targetServiceRevision": revision_summary(revision_arn(ctx, svc, &dep.id), dep),
-        "status": "IN_PROGRESS",
-        "deploymentConfiguration": svc.deployment_configuration,
-        "deploymentCircuitBreaker": {
-            "status": if breaker.is_some_and(|b| b.enable) { "MONITORING" } else { "DISABLED" },
-            "failureCount": 0,
-            "threshold": threshold,
-        },
-    });
-    if let Some(failed) = rollback_of {
-        record["rollback"] = json!({
-            "reason": format!("Circuit breaker or request rolled back deployment {failed}"),
-            "startedAt": now,
-            "serviceRevisionArn": revision_arn(ctx, svc, &dep.id),
-        });
-    }
-    let key = keys.service_deployment(cluster, &svc.service_name, digits(&dep.id));
-    txn.compares.push(Compare::ModRevision(key.clone(), 0));
-    txn.ops.push(Op::put(key, encode(&record)?));
-    Ok(())
-}
-
-/// Ops finishing deployment `id` of `svc` with `status` (SUCCESSFUL, STOPPED,
-/// ROLLBACK_SUCCESSFUL, …), appended to `txn`. A deployment the rollback `id` finished is
-/// marked ROLLBACK_SUCCESSFUL too.
-pub async fn finish(
-    ctx: &Ctx,
-    svc: &Service,
-    dep: &Deployment,
-    status: &str,
-    reason: &str,
-    txn: &mut Txn,
-) -> Result<()> {
-    let keys = Keys::new(ctx);
-    let now = wharf_types::now();
-    let key = keys.service_deployment(cluster_of(svc), &svc.service_name, digits(&dep.id));
-    let Some(current) = ctx.db.get::<Value>(&key).await? else { return Ok(()) };
-    let mut doc = current.doc.clone();
-    doc["status"] = json!(status);
-    doc["statusReason"] = json!(reason);
-    doc["updatedAt"] = json!(now);
-    doc[if status == "SUCCESSFUL" { "finishedAt" } else { "stoppedAt" }] = json!(now);
-    doc["deploymentCircuitBreaker"]["failureCount"] = json!(dep.failed_tasks);
-    doc["targetServiceRevision"] = revision_summary(revision_arn(ctx, svc, &dep.id), dep);
-    txn.compares.push(Compare::ModRevision(key.clone(), current.rev));
-    txn.ops.push(Op::put(&key, encode(&doc)?));
-    if status == "SUCCESSFUL" && doc.get("rollback").is_some() {
-        for old in ctx.db.list::<Value>(&keys.service_deployments(cluster_of(svc), &svc.service_name)).await? {
-            if old.doc.get("status").and_then(Value::as_str) == Some("ROLLBACK_IN_PROGRESS") {
-                let mut o = old.doc.clone();
-                o["status"] = json!("ROLLBACK_SUCCESSFUL");
-                o["updatedAt"] = json!(now);
-                o["finishedAt"] = json!(now);
-                txn.compares.push(Compare::ModRevision(old.key.clone(), old.rev));
-                txn.ops.push(Op::put(&old.key, encode(&o)?));
-            }
-        }
-    }
-    Ok(())
-}
 
 #[derive(Deserialize)]
 #[serde(rename_all = "camelCase")]
@@ -324,7 +178,7 @@ pub async fn stop(ctx: &Ctx, v: Value) -> Result<Value> {
             }
             let mut txn = crate::db::cas_put(&skey, s.rev, &svc)?;
             txn.ops.clear();
-            let target = svc.extra.get(super::services::LAST_COMPLETED).and_then(Value::as_str).map(str::to_string);
+            let target = svc.extra.get(LAST_COMPLETED).and_then(Value::as_str).map(str::to_string);
             match (abort, target) {
                 (false, Some(td)) => {
                     let now = wharf_types::now();
@@ -333,7 +187,7 @@ pub async fn stop(ctx: &Ctx, v: Value) -> Result<Value> {
                         d.rollout_state = Some("FAILED".into());
                         d.rollout_state_reason = Some("Stopped by StopServiceDeployment (rollback).".into());
                     }
-                    let dep = super::services::new_deployment(&svc, &td, now);
+                    let dep = new_deployment(&svc, &td, now);
                     record(ctx, &svc, &dep, Some(&primary.id), &mut txn).await?;
                     svc.task_definition = Some(td);
                     svc.deployments.insert(0, dep);

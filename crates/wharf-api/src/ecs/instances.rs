@@ -12,90 +12,6 @@ use wharf_types::ecs::{Attribute, ContainerInstance, Failure, ResourceAmount, Ta
 use wharf_types::elb::{InstanceAddress, instance_address_key};
 use wharf_types::{Error, Resource, Result};
 
-/// What a task needs from an instance.
-#[derive(Debug, Clone, Default, PartialEq)]
-pub struct Demand {
-    pub cpu: i64,
-    pub memory: i64,
-    /// Fixed host ports with their protocol (`tcp`/`udp`).
-    pub ports: Vec<(i64, String)>,
-}
-
-fn amount<'a>(list: &'a mut [ResourceAmount], name: &str) -> Option<&'a mut ResourceAmount> {
-    list.iter_mut().find(|r| r.name == name)
-}
-
-fn port_set(proto: &str) -> &'static str {
-    if proto == "udp" { "PORTS_UDP" } else { "PORTS" }
-}
-
-/// Whether `d` fits in the instance's remaining resources; if not, which resource is short,
-/// with ECS's failure reasons. Reads only.
-pub fn fits(inst: &ContainerInstance, d: &Demand) -> std::result::Result<(), String> {
-    let remaining = &inst.remaining_resources;
-    let value = |name: &str| remaining.iter().find(|r| r.name == name).map_or(0, |r| r.integer_value);
-    if value("CPU") < d.cpu {
-        return Err("RESOURCE:CPU".into());
-    }
-    if value("MEMORY") < d.memory {
-        return Err("RESOURCE:MEMORY".into());
-    }
-    for (port, proto) in &d.ports {
-        let taken = remaining
-            .iter()
-            .find(|r| r.name == port_set(proto))
-            .and_then(|r| r.string_set_value.as_ref())
-            .is_some_and(|s| s.iter().any(|p| p == &port.to_string()));
-        if taken {
-            return Err(if proto == "udp" { "RESOURCE:PORTS_UDP".into() } else { "RESOURCE:PORTS".into() });
-        }
-    }
-    Ok(())
-}
-
-/// Takes `d` from the instance's remaining resources, or says which resource is short.
-pub fn reserve(inst: &mut ContainerInstance, d: &Demand) -> std::result::Result<(), String> {
-    fits(inst, d)?;
-    let remaining = &mut inst.remaining_resources;
-    if let Some(r) = amount(remaining, "CPU") {
-        r.integer_value -= d.cpu;
-    }
-    if let Some(r) = amount(remaining, "MEMORY") {
-        r.integer_value -= d.memory;
-    }
-    for (port, proto) in &d.ports {
-        if let Some(r) = amount(remaining, port_set(proto)) {
-            r.string_set_value.get_or_insert_with(Vec::new).push(port.to_string());
-        }
-    }
-    Ok(())
-}
-
-/// Gives `d` back to the instance.
-pub fn release(inst: &mut ContainerInstance, d: &Demand) {
-    let registered = inst.registered_resources.clone();
-    let cap = |name: &str| registered.iter().find(|r| r.name == name).map_or(i64::MAX, |r| r.integer_value);
-    let remaining = &mut inst.remaining_resources;
-    if let Some(r) = amount(remaining, "CPU") {
-        r.integer_value = (r.integer_value + d.cpu).min(cap("CPU"));
-    }
-    if let Some(r) = amount(remaining, "MEMORY") {
-        r.integer_value = (r.integer_value + d.memory).min(cap("MEMORY"));
-    }
-    for (port, proto) in &d.ports {
-        let reserved_at_start = registered
-            .iter()
-            .find(|r| r.name == port_set(proto))
-            .and_then(|r| r.string_set_value.as_ref())
-            .is_some_and(|s| s.contains(&port.to_string()));
-        if let Some(set) = amount(remaining, port_set(proto)).and_then(|r| r.string_set_value.as_mut())
-            && !reserved_at_start
-        {
-            set.retain(|p| p != &port.to_string());
-        }
-    }
-}
-
 fn check_attributes(attrs: &[Attribute]) -> Result<()> {
     for a in attrs {
         let name_ok = !a.name.is_empty()
@@ -241,9 +157,9 @@ pub async fn register(ctx: &Ctx, v: Value) -> Result<Value> {
                     for t in ctx.db.list_tasks(&keys.tasks(&cname)).await? {
                         if t.doc.container_instance_arn.as_ref() == Some(&arn)
                             && ACTIVE_TASK_STATES.contains(&t.doc.last_status.as_str())
-                            && let Ok(d) = super::tasks::demand_of(ctx, &t.doc).await
+                            && let Ok(d) = wharf_core::tasks::demand_of(ctx, &t.doc).await
                         {
-                            let _ = reserve(&mut fresh, &d);
+                            let _ = wharf_core::capacity::reserve(&mut fresh, &d);
                         }
                     }
                     (e.rev, e.doc.version + 1, e.doc.registered_at, fresh.remaining_resources)
@@ -560,52 +476,4 @@ pub async fn list_attributes(ctx: &Ctx, v: Value) -> Result<Value> {
     .await?;
     let attributes: Vec<Value> = groups.into_iter().flatten().collect();
     Ok(with_token(json!({ "attributes": attributes }), next))
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn instance() -> ContainerInstance {
-        let r = |name: &str, v: i64| ResourceAmount {
-            name: name.into(),
-            kind: "INTEGER".into(),
-            double_value: 0.0,
-            long_value: 0,
-            integer_value: v,
-            string_set_value: None,
-        };
-        let ports = ResourceAmount {
-            name: "PORTS".into(),
-            kind: "STRINGSET".into(),
-            double_value: 0.0,
-            long_value: 0,
-            integer_value: 0,
-            string_set_value: Some(vec!["22".into()]),
-        };
-        let registered = vec![r("CPU", 2048), r("MEMORY", 1000), ports];
-        serde_json::from_value(json!({
-            "containerInstanceArn": "arn", "version": 1, "status": "ACTIVE", "agentConnected": true, "registeredAt": 0.0,
-            "registeredResources": registered, "remainingResources": registered,
-        }))
-        .unwrap()
-    }
-
-    #[test]
-    fn reserve_and_release_account_exactly() {
-        let mut i = instance();
-        let d = Demand { cpu: 1024, memory: 600, ports: vec![(8080, "tcp".into())] };
-        reserve(&mut i, &d).unwrap();
-        assert_eq!(reserve(&mut i.clone(), &d), Err("RESOURCE:CPU".to_string()).or(Err("RESOURCE:MEMORY".to_string())));
-        assert_eq!(
-            reserve(&mut i.clone(), &Demand { cpu: 0, memory: 0, ports: vec![(8080, "tcp".into())] }),
-            Err("RESOURCE:PORTS".into())
-        );
-        assert_eq!(
-            reserve(&mut i.clone(), &Demand { cpu: 0, memory: 0, ports: vec![(22, "tcp".into())] }),
-            Err("RESOURCE:PORTS".into())
-        );
-        release(&mut i, &d);
-        assert_eq!(i.remaining_resources, i.registered_resources);
-    }
 }

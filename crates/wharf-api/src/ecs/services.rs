@@ -9,17 +9,10 @@ use crate::db::cas_put;
 use crate::paging::{max_results, scan, with_token};
 use serde::Deserialize;
 use serde_json::{Map, Value, json};
+use wharf_core::deployments::{new_deployment, record};
 use wharf_store::Txn;
-use wharf_types::ecs::{
-    Deployment, DeploymentCircuitBreaker, DeploymentConfiguration, Failure, Service, Tag, TaskDefinition,
-};
+use wharf_types::ecs::{DeploymentCircuitBreaker, DeploymentConfiguration, Failure, Service, Tag, TaskDefinition};
 use wharf_types::{Error, Result, elb};
-
-/// A new deployment id: `ecs-svc/` and 19 digits, as ECS prints them.
-fn deployment_id() -> String {
-    let digits: String = (0..19).map(|_| char::from(b'0' + rand::random_range(0..10u8))).collect();
-    format!("ecs-svc/{digits}")
-}
 
 #[derive(Deserialize, Clone)]
 #[serde(rename_all = "camelCase")]
@@ -102,15 +95,6 @@ fn check_launch(launch_type: Option<&str>, strategy: Option<&Vec<Value>>) -> Res
 
 /// ECS allows this many target groups per service.
 const MAX_LOAD_BALANCERS: usize = 5;
-
-/// Private deployment field: the `loadBalancers` the deployment's tasks register with (a
-/// deployment keeps the ones it started with when UpdateService changes the service's).
-pub const DEPLOYMENT_LOAD_BALANCERS: &str = "wharfLoadBalancers";
-
-/// The load balancers a deployment's tasks register with.
-pub fn deployment_load_balancers(d: &Deployment) -> Vec<Value> {
-    d.extra.get(DEPLOYMENT_LOAD_BALANCERS).and_then(Value::as_array).cloned().unwrap_or_default()
-}
 
 /// Whether any listener or rule of the scope forwards to target group `arn`.
 async fn has_load_balancer(ctx: &Ctx, arn: &str) -> Result<bool> {
@@ -241,37 +225,6 @@ fn check_network(td: Option<&TaskDefinition>, network: Option<&Value>) -> Result
     Ok(())
 }
 
-/// Private service field: the task definition of the last COMPLETED deployment (what a
-/// rollback returns to). Never on the wire: responses are shaped by the model.
-pub const LAST_COMPLETED: &str = "wharfLastCompletedTaskDefinition";
-
-/// A new PRIMARY deployment of `td` for `service` (also the scheduler's rollback).
-pub fn new_deployment(service: &Service, td: &str, now: f64) -> Deployment {
-    let id = deployment_id();
-    Deployment {
-        rollout_state_reason: Some(format!("ECS deployment {id} in progress.")),
-        id,
-        status: "PRIMARY".into(),
-        task_definition: td.to_string(),
-        desired_count: service.desired_count,
-        pending_count: 0,
-        running_count: 0,
-        failed_tasks: 0,
-        created_at: now,
-        updated_at: now,
-        launch_type: service.launch_type.clone(),
-        capacity_provider_strategy: service.capacity_provider_strategy.clone(),
-        platform_version: service.platform_version.clone(),
-        network_configuration: service.network_configuration.clone(),
-        rollout_state: Some("IN_PROGRESS".into()),
-        extra: if service.load_balancers.is_empty() {
-            Map::new()
-        } else {
-            Map::from_iter([(DEPLOYMENT_LOAD_BALANCERS.to_string(), Value::Array(service.load_balancers.clone()))])
-        },
-    }
-}
-
 pub async fn create(ctx: &Ctx, v: Value) -> Result<Value> {
     let req: CreateRequest = input(v)?;
     check_name("serviceName", "Service", &req.service_name)?;
@@ -393,7 +346,7 @@ pub async fn create(ctx: &Ctx, v: Value) -> Result<Value> {
             let mut txn = Txn::default();
             if let Some(td) = &td_arn {
                 let dep = new_deployment(&service, td, now);
-                super::history::record(ctx, &service, &dep, None, &mut txn).await?;
+                record(ctx, &service, &dep, None, &mut txn).await?;
                 service.deployments.push(dep);
             }
             let put = cas_put(&key, existing.map_or(0, |s| s.rev), &service)?;
@@ -625,7 +578,7 @@ pub async fn update(ctx: &Ctx, v: Value) -> Result<Value> {
                 }
                 if let Some(td) = doc.task_definition.clone() {
                     let dep = new_deployment(&doc, &td, now);
-                    super::history::record(ctx, &doc, &dep, None, &mut history).await?;
+                    record(ctx, &doc, &dep, None, &mut history).await?;
                     doc.deployments.insert(0, dep);
                 }
             } else if let Some(primary) = doc.deployments.iter_mut().find(|d| d.status == "PRIMARY") {

@@ -5,7 +5,7 @@ use super::{Keys, input, output, split_ref};
 use crate::Ctx;
 use serde::Deserialize;
 use serde_json::{Value, json};
-use wharf_store::Op;
+pub(crate) use wharf_core::tags::{put_op, read};
 use wharf_types::ecs::{Cluster, ContainerInstance, Service, Tag, Task, TaskDefinition};
 use wharf_types::{Arn, Error, Resource, Result};
 
@@ -22,18 +22,6 @@ pub(crate) fn validate(tags: &[Tag]) -> Result<()> {
         }
     }
     Ok(())
-}
-
-/// The op that stores `tags` for a new resource, if any.
-pub(crate) fn put_op(ctx: &Ctx, arn: &str, tags: &[Tag]) -> Result<Option<Op>> {
-    if tags.is_empty() {
-        return Ok(None);
-    }
-    Ok(Some(Op::put(Keys::new(ctx).tags(arn), crate::db::encode(&tags)?)))
-}
-
-pub(crate) async fn read(ctx: &Ctx, arn: &str) -> Result<Vec<Tag>> {
-    Ok(ctx.db.get::<Vec<Tag>>(&Keys::new(ctx).tags(arn)).await?.map(|v| v.doc).unwrap_or_default())
 }
 
 /// Checks the resource an ARN names exists in this scope.

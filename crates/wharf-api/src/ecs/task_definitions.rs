@@ -2,14 +2,15 @@
 
 use super::{Keys, input, output, tags};
 use crate::Ctx;
-use crate::db::{Versioned, cas_put, encode};
+use crate::db::{cas_put, encode};
 use crate::paging::{max_results, scan, with_token};
 use serde::Deserialize;
 use serde_json::{Map, Value, json};
 use std::collections::HashSet;
+pub(crate) use wharf_core::task_definitions::{container, require, resolve};
 use wharf_store::{Compare, Op, Txn};
-use wharf_types::ecs::{ContainerDefinition, Failure, Tag, TaskDefinition};
-use wharf_types::{Arn, Error, Result};
+use wharf_types::ecs::{Failure, Tag, TaskDefinition};
+use wharf_types::{Error, Result};
 
 /// ECS refuses task definitions whose JSON exceeds 64 KiB.
 const MAX_TASK_DEFINITION_BYTES: usize = 64 * 1024;
@@ -299,56 +300,6 @@ pub async fn register(ctx: &Ctx, v: Value) -> Result<Value> {
     output(json!({ "taskDefinition": registered, "tags": tags }))
 }
 
-/// Resolves `family`, `family:revision` or an ARN. A bare family means its latest ACTIVE
-/// revision.
-pub(crate) async fn resolve(ctx: &Ctx, reference: &str, field: &str) -> Result<Option<Versioned<TaskDefinition>>> {
-    let keys = Keys::new(ctx);
-    let spec = if reference.starts_with("arn:") {
-        let arn = Arn::parse_in(reference, &ctx.scope, "ecs", field)?;
-        match arn.resource_parts() {
-            ("task-definition", rest) => rest.to_string(),
-            _ => {
-                return Err(Error::invalid(
-                    field,
-                    format!("The ARN '{reference}' in {field} is not a task definition ARN."),
-                ));
-            }
-        }
-    } else {
-        reference.to_string()
-    };
-    match spec.rsplit_once(':') {
-        Some((family, rev)) => {
-            let Ok(rev) = rev.parse::<i64>() else {
-                return Err(Error::invalid(field, format!("Invalid revision '{rev}' in {field} '{reference}'.")));
-            };
-            ctx.db.get::<TaskDefinition>(&keys.taskdef(family, rev)).await
-        }
-        None => {
-            // The newest revision is almost always the ACTIVE one: look at it alone first,
-            // then walk back in growing pages.
-            let mut after = None;
-            let mut page_size = 1;
-            loop {
-                let (page, more) = ctx.db.range::<TaskDefinition>(&keys.family(&spec), after, page_size, true).await?;
-                if let Some(td) = page.iter().find(|t| t.doc.status == "ACTIVE") {
-                    return Ok(Some(td.clone()));
-                }
-                match page.last() {
-                    Some(last) if more => after = Some(last.key.clone()),
-                    _ => return Ok(None),
-                }
-                page_size = (page_size * 4).min(256);
-            }
-        }
-    }
-}
-
-/// Resolves a reference that must name an existing task definition.
-pub(crate) async fn require(ctx: &Ctx, reference: &str, field: &str) -> Result<Versioned<TaskDefinition>> {
-    resolve(ctx, reference, field).await?.ok_or_else(|| Error::client("Unable to describe task definition."))
-}
-
 #[derive(Deserialize)]
 #[serde(rename_all = "camelCase")]
 struct DescribeRequest {
@@ -535,11 +486,6 @@ pub async fn delete(ctx: &Ctx, v: Value) -> Result<Value> {
         }
     }
     output(json!({ "taskDefinitions": deleted, "failures": failures }))
-}
-
-/// The container definitions of `td` by name.
-pub(crate) fn container<'a>(td: &'a TaskDefinition, name: &str) -> Option<&'a ContainerDefinition> {
-    td.container_definitions.iter().find(|c| c.name.as_deref() == Some(name))
 }
 
 #[cfg(test)]

@@ -8,17 +8,14 @@
 //! `log-retention` controller) deletes them.
 
 mod events;
-pub mod filter;
 mod groups;
-pub mod store;
 mod streams;
 
-pub use store::LogStore;
+pub use wharf_core::logs::{LogStore, filter, now_ms, store};
 
 use crate::Ctx;
 use serde::de::DeserializeOwned;
 use serde_json::Value;
-use std::time::{SystemTime, UNIX_EPOCH};
 use wharf_types::{Arn, Error, Result};
 
 /// The `X-Amz-Target` prefix of CloudWatch Logs requests.
@@ -53,11 +50,6 @@ operations! {
 /// Decodes model-validated input into a handler's typed request.
 fn input<T: DeserializeOwned>(v: Value) -> Result<T> {
     serde_json::from_value(v).map_err(|e| Error::Serialization(e.to_string()))
-}
-
-/// Milliseconds since the epoch, CloudWatch Logs' clock.
-pub fn now_ms() -> i64 {
-    SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_millis() as i64)
 }
 
 /// A model constraint the validator does not check (patterns), worded as AWS words it.

@@ -6,7 +6,7 @@
 //! wire), written in the same transaction as the target keys, so the scheduler and StopTask
 //! always agree on what to deregister. The store layout is `wharf_types::elb`'s.
 
-use crate::Ctx;
+use crate::Scoped;
 use crate::db::encode;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
@@ -31,10 +31,10 @@ pub struct TargetRef {
 }
 
 impl TargetRef {
-    pub fn key(&self, ctx: &Ctx) -> String {
+    pub fn key(&self, ctx: &Scoped) -> String {
         elb::keys::target(&ctx.scope.account, &ctx.scope.region, &self.target_group, &self.id, self.port)
     }
-    pub fn health_key(&self, ctx: &Ctx) -> String {
+    pub fn health_key(&self, ctx: &Scoped) -> String {
         elb::keys::health(&ctx.scope.account, &ctx.scope.region, &self.target_group, &self.id, self.port)
     }
 }
@@ -63,14 +63,14 @@ pub fn held_for_draining(task: &Task) -> bool {
 }
 
 /// The target group named in `arn`, if it exists.
-pub async fn target_group(ctx: &Ctx, arn: &str) -> Result<Option<TargetGroup>> {
+pub async fn target_group(ctx: &Scoped, arn: &str) -> Result<Option<TargetGroup>> {
     let Some(name) = elb::target_group_name(arn) else { return Ok(None) };
     let key = elb::keys::target_group(&ctx.scope.account, &ctx.scope.region, name);
     Ok(ctx.db.get::<TargetGroup>(&key).await?.map(|g| g.doc).filter(|g| g.target_group_arn == arn))
 }
 
 /// What the data plane last observed for a target (`None`: nothing yet).
-pub async fn health(ctx: &Ctx, target: &TargetRef) -> Result<Option<TargetHealth>> {
+pub async fn health(ctx: &Scoped, target: &TargetRef) -> Result<Option<TargetHealth>> {
     Ok(ctx.db.get::<TargetHealth>(&target.health_key(ctx)).await?.map(|h| h.doc))
 }
 
@@ -78,7 +78,7 @@ pub async fn health(ctx: &Ctx, target: &TargetRef) -> Result<Option<TargetHealth
 /// sends them no new requests) and records when the longest deregistration delay of their
 /// target groups ends. Adds the target writes, guarded by their revisions, to `txn`; the
 /// caller writes the task.
-pub async fn begin_draining(ctx: &Ctx, task: &mut Task, now: f64, txn: &mut Txn) -> Result<()> {
+pub async fn begin_draining(ctx: &Scoped, task: &mut Task, now: f64, txn: &mut Txn) -> Result<()> {
     let mut delay = 0u64;
     for t in registered(task) {
         if let Some(g) = target_group(ctx, &t.target_group_arn).await? {
@@ -99,7 +99,7 @@ pub async fn begin_draining(ctx: &Ctx, task: &mut Task, now: f64, txn: &mut Txn)
 
 /// Whether `task`'s deregistration is over: the delay passed, or the data plane already
 /// removed every target.
-pub async fn drained(ctx: &Ctx, task: &Task, now: f64) -> Result<bool> {
+pub async fn drained(ctx: &Scoped, task: &Task, now: f64) -> Result<bool> {
     if drain_until(task).is_some_and(|u| now >= u) {
         return Ok(true);
     }
@@ -114,7 +114,7 @@ pub async fn drained(ctx: &Ctx, task: &Task, now: f64) -> Result<bool> {
 /// Ends the deregistration: removes the targets that are left and forgets them on the task.
 /// A target registered again meanwhile (another task given the same address and port) is
 /// someone else's now and stays.
-pub async fn finish_draining(ctx: &Ctx, task: &mut Task, txn: &mut Txn) -> Result<()> {
+pub async fn finish_draining(ctx: &Scoped, task: &mut Task, txn: &mut Txn) -> Result<()> {
     for t in registered(task) {
         let key = t.key(ctx);
         if let Some(doc) = ctx.db.get::<Target>(&key).await?
@@ -133,7 +133,7 @@ pub async fn finish_draining(ctx: &Ctx, task: &mut Task, txn: &mut Txn) -> Resul
 /// Registers `task` as `targets` (the caller writes the task). A registration starts with no
 /// health observed: what the data plane reported for an earlier target at the same key (an
 /// address or port used again) is removed with it.
-pub fn register(ctx: &Ctx, task: &mut Task, targets: &[TargetRef], now: f64, txn: &mut Txn) -> Result<()> {
+pub fn register(ctx: &Scoped, task: &mut Task, targets: &[TargetRef], now: f64, txn: &mut Txn) -> Result<()> {
     for r in targets {
         let target = Target {
             target_group_arn: r.target_group_arn.clone(),

@@ -4,10 +4,10 @@
 
 #![allow(clippy::unwrap_used)]
 
-use crate::{Reconciler, ServiceScheduler};
 use serde_json::{Value, json};
 use wharf_api::Ctx;
-use wharf_api::ecs::targets::{self, TargetRef};
+use wharf_controllers::{Reconciler, ServiceScheduler};
+use wharf_core::targets::{self, TargetRef};
 use wharf_types::ecs::{Service, Task};
 use wharf_types::elb::{self, Action, ForwardConfig, Listener, Target, TargetGroup, TargetHealth, WeightedTargetGroup};
 
@@ -91,7 +91,7 @@ async fn world() -> (Ctx, ServiceScheduler) {
     )
     .await
     .unwrap();
-    let scheduler = ServiceScheduler::new(ctx.db.clone(), ctx.logs.clone(), ctx.registry.clone());
+    let scheduler = ServiceScheduler::new(ctx.db.clone());
     (ctx, scheduler)
 }
 
@@ -171,7 +171,7 @@ async fn load_balancers_are_validated_as_ecs_does() {
     assert_eq!(out["service"]["loadBalancers"], lb());
     let svc = service(&ctx, "s").await;
     assert_eq!(
-        wharf_api::ecs::services::deployment_load_balancers(&svc.deployments[0]),
+        wharf_core::deployments::deployment_load_balancers(&svc.deployments[0]),
         lb().as_array().unwrap().clone()
     );
     // Changing the load balancers is a new deployment that carries the new ones.
@@ -179,8 +179,8 @@ async fn load_balancers_are_validated_as_ecs_does() {
     none.unwrap();
     let svc = service(&ctx, "s").await;
     assert_eq!(svc.deployments.len(), 2);
-    assert!(wharf_api::ecs::services::deployment_load_balancers(&svc.deployments[0]).is_empty());
-    assert_eq!(wharf_api::ecs::services::deployment_load_balancers(&svc.deployments[1]).len(), 1);
+    assert!(wharf_core::deployments::deployment_load_balancers(&svc.deployments[0]).is_empty());
+    assert_eq!(wharf_core::deployments::deployment_load_balancers(&svc.deployments[1]).len(), 1);
 }
 
 #[tokio::test]

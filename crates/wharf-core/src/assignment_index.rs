@@ -5,7 +5,7 @@
 //! index decodes each task write once, and wakes only the streams of the instance it names.
 //! It is a cache of the store, never a source of truth: snapshots still read the tasks.
 
-use crate::ecs::all_of_kind;
+use crate::keys::all_of_kind;
 use serde::Deserialize;
 use std::collections::{BTreeSet, HashMap};
 use std::sync::{Arc, Mutex, PoisonError};
@@ -80,7 +80,7 @@ impl AssignmentIndex {
     }
 
     /// Starts following the store (once) and waits until the index reflects it.
-    pub(crate) async fn start(&self, store: &crate::db::Backend) {
+    pub async fn start(&self, store: &crate::db::Backend) {
         let index = self.clone();
         let store = store.clone();
         self.ready
@@ -130,14 +130,14 @@ impl AssignmentIndex {
     }
 
     /// A receiver that changes whenever the tasks on `instance` change.
-    pub(crate) fn subscribe(&self, instance: &str) -> watch::Receiver<u64> {
+    pub fn subscribe(&self, instance: &str) -> watch::Receiver<u64> {
         let mut s = self.lock();
         s.bells.retain(|_, b| b.receiver_count() > 0);
         s.bells.entry(instance.to_string()).or_insert_with(|| watch::channel(0).0).subscribe()
     }
 
     /// Keys of the tasks on `instance` that are not STOPPED.
-    pub(crate) fn tasks_on(&self, instance: &str) -> Vec<String> {
+    pub fn tasks_on(&self, instance: &str) -> Vec<String> {
         self.lock().by_instance.get(instance).map(|s| s.iter().cloned().collect()).unwrap_or_default()
     }
 }

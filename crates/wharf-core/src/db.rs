@@ -17,7 +17,7 @@ pub struct Db {
     store: Backend,
     sequences: std::sync::Arc<std::sync::Mutex<std::collections::HashMap<String, i64>>>,
     /// Which tasks are on which instance (for the agents' assignment streams).
-    pub(crate) assignments: crate::assignment_index::AssignmentIndex,
+    pub assignments: crate::assignment_index::AssignmentIndex,
     /// Decoded tasks, reused by readers of many tasks while unchanged ([`Db::list_tasks`]).
     tasks: crate::doc_cache::DocCache<wharf_types::ecs::Task>,
 }

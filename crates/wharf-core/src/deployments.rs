@@ -1,0 +1,203 @@
+//! Deployments: one constructor for a service's deployment, and its history — every
+//! deployment leaves a service revision (what was deployed) and a service deployment record
+//! (how it went), written in the same transaction as the service change that causes them.
+
+use crate::Scoped;
+use crate::db::encode;
+use crate::keys::Keys;
+use serde_json::{Map, Value, json};
+use wharf_store::{Compare, Op, Txn};
+use wharf_types::Result;
+use wharf_types::ecs::{Deployment, Service};
+
+/// A new deployment id: `ecs-svc/` and 19 digits, as ECS prints them.
+fn deployment_id() -> String {
+    let digits: String = (0..19).map(|_| char::from(b'0' + rand::random_range(0..10u8))).collect();
+    format!("ecs-svc/{digits}")
+}
+
+/// Private deployment field: the `loadBalancers` the deployment's tasks register with (a
+/// deployment keeps the ones it started with when UpdateService changes the service's).
+pub const DEPLOYMENT_LOAD_BALANCERS: &str = "wharfLoadBalancers";
+
+/// The load balancers a deployment's tasks register with.
+pub fn deployment_load_balancers(d: &Deployment) -> Vec<Value> {
+    d.extra.get(DEPLOYMENT_LOAD_BALANCERS).and_then(Value::as_array).cloned().unwrap_or_default()
+}
+
+/// Private service field: the task definition of the last COMPLETED deployment (what a
+/// rollback returns to). Never on the wire: responses are shaped by the model.
+pub const LAST_COMPLETED: &str = "wharfLastCompletedTaskDefinition";
+
+/// A new PRIMARY deployment of `td` for `service` (also the scheduler's rollback).
+pub fn new_deployment(service: &Service, td: &str, now: f64) -> Deployment {
+    let id = deployment_id();
+    Deployment {
+        rollout_state_reason: Some(format!("ECS deployment {id} in progress.")),
+        id,
+        status: "PRIMARY".into(),
+        task_definition: td.to_string(),
+        desired_count: service.desired_count,
+        pending_count: 0,
+        running_count: 0,
+        failed_tasks: 0,
+        created_at: now,
+        updated_at: now,
+        launch_type: service.launch_type.clone(),
+        capacity_provider_strategy: service.capacity_provider_strategy.clone(),
+        platform_version: service.platform_version.clone(),
+        network_configuration: service.network_configuration.clone(),
+        rollout_state: Some("IN_PROGRESS".into()),
+        extra: if service.load_balancers.is_empty() {
+            Map::new()
+        } else {
+            Map::from_iter([(DEPLOYMENT_LOAD_BALANCERS.to_string(), Value::Array(service.load_balancers.clone()))])
+        },
+    }
+}
+
+fn digits(deployment_id: &str) -> &str {
+    deployment_id.rsplit('/').next().unwrap_or(deployment_id)
+}
+
+fn cluster_of(svc: &Service) -> &str {
+    svc.cluster_arn.rsplit('/').next().unwrap_or_default()
+}
+
+pub fn deployment_arn(s: &Scoped, svc: &Service, deployment_id: &str) -> String {
+    s.scope.arn("ecs", format!("service-deployment/{}/{}/{}", cluster_of(svc), svc.service_name, digits(deployment_id)))
+}
+
+pub fn revision_arn(s: &Scoped, svc: &Service, deployment_id: &str) -> String {
+    s.scope.arn("ecs", format!("service-revision/{}/{}/{}", cluster_of(svc), svc.service_name, digits(deployment_id)))
+}
+
+fn revision_summary(arn: String, d: &Deployment) -> Value {
+    json!({"arn": arn, "requestedTaskCount": d.desired_count, "runningTaskCount": d.running_count, "pendingTaskCount": d.pending_count})
+}
+
+/// Ops recording new deployment `dep` of `svc`: its revision, its deployment (IN_PROGRESS),
+/// and any deployment still IN_PROGRESS marked STOPPED (or ROLLBACK_IN_PROGRESS when `dep`
+/// rolls it back). Appended to `txn`, guarded by the records' revisions.
+pub async fn record(
+    s: &Scoped,
+    svc: &Service,
+    dep: &Deployment,
+    rollback_of: Option<&str>,
+    txn: &mut Txn,
+) -> Result<()> {
+    let keys = Keys::new(s);
+    let cluster = cluster_of(svc);
+    let now = dep.created_at;
+    let revision = json!({
+        "serviceRevisionArn": revision_arn(s, svc, &dep.id),
+        "serviceArn": svc.service_arn,
+        "clusterArn": svc.cluster_arn,
+        "taskDefinition": dep.task_definition,
+        "capacityProviderStrategy": dep.capacity_provider_strategy,
+        "launchType": dep.launch_type,
+        "platformVersion": dep.platform_version,
+        "loadBalancers": svc.load_balancers,
+        "serviceRegistries": svc.service_registries,
+        "networkConfiguration": dep.network_configuration,
+        "createdAt": now,
+    });
+    txn.ops.push(Op::put(keys.service_revision(cluster, &svc.service_name, digits(&dep.id)), encode(&revision)?));
+    // What was running when this deployment started: the service's current deployments.
+    let sources: Vec<Value> = svc
+        .deployments
+        .iter()
+        .filter(|d| d.id != dep.id)
+        .map(|d| revision_summary(revision_arn(s, svc, &d.id), d))
+        .collect();
+    for old in s.db.list::<Value>(&keys.service_deployments(cluster, &svc.service_name)).await? {
+        let mut doc = old.doc.clone();
+        if doc.get("status").and_then(Value::as_str) != Some("IN_PROGRESS") {
+            continue;
+        }
+        let rolled_back = rollback_of.is_some_and(|r| {
+            doc.get("serviceDeploymentArn").and_then(Value::as_str) == Some(&deployment_arn(s, svc, r))
+        });
+        doc["status"] = json!(if rolled_back { "ROLLBACK_IN_PROGRESS" } else { "STOPPED" });
+        doc["statusReason"] = json!(if rolled_back {
+            format!("Rolling back to {}", dep.task_definition)
+        } else {
+            format!("Superseded by deployment {}", dep.id)
+        });
+        doc["updatedAt"] = json!(now);
+        if !rolled_back {
+            doc["stoppedAt"] = json!(now);
+        }
+        txn.compares.push(Compare::ModRevision(old.key.clone(), old.rev));
+        txn.ops.push(Op::put(&old.key, encode(&doc)?));
+    }
+    let breaker = svc.deployment_configuration.deployment_circuit_breaker.as_ref();
+    let threshold = ((svc.desired_count + 1) / 2).clamp(3, 200);
+    let mut record = json!({
+        "serviceDeploymentArn": deployment_arn(s, svc, &dep.id),
+        "serviceArn": svc.service_arn,
+        "clusterArn": svc.cluster_arn,
+        "createdAt": now,
+        "startedAt": now,
+        "updatedAt": now,
+        "sourceServiceRevisions": sources,
+        "targetServiceRevision": revision_summary(revision_arn(s, svc, &dep.id), dep),
+        "status": "IN_PROGRESS",
+        "deploymentConfiguration": svc.deployment_configuration,
+        "deploymentCircuitBreaker": {
+            "status": if breaker.is_some_and(|b| b.enable) { "MONITORING" } else { "DISABLED" },
+            "failureCount": 0,
+            "threshold": threshold,
+        },
+    });
+    if let Some(failed) = rollback_of {
+        record["rollback"] = json!({
+            "reason": format!("Circuit breaker or request rolled back deployment {failed}"),
+            "startedAt": now,
+            "serviceRevisionArn": revision_arn(s, svc, &dep.id),
+        });
+    }
+    let key = keys.service_deployment(cluster, &svc.service_name, digits(&dep.id));
+    txn.compares.push(Compare::ModRevision(key.clone(), 0));
+    txn.ops.push(Op::put(key, encode(&record)?));
+    Ok(())
+}
+
+/// Ops finishing deployment `id` of `svc` with `status` (SUCCESSFUL, STOPPED,
+/// ROLLBACK_SUCCESSFUL, …), appended to `txn`. A deployment the rollback `id` finished is
+/// marked ROLLBACK_SUCCESSFUL too.
+pub async fn finish(
+    s: &Scoped,
+    svc: &Service,
+    dep: &Deployment,
+    status: &str,
+    reason: &str,
+    txn: &mut Txn,
+) -> Result<()> {
+    let keys = Keys::new(s);
+    let now = wharf_types::now();
+    let key = keys.service_deployment(cluster_of(svc), &svc.service_name, digits(&dep.id));
+    let Some(current) = s.db.get::<Value>(&key).await? else { return Ok(()) };
+    let mut doc = current.doc.clone();
+    doc["status"] = json!(status);
+    doc["statusReason"] = json!(reason);
+    doc["updatedAt"] = json!(now);
+    doc[if status == "SUCCESSFUL" { "finishedAt" } else { "stoppedAt" }] = json!(now);
+    doc["deploymentCircuitBreaker"]["failureCount"] = json!(dep.failed_tasks);
+    doc["targetServiceRevision"] = revision_summary(revision_arn(s, svc, &dep.id), dep);
+    txn.compares.push(Compare::ModRevision(key.clone(), current.rev));
+    txn.ops.push(Op::put(&key, encode(&doc)?));
+    if status == "SUCCESSFUL" && doc.get("rollback").is_some() {
+        for old in s.db.list::<Value>(&keys.service_deployments(cluster_of(svc), &svc.service_name)).await? {
+            if old.doc.get("status").and_then(Value::as_str) == Some("ROLLBACK_IN_PROGRESS") {
+                let mut o = old.doc.clone();
+                o["status"] = json!("ROLLBACK_SUCCESSFUL");
+                o["updatedAt"] = json!(now);
+                o["finishedAt"] = json!(now);
+                txn.compares.push(Compare::ModRevision(old.key.clone(), old.rev));
+                txn.ops.push(Op::put(&old.key, encode(&o)?));
+            }
+        }
+    }
+    Ok(())
+}
