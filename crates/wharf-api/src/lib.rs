@@ -9,18 +9,19 @@
 #![forbid(unsafe_code)]
 
 /// Declares a service's dispatch table: `OPERATIONS` (what Wharf implements, in order) and
-/// `call`, which runs one of them. One list, so the two can never disagree.
+/// `dispatch`, which runs one of them. One list, so the two can never disagree.
 macro_rules! operations {
     ($($name:literal => $handler:path),* $(,)?) => {
         /// Every operation of this service Wharf implements.
         pub const OPERATIONS: &[&str] = &[$($name),*];
 
-        #[allow(unreachable_code)] // a service whose table is still empty
-        pub async fn call(ctx: &crate::Ctx, op: &str, input: serde_json::Value) -> Option<wharf_types::Result<serde_json::Value>> {
-            let _ = (ctx, &input);
-            Some(match op {
-                $($name => $handler(ctx, input).await,)*
-                _ => return None,
+        /// Runs operation `op` (`None`: not one of [`OPERATIONS`]).
+        pub fn dispatch<'a>(ctx: &'a crate::Ctx, op: &'a str, input: serde_json::Value) -> crate::Dispatched<'a> {
+            Box::pin(async move {
+                Some(match op {
+                    $($name => $handler(ctx, input).await,)*
+                    _ => return None,
+                })
             })
         }
     };
@@ -38,6 +39,8 @@ pub use logs::LogStore;
 pub use wharf_core::{Db, Scoped, db};
 
 use serde_json::Value;
+use std::future::Future;
+use std::pin::Pin;
 use std::sync::{Arc, LazyLock};
 use wharf_protocol::{Model, Protocol};
 use wharf_types::{Result, Scope};
@@ -80,13 +83,21 @@ impl std::ops::Deref for Ctx {
     }
 }
 
-/// One AWS service Wharf serves: its model and its operations.
+/// What a service's dispatch returns: the operation's result, `None` for an operation the
+/// service does not implement. Boxed, so every service's dispatch has one type and the
+/// services fit in one table.
+pub type Dispatched<'a> = Pin<Box<dyn Future<Output = Option<Result<Value>>> + Send + 'a>>;
+
+/// One AWS service Wharf serves: one entry of [`services!`]'s table.
 #[derive(Debug)]
 pub struct Service {
     pub model: &'static Model,
     pub protocol: Protocol,
     /// Operations Wharf implements, in the order the compatibility doc lists them.
     pub operations: &'static [&'static str],
+    /// The largest request body this service accepts.
+    pub max_body_bytes: usize,
+    dispatch: for<'a> fn(&'a Ctx, &'a str, Value) -> Dispatched<'a>,
 }
 
 impl Service {
@@ -99,58 +110,73 @@ impl Service {
     pub fn implements(&self, op: &str) -> bool {
         self.operations.contains(&op)
     }
+
+    /// Runs operation `op` with validated `input`. `None` when not implemented.
+    pub async fn call(&self, ctx: &Ctx, op: &str, input: Value) -> Option<Result<Value>> {
+        (self.dispatch)(ctx, op, input).await
+    }
 }
 
-fn load(json: &str, name: &str) -> Model {
+fn load(json: &str, name: &str) -> &'static Model {
     match Model::from_json(json) {
-        Ok(m) => m,
+        // Loaded once per process (the services are statics).
+        Ok(m) => Box::leak(Box::new(m)),
         // The models ship inside the binary; a bad one is a build defect caught by tests.
         Err(e) => panic!("embedded {name} model is invalid: {e}"),
     }
 }
 
-pub static ECS_MODEL: LazyLock<Model> = LazyLock::new(|| load(include_str!("../models/ecs.json"), "ecs"));
-pub static STS_MODEL: LazyLock<Model> = LazyLock::new(|| load(include_str!("../models/sts.json"), "sts"));
-pub static LOGS_MODEL: LazyLock<Model> = LazyLock::new(|| load(include_str!("../models/logs.json"), "logs"));
-pub static ECR_MODEL: LazyLock<Model> = LazyLock::new(|| load(include_str!("../models/ecr.json"), "ecr"));
-pub static ELBV2_MODEL: LazyLock<Model> = LazyLock::new(|| load(include_str!("../models/elbv2.json"), "elbv2"));
+/// Declares the table of services: a static per service and [`services`], all of them.
+macro_rules! services {
+    ($($static:ident: $module:ident, model $model:literal, $protocol:ident, body $body:expr;)*) => {
+        $(
+            pub static $static: LazyLock<Service> = LazyLock::new(|| Service {
+                model: load(include_str!(concat!("../models/", $model, ".json")), $model),
+                protocol: Protocol::$protocol,
+                operations: $module::OPERATIONS,
+                max_body_bytes: $body,
+                dispatch: $module::dispatch,
+            });
+        )*
 
-pub static ECS: LazyLock<Service> =
-    LazyLock::new(|| Service { model: &ECS_MODEL, protocol: Protocol::Json, operations: ecs::OPERATIONS });
-pub static STS: LazyLock<Service> =
-    LazyLock::new(|| Service { model: &STS_MODEL, protocol: Protocol::Query, operations: sts::OPERATIONS });
-pub static LOGS: LazyLock<Service> =
-    LazyLock::new(|| Service { model: &LOGS_MODEL, protocol: Protocol::Json, operations: logs::OPERATIONS });
-
-pub static ECR: LazyLock<Service> =
-    LazyLock::new(|| Service { model: &ECR_MODEL, protocol: Protocol::Json, operations: ecr::OPERATIONS });
-pub static ELBV2: LazyLock<Service> =
-    LazyLock::new(|| Service { model: &ELBV2_MODEL, protocol: Protocol::Query, operations: elb::OPERATIONS });
-
-/// Every service, for dispatch and for the compatibility doc.
-pub fn services() -> [&'static Service; 5] {
-    [&ECS, &STS, &LOGS, &ECR, &ELBV2]
+        /// Every service, for dispatch and for the compatibility doc.
+        pub fn services() -> &'static [&'static Service] {
+            static ALL: LazyLock<Vec<&'static Service>> = LazyLock::new(|| vec![$(&*$static),*]);
+            &ALL
+        }
+    };
 }
 
-/// The largest request body accepted for a request with this `X-Amz-Target` (if any):
-/// CloudWatch Logs batches need more than the 1 MiB every other service gets.
+// The services Wharf serves. Adding one: a module with its handlers and `operations!` table,
+// its botocore model in `models/`, and one line here (docs/architecture.md has the checklist).
+services! {
+    ECS: ecs, model "ecs", Json, body wharf_protocol::MAX_BODY_BYTES;
+    STS: sts, model "sts", Query, body wharf_protocol::MAX_BODY_BYTES;
+    LOGS: logs, model "logs", Json, body logs::MAX_BODY_BYTES;
+    ECR: ecr, model "ecr", Json, body wharf_protocol::MAX_BODY_BYTES;
+    ELBV2: elb, model "elbv2", Query, body wharf_protocol::MAX_BODY_BYTES;
+}
+
+/// The largest request body accepted for a request with this `X-Amz-Target` (if any): the
+/// JSON service's own limit, else the one every Query service shares.
 pub fn max_body_bytes(target: Option<&str>) -> usize {
-    match target.and_then(|t| t.split_once('.')) {
-        Some((logs::TARGET_PREFIX, _)) => logs::MAX_BODY_BYTES,
-        _ => wharf_protocol::MAX_BODY_BYTES,
-    }
+    target
+        .and_then(|t| t.split_once('.'))
+        .and_then(|(prefix, _)| json_service(prefix))
+        .map_or(wharf_protocol::MAX_BODY_BYTES, |s| s.max_body_bytes)
 }
 
 /// The JSON 1.1 service whose `X-Amz-Target` prefix this is.
 pub fn json_service(target_prefix: &str) -> Option<&'static Service> {
     services()
-        .into_iter()
+        .iter()
+        .copied()
         .find(|s| s.protocol == Protocol::Json && s.model.metadata.target_prefix.as_deref() == Some(target_prefix))
 }
 
 /// The Query service a signed request is for, by its credential scope's service name.
 pub fn query_service(signing_name: &str) -> Option<&'static Service> {
-    services().into_iter().find(|s| {
+    services().iter().copied().find(|s| {
         s.protocol == Protocol::Query
             && (s.model.metadata.signing_name.as_deref() == Some(signing_name)
                 || s.model.metadata.endpoint_prefix == signing_name)
@@ -159,14 +185,7 @@ pub fn query_service(signing_name: &str) -> Option<&'static Service> {
 
 /// Runs operation `op` of `service` with validated `input`. `None` when not implemented.
 pub async fn call(service: &Service, ctx: &Ctx, op: &str, input: Value) -> Option<Result<Value>> {
-    match service.name() {
-        "ecs" => ecs::call(ctx, op, input).await,
-        "sts" => sts::call(ctx, op, input).await,
-        "logs" => logs::call(ctx, op, input).await,
-        "api.ecr" => ecr::call(ctx, op, input).await,
-        "elasticloadbalancing" => elb::call(ctx, op, input).await,
-        _ => None,
-    }
+    service.call(ctx, op, input).await
 }
 
 /// Shared handle for the binary: the services are statics, only the store is per process.

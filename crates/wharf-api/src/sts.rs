@@ -4,15 +4,14 @@ use crate::Ctx;
 use serde_json::{Value, json};
 use wharf_types::Result;
 
-pub const OPERATIONS: &[&str] = &["GetCallerIdentity"];
+operations! {
+    "GetCallerIdentity" => get_caller_identity,
+}
 
-pub async fn call(ctx: &Ctx, op: &str, _input: Value) -> Option<Result<Value>> {
-    Some(match op {
-        "GetCallerIdentity" => Ok(json!({
-            "UserId": ctx.scope.account,
-            "Account": ctx.scope.account,
-            "Arn": ctx.principal_arn(),
-        })),
-        _ => return None,
-    })
+async fn get_caller_identity(ctx: &Ctx, _input: Value) -> Result<Value> {
+    Ok(json!({
+        "UserId": ctx.scope.account,
+        "Account": ctx.scope.account,
+        "Arn": ctx.principal_arn(),
+    }))
 }

@@ -17,7 +17,7 @@ const CLUSTER: &str = "c1";
 const TG_ARN: &str = "arn:aws:elasticloadbalancing:us-east-1:123456789012:targetgroup/web/0123456789abcdef";
 
 async fn ecs(ctx: &Ctx, op: &str, input: Value) -> Result<Value, wharf_types::Error> {
-    wharf_api::ecs::call(ctx, op, input).await.expect("an ECS operation")
+    wharf_api::ECS.call(ctx, op, input).await.expect("an ECS operation")
 }
 
 async fn put<T: serde::Serialize>(ctx: &Ctx, key: &str, doc: &T) {

@@ -24,7 +24,55 @@ pub use service_scheduler::ServiceScheduler;
 
 use std::time::Duration;
 use tokio::sync::watch;
+use tokio::task::JoinHandle;
+use wharf_core::Db;
+use wharf_core::logs::LogStore;
 use wharf_store::{Store, Watch};
+
+/// What the controllers of a control plane work on.
+#[derive(Debug, Clone)]
+pub struct Env {
+    pub db: Db,
+    pub logs: LogStore,
+    pub registry: wharf_registry::Registry,
+    /// How long an agent may be silent before its instance counts as disconnected.
+    pub agent_timeout: Duration,
+}
+
+/// The controllers of a running control plane; [`Running::stopped`] waits for all of them
+/// once `shutdown` has flipped.
+#[derive(Debug, Default)]
+pub struct Running {
+    tasks: Vec<JoinHandle<()>>,
+}
+
+/// Starts every controller of the control plane, each until `shutdown` flips. Adding a
+/// controller is one line here.
+pub fn start(env: &Env, shutdown: &watch::Receiver<bool>) -> Running {
+    let mut running = Running::default();
+    running.drive(ServiceReaper::new(env.db.clone()), env, shutdown);
+    running.drive(ServiceScheduler::new(env.db.clone()), env, shutdown);
+    running.drive(InstanceLiveness::new(env.db.clone(), env.agent_timeout), env, shutdown);
+    running.drive(LogRetention::new(env.logs.clone()), env, shutdown);
+    running.drive(EcrLifecycle::new(env.db.clone()), env, shutdown);
+    // The registry's own upkeep (upload expiry, garbage collection) keeps its own clock.
+    let (registry, stop) = (env.registry.clone(), shutdown.clone());
+    running.tasks.push(tokio::spawn(async move { registry.maintain(wharf_registry::GC_GRACE, stop).await }));
+    running
+}
+
+impl Running {
+    fn drive<R: Reconciler>(&mut self, r: R, env: &Env, shutdown: &watch::Receiver<bool>) {
+        self.tasks.push(tokio::spawn(drive(r, env.db.store().clone(), shutdown.clone())));
+    }
+
+    /// Waits until every controller has returned (after `shutdown` flipped).
+    pub async fn stopped(self) {
+        for t in self.tasks {
+            let _ = t.await;
+        }
+    }
+}
 
 /// What one activation did, for logs and (later) the console.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]

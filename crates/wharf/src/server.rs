@@ -112,35 +112,10 @@ pub async fn run(args: ServerArgs, embedded: Option<EmbeddedAgent>) -> anyhow::R
         lb,
         public_metrics: args.public_metrics,
     });
-    let reaper = tokio::spawn(wharf_controllers::drive(
-        wharf_controllers::ServiceReaper::new(db.clone()),
-        store.clone(),
-        shutdown_rx.clone(),
-    ));
-    let scheduler = tokio::spawn(wharf_controllers::drive(
-        wharf_controllers::ServiceScheduler::new(db.clone()),
-        store.clone(),
-        shutdown_rx.clone(),
-    ));
-    let registry_maintenance = {
-        let (registry, shutdown) = (registry.clone(), shutdown_rx.clone());
-        tokio::spawn(async move { registry.maintain(wharf_registry::GC_GRACE, shutdown).await })
-    };
-    let liveness = tokio::spawn(wharf_controllers::drive(
-        wharf_controllers::InstanceLiveness::new(db, agent_timeout),
-        store.clone(),
-        shutdown_rx.clone(),
-    ));
-    let retention = tokio::spawn(wharf_controllers::drive(
-        wharf_controllers::LogRetention::new(logs),
-        store.clone(),
-        shutdown_rx.clone(),
-    ));
-    let ecr_lifecycle = tokio::spawn(wharf_controllers::drive(
-        wharf_controllers::EcrLifecycle::new(Db::new(store.clone())),
-        store.clone(),
-        shutdown_rx.clone(),
-    ));
+    let controllers = wharf_controllers::start(
+        &wharf_controllers::Env { db, logs, registry: registry.clone(), agent_timeout },
+        &shutdown_rx,
+    );
 
     // Before announcing the endpoint: a SIGTERM right after it must still shut down cleanly.
     let mut signals = Signals::new()?;
@@ -204,15 +179,10 @@ pub async fn run(args: ServerArgs, embedded: Option<EmbeddedAgent>) -> anyhow::R
     if tokio::time::timeout(Duration::from_secs(10), graceful.shutdown()).await.is_err() {
         tracing::warn!("connections still open after 10 s; closing them");
     }
-    let _ = reaper.await;
-    let _ = liveness.await;
-    let _ = scheduler.await;
+    controllers.stopped().await;
     if let Some(agent) = agent {
         let _ = agent.await;
     }
-    let _ = retention.await;
-    let _ = registry_maintenance.await;
-    let _ = ecr_lifecycle.await;
     let _ = lb_task.await;
     store.close();
     say!("Wharf stopped.");
