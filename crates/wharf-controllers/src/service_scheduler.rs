@@ -171,17 +171,11 @@ impl ServiceScheduler {
             if breaker.as_ref().is_some_and(|b| b.rollback)
                 && let Some(td) = rollback_to
             {
-                for d in svc.deployments.iter_mut().filter(|d| d.status == "PRIMARY") {
-                    d.status = "ACTIVE".into();
-                }
-                let dep = deployments::new_deployment(&svc, &td, now);
-                deployments::record(ctx, &svc, &dep, Some(&primary_id), &mut history).await?;
+                deployments::start(ctx, &mut svc, &td, now, Some(&primary_id), &mut history).await?;
                 events.push(format!(
                     "(service {}) rolling back to deployment {} ({td}) after a circuit breaker failure.",
-                    svc.service_name, dep.id
+                    svc.service_name, svc.deployments[0].id
                 ));
-                svc.task_definition = Some(td.clone());
-                svc.deployments.insert(0, dep);
                 svc.extra.remove(STEADY);
                 return self.write(ctx, &s, svc, events, history).await.map(|_| true);
             }

@@ -29,8 +29,34 @@ pub fn deployment_load_balancers(d: &Deployment) -> Vec<Value> {
 /// rollback returns to). Never on the wire: responses are shaped by the model.
 pub const LAST_COMPLETED: &str = "wharfLastCompletedTaskDefinition";
 
+/// Starts a new PRIMARY deployment of task definition `td` for `svc`: the deployment that
+/// was PRIMARY becomes ACTIVE (its tasks drain as the new ones come up), the new one leads
+/// `deployments[]`, and its history — the service revision and the deployment record, with
+/// any IN_PROGRESS record superseded or, for a rollback of `rollback_of`, marked
+/// ROLLBACK_IN_PROGRESS — is appended to `txn`, which the caller commits with the service.
+/// The one way a deployment comes to be: CreateService, UpdateService, StopServiceDeployment
+/// and the circuit breaker's rollback all go through it.
+pub async fn start(
+    s: &Scoped,
+    svc: &mut Service,
+    td: &str,
+    now: f64,
+    rollback_of: Option<&str>,
+    txn: &mut Txn,
+) -> Result<()> {
+    for d in svc.deployments.iter_mut().filter(|d| d.status == "PRIMARY") {
+        d.status = "ACTIVE".into();
+        d.updated_at = now;
+    }
+    let dep = new_deployment(svc, td, now);
+    record(s, svc, &dep, rollback_of, txn).await?;
+    svc.task_definition = Some(td.to_string());
+    svc.deployments.insert(0, dep);
+    Ok(())
+}
+
 /// A new PRIMARY deployment of `td` for `service` (also the scheduler's rollback).
-pub fn new_deployment(service: &Service, td: &str, now: f64) -> Deployment {
+fn new_deployment(service: &Service, td: &str, now: f64) -> Deployment {
     let id = deployment_id();
     Deployment {
         rollout_state_reason: Some(format!("ECS deployment {id} in progress.")),

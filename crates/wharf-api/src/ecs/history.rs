@@ -10,7 +10,7 @@ use crate::db::encode;
 use crate::paging::max_results;
 use serde::Deserialize;
 use serde_json::{Value, json};
-use wharf_core::deployments::{LAST_COMPLETED, deployment_arn, finish, new_deployment, record};
+use wharf_core::deployments::{self, LAST_COMPLETED, deployment_arn, finish};
 use wharf_store::Op;
 use wharf_types::ecs::{Failure, Service};
 use wharf_types::{Arn, Error, Result};
@@ -183,14 +183,10 @@ pub async fn stop(ctx: &Ctx, v: Value) -> Result<Value> {
                 (false, Some(td)) => {
                     let now = wharf_types::now();
                     for d in svc.deployments.iter_mut().filter(|d| d.status == "PRIMARY") {
-                        d.status = "ACTIVE".into();
                         d.rollout_state = Some("FAILED".into());
                         d.rollout_state_reason = Some("Stopped by StopServiceDeployment (rollback).".into());
                     }
-                    let dep = new_deployment(&svc, &td, now);
-                    record(ctx, &svc, &dep, Some(&primary.id), &mut txn).await?;
-                    svc.task_definition = Some(td);
-                    svc.deployments.insert(0, dep);
+                    deployments::start(ctx, &mut svc, &td, now, Some(&primary.id), &mut txn).await?;
                 }
                 (false, None) => {
                     return Err(Error::Conflict("The service has no completed deployment to roll back to.".into()));

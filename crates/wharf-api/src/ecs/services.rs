@@ -1,4 +1,4 @@
-//! Services: the desired state the service scheduler (a later controller) keeps running.
+//! Services: the desired state the service scheduler (`wharf-controllers`) keeps running.
 //! This module stores and validates the whole shape and keeps `deployments[]` as ECS does:
 //! one PRIMARY, older ones ACTIVE until drained.
 
@@ -9,7 +9,7 @@ use crate::db::cas_put;
 use crate::paging::{max_results, scan, with_token};
 use serde::Deserialize;
 use serde_json::{Map, Value, json};
-use wharf_core::deployments::{new_deployment, record};
+use wharf_core::deployments;
 use wharf_store::Txn;
 use wharf_types::ecs::{DeploymentCircuitBreaker, DeploymentConfiguration, Failure, Service, Tag, TaskDefinition};
 use wharf_types::{Error, Result, elb};
@@ -345,9 +345,7 @@ pub async fn create(ctx: &Ctx, v: Value) -> Result<Value> {
             };
             let mut txn = Txn::default();
             if let Some(td) = &td_arn {
-                let dep = new_deployment(&service, td, now);
-                record(ctx, &service, &dep, None, &mut txn).await?;
-                service.deployments.push(dep);
+                deployments::start(ctx, &mut service, td, now, None, &mut txn).await?;
             }
             let put = cas_put(&key, existing.map_or(0, |s| s.rev), &service)?;
             txn.compares.extend(put.compares);
@@ -572,14 +570,8 @@ pub async fn update(ctx: &Ctx, v: Value) -> Result<Value> {
             let mut history = Txn::default();
             // New target groups need new tasks (ECS starts them, then stops the old ones).
             if td_changed || r.force_new_deployment || network_changed || lbs_changed {
-                for d in doc.deployments.iter_mut().filter(|d| d.status == "PRIMARY") {
-                    d.status = "ACTIVE".into();
-                    d.updated_at = now;
-                }
                 if let Some(td) = doc.task_definition.clone() {
-                    let dep = new_deployment(&doc, &td, now);
-                    record(ctx, &doc, &dep, None, &mut history).await?;
-                    doc.deployments.insert(0, dep);
+                    deployments::start(ctx, &mut doc, &td, now, None, &mut history).await?;
                 }
             } else if let Some(primary) = doc.deployments.iter_mut().find(|d| d.status == "PRIMARY") {
                 primary.desired_count = doc.desired_count;

@@ -1,7 +1,7 @@
-//! Tasks: RunTask/StartTask create them (placed on container instances with CPU, memory and
-//! port accounting), StopTask asks them to stop, Describe/List read them. Agents move them
-//! through the lifecycle in a later issue; here the control plane owns what happens before
-//! an agent has acknowledged a task.
+//! The tasks API: RunTask and StartTask check a request against its task definition and
+//! launch through `wharf_core::tasks` (placement with CPU, memory and port accounting, or
+//! Fargate capacity), StopTask asks a task to stop, DescribeTasks and ListTasks read them.
+//! Agents move tasks through their lifecycle (`agent.rs`).
 
 use super::task_definitions::require;
 use super::{Keys, active_cluster, input, output, split_ref, tags};
