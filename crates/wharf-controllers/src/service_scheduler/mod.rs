@@ -1,0 +1,555 @@
+//! The service scheduler and deployment controller: keeps each service's PRIMARY deployment at
+//! `desiredCount` healthy tasks, moves tasks from older deployments to it as the service's
+//! [`strategy`] decides (ECS's rolling update within minimumHealthyPercent / maximumPercent,
+//! or one task per ACTIVE instance for DAEMON services), replaces tasks that stop or fail
+//! their health checks, trips the deployment circuit breaker (and rolls back), and keeps
+//! `deployments[]`, the counts and `events[]` true. Every activation re-reads the world; the
+//! deployment's state lives in the service document, so a restarted server resumes where it
+//! was.
+//!
+//! One activation of one service is five steps, each a function below: [`World::observe`]
+//! (read the service's tasks, instances and target health; register and drain targets), the
+//! circuit breaker ([`breaker`]), the strategy's plan, acting on it ([`stop`], [`start`]), and
+//! accounting for it ([`account`]: counts, completion, steady state), written in one
+//! compare-and-swap of the service with its events and deployment history.
+
+mod strategy;
+mod targets;
+
+use crate::planner::TaskView;
+use crate::{Reconciler, Status};
+use serde_json::{Value, json};
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Duration;
+use strategy::{Plan, Starts, Strategy};
+use targets::LbHealth;
+use wharf_core::db::{Versioned, cas_put};
+use wharf_core::deployments::{self, LAST_COMPLETED};
+use wharf_core::keys::{Keys, all_of_kind, scope_of_key};
+use wharf_core::tasks::{ACTIVE_TASK_STATES, RunRequest, launch, launch_on, stop_task};
+use wharf_core::{Db, Scoped};
+use wharf_store::Txn;
+use wharf_types::Error;
+use wharf_types::ecs::{Cluster, ContainerInstance, Failure, Service, ServiceEvent, Task, TaskDefinition};
+
+/// ECS keeps the newest 100 service events.
+const MAX_EVENTS: usize = 100;
+/// Tasks named per started/stopped event: ECS starts and stops a service's tasks in calls
+/// of at most 10 (RunTask's limit) and writes one event per call, so ten thousand tasks
+/// are a thousand short events (the newest 100 kept), never one event of ten thousand ids.
+const TASKS_PER_EVENT: usize = 10;
+/// Private service field: the service is known steady (so the steady-state event is written once).
+const STEADY: &str = "wharfSteady";
+
+#[derive(Debug, Clone)]
+pub struct ServiceScheduler {
+    db: Db,
+}
+
+impl ServiceScheduler {
+    pub fn new(db: Db) -> Self {
+        ServiceScheduler { db }
+    }
+
+    async fn run(&self) -> (usize, Vec<String>) {
+        let mut changed = 0;
+        let mut errors = vec![];
+        let services = match self.db.list::<Service>(&all_of_kind("service")).await {
+            Ok(s) => s,
+            Err(e) => return (0, vec![e.to_string()]),
+        };
+        for s in services {
+            if s.doc.status == "INACTIVE" {
+                continue;
+            }
+            let Some(scope) = scope_of_key(&s.key) else { continue };
+            match reconcile(&Scoped::new(scope, self.db.clone()), s).await {
+                Ok(true) => changed += 1,
+                Ok(false) => {}
+                Err(e) => errors.push(e.to_string()),
+            }
+        }
+        (changed, errors)
+    }
+}
+
+/// One step for one service. Returns whether anything changed.
+async fn reconcile(ctx: &Scoped, s: Versioned<Service>) -> Result<bool, Error> {
+    let Some(mut w) = World::observe(ctx, &s.doc).await? else { return Ok(false) };
+    let mut out = Activation { changed: w.targets_changed, ..Default::default() };
+    if breaker(ctx, &mut w, &mut out).await? == Breaker::RolledBack {
+        return write(ctx, &s, w.svc, out).await.map(|_| true);
+    }
+    let strategy = strategy::of(&w.svc);
+    let Plan { stop: to_stop, start: to_start } = strategy.plan(&w);
+    // Tasks this activation wrote (stopped or started), for the counts.
+    let mut touched = stop(ctx, &w, &to_stop, &mut out).await?;
+    start(ctx, &mut w, to_start, &mut touched, &mut out).await?;
+    account(ctx, &mut w, strategy, touched, &mut out).await?;
+    let was = &s.doc;
+    let counts_changed = w.svc.deployments != was.deployments
+        || w.svc.running_count != was.running_count
+        || w.svc.pending_count != was.pending_count
+        || w.svc.desired_count != was.desired_count
+        || w.svc.extra != was.extra;
+    if out.changed || counts_changed || !out.events.is_empty() {
+        write(ctx, &s, w.svc, out).await?;
+        return Ok(true);
+    }
+    Ok(false)
+}
+
+/// What one activation knows about one service, read once at its start.
+struct World {
+    /// The service as this activation will write it.
+    svc: Service,
+    cluster: Cluster,
+    cluster_name: String,
+    /// Every task of the service, whatever its state.
+    all: Vec<Arc<Task>>,
+    /// The tasks that count: not asked to stop, holding resources.
+    live: Vec<Arc<Task>>,
+    /// How the planner sees each of `live` (same order).
+    views: Vec<TaskView>,
+    instances: Vec<Versioned<ContainerInstance>>,
+    definitions: HashMap<String, TaskDefinition>,
+    /// What the load balancers report for each live task of a deployment with target groups.
+    lb_health: HashMap<String, LbHealth>,
+    primary_id: String,
+    /// The PRIMARY deployment's circuit breaker has tripped: it must not launch.
+    primary_failed: bool,
+    /// Registering or draining targets changed a task.
+    targets_changed: bool,
+    now: f64,
+}
+
+impl World {
+    /// Reads what the service's activation needs, after bringing its tasks' load balancer
+    /// registrations up to date. `None`: nothing to do (no cluster, no PRIMARY deployment).
+    async fn observe(ctx: &Scoped, svc: &Service) -> Result<Option<World>, Error> {
+        let cluster_name = svc.cluster_arn.rsplit('/').next().unwrap_or_default().to_string();
+        let keys = Keys::new(ctx);
+        let Some(cluster) = ctx.db.get::<Cluster>(&keys.cluster(&cluster_name)).await? else { return Ok(None) };
+        let group = format!("service:{}", svc.service_name);
+        let read_tasks = || async {
+            let tasks = ctx.db.list_tasks(&keys.tasks(&cluster_name)).await?;
+            Ok::<Vec<Arc<Task>>, Error>(
+                tasks.into_iter().map(|t| t.doc).filter(|t| t.group.as_ref() == Some(&group)).collect(),
+            )
+        };
+        let all = read_tasks().await?;
+        let instances = ctx.db.list::<ContainerInstance>(&keys.instances(&cluster_name)).await?;
+        let targets_changed = targets::sync_targets(ctx, svc, &cluster_name, &all, &instances).await?;
+        let all = if targets_changed { read_tasks().await? } else { all };
+        let Some(primary_id) = svc.deployments.iter().find(|d| d.status == "PRIMARY").map(|d| d.id.clone()) else {
+            return Ok(None);
+        };
+        let mut definitions: HashMap<String, TaskDefinition> = HashMap::new();
+        for d in &svc.deployments {
+            if !definitions.contains_key(&d.task_definition) {
+                let td = wharf_core::task_definitions::require(ctx, &d.task_definition, "taskDefinition").await?;
+                definitions.insert(d.task_definition.clone(), td.doc);
+            }
+        }
+        let lb_health = targets::lb_health(ctx, svc, &all).await?;
+        let live: Vec<Arc<Task>> = all
+            .iter()
+            .filter(|t| t.desired_status != "STOPPED" && ACTIVE_TASK_STATES.contains(&t.last_status.as_str()))
+            .cloned()
+            .collect();
+        let mut w = World {
+            svc: svc.clone(),
+            cluster: cluster.doc,
+            cluster_name,
+            all,
+            live,
+            views: vec![],
+            instances,
+            definitions,
+            lb_health,
+            primary_id,
+            primary_failed: false,
+            targets_changed,
+            now: wharf_types::now(),
+        };
+        // Tasks on instances that are draining (or lost) are replaced like an old
+        // deployment's: new ones start elsewhere first, within the same bounds.
+        let leaving: Vec<&str> = w
+            .instances
+            .iter()
+            .filter(|i| i.doc.status != "ACTIVE" || !i.doc.agent_connected)
+            .map(|i| i.doc.container_instance_arn.as_str())
+            .collect();
+        let views = w
+            .live
+            .iter()
+            .map(|t| {
+                let mut v = w.view(t);
+                if t.container_instance_arn.as_deref().is_some_and(|a| leaving.contains(&a)) {
+                    v.primary = false;
+                }
+                v
+            })
+            .collect();
+        w.views = views;
+        Ok(Some(w))
+    }
+
+    /// Task `t` as the planner sees it: PRIMARY or not, healthy (its container health checks
+    /// and every target group agree), or failing its checks after the grace period.
+    fn view(&self, t: &Task) -> TaskView {
+        let checked = self
+            .definitions
+            .get(&t.task_definition_arn)
+            .is_some_and(|td| td.container_definitions.iter().any(|c| c.extra.contains_key("healthCheck")));
+        let running = t.last_status == "RUNNING";
+        let grace = self.svc.health_check_grace_period_seconds.unwrap_or(0) as f64;
+        let past_grace = t.started_at.is_some_and(|s| self.now - s >= grace);
+        let health = t.health_status.as_deref();
+        let lb = self.lb_health.get(&t.task_arn);
+        TaskView {
+            primary: self.is_primary(t),
+            healthy: running && (!checked || health == Some("HEALTHY")) && lb.is_none_or(|h| h.healthy),
+            unhealthy: running
+                && past_grace
+                && ((checked && health == Some("UNHEALTHY")) || lb.is_some_and(|h| h.failing.is_some())),
+        }
+    }
+
+    fn is_primary(&self, t: &Task) -> bool {
+        t.started_by.as_deref() == Some(self.primary_id.as_str())
+    }
+
+    /// The PRIMARY deployment's task count: `desiredCount` while the service is ACTIVE.
+    fn desired(&self) -> i64 {
+        if self.svc.status == "ACTIVE" { self.svc.desired_count } else { 0 }
+    }
+
+    /// (minimumHealthyPercent, maximumPercent) with ECS's defaults.
+    fn bounds(&self) -> (i64, i64) {
+        let c = &self.svc.deployment_configuration;
+        (c.minimum_healthy_percent.unwrap_or(100), c.maximum_percent.unwrap_or(200))
+    }
+
+    fn active_instances(&self) -> impl Iterator<Item = &str> {
+        self.instances.iter().filter(|i| i.doc.status == "ACTIVE").map(|i| i.doc.container_instance_arn.as_str())
+    }
+}
+
+/// What an activation has to write besides the service: whether anything changed, the
+/// events to add, and the deployment-history records to write with it.
+#[derive(Default)]
+struct Activation {
+    changed: bool,
+    events: Vec<String>,
+    history: Txn,
+}
+
+#[derive(Debug, PartialEq, Eq)]
+enum Breaker {
+    Watching,
+    RolledBack,
+}
+
+/// The deployment circuit breaker: PRIMARY tasks that stopped on their own count as failures;
+/// at `clamp(ceil(desired / 2), 3, 200)` of them during a rollout the deployment FAILED, and
+/// with rollback on, the last COMPLETED task definition is deployed again.
+async fn breaker(ctx: &Scoped, w: &mut World, out: &mut Activation) -> Result<Breaker, Error> {
+    let (now, primary_id) = (w.now, w.primary_id.clone());
+    let failed = w
+        .all
+        .iter()
+        .filter(|t| t.started_by.as_deref() == Some(primary_id.as_str()) && t.last_status == "STOPPED")
+        .filter(|t| !matches!(t.stop_code.as_deref(), Some("ServiceSchedulerInitiated" | "UserInitiated")))
+        .count() as i64;
+    let svc = &mut w.svc;
+    let breaker = svc.deployment_configuration.deployment_circuit_breaker.clone();
+    let threshold = ((svc.desired_count + 1) / 2).clamp(3, 200);
+    w.primary_failed =
+        svc.deployments.iter().any(|d| d.id == primary_id && d.rollout_state.as_deref() == Some("FAILED"));
+    if let Some(p) = svc.deployments.iter_mut().find(|d| d.id == primary_id)
+        && p.failed_tasks != failed
+    {
+        p.failed_tasks = failed;
+        p.updated_at = now;
+        out.changed = true;
+    }
+    // It watches a deployment only while it rolls out: crashes after COMPLETED are replaced.
+    let in_progress =
+        svc.deployments.iter().any(|d| d.id == primary_id && d.rollout_state.as_deref() == Some("IN_PROGRESS"));
+    if !(breaker.as_ref().is_some_and(|b| b.enable) && in_progress && failed >= threshold) {
+        return Ok(Breaker::Watching);
+    }
+    w.primary_failed = true;
+    out.changed = true;
+    let reason = "ECS deployment circuit breaker: tasks failed to start.";
+    for d in svc.deployments.iter_mut().filter(|d| d.id == primary_id) {
+        d.rollout_state = Some("FAILED".into());
+        d.rollout_state_reason = Some(reason.into());
+        d.updated_at = now;
+    }
+    out.events.push(format!(
+        "(service {}) (deployment {primary_id}) deployment failed: tasks failed to start.",
+        svc.service_name
+    ));
+    let rollback_to = svc.extra.get(LAST_COMPLETED).and_then(Value::as_str).map(str::to_string);
+    if breaker.as_ref().is_some_and(|b| b.rollback)
+        && let Some(td) = rollback_to
+    {
+        deployments::start(ctx, svc, &td, now, Some(&primary_id), &mut out.history).await?;
+        out.events.push(format!(
+            "(service {}) rolling back to deployment {} ({td}) after a circuit breaker failure.",
+            svc.service_name, svc.deployments[0].id
+        ));
+        svc.extra.remove(STEADY);
+        return Ok(Breaker::RolledBack);
+    }
+    if let Some(p) = svc.deployments.iter().find(|d| d.id == primary_id) {
+        deployments::finish(ctx, svc, p, "STOPPED", reason, &mut out.history).await?;
+    }
+    Ok(Breaker::Watching)
+}
+
+/// Stops the planned tasks (deregistering them from load balancers first), each with ECS's
+/// reason: failed ELB or container health checks, or the deployment's scaling.
+async fn stop(ctx: &Scoped, w: &World, arns: &[String], out: &mut Activation) -> Result<HashMap<String, Task>, Error> {
+    let mut touched = HashMap::new();
+    let mut stopped = vec![];
+    for arn in arns {
+        let unhealthy = w.live.iter().zip(&w.views).any(|(t, v)| &t.task_arn == arn && v.unhealthy);
+        let elb = w.lb_health.get(arn).and_then(|h| h.failing.clone());
+        let reason = if let (true, Some(tg)) = (unhealthy, elb) {
+            format!("Task failed ELB health checks in (target-group {tg})")
+        } else if unhealthy {
+            "Task failed container health checks".to_string()
+        } else {
+            format!("Scaling activity initiated by (deployment {})", w.primary_id)
+        };
+        let id = arn.rsplit('/').next().unwrap_or_default();
+        let t = stop_task(ctx, &w.cluster_name, id, &reason, "ServiceSchedulerInitiated").await?;
+        touched.insert(t.task_arn.clone(), t);
+        stopped.push(format!("(task {id})"));
+    }
+    if !stopped.is_empty() {
+        out.changed = true;
+        for batch in stopped.chunks(TASKS_PER_EVENT) {
+            out.events.push(format!(
+                "(service {}) has stopped {} running tasks: {}.",
+                w.svc.service_name,
+                batch.len(),
+                batch.join(" ")
+            ));
+        }
+    }
+    Ok(touched)
+}
+
+/// Launches the planned PRIMARY tasks through the same placement as RunTask (default
+/// strategy: spread by zone, then instance); a placement failure becomes one service event.
+async fn start(
+    ctx: &Scoped,
+    w: &mut World,
+    starts: Starts,
+    touched: &mut HashMap<String, Task>,
+    out: &mut Activation,
+) -> Result<(), Error> {
+    let Some(primary) = w.svc.deployments.iter().find(|d| d.id == w.primary_id) else { return Ok(()) };
+    let Some(td) = w.definitions.get(&primary.task_definition) else { return Ok(()) };
+    let svc = &w.svc;
+    let request = RunRequest {
+        task_definition: primary.task_definition.clone(),
+        launch_type: svc.launch_type.clone(),
+        capacity_provider_strategy: svc.capacity_provider_strategy.clone().filter(|s| !s.is_empty()),
+        group: Some(format!("service:{}", svc.service_name)),
+        started_by: Some(w.primary_id.clone()),
+        network_configuration: svc.network_configuration.clone(),
+        placement_constraints: svc.placement_constraints.clone(),
+        placement_strategy: if svc.placement_strategy.is_empty() {
+            // ECS's default for services: spread across zones, then instances.
+            vec![
+                json!({"type": "spread", "field": "attribute:ecs.availability-zone"}),
+                json!({"type": "spread", "field": "instanceId"}),
+            ]
+        } else {
+            svc.placement_strategy.clone()
+        },
+        platform_version: svc.platform_version.clone(),
+        enable_execute_command: svc.enable_execute_command,
+        ..Default::default()
+    };
+    let (started, failures) = match starts {
+        Starts::Count(0) => (vec![], vec![]),
+        Starts::Count(n) => match launch(ctx, &w.cluster, td, &request, n).await {
+            Ok(r) => r,
+            Err(e) => (vec![], vec![failure(e)]),
+        },
+        Starts::On(instances) => {
+            let mut all = (vec![], vec![]);
+            for arn in instances {
+                let mut r = request.clone();
+                r.container_instances = vec![arn];
+                match launch_on(ctx, &w.cluster, td, &r).await {
+                    Ok((t, f)) => {
+                        all.0.extend(t);
+                        all.1.extend(f);
+                    }
+                    Err(e) => all.1.push(failure(e)),
+                }
+            }
+            all
+        }
+    };
+    let svc = &mut w.svc;
+    for t in &started {
+        touched.insert(t.task_arn.clone(), t.clone());
+    }
+    if !started.is_empty() {
+        out.changed = true;
+        let names: Vec<String> =
+            started.iter().map(|t| format!("(task {})", t.task_arn.rsplit('/').next().unwrap_or_default())).collect();
+        for batch in names.chunks(TASKS_PER_EVENT) {
+            out.events.push(format!(
+                "(service {}) has started {} tasks: {}.",
+                svc.service_name,
+                batch.len(),
+                batch.join(" ")
+            ));
+        }
+        svc.extra.remove(STEADY);
+    }
+    if let Some(f) = failures.first() {
+        let reason = match &f.arn {
+            Some(arn) => format!("{} on {arn}", f.reason),
+            None => f.reason.clone(),
+        };
+        let message = format!(
+            "(service {}) was unable to place a task because no container instance met all of its requirements. Reason: {reason}",
+            svc.service_name
+        );
+        if svc.events.first().map(|e| &e.message) != Some(&message) {
+            out.events.push(message);
+            out.changed = true;
+        }
+    }
+    Ok(())
+}
+
+/// Counts each deployment's tasks, drops drained deployments, and marks the rollout
+/// COMPLETED (and the service steady) once the PRIMARY deployment alone runs `target`
+/// healthy tasks.
+async fn account(
+    ctx: &Scoped,
+    w: &mut World,
+    strategy: &dyn Strategy,
+    mut touched: HashMap<String, Task>,
+    out: &mut Activation,
+) -> Result<(), Error> {
+    // What was read at the start plus what this activation wrote (re-reading 10,000 tasks
+    // here cost more than the placement itself); the next activation re-reads anyway.
+    let mut fresh: Vec<Arc<Task>> =
+        w.all.iter().map(|t| touched.remove(&t.task_arn).map_or_else(|| t.clone(), Arc::new)).collect();
+    fresh.extend(touched.into_values().map(Arc::new));
+    fresh.retain(|t| ACTIVE_TASK_STATES.contains(&t.last_status.as_str()));
+    let count = |id: &str, running: bool| {
+        fresh.iter().filter(|t| t.started_by.as_deref() == Some(id) && (t.last_status == "RUNNING") == running).count()
+            as i64
+    };
+    let target = strategy.target(w);
+    let healthy_primary = fresh
+        .iter()
+        .filter(|t| {
+            let v = w.view(t);
+            v.primary && v.healthy
+        })
+        .count() as i64;
+    let (now, primary_id) = (w.now, w.primary_id.as_str());
+    let svc = &mut w.svc;
+    for d in &mut svc.deployments {
+        d.running_count = count(&d.id, true);
+        d.pending_count = count(&d.id, false);
+        d.desired_count = if d.id == primary_id { target } else { 0 };
+    }
+    svc.deployments.retain(|d| d.id == primary_id || d.running_count + d.pending_count > 0);
+    svc.running_count = fresh.iter().filter(|t| t.last_status == "RUNNING").count() as i64;
+    svc.pending_count = fresh.len() as i64 - svc.running_count;
+    if strategy.owns_desired_count() {
+        svc.desired_count = target;
+    }
+    let steady = svc.deployments.len() == 1
+        && healthy_primary == target
+        && svc.pending_count == 0
+        && svc.running_count == target;
+    if steady
+        && let Some(p) = svc.deployments.first_mut()
+        && p.rollout_state.as_deref() == Some("IN_PROGRESS")
+    {
+        p.rollout_state = Some("COMPLETED".into());
+        p.rollout_state_reason = Some(format!("ECS deployment {} completed.", p.id));
+        p.updated_at = now;
+        out.events.push(format!("(service {}) (deployment {}) deployment completed.", svc.service_name, p.id));
+        svc.extra.insert(LAST_COMPLETED.into(), json!(p.task_definition));
+        let done = p.clone();
+        deployments::finish(ctx, svc, &done, "SUCCESSFUL", "Deployment completed.", &mut out.history).await?;
+    }
+    if steady && !svc.extra.contains_key(STEADY) {
+        svc.extra.insert(STEADY.into(), json!(true));
+        out.events.push(format!("(service {}) has reached a steady state.", svc.service_name));
+    }
+    if !steady {
+        svc.extra.remove(STEADY);
+    }
+    Ok(())
+}
+
+/// Saves the service with new events (newest first, capped) and the activation's history
+/// records in one compare-and-swap; a lost race waits for the next activation.
+async fn write(ctx: &Scoped, s: &Versioned<Service>, mut svc: Service, out: Activation) -> Result<bool, Error> {
+    let now = wharf_types::now();
+    // Newest first: the last message is the newest; only the newest MAX_EVENTS stay.
+    let skip = out.events.len().saturating_sub(MAX_EVENTS);
+    let mut newest: Vec<ServiceEvent> = out
+        .events
+        .into_iter()
+        .skip(skip)
+        .rev()
+        .map(|message| ServiceEvent { id: wharf_types::uuid(), created_at: now, message })
+        .collect();
+    newest.append(&mut svc.events);
+    newest.truncate(MAX_EVENTS);
+    svc.events = newest;
+    let mut txn = cas_put(&s.key, s.rev, &svc)?;
+    txn.compares.extend(out.history.compares);
+    txn.ops.extend(out.history.ops);
+    ctx.db.commit(txn).await
+}
+
+fn failure(e: Error) -> Failure {
+    Failure { arn: None, reason: e.to_string(), detail: None }
+}
+
+impl Reconciler for ServiceScheduler {
+    fn name(&self) -> &'static str {
+        "service-scheduler"
+    }
+    fn watch_prefixes(&self) -> Vec<String> {
+        // Target health decides deployments; a target the data plane removed ends a drain.
+        vec![
+            all_of_kind("service"),
+            all_of_kind("task"),
+            all_of_kind("instance"),
+            "/elb/health/".to_string(),
+            "/elb/target/".to_string(),
+        ]
+    }
+    fn period(&self) -> Duration {
+        Duration::from_secs(2)
+    }
+    fn settle(&self) -> Duration {
+        Duration::from_millis(50)
+    }
+    async fn activate(&self) -> Status {
+        let (changed, errors) = self.run().await;
+        Status { changed, errors }
+    }
+}

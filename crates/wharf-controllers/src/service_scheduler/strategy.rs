@@ -1,0 +1,119 @@
+//! How a service's tasks move from its older deployments to its PRIMARY one. The scheduler
+//! observes a service ([`World`]), asks its strategy what to do in this activation, does it,
+//! and accounts for it: a strategy only decides. `Rolling` (REPLICA services, ECS's ROLLING
+//! deployment controller) and `Daemon` are the two today; blue/green, linear and canary
+//! deployments (traffic shifted between target groups) and an external controller (task sets,
+//! which plans nothing itself) are further implementations of [`Strategy`].
+
+use super::World;
+use crate::planner::{max_total, min_healthy, plan};
+use wharf_types::ecs::Service;
+
+/// What one activation does to the service's tasks.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(super) struct Plan {
+    /// ARNs of tasks to stop.
+    pub stop: Vec<String>,
+    pub start: Starts,
+}
+
+/// What to start: a number of PRIMARY tasks placed by strategy, or one on each instance.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(super) enum Starts {
+    Count(usize),
+    On(Vec<String>),
+}
+
+pub(super) trait Strategy: Sync {
+    /// How many PRIMARY tasks the service has once its rollout is done.
+    fn target(&self, w: &World) -> i64;
+    /// This activation's stops and starts.
+    fn plan(&self, w: &World) -> Plan;
+    /// Whether the service's `desiredCount` is [`Strategy::target`] rather than the user's.
+    fn owns_desired_count(&self) -> bool {
+        false
+    }
+}
+
+/// The strategy of `svc`.
+pub(super) fn of(svc: &Service) -> &'static dyn Strategy {
+    if svc.scheduling_strategy == "DAEMON" { &Daemon } else { &Rolling }
+}
+
+/// ECS's rolling update: replace old tasks with new ones within minimumHealthyPercent and
+/// maximumPercent (the arithmetic is `planner`'s, property-tested).
+struct Rolling;
+
+impl Strategy for Rolling {
+    fn target(&self, w: &World) -> i64 {
+        w.desired()
+    }
+
+    fn plan(&self, w: &World) -> Plan {
+        let desired = w.desired();
+        let (min, max) = w.bounds();
+        let p = plan(&w.views, desired, min, max, !w.primary_failed);
+        // Tasks asked to stop hold their place under maximumPercent until they have stopped.
+        let stopping = w.all.iter().filter(|t| t.desired_status == "STOPPED" && t.last_status != "STOPPED").count();
+        let room = (max_total(desired, max) as usize).saturating_sub(w.live.len() + stopping);
+        Plan {
+            stop: p.stop.into_iter().map(|i| w.live[i].task_arn.clone()).collect(),
+            start: Starts::Count(p.start.min(room)),
+        }
+    }
+}
+
+/// DAEMON: one PRIMARY task on every ACTIVE instance; tasks on instances that are not ACTIVE
+/// (draining, deregistered) and duplicates go. An older deployment's task is stopped first
+/// (maximumPercent is 100) while minimumHealthyPercent allows, and the new one starts once
+/// no task of the service holds the instance any more.
+struct Daemon;
+
+impl Strategy for Daemon {
+    fn target(&self, w: &World) -> i64 {
+        w.active_instances().count() as i64
+    }
+
+    fn owns_desired_count(&self) -> bool {
+        true
+    }
+
+    fn plan(&self, w: &World) -> Plan {
+        let active: Vec<&str> = w.active_instances().collect();
+        let serving = w.svc.status == "ACTIVE";
+        let floor = min_healthy(active.len() as i64, w.bounds().0);
+        let mut healthy = w.live.iter().filter(|t| t.last_status == "RUNNING").count() as i64;
+        let mut stop = vec![];
+        let mut covered = vec![];
+        // PRIMARY tasks first: they keep their instance; older ones give theirs up.
+        let mut ordered: Vec<_> = w.live.iter().collect();
+        ordered.sort_by_key(|t| t.started_by.as_deref() != Some(w.primary_id.as_str()));
+        for t in ordered {
+            let on = t.container_instance_arn.as_deref().unwrap_or_default();
+            let is_primary = t.started_by.as_deref() == Some(w.primary_id.as_str());
+            let running = t.last_status == "RUNNING";
+            let go = !serving
+                || !active.contains(&on)
+                || covered.contains(&on)
+                || (!is_primary && (!running || healthy > floor));
+            if go {
+                healthy -= i64::from(running);
+                stop.push(t.task_arn.clone());
+            } else if is_primary {
+                covered.push(on);
+            }
+        }
+        let holding: Vec<&str> = w
+            .all
+            .iter()
+            .filter(|t| t.last_status != "STOPPED")
+            .filter_map(|t| t.container_instance_arn.as_deref())
+            .collect();
+        let missing = if serving {
+            active.iter().filter(|a| !holding.contains(a)).map(|a| a.to_string()).collect()
+        } else {
+            vec![]
+        };
+        Plan { stop, start: Starts::On(missing) }
+    }
+}
