@@ -7,7 +7,6 @@
 use proptest::prelude::*;
 use serde_json::{Map, Value, json};
 use wharf_api::{Ctx, ELBV2};
-use wharf_types::Error;
 
 fn arb_json() -> impl Strategy<Value = Value> {
     let names = prop::sample::select(vec![
@@ -148,7 +147,7 @@ proptest! {
             let arns = [("$TG", tg), ("$LB", lb), ("$L", l), ("$R", r)];
             let result = call(&ctx, op, bind(body, &arns)).await;
             if let Err(e) = result {
-                prop_assert!(!matches!(e, Error::Internal(_)), "{op}: server fault {e:?}");
+                prop_assert!(e.is_client_fault(), "{op}: server fault {e:?}");
             }
             Ok(())
         })?;

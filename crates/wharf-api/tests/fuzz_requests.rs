@@ -6,7 +6,6 @@
 use proptest::prelude::*;
 use serde_json::{Map, Value, json};
 use wharf_api::{Ctx, ECS};
-use wharf_types::Error;
 
 /// Arbitrary JSON, biased toward the member names ECS operations use so inputs get past the
 /// first checks and reach handler logic.
@@ -92,7 +91,7 @@ proptest! {
                 Err(e) => Err(e),
             };
             if let Err(e) = result {
-                prop_assert!(!matches!(e, Error::Internal(_)), "{op}: server fault {e:?}");
+                prop_assert!(e.is_client_fault(), "{op}: server fault {e:?}");
             }
             Ok(())
         })?;

@@ -1,5 +1,5 @@
 //! Typed documents over the store: serde in and out, compare-and-swap writes, and store
-//! failures turned into internal errors (never a client's fault).
+//! failures turned into `Error::Store` (never a client's fault).
 
 use bytes::Bytes;
 use serde::Serialize;
@@ -34,12 +34,9 @@ pub struct Versioned<T> {
 /// write. This is optimistic concurrency, not a retry of a failed operation.
 const CAS_ATTEMPTS: usize = 32;
 
-fn internal(e: impl std::fmt::Display) -> Error {
-    Error::Internal(format!("state store failure: {e}"))
-}
-
+/// A document that cannot be encoded cannot be stored either: a store failure too.
 pub fn encode<T: Serialize>(doc: &T) -> Result<Bytes> {
-    serde_json::to_vec(doc).map(Bytes::from).map_err(internal)
+    serde_json::to_vec(doc).map(Bytes::from).map_err(Error::store)
 }
 
 fn decode<T: DeserializeOwned>(key: &str, bytes: &[u8]) -> Result<T> {
@@ -69,7 +66,7 @@ impl Db {
     }
 
     pub async fn get<T: DeserializeOwned>(&self, key: &str) -> Result<Option<Versioned<T>>> {
-        match self.store.get(key).await.map_err(internal)? {
+        match self.store.get(key).await.map_err(Error::store)? {
             None => Ok(None),
             Some(kv) => Ok(Some(Versioned { doc: decode(key, &kv.value)?, rev: kv.mod_revision, key: kv.key })),
         }
@@ -81,7 +78,7 @@ impl Db {
             .store
             .range(RangeRequest { prefix: prefix.to_string(), ..Default::default() })
             .await
-            .map_err(internal)?;
+            .map_err(Error::store)?;
         resp.kvs
             .into_iter()
             .map(|kv| Ok(Versioned { doc: decode(&kv.key, &kv.value)?, rev: kv.mod_revision, key: kv.key }))
@@ -97,7 +94,7 @@ impl Db {
             .store
             .range(RangeRequest { prefix: prefix.to_string(), ..Default::default() })
             .await
-            .map_err(internal)?;
+            .map_err(Error::store)?;
         self.tasks.resolve(prefix, resp.kvs, decode)
     }
 
@@ -113,7 +110,7 @@ impl Db {
             .store
             .range(RangeRequest { prefix: prefix.to_string(), after, limit, descending, keys_only: false })
             .await
-            .map_err(internal)?;
+            .map_err(Error::store)?;
         let docs = resp
             .kvs
             .into_iter()
@@ -128,13 +125,13 @@ impl Db {
             .store
             .range(RangeRequest { prefix: prefix.to_string(), limit, keys_only: true, ..Default::default() })
             .await
-            .map_err(internal)?;
+            .map_err(Error::store)?;
         Ok(resp.kvs.into_iter().map(|kv| kv.key).collect())
     }
 
     /// Applies `txn` if its compares hold. `Ok(false)` means a concurrent write won.
     pub async fn commit(&self, txn: Txn) -> Result<bool> {
-        Ok(self.store.txn(txn).await.map_err(internal)?.succeeded)
+        Ok(self.store.txn(txn).await.map_err(Error::store)?.succeeded)
     }
 
     /// Runs a read-modify-write until its compare-and-swap commits. `attempt` reads what it

@@ -1,7 +1,7 @@
 //! The one place where Wharf's domain error becomes an AWS error code and HTTP status.
 
 use crate::Protocol;
-use wharf_types::{Error, InUse, Resource};
+use wharf_types::{Error, InUse, Invalid, Limit, Resource};
 
 /// An error as it goes on the wire.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -13,13 +13,27 @@ pub struct WireError {
     pub sender_fault: bool,
 }
 
-/// Maps a domain error to the code `service` (its model's endpoint prefix) answers with.
+/// Maps a domain error to the code `service` (its model's endpoint prefix) answers with: the
+/// one table from Wharf's domain errors to AWS's codes. The HTTP status and the fault follow
+/// from the error: 400 and the sender's fault, or 500 and ours.
 pub fn wire_error(err: &Error, service: &str, protocol: Protocol) -> WireError {
     let query = protocol == Protocol::Query;
+    let elb = service == "elasticloadbalancing";
     let code = match (err, service) {
         (Error::InvalidParameter { .. }, _) if query => "ValidationError",
         (Error::InvalidParameter { .. }, "ecs" | "logs" | "api.ecr") => "InvalidParameterException",
         (Error::InvalidParameter { .. }, _) => "ValidationException",
+        (Error::Invalid { what, .. }, _) => match what {
+            Invalid::Target => "InvalidTarget",
+            Invalid::Action => "InvalidLoadBalancerAction",
+            Invalid::Configuration => "InvalidConfigurationRequest",
+            Invalid::Tag => "InvalidTagParameterException",
+            Invalid::DuplicateTagKey => "DuplicateTagKeys",
+            Invalid::Layer => "InvalidLayerException",
+            Invalid::LayerPart => "InvalidLayerPartException",
+            Invalid::EmptyUpload => "EmptyUploadException",
+            Invalid::ImageDigest => "ImageDigestDoesNotMatchException",
+        },
         (Error::Serialization(_), _) if query => "MalformedInput",
         (Error::Serialization(_), _) => "SerializationException",
         (Error::Client(_), "ecs") => "ClientException",
@@ -30,34 +44,68 @@ pub fn wire_error(err: &Error, service: &str, protocol: Protocol) -> WireError {
             Resource::Service => "ServiceNotFoundException",
             Resource::ServiceDeployment => "ServiceDeploymentNotFoundException",
             Resource::Target => "TargetNotFoundException",
+            Resource::LoadBalancer => "LoadBalancerNotFound",
+            Resource::TargetGroup => "TargetGroupNotFound",
+            Resource::Listener => "ListenerNotFound",
+            Resource::Rule => "RuleNotFound",
+            Resource::Certificate => "CertificateNotFound",
+            Resource::Repository => "RepositoryNotFoundException",
+            Resource::RepositoryPolicy => "RepositoryPolicyNotFoundException",
+            Resource::LifecyclePolicy => "LifecyclePolicyNotFoundException",
+            Resource::LifecyclePolicyPreview => "LifecyclePolicyPreviewNotFoundException",
+            // ECR has one code for an image missing by digest or by tag.
+            Resource::Image | Resource::ImageTag => "ImageNotFoundException",
+            Resource::Layer => "LayersNotFoundException",
+            Resource::Upload => "UploadNotFoundException",
             Resource::Other => "ResourceNotFoundException",
         },
-        (Error::AlreadyExists(_), _) => "ResourceAlreadyExistsException",
+        (Error::AlreadyExists { resource, .. }, _) => match resource {
+            Resource::LoadBalancer => "DuplicateLoadBalancerName",
+            Resource::TargetGroup => "DuplicateTargetGroupName",
+            Resource::Listener => "DuplicateListener",
+            Resource::Repository => "RepositoryAlreadyExistsException",
+            Resource::Image => "ImageAlreadyExistsException",
+            // An existing tag is only an error when tags are immutable; ECR's code says so.
+            Resource::ImageTag => "ImageTagAlreadyExistsException",
+            // CloudWatch Logs' groups and streams, and any kind without a code of its own.
+            _ => "ResourceAlreadyExistsException",
+        },
         (Error::InUse { reason, .. }, _) => match reason {
             InUse::ClusterContainsServices => "ClusterContainsServicesException",
             InUse::ClusterContainsTasks => "ClusterContainsTasksException",
             InUse::ClusterContainsContainerInstances => "ClusterContainsContainerInstancesException",
+            InUse::RepositoryContainsImages => "RepositoryNotEmptyException",
+            InUse::RulePriority => "PriorityInUse",
+            InUse::Resource if elb => "ResourceInUse",
             InUse::Resource => "ResourceInUseException",
         },
-        (Error::ServiceNotActive(_), _) => "ServiceNotActiveException",
+        (Error::NotActive(_), _) => "ServiceNotActiveException",
         (Error::Conflict(_), _) => "ConflictException",
-        (Error::LimitExceeded(_), _) => "LimitExceededException",
-        (Error::AttributeLimitExceeded(_), _) => "AttributeLimitExceededException",
+        (Error::LimitExceeded { limit, .. }, _) => match limit {
+            Limit::Tags if elb => "TooManyTags",
+            Limit::Tags => "TooManyTagsException",
+            Limit::Attributes => "AttributeLimitExceededException",
+            Limit::Listeners => "TooManyListeners",
+            Limit::Rules => "TooManyRules",
+            Limit::Actions => "TooManyActions",
+            Limit::Targets => "TooManyTargets",
+            Limit::Certificates => "TooManyCertificates",
+            Limit::TargetGroupAssociations => "TargetGroupAssociationLimit",
+        },
+        (Error::NotPermitted(_), _) => "OperationNotPermitted",
         (Error::Unsupported(_), "ecs") => "UnsupportedFeatureException",
+        // ELBv2's one code for a protocol, load balancer type or action it does not serve.
+        (Error::Unsupported(_), "elasticloadbalancing") => "UnsupportedProtocol",
         (Error::Unsupported(_), _) => "UnsupportedOperation",
-        (Error::Service { code, .. }, _) => code,
-        (Error::Internal(_), "ecs") => "ServerException",
-        (Error::Internal(_), _) if query => "InternalFailure",
-        (Error::Internal(_), "logs") => "ServiceUnavailableException",
-        (Error::Internal(_), _) => "InternalFailure",
+        // ECR's modelled server fault; its internal and store failures answer `InternalFailure`.
+        (Error::Registry(_), "api.ecr") => "ServerException",
+        (Error::Internal(_) | Error::Store { .. } | Error::Registry(_), "ecs") => "ServerException",
+        (Error::Internal(_) | Error::Store { .. } | Error::Registry(_), _) if query => "InternalFailure",
+        (Error::Internal(_) | Error::Store { .. } | Error::Registry(_), "logs") => "ServiceUnavailableException",
+        (Error::Internal(_) | Error::Store { .. } | Error::Registry(_), _) => "InternalFailure",
     };
     let client = err.is_client_fault();
-    let status = match err {
-        Error::Service { status, .. } => *status,
-        _ if client => 400,
-        _ => 500,
-    };
-    WireError { status, code, message: err.to_string(), sender_fault: client }
+    WireError { status: if client { 400 } else { 500 }, code, message: err.to_string(), sender_fault: client }
 }
 
 #[cfg(test)]
@@ -76,7 +124,8 @@ mod tests {
 
     #[test]
     fn elbv2_errors_are_sender_faults_with_their_own_codes() {
-        let e = wire_error(&Error::service("PriorityInUse", "taken"), "elasticloadbalancing", Protocol::Query);
+        let taken = Error::in_use(InUse::RulePriority, "taken");
+        let e = wire_error(&taken, "elasticloadbalancing", Protocol::Query);
         assert_eq!((e.status, e.code, e.sender_fault), (400, "PriorityInUse", true));
         let e = wire_error(&Error::invalid("Port", "bad"), "elasticloadbalancing", Protocol::Query);
         assert_eq!((e.status, e.code, e.sender_fault), (400, "ValidationError", true));
@@ -88,10 +137,107 @@ mod tests {
     fn logs_errors_use_cloudwatch_logs_codes() {
         let code = |e: &Error| wire_error(e, "logs", Protocol::Json).code;
         assert_eq!(code(&Error::invalid("retentionInDays", "bad")), "InvalidParameterException");
-        assert_eq!(code(&Error::AlreadyExists("exists".into())), "ResourceAlreadyExistsException");
+        assert_eq!(code(&Error::already_exists(Resource::Other, "exists")), "ResourceAlreadyExistsException");
         let missing = Error::NotFound { resource: Resource::Other, message: "gone".into() };
         assert_eq!(code(&missing), "ResourceNotFoundException");
         let e = wire_error(&Error::Internal("disk".into()), "logs", Protocol::Json);
         assert_eq!((e.status, e.code), (500, "ServiceUnavailableException"));
+    }
+
+    const ELB: (&str, Protocol) = ("elasticloadbalancing", Protocol::Query);
+    const ECR: (&str, Protocol) = ("api.ecr", Protocol::Json);
+    const ECS: (&str, Protocol) = ("ecs", Protocol::Json);
+    const LOGS: (&str, Protocol) = ("logs", Protocol::Json);
+    const STS: (&str, Protocol) = ("sts", Protocol::Query);
+    const SERVICES: [(&str, Protocol); 5] = [ECS, LOGS, ECR, ELB, STS];
+
+    fn disk() -> std::io::Error {
+        std::io::Error::other("disk full")
+    }
+
+    /// Each kind on the service that raises it, with the code and status that service
+    /// answered with when handlers still named codes themselves.
+    #[test]
+    fn each_kind_answers_its_services_code() {
+        use Error as E;
+        let cases = [
+            // ELBv2
+            (E::not_found(Resource::LoadBalancer, "m"), ELB, "LoadBalancerNotFound", 400),
+            (E::not_found(Resource::TargetGroup, "m"), ELB, "TargetGroupNotFound", 400),
+            (E::not_found(Resource::Listener, "m"), ELB, "ListenerNotFound", 400),
+            (E::not_found(Resource::Rule, "m"), ELB, "RuleNotFound", 400),
+            (E::not_found(Resource::Certificate, "m"), ELB, "CertificateNotFound", 400),
+            (E::already_exists(Resource::LoadBalancer, "m"), ELB, "DuplicateLoadBalancerName", 400),
+            (E::already_exists(Resource::TargetGroup, "m"), ELB, "DuplicateTargetGroupName", 400),
+            (E::already_exists(Resource::Listener, "m"), ELB, "DuplicateListener", 400),
+            (E::in_use(InUse::RulePriority, "m"), ELB, "PriorityInUse", 400),
+            (E::in_use(InUse::Resource, "m"), ELB, "ResourceInUse", 400),
+            (E::limit_exceeded(Limit::Tags, "m"), ELB, "TooManyTags", 400),
+            (E::limit_exceeded(Limit::Listeners, "m"), ELB, "TooManyListeners", 400),
+            (E::limit_exceeded(Limit::Rules, "m"), ELB, "TooManyRules", 400),
+            (E::limit_exceeded(Limit::Actions, "m"), ELB, "TooManyActions", 400),
+            (E::limit_exceeded(Limit::Targets, "m"), ELB, "TooManyTargets", 400),
+            (E::limit_exceeded(Limit::Certificates, "m"), ELB, "TooManyCertificates", 400),
+            (E::limit_exceeded(Limit::TargetGroupAssociations, "m"), ELB, "TargetGroupAssociationLimit", 400),
+            (E::invalid_input(Invalid::Target, "m"), ELB, "InvalidTarget", 400),
+            (E::invalid_input(Invalid::Action, "m"), ELB, "InvalidLoadBalancerAction", 400),
+            (E::invalid_input(Invalid::Configuration, "m"), ELB, "InvalidConfigurationRequest", 400),
+            (E::invalid_input(Invalid::DuplicateTagKey, "m"), ELB, "DuplicateTagKeys", 400),
+            (E::NotPermitted("m".into()), ELB, "OperationNotPermitted", 400),
+            (E::Unsupported("m".into()), ELB, "UnsupportedProtocol", 400),
+            (E::store(disk()), ELB, "InternalFailure", 500),
+            // ECR
+            (E::invalid("repositoryName", "m"), ECR, "InvalidParameterException", 400),
+            (E::not_found(Resource::Repository, "m"), ECR, "RepositoryNotFoundException", 400),
+            (E::not_found(Resource::RepositoryPolicy, "m"), ECR, "RepositoryPolicyNotFoundException", 400),
+            (E::not_found(Resource::LifecyclePolicy, "m"), ECR, "LifecyclePolicyNotFoundException", 400),
+            (E::not_found(Resource::LifecyclePolicyPreview, "m"), ECR, "LifecyclePolicyPreviewNotFoundException", 400),
+            (E::not_found(Resource::Image, "m"), ECR, "ImageNotFoundException", 400),
+            (E::not_found(Resource::Layer, "m"), ECR, "LayersNotFoundException", 400),
+            (E::not_found(Resource::Upload, "m"), ECR, "UploadNotFoundException", 400),
+            (E::already_exists(Resource::Repository, "m"), ECR, "RepositoryAlreadyExistsException", 400),
+            (E::already_exists(Resource::Image, "m"), ECR, "ImageAlreadyExistsException", 400),
+            (E::already_exists(Resource::ImageTag, "m"), ECR, "ImageTagAlreadyExistsException", 400),
+            (E::in_use(InUse::RepositoryContainsImages, "m"), ECR, "RepositoryNotEmptyException", 400),
+            (E::limit_exceeded(Limit::Tags, "m"), ECR, "TooManyTagsException", 400),
+            (E::invalid_input(Invalid::Tag, "m"), ECR, "InvalidTagParameterException", 400),
+            (E::invalid_input(Invalid::Layer, "m"), ECR, "InvalidLayerException", 400),
+            (E::invalid_input(Invalid::LayerPart, "m"), ECR, "InvalidLayerPartException", 400),
+            (E::invalid_input(Invalid::EmptyUpload, "m"), ECR, "EmptyUploadException", 400),
+            (E::invalid_input(Invalid::ImageDigest, "m"), ECR, "ImageDigestDoesNotMatchException", 400),
+            (E::registry(disk()), ECR, "ServerException", 500),
+            (E::store(disk()), ECR, "InternalFailure", 500),
+            // ECS
+            (E::limit_exceeded(Limit::Attributes, "m"), ECS, "AttributeLimitExceededException", 400),
+            (E::in_use(InUse::Resource, "m"), ECS, "ResourceInUseException", 400),
+            (E::Unsupported("m".into()), ECS, "UnsupportedFeatureException", 400),
+            (E::store(disk()), ECS, "ServerException", 500),
+            // CloudWatch Logs
+            (E::already_exists(Resource::Other, "m"), LOGS, "ResourceAlreadyExistsException", 400),
+            (E::store(disk()), LOGS, "ServiceUnavailableException", 500),
+            // STS
+            (E::store(disk()), STS, "InternalFailure", 500),
+        ];
+        for (err, (service, protocol), code, status) in cases {
+            let e = wire_error(&err, service, protocol);
+            assert_eq!((e.code, e.status, e.sender_fault), (code, status, status < 500), "{err:?} on {service}");
+            assert_eq!(e.message, err.to_string());
+        }
+    }
+
+    /// A store failure is a server fault like any internal error, on every service, and
+    /// keeps the store's error as its source.
+    #[test]
+    fn store_failures_answer_as_internal_errors_and_keep_their_source() {
+        let store = Error::store(disk());
+        for (service, protocol) in SERVICES {
+            let (s, i) =
+                (wire_error(&store, service, protocol), wire_error(&Error::Internal("x".into()), service, protocol));
+            assert_eq!((s.code, s.status, s.sender_fault), (i.code, i.status, i.sender_fault), "{service}");
+        }
+        assert_eq!(store.to_string(), "state store failure: disk full");
+        let source = std::error::Error::source(&store).map(ToString::to_string);
+        assert_eq!(source.as_deref(), Some("disk full"));
+        assert_eq!(Error::registry(disk()).to_string(), "disk full");
     }
 }

@@ -13,7 +13,7 @@ pub mod elb;
 mod error;
 
 pub use arn::{Arn, Scope};
-pub use error::{Error, InUse, Resource, Result};
+pub use error::{Error, InUse, Invalid, Limit, Resource, Result};
 
 use std::time::{SystemTime, UNIX_EPOCH};
 

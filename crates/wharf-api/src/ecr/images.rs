@@ -3,7 +3,7 @@
 //! Images and tags are the registry's store documents; an image's `imageTags` lists exactly
 //! the tags whose `TagRef` names it, and every write here keeps that in one transaction.
 
-use super::{head, input, invalid, load_repository, storage};
+use super::{head, input, load_repository, storage};
 use crate::Ctx;
 use crate::db::Versioned;
 use crate::paging::{after_key, max_results, scan, token_for, with_token};
@@ -12,7 +12,7 @@ use serde_json::{Value, json};
 use std::collections::BTreeMap;
 use wharf_registry::{Image, Repository, TagRef, keys};
 
-use wharf_types::{Error, Result};
+use wharf_types::{Error, Invalid, Resource, Result};
 
 #[derive(Debug, Clone, Default, Deserialize)]
 #[serde(rename_all = "camelCase")]
@@ -104,7 +104,9 @@ fn tag_filter(filter: &Option<Value>) -> Result<Option<bool>> {
         None | Some("ANY") => Ok(None),
         Some("TAGGED") => Ok(Some(true)),
         Some("UNTAGGED") => Ok(Some(false)),
-        Some(other) => Err(invalid(format!("Invalid parameter at 'filter.tagStatus': '{other}'"))),
+        Some(other) => {
+            Err(Error::invalid("filter.tagStatus", format!("Invalid parameter at 'filter.tagStatus': '{other}'")))
+        }
     }
 }
 
@@ -136,7 +138,8 @@ pub async fn list(ctx: &Ctx, v: Value) -> Result<Value> {
     let tagged = tag_filter(&req.filter)?;
     let limit = max_results(req.max_results, 100, 1000)?;
     let prefix = keys::images(&ctx.scope.account, &ctx.scope.region, &req.repository_name);
-    let bad_token = || invalid("Invalid parameter at 'nextToken': The specified nextToken is not valid.");
+    let bad_token =
+        || Error::invalid("nextToken", "Invalid parameter at 'nextToken': The specified nextToken is not valid.");
     let resume = match after_key(req.next_token.as_deref(), &prefix).map_err(|_| bad_token())? {
         None => None,
         Some(t) => {
@@ -189,7 +192,8 @@ pub async fn describe(ctx: &Ctx, v: Value) -> Result<Value> {
     let tagged = tag_filter(&req.filter)?;
     if let Some(ids) = &req.image_ids {
         if req.next_token.is_some() || req.max_results.is_some() {
-            return Err(invalid(
+            return Err(Error::invalid(
+                "maxResults",
                 "Invalid parameter at 'maxResults' failed to satisfy constraint: 'maxResults and nextToken cannot be used with imageIds'",
             ));
         }
@@ -203,8 +207,8 @@ pub async fn describe(ctx: &Ctx, v: Value) -> Result<Value> {
                     }
                 }
                 Err(Failure("ImageNotFound", _)) => {
-                    return Err(Error::service(
-                        "ImageNotFoundException",
+                    return Err(Error::not_found(
+                        Resource::Image,
                         format!(
                             "The image with imageId {} does not exist within the repository with name '{name}' in the registry with id '{}'",
                             id.to_json(),
@@ -212,7 +216,7 @@ pub async fn describe(ctx: &Ctx, v: Value) -> Result<Value> {
                         ),
                     ));
                 }
-                Err(Failure(_, why)) => return Err(invalid(why)),
+                Err(Failure(_, why)) => return Err(Error::invalid("imageIds", why)),
             }
         }
         return Ok(json!({ "imageDetails": out }));
@@ -317,7 +321,7 @@ pub async fn batch_delete(ctx: &Ctx, v: Value) -> Result<Value> {
         match outcome {
             Ok(ids) => deleted.extend(ids),
             // Deleted by someone else between the lookup and the delete.
-            Err(Error::Service { code: "ImageNotFoundException", .. }) => {
+            Err(Error::NotFound { resource: Resource::Image, .. }) => {
                 failures.push(failure_json(id, &Failure("ImageNotFound", "Requested image not found".into())));
             }
             Err(e) => return Err(e),
@@ -349,12 +353,14 @@ struct PutRequest {
 /// The media type a manifest declares (`mediaType`), if any.
 fn declared_media_type(manifest: &str) -> Result<Option<String>> {
     let doc: Value = serde_json::from_str(manifest).map_err(|e| {
-        invalid(format!(
-            "Invalid parameter at 'imageManifest' failed to satisfy constraint: 'Invalid JSON syntax: {e}'"
-        ))
+        Error::invalid(
+            "imageManifest",
+            format!("Invalid parameter at 'imageManifest' failed to satisfy constraint: 'Invalid JSON syntax: {e}'"),
+        )
     })?;
     if !doc.is_object() {
-        return Err(invalid(
+        return Err(Error::invalid(
+            "imageManifest",
             "Invalid parameter at 'imageManifest' failed to satisfy constraint: 'must be a JSON object'",
         ));
     }
@@ -368,14 +374,18 @@ pub async fn put(ctx: &Ctx, v: Value) -> Result<Value> {
     let declared = declared_media_type(&req.image_manifest)?;
     let media_type = match (&req.image_manifest_media_type, declared) {
         (Some(given), Some(declared)) if *given != declared => {
-            return Err(invalid(format!(
-                "Invalid parameter at 'imageManifestMediaType' failed to satisfy constraint: 'the manifest's mediaType is {declared}, not {given}'"
-            )));
+            return Err(Error::invalid(
+                "imageManifestMediaType",
+                format!(
+                    "Invalid parameter at 'imageManifestMediaType' failed to satisfy constraint: 'the manifest's mediaType is {declared}, not {given}'"
+                ),
+            ));
         }
         (Some(given), _) => given.clone(),
         (None, Some(declared)) => declared,
         (None, None) => {
-            return Err(invalid(
+            return Err(Error::invalid(
+                "imageManifestMediaType",
                 "Invalid parameter at 'imageManifestMediaType' failed to satisfy constraint: 'the manifest declares no mediaType; give imageManifestMediaType'",
             ));
         }
@@ -385,8 +395,8 @@ pub async fn put(ctx: &Ctx, v: Value) -> Result<Value> {
     if let Some(expected) = &req.image_digest
         && *expected != digest
     {
-        return Err(Error::service(
-            "ImageDigestDoesNotMatchException",
+        return Err(Error::invalid_input(
+            Invalid::ImageDigest,
             format!(
                 "Invalid parameter at 'imageDigest' failed to satisfy constraint: 'the manifest's digest is {digest}, not {expected}'"
             ),
@@ -398,8 +408,8 @@ pub async fn put(ctx: &Ctx, v: Value) -> Result<Value> {
         && req.image_tag.as_ref().is_none_or(|t| existing.doc.image_tags.contains(t))
     {
         let tag = req.image_tag.as_deref().map(|t| format!(" and tag '{t}'")).unwrap_or_default();
-        return Err(Error::service(
-            "ImageAlreadyExistsException",
+        return Err(Error::already_exists(
+            Resource::Image,
             format!(
                 "Image with digest '{digest}'{tag} already exists in the repository with name '{name}' in the registry with id '{account}'"
             ),
@@ -435,8 +445,8 @@ pub async fn put(ctx: &Ctx, v: Value) -> Result<Value> {
 }
 
 pub(super) fn tag_already_exists(repo: &str, tag: &str) -> Error {
-    Error::service(
-        "ImageTagAlreadyExistsException",
+    Error::already_exists(
+        Resource::ImageTag,
         format!(
             "The image tag '{tag}' already exists in the '{repo}' repository and cannot be overwritten because the tag is immutable."
         ),

@@ -3,12 +3,12 @@
 //! CompleteLayerUpload) and a download URL for a layer.
 
 use super::images::digest_is_valid;
-use super::{head, input, invalid, load_repository, storage};
+use super::{head, input, load_repository, storage};
 use crate::Ctx;
 use base64::Engine;
 use serde::Deserialize;
 use serde_json::{Value, json};
-use wharf_types::{Error, Result};
+use wharf_types::{Error, Invalid, Resource, Result};
 
 /// The part size ECR suggests (10 MiB); parts may be any size up to the model's 20 MiB.
 const PART_SIZE: u64 = 10 * 1024 * 1024;
@@ -74,12 +74,15 @@ pub async fn upload_part(ctx: &Ctx, v: Value) -> Result<Value> {
     let req: PartRequest = input(v)?;
     let name = &req.repository_name;
     load_repository(ctx, req.registry_id.as_deref(), name).await?;
-    let bytes = base64::engine::general_purpose::STANDARD
-        .decode(&req.layer_part_blob)
-        .map_err(|_| invalid("Invalid parameter at 'layerPartBlob' failed to satisfy constraint: 'must be base64'"))?;
+    let bytes = base64::engine::general_purpose::STANDARD.decode(&req.layer_part_blob).map_err(|_| {
+        Error::invalid(
+            "layerPartBlob",
+            "Invalid parameter at 'layerPartBlob' failed to satisfy constraint: 'must be base64'",
+        )
+    })?;
     let bad_part = |why: String| {
-        Error::service(
-            "InvalidLayerPartException",
+        Error::invalid_input(
+            Invalid::LayerPart,
             format!("The layer part is not valid for upload {}: {why}", req.upload_id),
         )
     };
@@ -113,12 +116,13 @@ pub async fn complete(ctx: &Ctx, v: Value) -> Result<Value> {
     let name = &req.repository_name;
     load_repository(ctx, req.registry_id.as_deref(), name).await?;
     let [digest] = req.layer_digests.as_slice() else {
-        return Err(invalid(
+        return Err(Error::invalid(
+            "layerDigests",
             "Invalid parameter at 'layerDigests' failed to satisfy constraint: 'must contain exactly one digest'",
         ));
     };
     if !digest_is_valid(digest) {
-        return Err(Error::service("InvalidLayerException", format!("Invalid layer digest '{digest}'")));
+        return Err(Error::invalid_input(Invalid::Layer, format!("Invalid layer digest '{digest}'")));
     }
     let digest = storage::complete_upload(ctx, name, &req.upload_id, digest).await?;
     let mut out = head(ctx, name);
@@ -141,8 +145,8 @@ pub async fn download_url(ctx: &Ctx, v: Value) -> Result<Value> {
     load_repository(ctx, req.registry_id.as_deref(), name).await?;
     let d = &req.layer_digest;
     if !digest_is_valid(d) || storage::blob_size(ctx, name, d).await?.is_none() {
-        return Err(Error::service(
-            "LayersNotFoundException",
+        return Err(Error::not_found(
+            Resource::Layer,
             format!("The layer with digest '{d}' does not exist in the repository with name '{name}'"),
         ));
     }

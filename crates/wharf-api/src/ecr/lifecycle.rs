@@ -1,7 +1,7 @@
 //! Lifecycle policies through the API (put, get, delete, preview) and the expiry step the
 //! lifecycle controller runs. Parsing and evaluation are `wharf_registry::lifecycle`'s.
 
-use super::{head, input, invalid, load_repository};
+use super::{head, input, load_repository};
 use crate::Ctx;
 use crate::db::cas_put;
 use serde::{Deserialize, Serialize};
@@ -10,7 +10,7 @@ use wharf_core::ecr::{Evaluated, candidates, evaluated_key};
 use wharf_registry::Repository;
 use wharf_registry::lifecycle::{Policy, evaluate};
 use wharf_store::Op;
-use wharf_types::{Error, Result};
+use wharf_types::{Error, Resource, Result};
 
 /// Where a repository's last lifecycle policy preview is kept.
 pub fn preview_key(ctx: &Ctx, repo: &str) -> String {
@@ -30,12 +30,12 @@ async fn last_evaluated(ctx: &Ctx, repo: &Repository) -> Result<Option<f64>> {
 }
 
 fn parse(text: &str) -> Result<Policy> {
-    Policy::parse(text).map_err(|e| invalid(e.to_string()))
+    Policy::parse(text).map_err(|e| Error::invalid("lifecyclePolicyText", e.to_string()))
 }
 
 fn policy_not_found(ctx: &Ctx, name: &str) -> Error {
-    Error::service(
-        "LifecyclePolicyNotFoundException",
+    Error::not_found(
+        Resource::LifecyclePolicy,
         format!(
             "Lifecycle policy does not exist for the repository with name '{name}' in the registry with id '{}'",
             ctx.scope.account
@@ -170,8 +170,8 @@ pub async fn get_preview(ctx: &Ctx, v: Value) -> Result<Value> {
     let name = &req.repository_name;
     load_repository(ctx, req.registry_id.as_deref(), name).await?;
     let Some(preview) = ctx.db.get::<Preview>(&super::preview_key(ctx, name)).await? else {
-        return Err(Error::service(
-            "LifecyclePolicyPreviewNotFoundException",
+        return Err(Error::not_found(
+            Resource::LifecyclePolicyPreview,
             format!(
                 "There is no dry run for the repository with name '{name}' in the registry with id '{}'",
                 ctx.scope.account
@@ -206,7 +206,9 @@ pub async fn get_preview(ctx: &Ctx, v: Value) -> Result<Value> {
             .strip_prefix("preview-")
             .and_then(|n| n.parse::<usize>().ok())
             .filter(|n| *n <= selected.len())
-            .ok_or_else(|| invalid("Invalid parameter at 'nextToken': The specified nextToken is not valid."))?,
+            .ok_or_else(|| {
+                Error::invalid("nextToken", "Invalid parameter at 'nextToken': The specified nextToken is not valid.")
+            })?,
     };
     let page: Vec<&Value> = selected.iter().skip(start).take(limit).copied().collect();
     let mut out = head(ctx, name);

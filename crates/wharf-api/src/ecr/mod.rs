@@ -21,7 +21,7 @@ use crate::db::Versioned;
 use serde::de::DeserializeOwned;
 use serde_json::{Value, json};
 use wharf_registry::{Repository, keys};
-use wharf_types::{Error, Result};
+use wharf_types::{Error, Resource, Result};
 
 operations! {
     "GetAuthorizationToken" => repositories::get_authorization_token,
@@ -58,14 +58,9 @@ fn input<T: DeserializeOwned>(v: Value) -> Result<T> {
     serde_json::from_value(v).map_err(|e| Error::Serialization(e.to_string()))
 }
 
-/// ECR's `InvalidParameterException`.
-fn invalid(message: impl Into<String>) -> Error {
-    Error::service("InvalidParameterException", message)
-}
-
 fn repository_not_found(ctx: &Ctx, name: &str) -> Error {
-    Error::service(
-        "RepositoryNotFoundException",
+    Error::not_found(
+        Resource::Repository,
         format!("The repository with name '{name}' does not exist in the registry with id '{}'", ctx.scope.account),
     )
 }
@@ -73,11 +68,14 @@ fn repository_not_found(ctx: &Ctx, name: &str) -> Error {
 /// Checks an optional `registryId`: Wharf holds one registry per account, the caller's.
 fn check_registry_id(ctx: &Ctx, registry_id: Option<&str>) -> Result<()> {
     match registry_id {
-        Some(id) if !(id.len() == 12 && id.bytes().all(|b| b.is_ascii_digit())) => Err(invalid(format!(
-            "Invalid parameter at 'registryId' failed to satisfy constraint: 'must satisfy regular expression '[0-9]{{12}}'' (got '{id}')"
-        ))),
-        Some(id) if id != ctx.scope.account => Err(Error::service(
-            "RepositoryNotFoundException",
+        Some(id) if !(id.len() == 12 && id.bytes().all(|b| b.is_ascii_digit())) => Err(Error::invalid(
+            "registryId",
+            format!(
+                "Invalid parameter at 'registryId' failed to satisfy constraint: 'must satisfy regular expression '[0-9]{{12}}'' (got '{id}')"
+            ),
+        )),
+        Some(id) if id != ctx.scope.account => Err(Error::not_found(
+            Resource::Repository,
             format!("The registry with id '{id}' is not accessible with the caller's credentials"),
         )),
         _ => Ok(()),
@@ -117,9 +115,12 @@ fn check_repository_name(name: &str) -> Result<()> {
     if name.split('/').all(valid_component) {
         return Ok(());
     }
-    Err(invalid(format!(
-        "Invalid parameter at 'repositoryName' failed to satisfy constraint: 'must satisfy regular expression '(?:[a-z0-9]+(?:[._-][a-z0-9]+)*/)*[a-z0-9]+(?:[._-][a-z0-9]+)*'' (got '{name}')"
-    )))
+    Err(Error::invalid(
+        "repositoryName",
+        format!(
+            "Invalid parameter at 'repositoryName' failed to satisfy constraint: 'must satisfy regular expression '(?:[a-z0-9]+(?:[._-][a-z0-9]+)*/)*[a-z0-9]+(?:[._-][a-z0-9]+)*'' (got '{name}')"
+        ),
+    ))
 }
 
 fn repository_arn(ctx: &Ctx, name: &str) -> String {

@@ -2,7 +2,7 @@
 //! repository policies, resource tags, and the registry authorization token.
 
 use super::{
-    check_registry_id, check_repository_name, head, input, invalid, load_repository, repo_key, repository_arn,
+    check_registry_id, check_repository_name, head, input, load_repository, repo_key, repository_arn,
     repository_not_found,
 };
 use crate::Ctx;
@@ -12,7 +12,7 @@ use serde::Deserialize;
 use serde_json::{Value, json};
 use wharf_registry::{Image, Repository, keys};
 use wharf_store::{Op, Txn};
-use wharf_types::{Error, Result};
+use wharf_types::{Error, InUse, Invalid, Limit, Resource, Result};
 
 const MAX_TAGS: usize = 50;
 
@@ -26,10 +26,13 @@ pub async fn get_authorization_token(ctx: &Ctx, v: Value) -> Result<Value> {
     let req: Req = input(v)?;
     // The token speaks for the caller's account only (the one registry Wharf holds for it).
     if let Some(id) = req.registry_ids.iter().flatten().find(|id| **id != ctx.scope.account) {
-        return Err(invalid(format!(
-            "Invalid parameter at 'registryIds' failed to satisfy constraint: 'registry '{id}' is not the caller's registry ({})'",
-            ctx.scope.account
-        )));
+        return Err(Error::invalid(
+            "registryIds",
+            format!(
+                "Invalid parameter at 'registryIds' failed to satisfy constraint: 'registry '{id}' is not the caller's registry ({})'",
+                ctx.scope.account
+            ),
+        ));
     }
     let (token, expires_at) = ctx.registry.mint_token(&ctx.scope.account, &ctx.scope.region);
     Ok(json!({"authorizationData": [{
@@ -44,23 +47,20 @@ fn check_tags(tags: &[Value], existing: usize) -> Result<()> {
     for t in tags {
         let key = t.get("Key").and_then(Value::as_str).unwrap_or_default();
         if key.is_empty() || key.len() > 128 {
-            return Err(Error::service("InvalidTagParameterException", "Tag keys must be 1 to 128 characters long."));
+            return Err(Error::invalid_input(Invalid::Tag, "Tag keys must be 1 to 128 characters long."));
         }
         if key.to_ascii_lowercase().starts_with("aws:") {
-            return Err(Error::service(
-                "InvalidTagParameterException",
+            return Err(Error::invalid_input(
+                Invalid::Tag,
                 format!("Tag key '{key}' uses the reserved prefix 'aws:'."),
             ));
         }
         if t.get("Value").and_then(Value::as_str).is_some_and(|v| v.len() > 256) {
-            return Err(Error::service(
-                "InvalidTagParameterException",
-                "Tag values must be at most 256 characters long.",
-            ));
+            return Err(Error::invalid_input(Invalid::Tag, "Tag values must be at most 256 characters long."));
         }
     }
     if existing > MAX_TAGS {
-        return Err(Error::service("TooManyTagsException", format!("A resource can have at most {MAX_TAGS} tags.")));
+        return Err(Error::limit_exceeded(Limit::Tags, format!("A resource can have at most {MAX_TAGS} tags.")));
     }
     Ok(())
 }
@@ -81,14 +81,20 @@ fn merge_tags(tags: &mut Vec<Value>, new: &[Value]) {
 fn check_mutability(mode: &str, filters: &[Value]) -> Result<()> {
     let with_exclusion = mode.ends_with("_WITH_EXCLUSION");
     if with_exclusion && filters.is_empty() {
-        return Err(invalid(format!(
-            "Invalid parameter at 'imageTagMutabilityExclusionFilters' failed to satisfy constraint: 'must be specified when imageTagMutability is {mode}'"
-        )));
+        return Err(Error::invalid(
+            "imageTagMutabilityExclusionFilters",
+            format!(
+                "Invalid parameter at 'imageTagMutabilityExclusionFilters' failed to satisfy constraint: 'must be specified when imageTagMutability is {mode}'"
+            ),
+        ));
     }
     if !with_exclusion && !filters.is_empty() {
-        return Err(invalid(format!(
-            "Invalid parameter at 'imageTagMutabilityExclusionFilters' failed to satisfy constraint: 'can only be specified when imageTagMutability is MUTABLE_WITH_EXCLUSION or IMMUTABLE_WITH_EXCLUSION, not {mode}'"
-        )));
+        return Err(Error::invalid(
+            "imageTagMutabilityExclusionFilters",
+            format!(
+                "Invalid parameter at 'imageTagMutabilityExclusionFilters' failed to satisfy constraint: 'can only be specified when imageTagMutability is MUTABLE_WITH_EXCLUSION or IMMUTABLE_WITH_EXCLUSION, not {mode}'"
+            ),
+        ));
     }
     for f in filters {
         let filter = f.get("filter").and_then(Value::as_str).unwrap_or_default();
@@ -96,9 +102,12 @@ fn check_mutability(mode: &str, filters: &[Value]) -> Result<()> {
             && filter.len() <= 128
             && filter.bytes().all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'*' | b'-'));
         if !ok {
-            return Err(invalid(format!(
-                "Invalid parameter at 'imageTagMutabilityExclusionFilters.filter' failed to satisfy constraint: 'must satisfy regular expression '^[0-9a-zA-Z._*-]{{1,128}}$'' (got '{filter}')"
-            )));
+            return Err(Error::invalid(
+                "imageTagMutabilityExclusionFilters.filter",
+                format!(
+                    "Invalid parameter at 'imageTagMutabilityExclusionFilters.filter' failed to satisfy constraint: 'must satisfy regular expression '^[0-9a-zA-Z._*-]{{1,128}}$'' (got '{filter}')"
+                ),
+            ));
         }
     }
     Ok(())
@@ -132,7 +141,8 @@ pub async fn create(ctx: &Ctx, v: Value) -> Result<Value> {
         Some(e) => {
             let kind = e.get("encryptionType").and_then(Value::as_str).unwrap_or_default();
             if kind == "AES256" && e.get("kmsKey").is_some() {
-                return Err(invalid(
+                return Err(Error::invalid(
+                    "encryptionConfiguration",
                     "Invalid parameter at 'encryptionConfiguration' failed to satisfy constraint: 'kmsKey can only be specified when encryptionType is KMS or KMS_DSSE'",
                 ));
             }
@@ -154,8 +164,8 @@ pub async fn create(ctx: &Ctx, v: Value) -> Result<Value> {
         ..Default::default()
     };
     if !ctx.db.commit(cas_put(&repo_key(ctx, &name), 0, &repo)?).await? {
-        return Err(Error::service(
-            "RepositoryAlreadyExistsException",
+        return Err(Error::already_exists(
+            Resource::Repository,
             format!("The repository with name '{name}' already exists in the registry with id '{}'", ctx.scope.account),
         ));
     }
@@ -176,7 +186,8 @@ pub async fn describe(ctx: &Ctx, v: Value) -> Result<Value> {
     check_registry_id(ctx, req.registry_id.as_deref())?;
     if let Some(names) = req.repository_names {
         if req.next_token.is_some() || req.max_results.is_some() {
-            return Err(invalid(
+            return Err(Error::invalid(
+                "maxResults",
                 "Invalid parameter at 'maxResults' failed to satisfy constraint: 'maxResults and nextToken cannot be used with repositoryNames'",
             ));
         }
@@ -208,14 +219,14 @@ pub async fn delete(ctx: &Ctx, v: Value) -> Result<Value> {
     let name = &req.repository_name;
     load_repository(ctx, req.registry_id.as_deref(), name).await?;
     let repo = super::storage::delete_repository(ctx, name, req.force).await.map_err(|e| match e {
-        Error::Service { code: "RepositoryNotEmptyException", .. } => Error::service(
-            "RepositoryNotEmptyException",
+        Error::InUse { reason: InUse::RepositoryContainsImages, .. } => Error::in_use(
+            InUse::RepositoryContainsImages,
             format!(
                 "The repository with name '{name}' in registry with id '{}' cannot be deleted because it still contains images",
                 ctx.scope.account
             ),
         ),
-        Error::Service { code: "RepositoryNotFoundException", .. } => repository_not_found(ctx, name),
+        Error::NotFound { resource: Resource::Repository, .. } => repository_not_found(ctx, name),
         other => other,
     })?;
     // The last preview and evaluation are the repository's too (best effort: stale ones are
@@ -303,9 +314,12 @@ struct PolicyRequest {
 /// A repository policy must be an IAM policy document: a JSON object with a `Statement`.
 fn check_repository_policy(text: &str) -> Result<()> {
     let bad = |why: &str| {
-        invalid(format!(
-            "Invalid parameter at 'PolicyText' failed to satisfy constraint: 'Invalid repository policy provided: {why}'"
-        ))
+        Error::invalid(
+            "policyText",
+            format!(
+                "Invalid parameter at 'PolicyText' failed to satisfy constraint: 'Invalid repository policy provided: {why}'"
+            ),
+        )
     };
     let doc: Value = serde_json::from_str(text).map_err(|e| bad(&format!("not valid JSON ({e})")))?;
     let Some(obj) = doc.as_object() else { return Err(bad("the policy must be a JSON object")) };
@@ -342,8 +356,8 @@ pub async fn set_policy(ctx: &Ctx, v: Value) -> Result<Value> {
 }
 
 fn policy_not_found(ctx: &Ctx, name: &str) -> Error {
-    Error::service(
-        "RepositoryPolicyNotFoundException",
+    Error::not_found(
+        Resource::RepositoryPolicy,
         format!(
             "Repository policy does not exist for the repository with name '{name}' in the registry with id '{}'",
             ctx.scope.account
@@ -389,9 +403,10 @@ fn repository_of_arn(ctx: &Ctx, arn: &str) -> Result<String> {
             check_repository_name(name)?;
             Ok(name.to_string())
         }
-        _ => Err(invalid(format!(
-            "Invalid parameter at 'resourceArn' failed to satisfy constraint: 'Invalid ARN' (got '{arn}')"
-        ))),
+        _ => Err(Error::invalid(
+            "resourceArn",
+            format!("Invalid parameter at 'resourceArn' failed to satisfy constraint: 'Invalid ARN' (got '{arn}')"),
+        )),
     }
 }
 
@@ -413,10 +428,7 @@ pub async fn untag_resource(ctx: &Ctx, v: Value) -> Result<Value> {
     let req: TagRequest = input(v)?;
     let name = repository_of_arn(ctx, &req.resource_arn)?;
     if let Some(k) = req.tag_keys.iter().find(|k| k.to_ascii_lowercase().starts_with("aws:")) {
-        return Err(Error::service(
-            "InvalidTagParameterException",
-            format!("Tag key '{k}' uses the reserved prefix 'aws:'."),
-        ));
+        return Err(Error::invalid_input(Invalid::Tag, format!("Tag key '{k}' uses the reserved prefix 'aws:'.")));
     }
     modify(ctx, None, &name, |r| {
         r.tags.retain(|t| !t.get("Key").and_then(Value::as_str).is_some_and(|k| req.tag_keys.iter().any(|x| x == k)));

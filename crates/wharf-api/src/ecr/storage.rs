@@ -5,7 +5,7 @@
 use crate::Ctx;
 use bytes::Bytes;
 use wharf_registry::{Image, ImageRef, RegistryError};
-use wharf_types::{Error, Result};
+use wharf_types::{Error, InUse, Invalid, Resource, Result};
 
 /// What the failing operation was, when one storage error means different ECR exceptions.
 #[derive(Clone, Copy, PartialEq, Eq)]
@@ -15,37 +15,38 @@ pub(super) enum Op {
     Other,
 }
 
-/// A storage error as ECR reports it.
+/// A storage error as ECR reports it: the domain error whose ECR code fits `op`. The
+/// message is the storage error's own.
 pub(super) fn ecr_error(e: RegistryError, op: Op) -> Error {
     let message = e.to_string();
-    let code = match (&e, op) {
-        (RegistryError::RepositoryNotFound(_), _) => "RepositoryNotFoundException",
-        (RegistryError::RepositoryAlreadyExists(_), _) => "RepositoryAlreadyExistsException",
-        (RegistryError::RepositoryNotEmpty(_), _) => "RepositoryNotEmptyException",
-        (RegistryError::ImageNotFound(_), _) => "ImageNotFoundException",
-        (RegistryError::TagImmutable { .. }, _) => "ImageTagAlreadyExistsException",
-        (RegistryError::DigestMismatch { .. }, Op::PutImage) => "ImageDigestDoesNotMatchException",
+    match (&e, op) {
+        (RegistryError::RepositoryNotFound(_), _) => Error::not_found(Resource::Repository, message),
+        (RegistryError::RepositoryAlreadyExists(_), _) => Error::already_exists(Resource::Repository, message),
+        (RegistryError::RepositoryNotEmpty(_), _) => Error::in_use(InUse::RepositoryContainsImages, message),
+        (RegistryError::ImageNotFound(_), _) => Error::not_found(Resource::Image, message),
+        (RegistryError::TagImmutable { .. }, _) => Error::already_exists(Resource::ImageTag, message),
+        (RegistryError::DigestMismatch { .. }, Op::PutImage) => Error::invalid_input(Invalid::ImageDigest, message),
         (RegistryError::DigestMismatch { .. } | RegistryError::DigestInvalid(_), Op::CompleteLayerUpload) => {
-            "InvalidLayerException"
+            Error::invalid_input(Invalid::Layer, message)
         }
-        (RegistryError::TagInvalid(_) | RegistryError::ManifestInvalid(_) | RegistryError::DigestInvalid(_), _) => {
-            "InvalidParameterException"
+        (RegistryError::TagInvalid(_), _) => Error::invalid("imageTag", message),
+        (RegistryError::ManifestInvalid(_), _) => Error::invalid("imageManifest", message),
+        (RegistryError::DigestInvalid(_) | RegistryError::DigestMismatch { .. }, _) => {
+            Error::invalid("imageDigest", message)
         }
-        (RegistryError::ManifestBlobUnknown(_) | RegistryError::BlobUnknown(_), _) => "LayersNotFoundException",
-        (RegistryError::UploadUnknown(_), _) => "UploadNotFoundException",
-        (RegistryError::UploadRange { .. }, _) => "InvalidLayerPartException",
-        (RegistryError::UploadEmpty(_), _) => "EmptyUploadException",
-        (RegistryError::DigestMismatch { .. }, Op::Other) => "InvalidParameterException",
-        (RegistryError::Conflict(_), _) => {
-            return Error::Service { code: "ServerException", status: 500, message };
+        (RegistryError::ManifestBlobUnknown(_) | RegistryError::BlobUnknown(_), _) => {
+            Error::not_found(Resource::Layer, message)
         }
+        (RegistryError::UploadUnknown(_), _) => Error::not_found(Resource::Upload, message),
+        (RegistryError::UploadRange { .. }, _) => Error::invalid_input(Invalid::LayerPart, message),
+        (RegistryError::UploadEmpty(_), _) => Error::invalid_input(Invalid::EmptyUpload, message),
+        (RegistryError::Conflict(_), _) => Error::registry(e),
         (RegistryError::Store(_) | RegistryError::Io { .. } | RegistryError::BodyRead, _) => {
             // Log the cause chain once, here at the edge.
             tracing::error!(error = ?e, "registry storage failed");
-            return Error::Service { code: "ServerException", status: 500, message };
+            Error::registry(e)
         }
-    };
-    Error::service(code, message)
+    }
 }
 
 fn scope(ctx: &Ctx) -> (&str, &str) {

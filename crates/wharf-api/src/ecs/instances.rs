@@ -10,7 +10,7 @@ use serde::Deserialize;
 use serde_json::{Map, Value, json};
 use wharf_types::ecs::{Attribute, ContainerInstance, Failure, ResourceAmount, Tag};
 use wharf_types::elb::{InstanceAddress, instance_address_key};
-use wharf_types::{Error, Resource, Result};
+use wharf_types::{Error, Limit, Resource, Result};
 
 fn check_attributes(attrs: &[Attribute]) -> Result<()> {
     for a in attrs {
@@ -44,7 +44,7 @@ fn check_attributes(attrs: &[Attribute]) -> Result<()> {
 /// ECS allows 10 custom attributes per resource; `ecs.`-prefixed ones are the agent's own.
 fn check_attribute_limit(attrs: &[Attribute]) -> Result<()> {
     if attrs.iter().filter(|a| !a.name.starts_with("ecs.") && !a.name.starts_with("com.amazonaws.ecs.")).count() > 10 {
-        return Err(Error::AttributeLimitExceeded("You can apply up to 10 custom attributes per resource.".into()));
+        return Err(Error::limit_exceeded(Limit::Attributes, "You can apply up to 10 custom attributes per resource."));
     }
     Ok(())
 }

@@ -484,7 +484,7 @@ pub async fn update(ctx: &Ctx, v: Value) -> Result<Value> {
                 return Err(Error::service_not_found());
             };
             if s.doc.status != "ACTIVE" {
-                return Err(Error::ServiceNotActive("Service was not ACTIVE.".into()));
+                return Err(Error::NotActive("Service was not ACTIVE.".into()));
             }
             let r = req.clone();
             let mut doc = s.doc.clone();
@@ -611,7 +611,7 @@ pub async fn delete(ctx: &Ctx, v: Value) -> Result<Value> {
             match s.doc.status.as_str() {
                 "ACTIVE" => {}
                 "DRAINING" => return Ok((None, s.doc)),
-                _ => return Err(Error::ServiceNotActive("Service was not ACTIVE.".into())),
+                _ => return Err(Error::NotActive("Service was not ACTIVE.".into())),
             }
             if s.doc.scheduling_strategy == "REPLICA" && s.doc.desired_count > 0 && !req.force {
                 return Err(Error::invalid("service", "The service cannot be stopped while it is scaled above 0."));

@@ -7,6 +7,7 @@ use super::*;
 use crate::db::encode;
 use wharf_store::{Compare, Op, Txn};
 use wharf_types::elb::certificate_files;
+use wharf_types::{Invalid, Limit};
 
 /// ELBv2's limit of listeners per load balancer.
 pub(crate) const MAX_LISTENERS: usize = 50;
@@ -24,8 +25,8 @@ pub(crate) async fn claim_groups(
     for arn in forwarded_groups(actions) {
         let tg = load_tg(ctx, &arn).await?;
         if usage.load_balancers_of(&arn).iter().any(|other| other != lb_arn) {
-            return Err(Error::service(
-                "TargetGroupAssociationLimit",
+            return Err(Error::limit_exceeded(
+                Limit::TargetGroupAssociations,
                 format!("The following target groups cannot be associated with more than one load balancer: '{arn}'"),
             ));
         }
@@ -52,7 +53,7 @@ fn tls(protocol: &str, certs: &[Value], ssl_policy: Option<&str>) -> Result<(Vec
                 return Err(Error::invalid("Certificates", "A certificate must be specified for HTTPS listeners"));
             };
             if certs.len() > 1 {
-                return Err(Error::service("TooManyCertificates", "A listener takes one default certificate"));
+                return Err(Error::limit_exceeded(Limit::Certificates, "A listener takes one default certificate"));
             }
             let arn = str_of(first, "CertificateArn")
                 .ok_or_else(|| Error::invalid("Certificates", "A certificate must have a CertificateArn"))?;
@@ -60,8 +61,8 @@ fn tls(protocol: &str, certs: &[Value], ssl_policy: Option<&str>) -> Result<(Vec
             // an absolute path is checked here, an ACM-style ARN under the data dir by the
             // data plane when it loads it.
             let Some((pem, _)) = certificate_files(arn, std::path::Path::new("/")) else {
-                return Err(Error::service(
-                    "CertificateNotFound",
+                return Err(Error::not_found(
+                    Resource::Certificate,
                     format!(
                         "Certificate '{arn}' not found: use an absolute path to a PEM file or \
                          arn:aws:acm:<region>:<account>:certificate/<id> (<data-dir>/certs/<id>.pem)"
@@ -69,14 +70,16 @@ fn tls(protocol: &str, certs: &[Value], ssl_policy: Option<&str>) -> Result<(Vec
                 ));
             };
             if arn.starts_with('/') && !pem.is_file() {
-                return Err(Error::service("CertificateNotFound", format!("Certificate file '{arn}' does not exist")));
+                return Err(Error::not_found(
+                    Resource::Certificate,
+                    format!("Certificate file '{arn}' does not exist"),
+                ));
             }
             Ok((vec![json!({"CertificateArn": arn})], Some(ssl_policy.unwrap_or(DEFAULT_SSL_POLICY).to_string())))
         }
-        other => Err(Error::service(
-            "UnsupportedProtocol",
-            format!("Listener protocol '{other}' is not supported: application load balancers take HTTP or HTTPS"),
-        )),
+        other => Err(Error::Unsupported(format!(
+            "Listener protocol '{other}' is not supported: application load balancers take HTTP or HTTPS"
+        ))),
     }
 }
 
@@ -89,10 +92,10 @@ async fn claim_port(ctx: &Ctx, port: u16, arn: &str, lb_arn: &str, txn: &mut Txn
         let holder_lb = holder.doc.replacen(":listener/app/", ":loadbalancer/app/", 1);
         let holder_lb = holder_lb.rsplit_once('/').map(|(a, _)| a).unwrap_or_default();
         if holder_lb == lb_arn {
-            return Err(Error::service("DuplicateListener", format!("A listener already exists on port {port}")));
+            return Err(Error::already_exists(Resource::Listener, format!("A listener already exists on port {port}")));
         }
-        return Err(Error::service(
-            "InvalidConfigurationRequest",
+        return Err(Error::invalid_input(
+            Invalid::Configuration,
             format!("Port {port} of this host is already used by listener '{}'", holder.doc),
         ));
     }
@@ -130,8 +133,8 @@ pub(crate) async fn create(ctx: &Ctx, input: Value) -> Result<Value> {
                     return Ok((None, same.doc.clone()));
                 }
                 if usage.listeners.iter().filter(|l| l.doc.load_balancer_arn == lb_arn).count() >= MAX_LISTENERS {
-                    return Err(Error::service(
-                        "TooManyListeners",
+                    return Err(Error::limit_exceeded(
+                        Limit::Listeners,
                         format!("A load balancer can have at most {MAX_LISTENERS} listeners"),
                     ));
                 }

@@ -5,6 +5,7 @@ use super::*;
 use crate::db::cas_put;
 use wharf_store::{Compare, Op, Txn};
 use wharf_types::elb::dns_name;
+use wharf_types::{Invalid, Limit};
 
 /// The hosted zone AWS reports for ALBs (it is per region there; one is as good as another).
 const HOSTED_ZONE_ID: &str = "Z35SXDOTRQ7X7K";
@@ -20,8 +21,8 @@ pub(crate) fn tags_in(input: &Value) -> Result<Vec<Tag>> {
     let mut keys = BTreeSet::new();
     for t in &tags {
         if !keys.insert(&t.key) {
-            return Err(Error::service(
-                "DuplicateTagKeys",
+            return Err(Error::invalid_input(
+                Invalid::DuplicateTagKey,
                 format!("Tag key '{}' was specified more than once", t.key),
             ));
         }
@@ -30,7 +31,7 @@ pub(crate) fn tags_in(input: &Value) -> Result<Vec<Tag>> {
         }
     }
     if tags.len() > tags::MAX_TAGS {
-        return Err(Error::service("TooManyTags", format!("A resource can have at most {} tags", tags::MAX_TAGS)));
+        return Err(Error::limit_exceeded(Limit::Tags, format!("A resource can have at most {} tags", tags::MAX_TAGS)));
     }
     Ok(tags)
 }
@@ -40,10 +41,9 @@ pub(crate) async fn create(ctx: &Ctx, input: Value) -> Result<Value> {
     validate::name("Name", "Load balancer", name)?;
     let kind = str_of(&input, "Type").unwrap_or("application");
     if kind != "application" {
-        return Err(Error::service(
-            "UnsupportedProtocol",
-            format!("Load balancer type '{kind}' is not supported: Wharf serves application load balancers"),
-        ));
+        return Err(Error::Unsupported(format!(
+            "Load balancer type '{kind}' is not supported: Wharf serves application load balancers"
+        )));
     }
     let scheme = str_of(&input, "Scheme").unwrap_or("internet-facing");
     let ip_type = str_of(&input, "IpAddressType").unwrap_or("ipv4");
@@ -84,8 +84,8 @@ pub(crate) async fn create(ctx: &Ctx, input: Value) -> Result<Value> {
         if existing.doc.scheme == lb.scheme && same("AvailabilityZones") && same("SecurityGroups") {
             return Ok(json!({"LoadBalancers": [lb_out(&existing.doc)]}));
         }
-        return Err(Error::service(
-            "DuplicateLoadBalancerName",
+        return Err(Error::already_exists(
+            Resource::LoadBalancer,
             format!("A load balancer with the same name '{name}' exists, but with different settings"),
         ));
     }
@@ -124,13 +124,13 @@ pub(crate) async fn describe(ctx: &Ctx, input: Value) -> Result<Value> {
         for a in &arns {
             match load_lb(ctx, a).await {
                 Ok(d) => out.push(lb_out(&d.doc)),
-                Err(Error::Service { code: "LoadBalancerNotFound", .. }) => missing.push(a.clone()),
+                Err(Error::NotFound { resource: Resource::LoadBalancer, .. }) => missing.push(a.clone()),
                 Err(e) => return Err(e),
             }
         }
         if !missing.is_empty() {
-            return Err(Error::service(
-                "LoadBalancerNotFound",
+            return Err(Error::not_found(
+                Resource::LoadBalancer,
                 format!("Load balancers '[{}]' not found", missing.join(", ")),
             ));
         }
@@ -152,14 +152,13 @@ pub(crate) async fn delete(ctx: &Ctx, input: Value) -> Result<Value> {
                 let lb = match load_lb(ctx, &arn).await {
                     Ok(lb) => lb,
                     // Deleting a load balancer that is already gone succeeds, as on AWS.
-                    Err(Error::Service { code: "LoadBalancerNotFound", .. }) => return Ok((None, ())),
+                    Err(Error::NotFound { resource: Resource::LoadBalancer, .. }) => return Ok((None, ())),
                     Err(e) => return Err(e),
                 };
                 if lb.doc.attributes.get("deletion_protection.enabled").is_some_and(|v| v == "true") {
-                    return Err(Error::service(
-                        "OperationNotPermitted",
-                        format!("Load balancer '{arn}' cannot be deleted because deletion protection is enabled"),
-                    ));
+                    return Err(Error::NotPermitted(format!(
+                        "Load balancer '{arn}' cannot be deleted because deletion protection is enabled"
+                    )));
                 }
                 let mut txn = Txn {
                     compares: vec![Compare::ModRevision(lb.key.clone(), lb.rev)],

@@ -23,7 +23,7 @@ use crate::db::Versioned;
 use serde_json::{Map, Value, json};
 use std::collections::{BTreeMap, BTreeSet};
 use wharf_types::elb::{Action, Listener, LoadBalancer, Rule, Tag, TargetGroup, keys};
-use wharf_types::{Arn, Error, Result};
+use wharf_types::{Arn, Error, Resource, Result};
 
 operations! {
     "CreateLoadBalancer" => load_balancers::create,
@@ -89,16 +89,16 @@ pub(crate) fn required<'a>(v: &'a Value, key: &str) -> Result<&'a str> {
 // ---- AWS errors ----
 
 pub(crate) fn lb_not_found(arn: &str) -> Error {
-    Error::service("LoadBalancerNotFound", format!("Load balancer '{arn}' not found"))
+    Error::not_found(Resource::LoadBalancer, format!("Load balancer '{arn}' not found"))
 }
 pub(crate) fn tg_not_found(arn: &str) -> Error {
-    Error::service("TargetGroupNotFound", format!("Target groups '{arn}' not found"))
+    Error::not_found(Resource::TargetGroup, format!("Target groups '{arn}' not found"))
 }
 pub(crate) fn listener_not_found(arn: &str) -> Error {
-    Error::service("ListenerNotFound", format!("Listener '{arn}' not found"))
+    Error::not_found(Resource::Listener, format!("Listener '{arn}' not found"))
 }
 pub(crate) fn rule_not_found(arn: &str) -> Error {
-    Error::service("RuleNotFound", format!("Rule '{arn}' not found"))
+    Error::not_found(Resource::Rule, format!("Rule '{arn}' not found"))
 }
 
 // ---- ARNs ----
@@ -406,11 +406,7 @@ mod tests {
     #[test]
     fn malformed_arns_are_validation_errors_and_foreign_ones_not_found() {
         let ctx = Ctx::in_memory("123456789012", "us-east-1");
-        let code = |e: Error| match e {
-            Error::InvalidParameter { .. } => "ValidationError",
-            Error::Service { code, .. } => code,
-            _ => "other",
-        };
+        let code = |e: Error| wharf_protocol::wire_error(&e, crate::ELBV2.name(), wharf_protocol::Protocol::Query).code;
         for bad in ["x", "arn:aws:elasticloadbalancing:us-east-1:123456789012:loadbalancer/app/web", "arn:aws:s3:::b"] {
             assert_eq!(code(arn_parts(&ctx, bad, Kind::LoadBalancer).unwrap_err()), "ValidationError", "{bad}");
         }

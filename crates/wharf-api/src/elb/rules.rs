@@ -8,6 +8,7 @@ use super::*;
 use crate::db::encode;
 use wharf_store::{Compare, Op, Txn};
 use wharf_types::elb::Condition;
+use wharf_types::{InUse, Limit};
 
 /// ELBv2's default limit of rules per listener (the default rule not counted).
 pub(crate) const MAX_RULES: usize = 100;
@@ -17,7 +18,7 @@ fn rules_of(usage: &Usage, listener_arn: &str) -> Vec<Versioned<Rule>> {
 }
 
 fn priority_in_use(p: i64) -> Error {
-    Error::service("PriorityInUse", format!("Priority '{p}' is currently in use"))
+    Error::in_use(InUse::RulePriority, format!("Priority '{p}' is currently in use"))
 }
 
 /// A listener's rewrite under a compare: serialises rule writes per listener.
@@ -47,8 +48,8 @@ pub(crate) async fn create(ctx: &Ctx, input: Value) -> Result<Value> {
                     return Err(priority_in_use(priority));
                 }
                 if siblings.len() >= MAX_RULES {
-                    return Err(Error::service(
-                        "TooManyRules",
+                    return Err(Error::limit_exceeded(
+                        Limit::Rules,
                         format!("A listener can have at most {MAX_RULES} rules besides its default rule"),
                     ));
                 }
@@ -122,7 +123,7 @@ enum Found {
 async fn find(ctx: &Ctx, arn: &str) -> Result<Found> {
     match load_rule(ctx, arn).await {
         Ok(r) => Ok(Found::Stored(r)),
-        Err(Error::Service { code: "RuleNotFound", .. }) => {
+        Err(Error::NotFound { resource: Resource::Rule, .. }) => {
             let p = arn_parts(ctx, arn, Kind::Rule)?;
             match ctx.db.get::<Listener>(&listener_key(ctx, &p[2])).await? {
                 Some(l) if l.doc.default_rule_arn.as_deref() == Some(arn) => Ok(Found::Default(l)),
@@ -206,9 +207,8 @@ pub(crate) async fn modify(ctx: &Ctx, input: Value) -> Result<Value> {
                 match find(ctx, &arn).await? {
                     Found::Default(mut l) => {
                         if conditions.is_some() {
-                            return Err(Error::service(
-                                "OperationNotPermitted",
-                                "The conditions of a default rule cannot be modified",
+                            return Err(Error::NotPermitted(
+                                "The conditions of a default rule cannot be modified".into(),
                             ));
                         }
                         let mut txn = Txn::default();
@@ -248,9 +248,7 @@ pub(crate) async fn delete(ctx: &Ctx, input: Value) -> Result<Value> {
             let arn = arn.clone();
             async move {
                 match find(ctx, &arn).await? {
-                    Found::Default(_) => {
-                        Err(Error::service("OperationNotPermitted", "A default rule cannot be deleted"))
-                    }
+                    Found::Default(_) => Err(Error::NotPermitted("A default rule cannot be deleted".into())),
                     Found::Stored(r) => Ok((
                         Some(Txn {
                             compares: vec![Compare::ModRevision(r.key.clone(), r.rev)],
@@ -294,10 +292,7 @@ pub(crate) async fn set_priorities(ctx: &Ctx, input: Value) -> Result<Value> {
                 for (arn, p) in &pairs {
                     let r = match find(ctx, arn).await? {
                         Found::Default(_) => {
-                            return Err(Error::service(
-                                "OperationNotPermitted",
-                                "The priority of a default rule cannot be changed",
-                            ));
+                            return Err(Error::NotPermitted("The priority of a default rule cannot be changed".into()));
                         }
                         Found::Stored(r) => r,
                     };

@@ -4,6 +4,7 @@
 use super::*;
 use crate::db::encode;
 use wharf_store::{Compare, Op, Txn};
+use wharf_types::Limit;
 
 pub(crate) const MAX_TAGS: usize = 50;
 const MAX_ARNS: usize = 20;
@@ -89,7 +90,7 @@ pub(crate) async fn add(ctx: &Ctx, input: Value) -> Result<Value> {
             }
         }
         if tags.len() > MAX_TAGS {
-            return Err(Error::service("TooManyTags", format!("A resource can have at most {MAX_TAGS} tags")));
+            return Err(Error::limit_exceeded(Limit::Tags, format!("A resource can have at most {MAX_TAGS} tags")));
         }
         Ok(())
     })

@@ -5,16 +5,16 @@
 use super::*;
 use crate::db::cas_put;
 use wharf_store::{Compare, Op, Txn};
+use wharf_types::InUse;
 use wharf_types::elb::{HealthCheck, Target};
 
 fn protocol_in(input: &Value, field: &str) -> Result<Option<String>> {
     match str_of(input, field) {
         None => Ok(None),
         Some(p @ ("HTTP" | "HTTPS")) => Ok(Some(p.to_string())),
-        Some(p) => Err(Error::service(
-            "UnsupportedProtocol",
-            format!("Protocol '{p}' is not supported: application load balancers take HTTP or HTTPS"),
-        )),
+        Some(p) => Err(Error::Unsupported(format!(
+            "Protocol '{p}' is not supported: application load balancers take HTTP or HTTPS"
+        ))),
     }
 }
 
@@ -79,8 +79,8 @@ pub(crate) async fn create(ctx: &Ctx, input: Value) -> Result<Value> {
             let usage = Usage::read(ctx).await?;
             return Ok(json!({"TargetGroups": [tg_out(e, &usage.load_balancers_of(&e.target_group_arn))]}));
         }
-        return Err(Error::service(
-            "DuplicateTargetGroupName",
+        return Err(Error::already_exists(
+            Resource::TargetGroup,
             format!("A target group with the same name '{name}' exists, but with different settings"),
         ));
     }
@@ -161,13 +161,13 @@ pub(crate) async fn describe(ctx: &Ctx, input: Value) -> Result<Value> {
         for a in &arns {
             match load_tg(ctx, a).await {
                 Ok(d) => out.push(tg_out(&d.doc, &usage.load_balancers_of(a))),
-                Err(Error::Service { code: "TargetGroupNotFound", .. }) => missing.push(a.clone()),
+                Err(Error::NotFound { resource: Resource::TargetGroup, .. }) => missing.push(a.clone()),
                 Err(e) => return Err(e),
             }
         }
         if !missing.is_empty() {
-            return Err(Error::service(
-                "TargetGroupNotFound",
+            return Err(Error::not_found(
+                Resource::TargetGroup,
                 format!("Target groups '[{}]' not found", missing.join(", ")),
             ));
         }
@@ -209,14 +209,14 @@ pub(crate) async fn delete(ctx: &Ctx, input: Value) -> Result<Value> {
                 let tg = match load_tg(ctx, &arn).await {
                     Ok(tg) => tg,
                     // Deleting a group that is already gone succeeds, as on AWS.
-                    Err(Error::Service { code: "TargetGroupNotFound", .. }) => return Ok((None, None)),
+                    Err(Error::NotFound { resource: Resource::TargetGroup, .. }) => return Ok((None, None)),
                     Err(e) => return Err(e),
                 };
                 // A listener or rule that starts forwarding to this group rewrites it, so the
                 // compare below fails if one appeared after this read.
                 if Usage::read(ctx).await?.in_use(&arn) {
-                    return Err(Error::service(
-                        "ResourceInUse",
+                    return Err(Error::in_use(
+                        InUse::Resource,
                         format!("Target group '{arn}' is currently in use by a listener or a rule"),
                     ));
                 }

@@ -8,6 +8,7 @@ use crate::db::encode;
 use wharf_store::{Compare, Op, Txn};
 use wharf_types::ecs::ContainerInstance;
 use wharf_types::elb::{Target, TargetHealth};
+use wharf_types::{Invalid, Limit};
 
 /// ELBv2's limit of targets per target group.
 pub(crate) const MAX_TARGETS: usize = 1000;
@@ -82,8 +83,8 @@ pub(crate) async fn register(ctx: &Ctx, input: Value) -> Result<Value> {
                 }
                 if !invalid.is_empty() {
                     let what = if tg.doc.target_type == "ip" { "IP addresses" } else { "instances" };
-                    return Err(Error::service(
-                        "InvalidTarget",
+                    return Err(Error::invalid_input(
+                        Invalid::Target,
                         format!("The following targets are not valid {what}: '{}'", invalid.join("', '")),
                     ));
                 }
@@ -121,8 +122,8 @@ pub(crate) async fn register(ctx: &Ctx, input: Value) -> Result<Value> {
                     txn.ops.push(Op::put(key, encode(&doc)?));
                 }
                 if count > MAX_TARGETS {
-                    return Err(Error::service(
-                        "TooManyTargets",
+                    return Err(Error::limit_exceeded(
+                        Limit::Targets,
                         format!("A target group can have at most {MAX_TARGETS} registered targets"),
                     ));
                 }

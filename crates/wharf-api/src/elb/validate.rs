@@ -7,7 +7,7 @@ use serde_json::{Map, Value, json};
 use std::collections::{BTreeMap, BTreeSet};
 use std::net::{IpAddr, Ipv4Addr};
 use wharf_types::elb::{Action, Condition, ForwardConfig, HealthCheck, WeightedTargetGroup};
-use wharf_types::{Error, Result};
+use wharf_types::{Error, Invalid, Limit, Result};
 
 fn invalid(field: &str, msg: impl Into<String>) -> Error {
     Error::invalid(field, msg)
@@ -230,8 +230,8 @@ pub fn target_group_attributes(all: &BTreeMap<String, String>) -> Result<()> {
     let slow = all.get("slow_start.duration_seconds").is_some_and(|v| v != "0");
     let lor = all.get("load_balancing.algorithm.type").is_some_and(|v| v == "least_outstanding_requests");
     if slow && lor {
-        return Err(Error::service(
-            "InvalidConfigurationRequest",
+        return Err(Error::invalid_input(
+            Invalid::Configuration,
             "Slow start mode cannot be enabled with the least outstanding requests algorithm",
         ));
     }
@@ -319,7 +319,7 @@ const CONTENT_TYPES: &[&str] = &["text/plain", "text/css", "text/html", "applica
 pub const MAX_FORWARD_GROUPS: usize = 5;
 
 fn action_error(msg: impl Into<String>) -> Error {
-    Error::service("InvalidLoadBalancerAction", msg)
+    Error::invalid_input(Invalid::Action, msg)
 }
 
 /// Checks and normalises an action list (listener default actions or rule actions): exactly
@@ -331,8 +331,8 @@ pub fn actions(field: &str, input: &[Value]) -> Result<Vec<Action>> {
         return Err(invalid(field, format!("At least one action must be specified in {field}")));
     }
     if input.len() > 1 {
-        return Err(Error::service(
-            "TooManyActions",
+        return Err(Error::limit_exceeded(
+            Limit::Actions,
             format!("{field} can have only one action: forward, redirect or fixed-response"),
         ));
     }
@@ -378,10 +378,9 @@ fn action(field: &str, a: &Value, index: usize) -> Result<Action> {
             out.fixed_response_config = Some(fixed_response(f)?);
         }
         other => {
-            return Err(Error::service(
-                "UnsupportedProtocol",
-                format!("Action type '{other}' is not supported: use forward, redirect or fixed-response"),
-            ));
+            return Err(Error::Unsupported(format!(
+                "Action type '{other}' is not supported: use forward, redirect or fixed-response"
+            )));
         }
     }
     Ok(out)
@@ -693,7 +692,10 @@ pub fn cidr(v: &str) -> Result<()> {
 pub fn ip_target(id: &str) -> Result<Ipv4Addr> {
     match id.parse::<Ipv4Addr>() {
         Ok(ip) if !ip.is_unspecified() && !ip.is_broadcast() && !ip.is_multicast() => Ok(ip),
-        _ => Err(Error::service("InvalidTarget", format!("The IP address '{id}' is not a valid IPv4 target address"))),
+        _ => Err(Error::invalid_input(
+            Invalid::Target,
+            format!("The IP address '{id}' is not a valid IPv4 target address"),
+        )),
     }
 }
 
@@ -709,12 +711,8 @@ mod tests {
     #![allow(clippy::unwrap_used)]
     use super::*;
 
-    fn code(e: Error) -> String {
-        match e {
-            Error::InvalidParameter { .. } => "ValidationError".into(),
-            Error::Service { code, .. } => code.into(),
-            other => format!("{other:?}"),
-        }
+    fn code(e: Error) -> &'static str {
+        wharf_protocol::wire_error(&e, crate::ELBV2.name(), wharf_protocol::Protocol::Query).code
     }
 
     #[test]

@@ -369,7 +369,7 @@ impl LogStore {
                 params![scope.account, scope.region, g.name, now, g.class, g.kms_key_id, g.deletion_protection, tags],
             )?;
             if n == 0 {
-                return Err(Error::AlreadyExists("The specified log group already exists".into()).into());
+                return Err(Error::already_exists(Resource::Other, "The specified log group already exists").into());
             }
             Ok(())
         })
@@ -477,7 +477,7 @@ impl LogStore {
                 params![gid, name, now],
             )?;
             if n == 0 {
-                return Err(Error::AlreadyExists("The specified log stream already exists".into()).into());
+                return Err(Error::already_exists(Resource::Other, "The specified log stream already exists").into());
             }
             tx.commit()?;
             Ok(())
@@ -931,7 +931,7 @@ mod tests {
         let other = Scope::new("123456789012", "eu-west-1");
         assert!(matches!(store.group(&other, "g").await, Err(Error::NotFound { .. })));
         store.create_group(&other, new_group("g"), 0).await.unwrap();
-        assert!(matches!(store.create_group(&other, new_group("g"), 0).await, Err(Error::AlreadyExists(_))));
+        assert!(matches!(store.create_group(&other, new_group("g"), 0).await, Err(Error::AlreadyExists { .. })));
     }
 
     #[tokio::test]
