@@ -45,29 +45,66 @@ use std::sync::{Arc, LazyLock};
 use wharf_protocol::{Model, Protocol};
 use wharf_types::{Result, Scope};
 
-/// Who is calling, where, and the state they act on. Derefs to the [`Scoped`] store view the
-/// domain operations take, so a handler hands `ctx` straight to `wharf_core`.
+/// The state every request acts on, opened once per process: the store, the log store and
+/// the registry. [`State::context`] makes each request's [`Ctx`].
 #[derive(Debug, Clone)]
-pub struct Ctx {
-    /// The caller's account and region, with the store.
-    pub scoped: Scoped,
-    pub access_key_id: String,
+pub struct State {
+    pub db: Db,
     /// CloudWatch Logs groups, streams and events (their own database, not the store).
     pub logs: LogStore,
     /// ECR's repositories, images and blobs (metadata in the store, content on disk).
     pub registry: wharf_registry::Registry,
 }
 
+impl State {
+    /// The context of a request signed with `access_key_id` for `scope`.
+    pub fn context(&self, scope: Scope, access_key_id: String) -> Ctx {
+        Ctx {
+            scoped: Scoped::new(scope, self.db.clone()),
+            access_key_id,
+            logs: self.logs.clone(),
+            registry: self.registry.clone(),
+        }
+    }
+}
+
+/// Who is calling, where, and the state they act on: a request's context, made only here
+/// ([`State::context`]). Derefs to the [`Scoped`] store view the domain operations take, so a
+/// handler hands `ctx` straight to `wharf_core`; the domain never sees a caller.
+#[derive(Debug, Clone)]
+pub struct Ctx {
+    /// The caller's account and region, with the store.
+    scoped: Scoped,
+    access_key_id: String,
+    logs: LogStore,
+    registry: wharf_registry::Registry,
+}
+
 impl Ctx {
     /// A context over fresh in-memory state (tests and tools).
     pub fn in_memory(account: &str, region: &str) -> Ctx {
         let store = wharf_store::SqliteStore::open_in_memory().expect("in-memory store");
-        Ctx {
-            scoped: Scoped::new(Scope::new(account, region), Db::new(store.clone())),
-            access_key_id: "AKIA".into(),
+        let state = State {
+            db: Db::new(store.clone()),
             logs: LogStore::open_in_memory().expect("in-memory log store"),
             registry: wharf_registry::Registry::ephemeral(store).expect("temporary registry dir"),
-        }
+        };
+        state.context(Scope::new(account, region), "AKIA".into())
+    }
+
+    /// The access key id the request was signed with.
+    pub fn access_key_id(&self) -> &str {
+        &self.access_key_id
+    }
+
+    /// CloudWatch Logs' log store.
+    pub fn logs(&self) -> &LogStore {
+        &self.logs
+    }
+
+    /// ECR's registry.
+    pub fn registry(&self) -> &wharf_registry::Registry {
+        &self.registry
     }
 
     /// The IAM principal of the account's access key (Wharf has one root user per account).

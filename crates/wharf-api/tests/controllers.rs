@@ -96,7 +96,7 @@ mod log_retention {
         let old = now_ms() - 2 * 86_400_000;
         let events: Vec<_> = (0..3).map(|i| json!({"timestamp": old + i, "message": "old"})).collect();
         call("PutLogEvents", json!({"logGroupName": "g", "logStreamName": "s", "logEvents": events})).await;
-        let r = LogRetention::new(ctx.logs.clone());
+        let r = LogRetention::new(ctx.logs().clone());
         assert_eq!(r.activate().await, Status::default());
         call("PutRetentionPolicy", json!({"logGroupName": "g", "retentionInDays": 1})).await;
         assert_eq!(r.activate().await.changed, 3);

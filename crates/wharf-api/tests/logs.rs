@@ -6,11 +6,15 @@
 use proptest::prelude::*;
 use serde_json::{Map, Value, json};
 use std::time::Instant;
-use wharf_api::{Ctx, LOGS, LogStore};
+use wharf_api::{Ctx, Db, LOGS, LogStore, State};
 use wharf_types::Error;
+use wharf_types::Scope;
 
 fn ctx_with(logs: LogStore) -> Ctx {
-    Ctx { logs, ..Ctx::in_memory("123456789012", "us-east-1") }
+    let store = wharf_store::SqliteStore::open_in_memory().unwrap();
+    let registry = wharf_registry::Registry::ephemeral(store.clone()).unwrap();
+    let state = State { db: Db::new(store), logs, registry };
+    state.context(Scope::new("123456789012", "us-east-1"), "AKIA".into())
 }
 
 async fn try_call(ctx: &Ctx, op: &str, body: Value) -> Result<Value, Error> {

@@ -18,7 +18,7 @@ use std::convert::Infallible;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 use tokio::net::TcpListener;
-use wharf_api::{Ctx, Db, LogStore, Scoped, Service};
+use wharf_api::{Ctx, Db, LogStore, Service};
 use wharf_protocol::sigv4::{Credential, RequestParts, Verifier};
 use wharf_protocol::{MAX_BODY_BYTES, Protocol, WireError, json, query, wire_error, xml};
 use wharf_types::{Error, Scope};
@@ -36,9 +36,8 @@ macro_rules! say {
 
 pub struct App {
     verifier: Verifier<HashMap<String, Credential>>,
-    db: Db,
-    logs: LogStore,
-    registry: wharf_registry::Registry,
+    /// The store, log store and registry every request's context is made from.
+    state: wharf_api::State,
     /// How long an agent may be silent before its instance counts as disconnected.
     agent_timeout: Duration,
     shutdown: tokio::sync::watch::Receiver<bool>,
@@ -104,9 +103,7 @@ pub async fn run(args: ServerArgs, embedded: Option<EmbeddedAgent>) -> anyhow::R
     );
     let app = Arc::new(App {
         verifier: Verifier::new(keys),
-        db: db.clone(),
-        logs: logs.clone(),
-        registry: registry.clone(),
+        state: wharf_api::State { db: db.clone(), logs: logs.clone(), registry: registry.clone() },
         agent_timeout,
         shutdown: shutdown_rx.clone(),
         lb,
@@ -320,7 +317,7 @@ async fn handle(
 ) -> Result<Response<Body>, Infallible> {
     // The registry streams its bodies (blobs): it must come before the 1 MiB collection below.
     if wharf_registry::distribution::is_registry_path(req.uri().path()) {
-        return Ok(wharf_registry::distribution::handle(&app.registry, req).await);
+        return Ok(wharf_registry::distribution::handle(&app.state.registry, req).await);
     }
     let rid = request_id();
     let (parts, body) = req.into_parts();
@@ -385,12 +382,7 @@ async fn handle(
             return Ok(error_response(protocol, &wire(code, status, message), &rid));
         }
     };
-    let ctx = Ctx {
-        scoped: Scoped::new(Scope::new(identity.account_id, identity.region), app.db.clone()),
-        access_key_id: identity.access_key_id,
-        logs: app.logs.clone(),
-        registry: app.registry.clone(),
-    };
+    let ctx = app.state.context(Scope::new(identity.account_id, identity.region), identity.access_key_id);
     if parts.uri.path().starts_with("/agent/") {
         let (method, path, qs) = (&parts.method, parts.uri.path(), query_string.as_deref());
         return Ok(handle_agent(&app, ctx, &identity.service, method, path, qs, &body, &rid).await);
