@@ -8,6 +8,13 @@ use crate::Timestamp;
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 
+mod status;
+
+pub use status::{
+    DeploymentController, DeploymentControllerType, DeploymentStatus, DeploymentStrategy, HealthStatus, LaunchType,
+    RolloutState, SchedulingStrategy, ServiceStatus, TaskStatus, UnknownValue,
+};
+
 pub type Extra = Map<String, Value>;
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
