@@ -16,11 +16,14 @@ use wharf_core::db::{Versioned, cas_put, encode};
 use wharf_core::deployments::{self, LAST_COMPLETED, deployment_load_balancers};
 use wharf_core::keys::{Keys, all_of_kind, scope_of_key};
 use wharf_core::targets::{self, TargetRef};
-use wharf_core::tasks::{ACTIVE_TASK_STATES, RunRequest, launch, launch_on, stop_task};
+use wharf_core::tasks::{RunRequest, launch, launch_on, stop_task};
 use wharf_core::{Db, Scoped};
 use wharf_store::{Compare, Op, Txn};
 use wharf_types::Error;
-use wharf_types::ecs::{Cluster, ContainerInstance, Failure, Service, ServiceEvent, Task, TaskDefinition};
+use wharf_types::ecs::{
+    Cluster, ContainerInstance, DeploymentStatus, Failure, HealthStatus, RolloutState, SchedulingStrategy, Service,
+    ServiceEvent, ServiceStatus, Task, TaskDefinition, TaskStatus,
+};
 use wharf_types::elb::TargetGroup;
 
 /// ECS keeps the newest 100 service events.
@@ -50,7 +53,7 @@ impl ServiceScheduler {
             Err(e) => return (0, vec![e.to_string()]),
         };
         for s in services {
-            if s.doc.status == "INACTIVE" {
+            if s.doc.status == ServiceStatus::Inactive {
                 continue;
             }
             let Some(scope) = scope_of_key(&s.key) else { continue };
@@ -83,9 +86,11 @@ impl ServiceScheduler {
         let live: Vec<&Task> = all
             .iter()
             .map(|t| &**t)
-            .filter(|t| t.desired_status != "STOPPED" && ACTIVE_TASK_STATES.contains(&t.last_status.as_str()))
+            .filter(|t| t.desired_status != TaskStatus::Stopped && t.last_status.holds_resources())
             .collect();
-        let Some(primary_id) = svc.deployments.iter().find(|d| d.status == "PRIMARY").map(|d| d.id.clone()) else {
+        let Some(primary_id) =
+            svc.deployments.iter().find(|d| d.status == DeploymentStatus::Primary).map(|d| d.id.clone())
+        else {
             return Ok(false);
         };
         let mut definitions: HashMap<String, TaskDefinition> = HashMap::new();
@@ -103,16 +108,17 @@ impl ServiceScheduler {
             let checked = definitions
                 .get(&t.task_definition_arn)
                 .is_some_and(|td| td.container_definitions.iter().any(|c| c.extra.contains_key("healthCheck")));
-            let running = t.last_status == "RUNNING";
+            let running = t.last_status == TaskStatus::Running;
             let past_grace = t.started_at.is_some_and(|s| now - s >= grace);
-            let health = t.health_status.as_deref();
+            let health = t.health_status;
             let lb = lb_health.get(&t.task_arn);
             TaskView {
                 primary: t.started_by.as_deref() == Some(primary_id.as_str()),
-                healthy: running && (!checked || health == Some("HEALTHY")) && lb.is_none_or(|h| h.healthy),
+                healthy: running && (!checked || health == Some(HealthStatus::Healthy)) && lb.is_none_or(|h| h.healthy),
                 unhealthy: running
                     && past_grace
-                    && ((checked && health == Some("UNHEALTHY")) || lb.is_some_and(|h| h.failing.is_some())),
+                    && ((checked && health == Some(HealthStatus::Unhealthy))
+                        || lb.is_some_and(|h| h.failing.is_some())),
             }
         };
         // Tasks on instances that are draining (or lost) are replaced like an old
@@ -138,13 +144,13 @@ impl ServiceScheduler {
         // Circuit breaker: PRIMARY tasks that stopped on their own count as failures.
         let failed = all
             .iter()
-            .filter(|t| t.started_by.as_deref() == Some(primary_id.as_str()) && t.last_status == "STOPPED")
+            .filter(|t| t.started_by.as_deref() == Some(primary_id.as_str()) && t.last_status == TaskStatus::Stopped)
             .filter(|t| !matches!(t.stop_code.as_deref(), Some("ServiceSchedulerInitiated" | "UserInitiated")))
             .count() as i64;
         let breaker = svc.deployment_configuration.deployment_circuit_breaker.clone();
         let threshold = ((svc.desired_count + 1) / 2).clamp(3, 200);
         let mut primary_failed =
-            svc.deployments.iter().any(|d| d.id == primary_id && d.rollout_state.as_deref() == Some("FAILED"));
+            svc.deployments.iter().any(|d| d.id == primary_id && d.rollout_state == Some(RolloutState::Failed));
         if let Some(p) = svc.deployments.iter_mut().find(|d| d.id == primary_id)
             && p.failed_tasks != failed
         {
@@ -154,13 +160,13 @@ impl ServiceScheduler {
         }
         // It watches a deployment only while it rolls out: crashes after COMPLETED are replaced.
         let in_progress =
-            svc.deployments.iter().any(|d| d.id == primary_id && d.rollout_state.as_deref() == Some("IN_PROGRESS"));
+            svc.deployments.iter().any(|d| d.id == primary_id && d.rollout_state == Some(RolloutState::InProgress));
         if breaker.as_ref().is_some_and(|b| b.enable) && in_progress && failed >= threshold {
             primary_failed = true;
             changed = true;
             let rollback_to = svc.extra.get(LAST_COMPLETED).and_then(Value::as_str).map(str::to_string);
             for d in svc.deployments.iter_mut().filter(|d| d.id == primary_id) {
-                d.rollout_state = Some("FAILED".into());
+                d.rollout_state = Some(RolloutState::Failed);
                 d.rollout_state_reason = Some("ECS deployment circuit breaker: tasks failed to start.".into());
                 d.updated_at = now;
             }
@@ -171,8 +177,8 @@ impl ServiceScheduler {
             if breaker.as_ref().is_some_and(|b| b.rollback)
                 && let Some(td) = rollback_to
             {
-                for d in svc.deployments.iter_mut().filter(|d| d.status == "PRIMARY") {
-                    d.status = "ACTIVE".into();
+                for d in svc.deployments.iter_mut().filter(|d| d.status == DeploymentStatus::Primary) {
+                    d.status = DeploymentStatus::Active;
                 }
                 let dep = deployments::new_deployment(&svc, &td, now);
                 deployments::record(ctx, &svc, &dep, Some(&primary_id), &mut history).await?;
@@ -191,17 +197,20 @@ impl ServiceScheduler {
             }
         }
 
-        let desired = if svc.status == "ACTIVE" { svc.desired_count } else { 0 };
+        let desired = if svc.status == ServiceStatus::Active { svc.desired_count } else { 0 };
         let (min, max) = (
             svc.deployment_configuration.minimum_healthy_percent.unwrap_or(100),
             svc.deployment_configuration.maximum_percent.unwrap_or(200),
         );
-        let (stop, start) = if svc.scheduling_strategy == "DAEMON" {
+        let (stop, start) = if svc.scheduling_strategy == SchedulingStrategy::Daemon {
             self.daemon_plan(ctx, &svc, &cluster_name, &live, &all, &primary_id, min).await?
         } else {
             let p = plan(&views, desired, min, max, !primary_failed);
             // Tasks asked to stop hold their place under maximumPercent until they have stopped.
-            let stopping = all.iter().filter(|t| t.desired_status == "STOPPED" && t.last_status != "STOPPED").count();
+            let stopping = all
+                .iter()
+                .filter(|t| t.desired_status == TaskStatus::Stopped && t.last_status != TaskStatus::Stopped)
+                .count();
             let room = (max_total(desired, max) as usize).saturating_sub(live.len() + stopping);
             (p.stop.into_iter().map(|i| live[i].task_arn.clone()).collect(), Starts::Count(p.start.min(room)))
         };
@@ -241,7 +250,7 @@ impl ServiceScheduler {
         if let Some(td) = definitions.get(&primary_td) {
             let request = RunRequest {
                 task_definition: primary_td.clone(),
-                launch_type: svc.launch_type.clone(),
+                launch_type: svc.launch_type,
                 capacity_provider_strategy: svc.capacity_provider_strategy.clone().filter(|s| !s.is_empty()),
                 group: Some(group.clone()),
                 started_by: Some(primary_id.clone()),
@@ -323,14 +332,14 @@ impl ServiceScheduler {
         let mut fresh: Vec<Arc<Task>> =
             all.iter().map(|t| touched.remove(&t.task_arn).map_or_else(|| t.clone(), Arc::new)).collect();
         fresh.extend(touched.into_values().map(Arc::new));
-        fresh.retain(|t| ACTIVE_TASK_STATES.contains(&t.last_status.as_str()));
+        fresh.retain(|t| t.last_status.holds_resources());
         let count = |id: &str, running: bool| {
             fresh
                 .iter()
-                .filter(|t| t.started_by.as_deref() == Some(id) && (t.last_status == "RUNNING") == running)
+                .filter(|t| t.started_by.as_deref() == Some(id) && (t.last_status == TaskStatus::Running) == running)
                 .count() as i64
         };
-        let daemon_desired = if svc.scheduling_strategy == "DAEMON" {
+        let daemon_desired = if svc.scheduling_strategy == SchedulingStrategy::Daemon {
             Some(self.daemon_desired(ctx, &cluster_name).await?)
         } else {
             None
@@ -342,7 +351,7 @@ impl ServiceScheduler {
             d.desired_count = if d.id == primary_id { daemon_desired.unwrap_or(desired) } else { 0 };
         }
         svc.deployments.retain(|d| d.id == primary_id || d.running_count + d.pending_count > 0);
-        svc.running_count = fresh.iter().filter(|t| t.last_status == "RUNNING").count() as i64;
+        svc.running_count = fresh.iter().filter(|t| t.last_status == TaskStatus::Running).count() as i64;
         svc.pending_count = fresh.len() as i64 - svc.running_count;
         if let Some(n) = daemon_desired {
             svc.desired_count = n;
@@ -361,9 +370,9 @@ impl ServiceScheduler {
             && svc.running_count == target;
         if steady
             && let Some(p) = svc.deployments.first_mut()
-            && p.rollout_state.as_deref() == Some("IN_PROGRESS")
+            && p.rollout_state == Some(RolloutState::InProgress)
         {
-            p.rollout_state = Some("COMPLETED".into());
+            p.rollout_state = Some(RolloutState::Completed);
             p.rollout_state_reason = Some(format!("ECS deployment {} completed.", p.id));
             p.updated_at = now;
             events.push(format!("(service {}) (deployment {}) deployment completed.", svc.service_name, p.id));
@@ -434,8 +443,8 @@ impl ServiceScheduler {
         let mut groups: HashMap<String, Option<TargetGroup>> = HashMap::new();
         for t in all {
             let held = targets::registered(t);
-            let stopping = t.desired_status == "STOPPED" || t.last_status == "STOPPED";
-            let wanted = if held.is_empty() && !stopping && t.last_status == "RUNNING" {
+            let stopping = t.desired_status == TaskStatus::Stopped || t.last_status == TaskStatus::Stopped;
+            let wanted = if held.is_empty() && !stopping && t.last_status == TaskStatus::Running {
                 let lbs = load_balancers_of(svc, t);
                 if lbs.is_empty() {
                     continue;
@@ -476,7 +485,7 @@ impl ServiceScheduler {
                     let mut txn = Txn { compares: vec![Compare::ModRevision(key.clone(), cur.rev)], ops: vec![] };
                     match &wanted {
                         Some(list) => {
-                            if !targets::registered(&doc).is_empty() || doc.desired_status == "STOPPED" {
+                            if !targets::registered(&doc).is_empty() || doc.desired_status == TaskStatus::Stopped {
                                 return Ok((None, false));
                             }
                             targets::register(ctx, &mut doc, list, now, &mut txn)?;
@@ -514,7 +523,8 @@ impl ServiceScheduler {
         all: &[Arc<Task>],
     ) -> Result<HashMap<String, LbHealth>, Error> {
         let mut out = HashMap::new();
-        for t in all.iter().filter(|t| t.desired_status != "STOPPED" && t.last_status == "RUNNING") {
+        for t in all.iter().filter(|t| t.desired_status != TaskStatus::Stopped && t.last_status == TaskStatus::Running)
+        {
             let lbs = load_balancers_of(svc, t);
             if lbs.is_empty() {
                 continue;
@@ -563,7 +573,7 @@ impl ServiceScheduler {
             .map(|i| i.doc.container_instance_arn.as_str())
             .collect();
         let floor = min_healthy(active.len() as i64, min_percent);
-        let mut healthy = live.iter().filter(|t| t.last_status == "RUNNING").count() as i64;
+        let mut healthy = live.iter().filter(|t| t.last_status == TaskStatus::Running).count() as i64;
         let mut stop = vec![];
         let mut covered = vec![];
         // PRIMARY tasks first: they keep their instance; older ones give theirs up.
@@ -572,8 +582,8 @@ impl ServiceScheduler {
         for t in ordered {
             let on = t.container_instance_arn.as_deref().unwrap_or_default();
             let is_primary = t.started_by.as_deref() == Some(primary);
-            let running = t.last_status == "RUNNING";
-            let go = svc.status != "ACTIVE"
+            let running = t.last_status == TaskStatus::Running;
+            let go = svc.status != ServiceStatus::Active
                 || !active.contains(&on)
                 || covered.contains(&on)
                 || (!is_primary && (!running || healthy > floor));
@@ -586,10 +596,10 @@ impl ServiceScheduler {
         }
         let holding: Vec<&str> = all
             .iter()
-            .filter(|t| t.last_status != "STOPPED")
+            .filter(|t| t.last_status != TaskStatus::Stopped)
             .filter_map(|t| t.container_instance_arn.as_deref())
             .collect();
-        let missing = if svc.status == "ACTIVE" {
+        let missing = if svc.status == ServiceStatus::Active {
             active.iter().filter(|a| !holding.contains(a)).map(|a| a.to_string()).collect()
         } else {
             vec![]
