@@ -13,6 +13,7 @@ use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 use tokio::sync::watch;
 use wharf_types::agent::{Assignment, StreamMessage, TaskReport, labels};
+use wharf_types::ecs::TaskStatus;
 
 /// When the agent pulls images (ECS_IMAGE_PULL_BEHAVIOR).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -376,8 +377,8 @@ impl<R: ContainerRuntime> Agent<R> {
             for (arn, (from, tx)) in tasks.iter() {
                 if *from == source && !wanted.contains(arn) {
                     tx.send_modify(|a| {
-                        if a.task.desired_status != "STOPPED" {
-                            a.task.desired_status = "STOPPED".into();
+                        if a.task.desired_status != TaskStatus::Stopped {
+                            a.task.desired_status = TaskStatus::Stopped;
                             a.task.stopped_reason =
                                 Some("Task is no longer assigned to this container instance".into());
                         }

@@ -15,6 +15,7 @@ use std::convert::Infallible;
 use std::sync::Arc;
 use tokio::sync::watch;
 use wharf_types::agent::Assignment;
+use wharf_types::ecs::LaunchType;
 use wharf_types::iso8601;
 
 /// The port ECS's agent uses for its own endpoints; reserved from tasks by default.
@@ -169,7 +170,7 @@ async fn task_json<R: ContainerRuntime>(agent: &Agent<R>, a: &Assignment) -> Val
         "PullStartedAt": a.task.pull_started_at.map(iso8601),
         "PullStoppedAt": a.task.pull_stopped_at.map(iso8601),
         "AvailabilityZone": a.task.availability_zone,
-        "LaunchType": a.task.launch_type.clone().unwrap_or_else(|| "FARGATE".into()),
+        "LaunchType": a.task.launch_type.unwrap_or(LaunchType::Fargate),
         "Containers": containers,
     });
     if let Some(service) = a.task.group.as_deref().and_then(|g| g.strip_prefix("service:")) {

@@ -14,6 +14,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 use tokio::sync::watch;
 use wharf_types::agent::{Assignment, ContainerHealth, TaskNetwork, TaskReport, labels};
+use wharf_types::ecs::{HealthStatus, LaunchType, TaskStatus};
 
 /// How long a dependent container waits for its dependency's condition when the task
 /// definition gives no startTimeout.
@@ -105,13 +106,13 @@ impl<R: ContainerRuntime> TaskRun<R> {
     pub(crate) async fn run(mut self) {
         let a = self.assignment();
         let existing = self.existing().await;
-        if a.task.desired_status == "STOPPED" {
+        if a.task.desired_status == TaskStatus::Stopped {
             self.adopt(&existing);
             return self.stop(StopCause { reason: a.task.stopped_reason.clone().unwrap_or_default() }).await;
         }
         let all_present = self.slots.iter().all(|s| existing.get(&s.name).is_some_and(|c| c.started))
             && (crate::spec::network_mode(&a) != "awsvpc" || existing.contains_key(labels::PAUSE_CONTAINER));
-        if all_present && a.task.last_status == "RUNNING" {
+        if all_present && a.task.last_status == TaskStatus::Running {
             tracing::info!(task = %a.task.task_arn, "re-adopting running containers");
             self.adopt(&existing);
         } else {
@@ -173,16 +174,16 @@ impl<R: ContainerRuntime> TaskRun<R> {
         }
     }
 
-    async fn report(&self, status: &str, reason: Option<&str>) -> bool {
+    async fn report(&self, status: TaskStatus, reason: Option<&str>) -> bool {
         let a = self.assignment();
         let containers: Vec<Value> = self
             .slots
             .iter()
             .map(|s| {
                 let container_status = match (status, s.exit_code) {
-                    ("STOPPED", _) | (_, Some(_)) => "STOPPED",
-                    ("RUNNING", None) if s.id.is_some() => "RUNNING",
-                    _ => "PENDING",
+                    (TaskStatus::Stopped, _) | (_, Some(_)) => TaskStatus::Stopped,
+                    (TaskStatus::Running, None) if s.id.is_some() => TaskStatus::Running,
+                    _ => TaskStatus::Pending,
                 };
                 let mut c = json!({
                     "containerName": s.name,
@@ -221,7 +222,7 @@ impl<R: ContainerRuntime> TaskRun<R> {
         if let Some(t) = self.pull_stopped {
             body["pullStoppedAt"] = json!(t);
         }
-        if status == "STOPPED" {
+        if status == TaskStatus::Stopped {
             body["executionStoppedAt"] = json!(now());
         }
         for attempt in 0..5u32 {
@@ -230,11 +231,11 @@ impl<R: ContainerRuntime> TaskRun<R> {
                 // The control plane refused the report (the task or cluster is gone):
                 // repeating it cannot help, and nobody is waiting for it.
                 Err(crate::client::ClientError::Api { status: 400..=499, code, message }) => {
-                    tracing::warn!(task = %a.task.task_arn, status, %code, %message, "state report refused");
+                    tracing::warn!(task = %a.task.task_arn, %status, %code, %message, "state report refused");
                     return true;
                 }
                 Err(e) => {
-                    tracing::warn!(task = %a.task.task_arn, status, error = %e, "state report failed");
+                    tracing::warn!(task = %a.task.task_arn, %status, error = %e, "state report failed");
                     tokio::time::sleep(Duration::from_millis(200 << attempt)).await;
                 }
             }
@@ -273,7 +274,7 @@ impl<R: ContainerRuntime> TaskRun<R> {
     async fn start(&mut self) -> Result<(), StopCause> {
         let a = self.assignment();
         self.pull_started = Some(now());
-        self.report("PENDING", None).await;
+        self.report(TaskStatus::Pending, None).await;
         let defs = a.task_definition.container_definitions.clone();
         let images: Vec<String> = defs.iter().filter_map(|d| d.image.clone()).collect();
         for image in &images {
@@ -288,7 +289,7 @@ impl<R: ContainerRuntime> TaskRun<R> {
             }
         }
         self.pull_stopped = Some(now());
-        self.report("ACTIVATING", None).await;
+        self.report(TaskStatus::Activating, None).await;
         if crate::spec::network_mode(&a) == "awsvpc" {
             self.start_pause(&a).await?;
         }
@@ -304,7 +305,7 @@ impl<R: ContainerRuntime> TaskRun<R> {
             }
             // What ECS puts in every container's environment; the task's own variables,
             // listed after, win where they overlap.
-            let fargate = a.task.launch_type.as_deref() == Some("FARGATE") || a.task.capacity_provider_name.is_some();
+            let fargate = a.task.launch_type == Some(LaunchType::Fargate) || a.task.capacity_provider_name.is_some();
             let mut env = vec![
                 format!("AWS_EXECUTION_ENV={}", if fargate { "AWS_ECS_FARGATE" } else { "AWS_ECS_EC2" }),
                 format!("AWS_REGION={}", cfg.region),
@@ -397,7 +398,7 @@ impl<R: ContainerRuntime> TaskRun<R> {
             }
             slot.id = Some(id);
         }
-        self.report("RUNNING", None).await;
+        self.report(TaskStatus::Running, None).await;
         Ok(())
     }
 
@@ -484,7 +485,8 @@ impl<R: ContainerRuntime> TaskRun<R> {
                 // StopTask while waiting: stop now, not when the dependency times out.
                 let stopping = {
                     let a = self.desired.borrow();
-                    (a.task.desired_status == "STOPPED").then(|| a.task.stopped_reason.clone().unwrap_or_default())
+                    (a.task.desired_status == TaskStatus::Stopped)
+                        .then(|| a.task.stopped_reason.clone().unwrap_or_default())
                 };
                 if let Some(reason) = stopping {
                     return Err(StopCause { reason });
@@ -508,7 +510,7 @@ impl<R: ContainerRuntime> TaskRun<R> {
         let mut last_health_report: Option<Vec<ContainerHealth>> = None;
         loop {
             let a = self.assignment();
-            if a.task.desired_status == "STOPPED" {
+            if a.task.desired_status == TaskStatus::Stopped {
                 return StopCause { reason: a.task.stopped_reason.clone().unwrap_or_default() };
             }
             let mut essential_exit = None;
@@ -543,7 +545,7 @@ impl<R: ContainerRuntime> TaskRun<R> {
             }
             // A non-essential container that exited is reported once.
             if self.slots.iter().any(|s| s.exit_code.is_some() && !s.reported_stopped)
-                && self.report("RUNNING", None).await
+                && self.report(TaskStatus::Running, None).await
             {
                 for s in self.slots.iter_mut().filter(|s| s.exit_code.is_some()) {
                     s.reported_stopped = true;
@@ -556,9 +558,9 @@ impl<R: ContainerRuntime> TaskRun<R> {
                 .map(|s| ContainerHealth {
                     container_name: s.name.clone(),
                     health_status: match s.health.as_deref() {
-                        Some("healthy") => "HEALTHY".into(),
-                        Some("unhealthy") => "UNHEALTHY".into(),
-                        _ => "UNKNOWN".into(),
+                        Some("healthy") => HealthStatus::Healthy,
+                        Some("unhealthy") => HealthStatus::Unhealthy,
+                        _ => HealthStatus::Unknown,
                     },
                 })
                 .collect();
@@ -574,8 +576,8 @@ impl<R: ContainerRuntime> TaskRun<R> {
                 }
             }
             // A RUNNING the control plane never got (it was down) is sent again.
-            if a.task.last_status != "RUNNING" && a.task.last_status != "STOPPED" {
-                self.report("RUNNING", None).await;
+            if a.task.last_status != TaskStatus::Running && a.task.last_status != TaskStatus::Stopped {
+                self.report(TaskStatus::Running, None).await;
             }
             tokio::select! {
                 _ = tokio::time::sleep(TICK) => {}
@@ -594,8 +596,8 @@ impl<R: ContainerRuntime> TaskRun<R> {
         let a = self.assignment();
         tracing::info!(task = %a.task.task_arn, reason = %cause.reason, "stopping task");
         if self.slots.iter().any(|s| s.id.is_some()) {
-            self.report("DEACTIVATING", Some(&cause.reason)).await;
-            self.report("STOPPING", Some(&cause.reason)).await;
+            self.report(TaskStatus::Deactivating, Some(&cause.reason)).await;
+            self.report(TaskStatus::Stopping, Some(&cause.reason)).await;
         }
         let order = start_order(&a.task_definition.container_definitions);
         for i in order.into_iter().rev() {
@@ -613,12 +615,12 @@ impl<R: ContainerRuntime> TaskRun<R> {
             }
         }
         if self.pause.is_some() {
-            self.report("DEPROVISIONING", Some(&cause.reason)).await;
+            self.report(TaskStatus::Deprovisioning, Some(&cause.reason)).await;
         }
         // The control plane may be unreachable; keep trying so the task does not stay
         // RUNNING there forever.
         let mut delay = Duration::from_secs(1);
-        while !self.report("STOPPED", Some(&cause.reason)).await {
+        while !self.report(TaskStatus::Stopped, Some(&cause.reason)).await {
             tokio::time::sleep(delay).await;
             delay = (delay * 2).min(Duration::from_secs(30));
         }

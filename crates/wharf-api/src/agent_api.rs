@@ -12,7 +12,7 @@ use std::time::Duration;
 use tokio::sync::{mpsc, watch};
 use wharf_store::{Op, Store, Txn};
 use wharf_types::agent::{Assignment, StreamMessage};
-use wharf_types::ecs::{ContainerInstance, Task, TaskDefinition};
+use wharf_types::ecs::{ContainerInstance, Task, TaskDefinition, TaskStatus};
 use wharf_types::{Error, Result};
 
 /// How often the stream carries a heartbeat line.
@@ -224,14 +224,14 @@ impl Session {
         };
         let mut assignments = vec![];
         for task in tasks {
-            if task.last_status == "STOPPED" || !keep(&task) {
+            if task.last_status == TaskStatus::Stopped || !keep(&task) {
                 continue;
             }
             let mut task = std::sync::Arc::unwrap_or_clone(task);
             // Deregistering before stopping: the agent keeps serving until the targets drained.
             if wharf_core::targets::held_for_draining(&task) {
-                task.desired_status = "RUNNING".into();
-                task.last_status = "RUNNING".into();
+                task.desired_status = TaskStatus::Running;
+                task.last_status = TaskStatus::Running;
             }
             let td = match definitions.get(&task.task_definition_arn) {
                 Some(td) => td.clone(),

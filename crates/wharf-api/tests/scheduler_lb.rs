@@ -8,7 +8,7 @@ use serde_json::{Value, json};
 use wharf_api::Ctx;
 use wharf_controllers::{Reconciler, ServiceScheduler};
 use wharf_core::targets::{self, TargetRef};
-use wharf_types::ecs::{Service, Task};
+use wharf_types::ecs::{RolloutState, Service, Task, TaskStatus};
 use wharf_types::elb::{self, Action, ForwardConfig, Listener, Target, TargetGroup, TargetHealth, WeightedTargetGroup};
 
 const ACCOUNT: &str = "123456789012";
@@ -121,7 +121,7 @@ async fn report_running(ctx: &Ctx, task: &Task, host_port: u16) {
 /// Every not-yet-RUNNING task asked to run becomes RUNNING on its own host port.
 async fn run_pending(ctx: &Ctx, next_port: &mut u16) {
     for t in tasks(ctx).await {
-        if t.desired_status == "RUNNING" && t.last_status == "PROVISIONING" {
+        if t.desired_status == TaskStatus::Running && t.last_status == TaskStatus::Provisioning {
             report_running(ctx, &t, *next_port).await;
             *next_port += 1;
         }
@@ -135,7 +135,7 @@ async fn health(ctx: &Ctx, r: &TargetRef, state: &str) {
 }
 
 fn stop_requested(t: &Task) -> bool {
-    t.desired_status == "STOPPED"
+    t.desired_status == TaskStatus::Stopped
 }
 
 #[tokio::test]
@@ -220,13 +220,13 @@ async fn serving(ctx: &Ctx, scheduler: &ServiceScheduler, delay: u64, grace: Opt
     }
     // Not healthy for the deployment until the load balancer says so.
     let svc = service(ctx, "s").await;
-    assert_eq!(svc.deployments[0].rollout_state.as_deref(), Some("IN_PROGRESS"));
+    assert_eq!(svc.deployments[0].rollout_state, Some(RolloutState::InProgress));
     for t in &all {
         health(ctx, &targets::registered(t)[0], "healthy").await;
     }
     scheduler.activate().await;
     let svc = service(ctx, "s").await;
-    assert_eq!(svc.deployments[0].rollout_state.as_deref(), Some("COMPLETED"));
+    assert_eq!(svc.deployments[0].rollout_state, Some(RolloutState::Completed));
     port
 }
 
@@ -246,7 +246,7 @@ async fn a_task_is_deregistered_and_drained_before_it_is_stopped() {
     let leaving: Vec<&Task> = all.iter().filter(|t| stop_requested(t)).collect();
     assert_eq!(leaving.len(), 1);
     let t = leaving[0];
-    assert_eq!(t.last_status, "DEACTIVATING");
+    assert_eq!(t.last_status, TaskStatus::Deactivating);
     assert!(targets::held_for_draining(t), "the agent is not told to stop it yet");
     let r = &targets::registered(t)[0];
     let target = ctx.db.get::<Target>(&r.key(&ctx)).await.unwrap().unwrap().doc;
@@ -308,7 +308,7 @@ async fn a_rolling_deployment_stops_old_tasks_only_once_new_ones_are_healthy_in_
     scheduler.activate().await;
     let all = tasks(&ctx).await;
     for t in all.iter().filter(|t| old.contains(&t.task_arn)) {
-        assert!(stop_requested(t) && t.last_status == "DEACTIVATING" && targets::held_for_draining(t));
+        assert!(stop_requested(t) && t.last_status == TaskStatus::Deactivating && targets::held_for_draining(t));
     }
     assert!(all.iter().filter(|t| !old.contains(&t.task_arn)).all(|t| !stop_requested(t)));
 }
@@ -333,7 +333,7 @@ async fn a_task_failing_elb_health_checks_is_replaced_after_the_grace_period_onl
         stopped.stopped_reason.as_deref(),
         Some(format!("Task failed ELB health checks in (target-group {TG_ARN})").as_str())
     );
-    assert_eq!(stopped.last_status, "DEACTIVATING");
+    assert_eq!(stopped.last_status, TaskStatus::Deactivating);
     // Its replacement is started at once (maximumPercent 200 leaves room).
     assert_eq!(tasks(&ctx).await.iter().filter(|x| !stop_requested(x)).count(), 2);
 }

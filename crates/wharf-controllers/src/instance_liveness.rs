@@ -12,7 +12,7 @@ use wharf_core::db::{cas_put, encode};
 use wharf_core::fargate::{HOST_FIELD as FARGATE_HOST_FIELD, SESSIONS as FARGATE_SESSIONS};
 use wharf_core::keys::{Keys, all_of_kind, scope_of_key};
 use wharf_store::{Compare, Op, Txn};
-use wharf_types::ecs::{ContainerInstance, Task};
+use wharf_types::ecs::{ContainerInstance, Task, TaskStatus};
 
 #[derive(Debug, Clone)]
 pub struct InstanceLiveness {
@@ -59,7 +59,7 @@ impl InstanceLiveness {
             };
             for t in self.db.list_tasks(&keys.tasks(&cluster)).await? {
                 if t.doc.container_instance_arn.as_ref() != Some(&i.doc.container_instance_arn)
-                    || t.doc.last_status == "STOPPED"
+                    || t.doc.last_status == TaskStatus::Stopped
                 {
                     continue;
                 }
@@ -80,7 +80,7 @@ impl InstanceLiveness {
         let mut changed = 0;
         for t in self.db.list_tasks(&all_of_kind("task")).await? {
             let Some(host) = t.doc.extra.get(FARGATE_HOST_FIELD).and_then(|h| h.as_str()) else { continue };
-            if t.doc.last_status == "STOPPED" || now - t.doc.created_at < self.timeout.as_secs_f64() {
+            if t.doc.last_status == TaskStatus::Stopped || now - t.doc.created_at < self.timeout.as_secs_f64() {
                 continue;
             }
             let Some(scope) = scope_of_key(&t.key) else { continue };
@@ -99,14 +99,14 @@ impl InstanceLiveness {
 /// Marks a task STOPPED (its host is gone, so nobody else will).
 fn stop_txn(t: &wharf_core::db::Versioned<Arc<Task>>, now: f64, reason: &str) -> Result<Txn, wharf_types::Error> {
     let mut task = Task::clone(&t.doc);
-    task.last_status = "STOPPED".into();
-    task.desired_status = "STOPPED".into();
+    task.last_status = TaskStatus::Stopped;
+    task.desired_status = TaskStatus::Stopped;
     task.stopping_at.get_or_insert(now);
     task.stopped_at = Some(now);
     task.stopped_reason.get_or_insert(reason.to_string());
     task.stop_code.get_or_insert_with(|| "TaskFailedToStart".into());
     for c in &mut task.containers {
-        c.last_status = "STOPPED".into();
+        c.last_status = TaskStatus::Stopped;
     }
     task.version += 1;
     Ok(Txn { compares: vec![Compare::ModRevision(t.key.clone(), t.rev)], ops: vec![Op::put(&t.key, encode(&task)?)] })

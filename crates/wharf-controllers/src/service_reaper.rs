@@ -6,8 +6,7 @@ use std::time::Duration;
 use wharf_core::Db;
 use wharf_core::db::cas_put;
 use wharf_core::keys::{Keys, all_of_kind, scope_of_key};
-use wharf_core::tasks::ACTIVE_TASK_STATES;
-use wharf_types::ecs::Service;
+use wharf_types::ecs::{Service, ServiceStatus};
 
 #[derive(Debug, Clone)]
 pub struct ServiceReaper {
@@ -22,21 +21,20 @@ impl ServiceReaper {
     async fn reap(&self) -> Result<usize, wharf_types::Error> {
         let mut changed = 0;
         for s in self.db.list::<Service>(&all_of_kind("service")).await? {
-            if s.doc.status != "DRAINING" {
+            if s.doc.status != ServiceStatus::Draining {
                 continue;
             }
             let Some(scope) = scope_of_key(&s.key) else { continue };
             let cluster = s.doc.cluster_arn.rsplit('/').next().unwrap_or_default();
             let group = format!("service:{}", s.doc.service_name);
             let tasks = self.db.list_tasks(&Keys::for_scope(&scope).tasks(cluster)).await?;
-            let busy = tasks.iter().any(|t| {
-                t.doc.group.as_ref() == Some(&group) && ACTIVE_TASK_STATES.contains(&t.doc.last_status.as_str())
-            });
+            let busy =
+                tasks.iter().any(|t| t.doc.group.as_ref() == Some(&group) && t.doc.last_status.holds_resources());
             if busy {
                 continue;
             }
             let mut doc = s.doc.clone();
-            doc.status = "INACTIVE".into();
+            doc.status = ServiceStatus::Inactive;
             doc.deployments.clear();
             // A lost race means someone changed the service; the next activation looks again.
             if self.db.commit(cas_put(&s.key, s.rev, &doc)?).await? {

@@ -11,12 +11,14 @@ use std::collections::{BTreeSet, HashMap};
 use std::sync::{Arc, Mutex, PoisonError};
 use tokio::sync::watch;
 use wharf_store::{EventKind, RangeRequest, Store};
+use wharf_types::ecs::TaskStatus;
 
 /// The two fields the index needs from a task document.
 #[derive(Deserialize)]
 struct Placement {
     #[serde(rename = "containerInstanceArn")]
     instance: Option<String>,
+    /// Left a string: any document this partial decode read before, it still reads.
     #[serde(rename = "lastStatus", default)]
     last_status: String,
 }
@@ -52,7 +54,7 @@ impl State {
 
     fn put(&mut self, key: &str, value: &[u8]) {
         let p: Option<Placement> = serde_json::from_slice(value).ok();
-        let live = p.filter(|p| p.last_status != "STOPPED").and_then(|p| p.instance);
+        let live = p.filter(|p| p.last_status != TaskStatus::Stopped.as_str()).and_then(|p| p.instance);
         match live {
             Some(instance) => {
                 if self.owner.get(key) != Some(&instance) {

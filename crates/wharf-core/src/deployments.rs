@@ -8,7 +8,7 @@ use crate::keys::Keys;
 use serde_json::{Map, Value, json};
 use wharf_store::{Compare, Op, Txn};
 use wharf_types::Result;
-use wharf_types::ecs::{Deployment, Service};
+use wharf_types::ecs::{Deployment, DeploymentStatus, RolloutState, Service};
 
 /// A new deployment id: `ecs-svc/` and 19 digits, as ECS prints them.
 fn deployment_id() -> String {
@@ -44,8 +44,8 @@ pub async fn start(
     rollback_of: Option<&str>,
     txn: &mut Txn,
 ) -> Result<()> {
-    for d in svc.deployments.iter_mut().filter(|d| d.status == "PRIMARY") {
-        d.status = "ACTIVE".into();
+    for d in svc.deployments.iter_mut().filter(|d| d.status == DeploymentStatus::Primary) {
+        d.status = DeploymentStatus::Active;
         d.updated_at = now;
     }
     let dep = new_deployment(svc, td, now);
@@ -61,7 +61,7 @@ fn new_deployment(service: &Service, td: &str, now: f64) -> Deployment {
     Deployment {
         rollout_state_reason: Some(format!("ECS deployment {id} in progress.")),
         id,
-        status: "PRIMARY".into(),
+        status: DeploymentStatus::Primary,
         task_definition: td.to_string(),
         desired_count: service.desired_count,
         pending_count: 0,
@@ -69,11 +69,11 @@ fn new_deployment(service: &Service, td: &str, now: f64) -> Deployment {
         failed_tasks: 0,
         created_at: now,
         updated_at: now,
-        launch_type: service.launch_type.clone(),
+        launch_type: service.launch_type,
         capacity_provider_strategy: service.capacity_provider_strategy.clone(),
         platform_version: service.platform_version.clone(),
         network_configuration: service.network_configuration.clone(),
-        rollout_state: Some("IN_PROGRESS".into()),
+        rollout_state: Some(RolloutState::InProgress),
         extra: if service.load_balancers.is_empty() {
             Map::new()
         } else {

@@ -12,7 +12,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use wharf_store::{Compare, Op, Txn};
 use wharf_types::Result;
-use wharf_types::ecs::Task;
+use wharf_types::ecs::{Task, TaskStatus};
 use wharf_types::elb::{self, Target, TargetGroup, TargetHealth};
 
 /// Private task field: the targets the task is registered as.
@@ -59,7 +59,9 @@ pub fn drain_until(task: &Task) -> Option<f64> {
 /// True while a task asked to stop still waits for its targets to drain: the agent keeps
 /// running it (and is not told to stop) until the delay has passed.
 pub fn held_for_draining(task: &Task) -> bool {
-    task.desired_status == "STOPPED" && task.last_status == "DEACTIVATING" && task.extra.contains_key(TASK_TARGETS)
+    task.desired_status == TaskStatus::Stopped
+        && task.last_status == TaskStatus::Deactivating
+        && task.extra.contains_key(TASK_TARGETS)
 }
 
 /// The target group named in `arn`, if it exists.

@@ -11,12 +11,11 @@ use crate::{Scoped, tags};
 use serde::Deserialize;
 use serde_json::{Map, Value, json};
 use wharf_store::{Compare, Op, Txn};
-use wharf_types::ecs::{Attribute, Cluster, Container, ContainerInstance, Failure, Tag, Task, TaskDefinition};
+use wharf_types::ecs::{
+    Attribute, Cluster, Container, ContainerInstance, Failure, HealthStatus, LaunchType, Tag, Task, TaskDefinition,
+    TaskStatus,
+};
 use wharf_types::{Error, Result};
-
-/// Task states in which a task holds resources on its instance.
-pub const ACTIVE_TASK_STATES: &[&str] =
-    &["PROVISIONING", "PENDING", "ACTIVATING", "RUNNING", "DEACTIVATING", "STOPPING", "DEPROVISIONING"];
 
 /// What to launch: RunTask's and StartTask's request, also built by the service scheduler.
 #[derive(Debug, Clone, Default, Deserialize)]
@@ -25,7 +24,7 @@ pub struct RunRequest {
     pub cluster: Option<String>,
     pub task_definition: String,
     pub count: Option<i64>,
-    pub launch_type: Option<String>,
+    pub launch_type: Option<LaunchType>,
     pub capacity_provider_strategy: Option<Vec<Value>>,
     pub group: Option<String>,
     pub started_by: Option<String>,
@@ -96,7 +95,7 @@ fn new_task(
     cluster: &str,
     td: &TaskDefinition,
     req: &RunRequest,
-    launch_type: Option<&str>,
+    launch_type: Option<LaunchType>,
     instance: Option<&ContainerInstance>,
 ) -> Task {
     let id = wharf_types::hex_id(32);
@@ -112,12 +111,12 @@ fn new_task(
             image: c.image.clone(),
             image_digest: None,
             runtime_id: None,
-            last_status: "PENDING".into(),
+            last_status: TaskStatus::Pending,
             exit_code: None,
             reason: None,
             network_bindings: vec![],
             network_interfaces: vec![],
-            health_status: Some("UNKNOWN".into()),
+            health_status: Some(HealthStatus::Unknown),
             cpu: Some(c.cpu.to_string()),
             memory: c.memory.map(|m| m.to_string()),
             memory_reservation: c.memory_reservation.map(|m| m.to_string()),
@@ -152,14 +151,14 @@ fn new_task(
         cpu: Some(d.cpu.to_string()),
         memory: Some(d.memory.to_string()),
         created_at: wharf_types::now(),
-        desired_status: "RUNNING".into(),
-        last_status: "PROVISIONING".into(),
+        desired_status: TaskStatus::Running,
+        last_status: TaskStatus::Provisioning,
         enable_execute_command: req.enable_execute_command,
         group: Some(req.group.clone().unwrap_or_else(|| format!("family:{}", td.family))),
-        health_status: Some("UNKNOWN".into()),
-        launch_type: launch_type.map(str::to_string),
+        health_status: Some(HealthStatus::Unknown),
+        launch_type,
         overrides: Some(overrides),
-        platform_version: (launch_type == Some("FARGATE"))
+        platform_version: (launch_type == Some(LaunchType::Fargate))
             .then(|| req.platform_version.clone().unwrap_or_else(|| "1.4.0".into())),
         pull_started_at: None,
         pull_stopped_at: None,
@@ -230,7 +229,7 @@ pub async fn place(
             let mut group_tasks: std::collections::HashMap<String, usize> = std::collections::HashMap::new();
             for t in ctx.db.list_tasks(&keys.tasks(cluster)).await? {
                 if t.doc.group.as_ref() == Some(&group)
-                    && ACTIVE_TASK_STATES.contains(&t.doc.last_status.as_str())
+                    && t.doc.last_status.holds_resources()
                     && let Some(arn) = &t.doc.container_instance_arn
                 {
                     *group_tasks.entry(arn.clone()).or_default() += 1;
@@ -282,7 +281,7 @@ pub async fn place(
                     cluster,
                     td,
                     req,
-                    Some(req.launch_type.as_deref().unwrap_or("EC2")),
+                    Some(req.launch_type.unwrap_or(LaunchType::Ec2)),
                     Some(inst),
                 ));
                 unfit[pick] = fits(inst, &d).err();
@@ -320,7 +319,7 @@ pub async fn launch(
     let is_fargate = |s: &[Value]| {
         s.iter().any(|i| i.get("capacityProvider").and_then(Value::as_str).is_some_and(|p| p.starts_with("FARGATE")))
     };
-    let fargate = req.launch_type.as_deref() == Some("FARGATE")
+    let fargate = req.launch_type == Some(LaunchType::Fargate)
         || req.capacity_provider_strategy.as_deref().is_some_and(is_fargate)
         || (req.launch_type.is_none()
             && req.capacity_provider_strategy.is_none()
@@ -331,7 +330,7 @@ pub async fn launch(
         }
         return run_fargate(ctx, cluster, td, req, count).await;
     }
-    if req.launch_type.as_deref() == Some("EXTERNAL") {
+    if req.launch_type == Some(LaunchType::External) {
         return Err(Error::Unsupported("The EXTERNAL launch type is not supported.".into()));
     }
     place(ctx, &cluster.cluster_arn, &cluster.cluster_name, td, req, count, None).await
@@ -380,7 +379,8 @@ async fn run_fargate(
     let mut txn = Txn::default();
     let mut tasks = vec![];
     for _ in 0..count {
-        let mut task = new_task(ctx, &cluster.cluster_arn, &cluster.cluster_name, td, req, Some("FARGATE"), None);
+        let mut task =
+            new_task(ctx, &cluster.cluster_arn, &cluster.cluster_name, td, req, Some(LaunchType::Fargate), None);
         if provider.is_some() {
             task.launch_type = None;
             task.capacity_provider_name.clone_from(&provider);
@@ -414,27 +414,27 @@ pub async fn stop_task(ctx: &Scoped, cluster: &str, id: &str, reason: &str, stop
             let Some(t) = ctx.db.get::<Task>(&key).await? else {
                 return Err(Error::invalid("task", "The referenced task was not found."));
             };
-            if t.doc.desired_status == "STOPPED" {
+            if t.doc.desired_status == TaskStatus::Stopped {
                 return Ok((None, t.doc));
             }
             let now = wharf_types::now();
             let mut doc = t.doc.clone();
-            doc.desired_status = "STOPPED".into();
+            doc.desired_status = TaskStatus::Stopped;
             doc.stopping_at = Some(now);
             doc.stop_code = Some(stop_code.into());
             doc.stopped_reason = Some(reason.into());
             doc.version += 1;
             let mut txn = Txn { compares: vec![Compare::ModRevision(key.clone(), t.rev)], ops: vec![] };
-            let serving = matches!(doc.last_status.as_str(), "PENDING" | "ACTIVATING" | "RUNNING");
+            let serving = matches!(doc.last_status, TaskStatus::Pending | TaskStatus::Activating | TaskStatus::Running);
             if serving && !crate::targets::registered(&doc).is_empty() {
-                doc.last_status = "DEACTIVATING".into();
+                doc.last_status = TaskStatus::Deactivating;
                 crate::targets::begin_draining(ctx, &mut doc, now, &mut txn).await?;
             }
-            if doc.last_status == "PROVISIONING" {
-                doc.last_status = "STOPPED".into();
+            if doc.last_status == TaskStatus::Provisioning {
+                doc.last_status = TaskStatus::Stopped;
                 doc.stopped_at = Some(now);
                 for c in &mut doc.containers {
-                    c.last_status = "STOPPED".into();
+                    c.last_status = TaskStatus::Stopped;
                 }
                 if let Some(inst_arn) = &doc.container_instance_arn {
                     let ikey = keys.instance(cluster, inst_arn.rsplit('/').next().unwrap_or_default());

@@ -2,7 +2,7 @@
 //! tasks placed on its instance, with their task definitions) and the health reports an agent
 //! sends back. State changes themselves use ECS's public `SubmitTaskStateChange`.
 
-use crate::ecs::{Task, TaskDefinition};
+use crate::ecs::{HealthStatus, Task, TaskDefinition};
 use serde::{Deserialize, Serialize};
 
 /// The path of the assignment stream (GET, SigV4-signed for service `ecs`), with query
@@ -35,8 +35,7 @@ pub enum StreamMessage {
 #[serde(rename_all = "camelCase")]
 pub struct ContainerHealth {
     pub container_name: String,
-    /// HEALTHY, UNHEALTHY or UNKNOWN.
-    pub health_status: String,
+    pub health_status: HealthStatus,
 }
 
 /// The network namespace an awsvpc task got.

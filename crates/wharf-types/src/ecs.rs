@@ -8,6 +8,13 @@ use crate::Timestamp;
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 
+mod status;
+
+pub use status::{
+    DeploymentController, DeploymentControllerType, DeploymentStatus, DeploymentStrategy, HealthStatus, LaunchType,
+    RolloutState, SchedulingStrategy, ServiceStatus, TaskStatus, UnknownValue,
+};
+
 pub type Extra = Map<String, Value>;
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -171,7 +178,7 @@ pub struct DeploymentConfiguration {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub minimum_healthy_percent: Option<i64>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub strategy: Option<String>,
+    pub strategy: Option<DeploymentStrategy>,
     #[serde(flatten)]
     pub extra: Extra,
 }
@@ -180,7 +187,7 @@ pub struct DeploymentConfiguration {
 #[serde(rename_all = "camelCase")]
 pub struct Deployment {
     pub id: String,
-    pub status: String,
+    pub status: DeploymentStatus,
     pub task_definition: String,
     pub desired_count: i64,
     pub pending_count: i64,
@@ -189,7 +196,7 @@ pub struct Deployment {
     pub created_at: Timestamp,
     pub updated_at: Timestamp,
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub launch_type: Option<String>,
+    pub launch_type: Option<LaunchType>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub capacity_provider_strategy: Option<Vec<Value>>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -197,7 +204,7 @@ pub struct Deployment {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub network_configuration: Option<Value>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub rollout_state: Option<String>,
+    pub rollout_state: Option<RolloutState>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub rollout_state_reason: Option<String>,
     #[serde(flatten)]
@@ -222,12 +229,12 @@ pub struct Service {
     pub load_balancers: Vec<Value>,
     #[serde(default)]
     pub service_registries: Vec<Value>,
-    pub status: String,
+    pub status: ServiceStatus,
     pub desired_count: i64,
     pub running_count: i64,
     pub pending_count: i64,
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub launch_type: Option<String>,
+    pub launch_type: Option<LaunchType>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub capacity_provider_strategy: Option<Vec<Value>>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -250,9 +257,9 @@ pub struct Service {
     pub network_configuration: Option<Value>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub health_check_grace_period_seconds: Option<i64>,
-    pub scheduling_strategy: String,
+    pub scheduling_strategy: SchedulingStrategy,
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub deployment_controller: Option<Value>,
+    pub deployment_controller: Option<DeploymentController>,
     #[serde(default)]
     pub tags: Vec<Tag>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -295,7 +302,7 @@ pub struct Container {
     pub image_digest: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub runtime_id: Option<String>,
-    pub last_status: String,
+    pub last_status: TaskStatus,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub exit_code: Option<i64>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -305,7 +312,7 @@ pub struct Container {
     #[serde(default)]
     pub network_interfaces: Vec<Value>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub health_status: Option<String>,
+    pub health_status: Option<HealthStatus>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub cpu: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -338,16 +345,16 @@ pub struct Task {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub memory: Option<String>,
     pub created_at: Timestamp,
-    pub desired_status: String,
-    pub last_status: String,
+    pub desired_status: TaskStatus,
+    pub last_status: TaskStatus,
     #[serde(default)]
     pub enable_execute_command: bool,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub group: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub health_status: Option<String>,
+    pub health_status: Option<HealthStatus>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub launch_type: Option<String>,
+    pub launch_type: Option<LaunchType>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub overrides: Option<Value>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -431,4 +438,97 @@ pub struct Setting {
     pub principal_arn: String,
     #[serde(rename = "type")]
     pub kind: String,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    /// Documents stored while these states were strings read back into the typed fields and
+    /// write out exactly what was read.
+    #[test]
+    fn stored_states_read_and_write_unchanged() {
+        let service = json!({
+            "serviceArn": "arn:aws:ecs:us-east-1:123456789012:service/c/s",
+            "serviceName": "s",
+            "clusterArn": "arn:aws:ecs:us-east-1:123456789012:cluster/c",
+            "loadBalancers": [],
+            "serviceRegistries": [],
+            "status": "DRAINING",
+            "desiredCount": 0,
+            "runningCount": 0,
+            "pendingCount": 0,
+            "launchType": "FARGATE",
+            "platformVersion": "LATEST",
+            "taskDefinition": "arn:aws:ecs:us-east-1:123456789012:task-definition/f:1",
+            "deploymentConfiguration": {
+                "deploymentCircuitBreaker": {"enable": true, "rollback": true},
+                "maximumPercent": 200,
+                "minimumHealthyPercent": 100,
+                "strategy": "ROLLING",
+                "bakeTimeInMinutes": 5
+            },
+            "deployments": [{
+                "id": "ecs-svc/1234567890123456789",
+                "status": "PRIMARY",
+                "taskDefinition": "arn:aws:ecs:us-east-1:123456789012:task-definition/f:1",
+                "desiredCount": 0,
+                "pendingCount": 0,
+                "runningCount": 0,
+                "failedTasks": 0,
+                "createdAt": 1.5,
+                "updatedAt": 1.5,
+                "launchType": "FARGATE",
+                "rolloutState": "IN_PROGRESS",
+                "rolloutStateReason": "ECS deployment ecs-svc/1234567890123456789 in progress."
+            }],
+            "events": [],
+            "createdAt": 1.5,
+            "placementConstraints": [],
+            "placementStrategy": [],
+            "schedulingStrategy": "REPLICA",
+            "deploymentController": {"type": "ECS"},
+            "tags": [],
+            "enableECSManagedTags": false,
+            "propagateTags": "NONE",
+            "enableExecuteCommand": false
+        });
+        let typed: Service = serde_json::from_value(service.clone()).expect("a stored service reads");
+        assert_eq!(typed.status, ServiceStatus::Draining);
+        assert_eq!(typed.deployments[0].rollout_state, Some(RolloutState::InProgress));
+        assert_eq!(typed.deployment_controller.map(|c| c.kind), Some(DeploymentControllerType::Ecs));
+        assert_eq!(serde_json::to_value(&typed).ok(), Some(service));
+
+        let container = json!({
+            "containerArn": "arn:aws:ecs:us-east-1:123456789012:container/c/t/u",
+            "taskArn": "arn:aws:ecs:us-east-1:123456789012:task/c/t",
+            "name": "a",
+            "lastStatus": "RUNNING",
+            "networkBindings": [],
+            "networkInterfaces": [],
+            "healthStatus": "HEALTHY"
+        });
+        let task = json!({
+            "taskArn": "arn:aws:ecs:us-east-1:123456789012:task/c/t",
+            "clusterArn": "arn:aws:ecs:us-east-1:123456789012:cluster/c",
+            "taskDefinitionArn": "arn:aws:ecs:us-east-1:123456789012:task-definition/f:1",
+            "attachments": [],
+            "attributes": [],
+            "containers": [container],
+            "createdAt": 1.5,
+            "desiredStatus": "STOPPED",
+            "lastStatus": "DEACTIVATING",
+            "enableExecuteCommand": false,
+            "healthStatus": "UNKNOWN",
+            "launchType": "EC2",
+            "tags": [],
+            "version": 3,
+            "connectivity": "CONNECTED"
+        });
+        let typed: Task = serde_json::from_value(task.clone()).expect("a stored task reads");
+        assert_eq!((typed.desired_status, typed.last_status), (TaskStatus::Stopped, TaskStatus::Deactivating));
+        assert_eq!(typed.containers[0].health_status, Some(HealthStatus::Healthy));
+        assert_eq!(serde_json::to_value(&typed).ok(), Some(task));
+    }
 }

@@ -1,6 +1,8 @@
 //! What agents tell the control plane: `SubmitTaskStateChange` and
 //! `SubmitContainerStateChange` (ECS's agent operations), plus Wharf's health reports. A task
-//! only moves forward through its lifecycle; late or repeated reports are absorbed.
+//! only moves forward through its lifecycle ([`TaskStatus::lifecycle_rank`]); late or
+//! repeated reports are absorbed. Reported statuses arrive as strings (the model does not
+//! enumerate them) and are parsed here.
 
 use super::{Keys, active_cluster, input, split_ref};
 use crate::Ctx;
@@ -11,16 +13,8 @@ use wharf_core::capacity::release;
 use wharf_core::tasks::demand_of;
 use wharf_store::{Compare, Op, Txn};
 use wharf_types::agent::TaskReport;
-use wharf_types::ecs::{ContainerInstance, NetworkBinding, Task};
+use wharf_types::ecs::{ContainerInstance, HealthStatus, NetworkBinding, Task, TaskStatus};
 use wharf_types::{Error, Result};
-
-/// The task lifecycle in order; reports never move a task backwards.
-const LIFECYCLE: &[&str] =
-    &["PROVISIONING", "PENDING", "ACTIVATING", "RUNNING", "DEACTIVATING", "STOPPING", "DEPROVISIONING", "STOPPED"];
-
-fn rank(status: &str) -> Option<usize> {
-    LIFECYCLE.iter().position(|s| *s == status)
-}
 
 #[derive(Deserialize, Clone)]
 #[serde(rename_all = "camelCase")]
@@ -71,10 +65,11 @@ fn stop_code(reason: &str, reached_running: bool) -> &'static str {
 fn apply_container(task: &mut Task, c: &ContainerChange) {
     let Some(name) = &c.container_name else { return };
     let Some(container) = task.containers.iter_mut().find(|x| &x.name == name) else { return };
-    if let Some(s) = &c.status
-        && rank(s).zip(rank(&container.last_status)).is_none_or(|(new, old)| new >= old)
+    // A status that is not a task status is ignored; DELETED, unranked, always applies.
+    if let Some(new) = c.status.as_deref().and_then(|s| s.parse::<TaskStatus>().ok())
+        && new.lifecycle_rank().zip(container.last_status.lifecycle_rank()).is_none_or(|(new, old)| new >= old)
     {
-        container.last_status.clone_from(s);
+        container.last_status = new;
     }
     if c.runtime_id.is_some() {
         container.runtime_id.clone_from(&c.runtime_id);
@@ -108,7 +103,7 @@ async fn apply(ctx: &Ctx, change: &TaskChange) -> Result<Option<Txn>> {
         return Err(Error::invalid("task", "The referenced task was not found."));
     };
     let mut task = t.doc.clone();
-    if task.last_status == "STOPPED" {
+    if task.last_status == TaskStatus::Stopped {
         return Ok(None);
     }
     let now = wharf_types::now();
@@ -137,19 +132,21 @@ async fn apply(ctx: &Ctx, change: &TaskChange) -> Result<Option<Txn>> {
     }
     let mut txn = Txn { compares: vec![Compare::ModRevision(key.clone(), t.rev)], ops: vec![] };
     let status = change.status.as_deref().filter(|_| change.container_name.is_none());
-    if let Some(status) = status {
-        let new = rank(status).ok_or_else(|| Error::invalid("status", format!("Unknown task status '{status}'.")))?;
-        let old = rank(&task.last_status).unwrap_or(0);
+    if let Some(reported) = status {
+        let unknown = || Error::invalid("status", format!("Unknown task status '{reported}'."));
+        let status = reported.parse::<TaskStatus>().map_err(|_| unknown())?;
+        let new = status.lifecycle_rank().ok_or_else(unknown)?;
+        let old = task.last_status.lifecycle_rank().unwrap_or(0);
         if new > old {
-            let reached_running = old >= rank("RUNNING").unwrap_or(3);
-            task.last_status = status.to_string();
-            if status == "RUNNING" {
+            let reached_running = task.last_status.has_reached(TaskStatus::Running);
+            task.last_status = status;
+            if status == TaskStatus::Running {
                 task.started_at.get_or_insert(now);
                 task.extra.insert("connectivity".into(), json!("CONNECTED"));
                 task.extra.insert("connectivityAt".into(), json!(now));
             }
-            if new >= rank("DEACTIVATING").unwrap_or(4) {
-                task.desired_status = "STOPPED".into();
+            if status.has_reached(TaskStatus::Deactivating) {
+                task.desired_status = TaskStatus::Stopped;
                 task.stopping_at.get_or_insert(now);
                 if task.stopped_reason.is_none() {
                     task.stopped_reason = change.reason.clone();
@@ -159,12 +156,12 @@ async fn apply(ctx: &Ctx, change: &TaskChange) -> Result<Option<Txn>> {
                     task.stop_code = Some(stop_code(reason, reached_running).into());
                 }
             }
-            if status == "STOPPED" {
+            if status == TaskStatus::Stopped {
                 task.stopped_at = Some(now);
                 task.extra
                     .insert("executionStoppedAt".into(), json!(timestamp(&change.execution_stopped_at).unwrap_or(now)));
                 for c in &mut task.containers {
-                    c.last_status = "STOPPED".into();
+                    c.last_status = TaskStatus::Stopped;
                 }
                 if let Some(inst_arn) = &task.container_instance_arn {
                     let ikey = keys.instance(&cname, inst_arn.rsplit('/').next().unwrap_or_default());
@@ -215,7 +212,7 @@ pub async fn report_task(ctx: &Ctx, report: &TaskReport) -> Result<()> {
             let mut task = t.doc.clone();
             for h in &report.containers {
                 if let Some(c) = task.containers.iter_mut().find(|c| c.name == h.container_name) {
-                    c.health_status = Some(h.health_status.clone());
+                    c.health_status = Some(h.health_status);
                 }
             }
             if let Some(net) = &report.network {
@@ -243,16 +240,16 @@ pub async fn report_task(ctx: &Ctx, report: &TaskReport) -> Result<()> {
                         vec![json!({"attachmentId": attachment_id, "privateIpv4Address": net.private_ipv4_address})];
                 }
             }
-            let checked: Vec<&str> = report.containers.iter().map(|h| h.health_status.as_str()).collect();
+            let checked: Vec<HealthStatus> = report.containers.iter().map(|h| h.health_status).collect();
             if !checked.is_empty() {
-                let health = if checked.contains(&"UNHEALTHY") {
-                    "UNHEALTHY"
-                } else if checked.iter().all(|s| *s == "HEALTHY") {
-                    "HEALTHY"
+                let health = if checked.contains(&HealthStatus::Unhealthy) {
+                    HealthStatus::Unhealthy
+                } else if checked.iter().all(|s| *s == HealthStatus::Healthy) {
+                    HealthStatus::Healthy
                 } else {
-                    "UNKNOWN"
+                    HealthStatus::Unknown
                 };
-                task.health_status = Some(health.into());
+                task.health_status = Some(health);
             }
             if task == t.doc {
                 return Ok((None, ()));

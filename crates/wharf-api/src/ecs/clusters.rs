@@ -1,11 +1,13 @@
 //! Clusters: the namespace services, tasks and container instances live in.
 
-use super::{ACTIVE_TASK_STATES, Keys, active_cluster, check_name, cluster_name, input, output, tags};
+use super::{Keys, active_cluster, check_name, cluster_name, input, output, tags};
 use crate::Ctx;
 use crate::db::cas_put;
 use serde::Deserialize;
 use serde_json::{Value, json};
-use wharf_types::ecs::{Cluster, ContainerInstance, Failure, KeyValuePair, Service, Tag};
+use wharf_types::ecs::{
+    Cluster, ContainerInstance, Failure, KeyValuePair, LaunchType, Service, ServiceStatus, Tag, TaskStatus,
+};
 use wharf_types::{Error, InUse, Result};
 
 /// Capacity providers every cluster can use without creating them.
@@ -134,11 +136,11 @@ async fn with_counts(ctx: &Ctx, mut c: Cluster) -> Result<Cluster> {
     let services = ctx.db.list::<Service>(&keys.services(&c.cluster_name)).await?;
     let tasks = ctx.db.list_tasks(&keys.tasks(&c.cluster_name)).await?;
     let instances = ctx.db.list::<ContainerInstance>(&keys.instances(&c.cluster_name)).await?;
-    c.active_services_count = services.iter().filter(|s| s.doc.status == "ACTIVE").count() as i64;
-    c.running_tasks_count = tasks.iter().filter(|t| t.doc.last_status == "RUNNING").count() as i64;
+    c.active_services_count = services.iter().filter(|s| s.doc.status == ServiceStatus::Active).count() as i64;
+    c.running_tasks_count = tasks.iter().filter(|t| t.doc.last_status == TaskStatus::Running).count() as i64;
     c.pending_tasks_count = tasks
         .iter()
-        .filter(|t| t.doc.last_status != "RUNNING" && ACTIVE_TASK_STATES.contains(&t.doc.last_status.as_str()))
+        .filter(|t| t.doc.last_status != TaskStatus::Running && t.doc.last_status.holds_resources())
         .count() as i64;
     c.registered_container_instances_count = instances.iter().filter(|i| i.doc.status != "INACTIVE").count() as i64;
     Ok(c)
@@ -151,29 +153,30 @@ async fn render(ctx: &Ctx, c: Cluster, include: &[&str]) -> Result<Value> {
         let keys = Keys::new(ctx);
         let tasks = ctx.db.list_tasks(&keys.tasks(&c.cluster_name)).await?;
         // Pending as in pendingTasksCount: on the way to RUNNING, not there yet.
-        let count = |launch: &str, running: bool| {
+        let count = |launch: LaunchType, running: bool| {
             tasks
                 .iter()
-                .filter(|t| t.doc.launch_type.as_deref() == Some(launch))
+                .filter(|t| t.doc.launch_type == Some(launch))
                 .filter(|t| match running {
-                    true => t.doc.last_status == "RUNNING",
-                    false => t.doc.last_status != "RUNNING" && ACTIVE_TASK_STATES.contains(&t.doc.last_status.as_str()),
+                    true => t.doc.last_status == TaskStatus::Running,
+                    false => t.doc.last_status != TaskStatus::Running && t.doc.last_status.holds_resources(),
                 })
                 .count()
         };
         let services = ctx.db.list::<Service>(&keys.services(&c.cluster_name)).await?;
-        let svc_count = |launch: &str, status: &str| {
-            services.iter().filter(|s| s.doc.status == status && s.doc.launch_type.as_deref() == Some(launch)).count()
+        let svc_count = |launch: LaunchType, status: ServiceStatus| {
+            services.iter().filter(|s| s.doc.status == status && s.doc.launch_type == Some(launch)).count()
         };
+        let (ec2, fargate) = (LaunchType::Ec2, LaunchType::Fargate);
         c.statistics = [
-            ("runningEC2TasksCount", count("EC2", true)),
-            ("runningFargateTasksCount", count("FARGATE", true)),
-            ("pendingEC2TasksCount", count("EC2", false)),
-            ("pendingFargateTasksCount", count("FARGATE", false)),
-            ("activeEC2ServiceCount", svc_count("EC2", "ACTIVE")),
-            ("activeFargateServiceCount", svc_count("FARGATE", "ACTIVE")),
-            ("drainingEC2ServiceCount", svc_count("EC2", "DRAINING")),
-            ("drainingFargateServiceCount", svc_count("FARGATE", "DRAINING")),
+            ("runningEC2TasksCount", count(ec2, true)),
+            ("runningFargateTasksCount", count(fargate, true)),
+            ("pendingEC2TasksCount", count(ec2, false)),
+            ("pendingFargateTasksCount", count(fargate, false)),
+            ("activeEC2ServiceCount", svc_count(ec2, ServiceStatus::Active)),
+            ("activeFargateServiceCount", svc_count(fargate, ServiceStatus::Active)),
+            ("drainingEC2ServiceCount", svc_count(ec2, ServiceStatus::Draining)),
+            ("drainingFargateServiceCount", svc_count(fargate, ServiceStatus::Draining)),
         ]
         .into_iter()
         .map(|(n, v)| KeyValuePair { name: n.into(), value: v.to_string() })
@@ -263,7 +266,7 @@ pub async fn delete(ctx: &Ctx, v: Value) -> Result<Value> {
             let c = active_cluster(ctx, Some(&req.cluster)).await?;
             let name = &c.doc.cluster_name;
             let services = ctx.db.list::<Service>(&keys.services(name)).await?;
-            if services.iter().any(|s| s.doc.status != "INACTIVE") {
+            if services.iter().any(|s| s.doc.status != ServiceStatus::Inactive) {
                 return Err(Error::InUse {
                     reason: InUse::ClusterContainsServices,
                     message: "The Cluster cannot be deleted while Services are active.".into(),
@@ -277,7 +280,7 @@ pub async fn delete(ctx: &Ctx, v: Value) -> Result<Value> {
                 });
             }
             let tasks = ctx.db.list_tasks(&keys.tasks(name)).await?;
-            if tasks.iter().any(|t| t.doc.last_status != "STOPPED") {
+            if tasks.iter().any(|t| t.doc.last_status != TaskStatus::Stopped) {
                 return Err(Error::InUse {
                     reason: InUse::ClusterContainsTasks,
                     message: "The Cluster cannot be deleted while Tasks are active.".into(),

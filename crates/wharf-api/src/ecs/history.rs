@@ -12,7 +12,7 @@ use serde::Deserialize;
 use serde_json::{Value, json};
 use wharf_core::deployments::{self, LAST_COMPLETED, deployment_arn, finish};
 use wharf_store::Op;
-use wharf_types::ecs::{Failure, Service};
+use wharf_types::ecs::{DeploymentStatus, Failure, RolloutState, Service};
 use wharf_types::{Arn, Error, Result};
 
 #[derive(Deserialize)]
@@ -170,7 +170,7 @@ pub async fn stop(ctx: &Ctx, v: Value) -> Result<Value> {
         .update(|| async {
             let Some(s) = ctx.db.get::<Service>(&skey).await? else { return Err(Error::service_not_found()) };
             let mut svc = s.doc.clone();
-            let Some(primary) = svc.deployments.iter().find(|d| d.status == "PRIMARY").cloned() else {
+            let Some(primary) = svc.deployments.iter().find(|d| d.status == DeploymentStatus::Primary).cloned() else {
                 return Err(Error::Conflict("The service has no deployment in progress.".into()));
             };
             if deployment_arn(ctx, &svc, &primary.id) != req.service_deployment_arn {
@@ -182,8 +182,8 @@ pub async fn stop(ctx: &Ctx, v: Value) -> Result<Value> {
             match (abort, target) {
                 (false, Some(td)) => {
                     let now = wharf_types::now();
-                    for d in svc.deployments.iter_mut().filter(|d| d.status == "PRIMARY") {
-                        d.rollout_state = Some("FAILED".into());
+                    for d in svc.deployments.iter_mut().filter(|d| d.status == DeploymentStatus::Primary) {
+                        d.rollout_state = Some(RolloutState::Failed);
                         d.rollout_state_reason = Some("Stopped by StopServiceDeployment (rollback).".into());
                     }
                     deployments::start(ctx, &mut svc, &td, now, Some(&primary.id), &mut txn).await?;
@@ -192,8 +192,8 @@ pub async fn stop(ctx: &Ctx, v: Value) -> Result<Value> {
                     return Err(Error::Conflict("The service has no completed deployment to roll back to.".into()));
                 }
                 (true, _) => {
-                    for d in svc.deployments.iter_mut().filter(|d| d.status == "PRIMARY") {
-                        d.rollout_state = Some("FAILED".into());
+                    for d in svc.deployments.iter_mut().filter(|d| d.status == DeploymentStatus::Primary) {
+                        d.rollout_state = Some(RolloutState::Failed);
                         d.rollout_state_reason = Some("Stopped by StopServiceDeployment (abort).".into());
                     }
                     finish(ctx, &svc, &primary, "STOPPED", "Stopped by StopServiceDeployment.", &mut txn).await?;

@@ -2,13 +2,13 @@
 //! RegisterContainerInstance), their resources and the attributes placement matches on.
 
 use super::expr::Expr;
-use super::{ACTIVE_TASK_STATES, Keys, active_cluster, input, output, split_ref, tags};
+use super::{Keys, active_cluster, input, output, split_ref, tags};
 use crate::Ctx;
 use crate::db::{Versioned, cas_put};
 use crate::paging::{max_results, scan, with_token};
 use serde::Deserialize;
 use serde_json::{Map, Value, json};
-use wharf_types::ecs::{Attribute, ContainerInstance, Failure, ResourceAmount, Tag};
+use wharf_types::ecs::{Attribute, ContainerInstance, Failure, ResourceAmount, Tag, TaskStatus};
 use wharf_types::elb::{InstanceAddress, instance_address_key};
 use wharf_types::{Error, Limit, Resource, Result};
 
@@ -156,7 +156,7 @@ pub async fn register(ctx: &Ctx, v: Value) -> Result<Value> {
                     fresh.remaining_resources = req.total_resources.clone();
                     for t in ctx.db.list_tasks(&keys.tasks(&cname)).await? {
                         if t.doc.container_instance_arn.as_ref() == Some(&arn)
-                            && ACTIVE_TASK_STATES.contains(&t.doc.last_status.as_str())
+                            && t.doc.last_status.holds_resources()
                             && let Ok(d) = wharf_core::tasks::demand_of(ctx, &t.doc).await
                         {
                             let _ = wharf_core::capacity::reserve(&mut fresh, &d);
@@ -236,7 +236,7 @@ pub async fn deregister(ctx: &Ctx, v: Value) -> Result<Value> {
             let tasks = ctx.db.list_tasks(&Keys::new(ctx).tasks(&cname)).await?;
             let busy = tasks.iter().any(|t| {
                 t.doc.container_instance_arn.as_ref() == Some(&i.doc.container_instance_arn)
-                    && ACTIVE_TASK_STATES.contains(&t.doc.last_status.as_str())
+                    && t.doc.last_status.holds_resources()
             });
             if busy && !req.force {
                 return Err(Error::invalid(
@@ -280,8 +280,8 @@ pub async fn describe(ctx: &Ctx, v: Value) -> Result<Value> {
                 let on_it =
                     tasks.iter().filter(|t| t.doc.container_instance_arn.as_ref() == Some(&doc.container_instance_arn));
                 let (running, pending): (Vec<_>, Vec<_>) = on_it
-                    .filter(|t| ACTIVE_TASK_STATES.contains(&t.doc.last_status.as_str()))
-                    .partition(|t| t.doc.last_status == "RUNNING");
+                    .filter(|t| t.doc.last_status.holds_resources())
+                    .partition(|t| t.doc.last_status == TaskStatus::Running);
                 doc.running_tasks_count = running.len() as i64;
                 doc.pending_tasks_count = pending.len() as i64;
                 if with_tags {

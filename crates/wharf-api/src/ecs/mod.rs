@@ -24,7 +24,6 @@ use wharf_types::{Arn, Error, Result};
 
 use wharf_core::expr;
 pub use wharf_core::keys::{Keys, all_of_kind, scope_of_key};
-pub use wharf_core::tasks::ACTIVE_TASK_STATES;
 
 operations! {
     "CreateCluster" => clusters::create,

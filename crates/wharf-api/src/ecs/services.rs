@@ -11,7 +11,11 @@ use serde::Deserialize;
 use serde_json::{Map, Value, json};
 use wharf_core::deployments;
 use wharf_store::Txn;
-use wharf_types::ecs::{DeploymentCircuitBreaker, DeploymentConfiguration, Failure, Service, Tag, TaskDefinition};
+use wharf_types::ecs::{
+    DeploymentCircuitBreaker, DeploymentConfiguration, DeploymentController, DeploymentControllerType,
+    DeploymentStatus, DeploymentStrategy, Failure, LaunchType, SchedulingStrategy, Service, ServiceStatus, Tag,
+    TaskDefinition,
+};
 use wharf_types::{Error, Result, elb};
 
 #[derive(Deserialize, Clone)]
@@ -25,7 +29,7 @@ struct CreateRequest {
     #[serde(default)]
     service_registries: Vec<Value>,
     desired_count: Option<i64>,
-    launch_type: Option<String>,
+    launch_type: Option<LaunchType>,
     capacity_provider_strategy: Option<Vec<Value>>,
     platform_version: Option<String>,
     role: Option<String>,
@@ -36,8 +40,8 @@ struct CreateRequest {
     placement_strategy: Vec<Value>,
     network_configuration: Option<Value>,
     health_check_grace_period_seconds: Option<i64>,
-    scheduling_strategy: Option<String>,
-    deployment_controller: Option<Value>,
+    scheduling_strategy: Option<SchedulingStrategy>,
+    deployment_controller: Option<DeploymentController>,
     #[serde(default)]
     tags: Vec<Tag>,
     #[serde(default, rename = "enableECSManagedTags")]
@@ -61,7 +65,7 @@ fn deployment_configuration(given: Option<DeploymentConfiguration>, daemon: bool
     let max = *dc.maximum_percent.get_or_insert(if daemon { 100 } else { 200 });
     let min = *dc.minimum_healthy_percent.get_or_insert(if daemon { 0 } else { 100 });
     dc.deployment_circuit_breaker.get_or_insert(DeploymentCircuitBreaker { enable: false, rollback: false });
-    dc.strategy.get_or_insert_with(|| "ROLLING".into());
+    dc.strategy.get_or_insert(DeploymentStrategy::Rolling);
     if !(0..=100).contains(&min) {
         return Err(Error::invalid(
             "deploymentConfiguration.minimumHealthyPercent",
@@ -83,7 +87,7 @@ fn deployment_configuration(given: Option<DeploymentConfiguration>, daemon: bool
     Ok(dc)
 }
 
-fn check_launch(launch_type: Option<&str>, strategy: Option<&Vec<Value>>) -> Result<()> {
+fn check_launch(launch_type: Option<LaunchType>, strategy: Option<&Vec<Value>>) -> Result<()> {
     if launch_type.is_some() && strategy.is_some_and(|s| !s.is_empty()) {
         return Err(Error::invalid(
             "launchType",
@@ -202,8 +206,9 @@ async fn check_load_balancers(ctx: &Ctx, lbs: &[Value], td: Option<&TaskDefiniti
 }
 
 /// A service on Fargate needs a task definition that can run there.
-fn check_compatible(td: Option<&TaskDefinition>, launch_type: Option<&str>) -> Result<()> {
-    if launch_type == Some("FARGATE") && td.is_some_and(|t| !t.compatibilities.iter().any(|c| c == "FARGATE")) {
+fn check_compatible(td: Option<&TaskDefinition>, launch_type: Option<LaunchType>) -> Result<()> {
+    if launch_type == Some(LaunchType::Fargate) && td.is_some_and(|t| !t.compatibilities.iter().any(|c| c == "FARGATE"))
+    {
         return Err(Error::invalid("launchType", "Task definition does not support launch_type FARGATE."));
     }
     Ok(())
@@ -230,12 +235,11 @@ pub async fn create(ctx: &Ctx, v: Value) -> Result<Value> {
     check_name("serviceName", "Service", &req.service_name)?;
     tags::validate(&req.tags)?;
     let cluster = active_cluster(ctx, req.cluster.as_deref()).await?;
-    let daemon = req.scheduling_strategy.as_deref() == Some("DAEMON");
-    let controller =
-        req.deployment_controller.as_ref().and_then(|c| c.get("type")).and_then(Value::as_str).unwrap_or("ECS");
+    let daemon = req.scheduling_strategy == Some(SchedulingStrategy::Daemon);
+    let controller = req.deployment_controller.map_or(DeploymentControllerType::Ecs, |c| c.kind);
     let td = match &req.task_definition {
         Some(r) => Some(require(ctx, r, "taskDefinition").await?.doc),
-        None if controller == "EXTERNAL" => None,
+        None if controller == DeploymentControllerType::External => None,
         None => {
             return Err(Error::invalid(
                 "taskDefinition",
@@ -246,9 +250,9 @@ pub async fn create(ctx: &Ctx, v: Value) -> Result<Value> {
     if td.as_ref().is_some_and(|t| t.status != "ACTIVE") {
         return Err(Error::invalid("taskDefinition", "TaskDefinition is inactive"));
     }
-    check_launch(req.launch_type.as_deref(), req.capacity_provider_strategy.as_ref())?;
+    check_launch(req.launch_type, req.capacity_provider_strategy.as_ref())?;
     super::check_placement(&req.placement_constraints, &req.placement_strategy)?;
-    if daemon && req.launch_type.as_deref() == Some("FARGATE") {
+    if daemon && req.launch_type == Some(LaunchType::Fargate) {
         return Err(Error::invalid(
             "schedulingStrategy",
             "The DAEMON scheduling strategy is not supported for the FARGATE launch type.",
@@ -277,16 +281,16 @@ pub async fn create(ctx: &Ctx, v: Value) -> Result<Value> {
             "healthCheckGracePeriodSeconds must be at least 0.",
         ));
     }
-    check_compatible(td.as_ref(), req.launch_type.as_deref())?;
+    check_compatible(td.as_ref(), req.launch_type)?;
     check_network(td.as_ref(), req.network_configuration.as_ref())?;
     let deployment_configuration = deployment_configuration(req.deployment_configuration.clone(), daemon)?;
     let requires_fargate =
         td.as_ref().and_then(|t| t.requires_compatibilities.as_ref()).is_some_and(|r| r.iter().any(|c| c == "FARGATE"));
-    let launch_type = match (&req.launch_type, &req.capacity_provider_strategy) {
-        (Some(l), _) => Some(l.clone()),
+    let launch_type = match (req.launch_type, &req.capacity_provider_strategy) {
+        (Some(l), _) => Some(l),
         (None, Some(s)) if !s.is_empty() => None,
         (None, _) if cluster.doc.default_capacity_provider_strategy.is_empty() => {
-            Some(if requires_fargate { "FARGATE".into() } else { "EC2".into() })
+            Some(if requires_fargate { LaunchType::Fargate } else { LaunchType::Ec2 })
         }
         (None, _) => None,
     };
@@ -304,7 +308,7 @@ pub async fn create(ctx: &Ctx, v: Value) -> Result<Value> {
         .db
         .update(|| async {
             let existing = ctx.db.get::<Service>(&key).await?;
-            if existing.as_ref().is_some_and(|s| s.doc.status != "INACTIVE") {
+            if existing.as_ref().is_some_and(|s| s.doc.status != ServiceStatus::Inactive) {
                 return Err(Error::invalid("serviceName", "Creation of service was not idempotent."));
             }
             let now = wharf_types::now();
@@ -315,15 +319,15 @@ pub async fn create(ctx: &Ctx, v: Value) -> Result<Value> {
                 cluster_arn: cluster.doc.cluster_arn.clone(),
                 load_balancers: r.load_balancers,
                 service_registries: r.service_registries,
-                status: "ACTIVE".into(),
+                status: ServiceStatus::Active,
                 desired_count: if daemon { 0 } else { desired },
                 running_count: 0,
                 pending_count: 0,
-                launch_type: launch_type.clone(),
+                launch_type,
                 capacity_provider_strategy: capacity_provider_strategy.clone(),
                 platform_version: r
                     .platform_version
-                    .or_else(|| (launch_type.as_deref() == Some("FARGATE")).then(|| "LATEST".into())),
+                    .or_else(|| (launch_type == Some(LaunchType::Fargate)).then(|| "LATEST".into())),
                 task_definition: td_arn.clone(),
                 deployment_configuration: deployment_configuration.clone(),
                 deployments: vec![],
@@ -334,8 +338,10 @@ pub async fn create(ctx: &Ctx, v: Value) -> Result<Value> {
                 placement_strategy: r.placement_strategy,
                 network_configuration: r.network_configuration,
                 health_check_grace_period_seconds: r.health_check_grace_period_seconds,
-                scheduling_strategy: if daemon { "DAEMON".into() } else { "REPLICA".into() },
-                deployment_controller: Some(r.deployment_controller.unwrap_or_else(|| json!({"type": "ECS"}))),
+                scheduling_strategy: if daemon { SchedulingStrategy::Daemon } else { SchedulingStrategy::Replica },
+                deployment_controller: Some(
+                    r.deployment_controller.unwrap_or(DeploymentController { kind: DeploymentControllerType::Ecs }),
+                ),
                 tags: vec![],
                 created_by: Some(ctx.principal_arn()),
                 enable_ecs_managed_tags: r.enable_ecs_managed_tags,
@@ -414,8 +420,8 @@ struct ListRequest {
     cluster: Option<String>,
     next_token: Option<String>,
     max_results: Option<i64>,
-    launch_type: Option<String>,
-    scheduling_strategy: Option<String>,
+    launch_type: Option<LaunchType>,
+    scheduling_strategy: Option<SchedulingStrategy>,
     resource_management_type: Option<String>,
 }
 
@@ -426,9 +432,9 @@ pub async fn list(ctx: &Ctx, v: Value) -> Result<Value> {
     let _ = req.resource_management_type;
     let prefix = Keys::new(ctx).services(&cluster.doc.cluster_name);
     let (arns, next) = scan(&ctx.db, &prefix, req.next_token.as_deref(), limit, false, |s: &Service| {
-        let keep = s.status != "INACTIVE"
-            && req.launch_type.as_ref().is_none_or(|l| s.launch_type.as_ref() == Some(l))
-            && req.scheduling_strategy.as_ref().is_none_or(|st| &s.scheduling_strategy == st);
+        let keep = s.status != ServiceStatus::Inactive
+            && req.launch_type.is_none_or(|l| s.launch_type == Some(l))
+            && req.scheduling_strategy.is_none_or(|st| s.scheduling_strategy == st);
         keep.then(|| s.service_arn.clone())
     })
     .await?;
@@ -483,12 +489,12 @@ pub async fn update(ctx: &Ctx, v: Value) -> Result<Value> {
             let Some(s) = find(ctx, &cluster.doc.cluster_name, &req.service, "service").await? else {
                 return Err(Error::service_not_found());
             };
-            if s.doc.status != "ACTIVE" {
+            if s.doc.status != ServiceStatus::Active {
                 return Err(Error::NotActive("Service was not ACTIVE.".into()));
             }
             let r = req.clone();
             let mut doc = s.doc.clone();
-            let daemon = doc.scheduling_strategy == "DAEMON";
+            let daemon = doc.scheduling_strategy == SchedulingStrategy::Daemon;
             if let Some(d) = r.desired_count {
                 if daemon {
                     return Err(Error::invalid(
@@ -517,7 +523,7 @@ pub async fn update(ctx: &Ctx, v: Value) -> Result<Value> {
             if let Some(n) = r.network_configuration {
                 doc.network_configuration = Some(n);
             }
-            check_compatible(new_td.as_ref(), doc.launch_type.as_deref())?;
+            check_compatible(new_td.as_ref(), doc.launch_type)?;
             check_network(current_td.as_ref(), doc.network_configuration.as_ref())?;
             let mut lbs_changed = false;
             if let Some(lbs) = r.load_balancers {
@@ -573,7 +579,7 @@ pub async fn update(ctx: &Ctx, v: Value) -> Result<Value> {
                 if let Some(td) = doc.task_definition.clone() {
                     deployments::start(ctx, &mut doc, &td, now, None, &mut history).await?;
                 }
-            } else if let Some(primary) = doc.deployments.iter_mut().find(|d| d.status == "PRIMARY") {
+            } else if let Some(primary) = doc.deployments.iter_mut().find(|d| d.status == DeploymentStatus::Primary) {
                 primary.desired_count = doc.desired_count;
                 primary.updated_at = now;
             }
@@ -608,16 +614,16 @@ pub async fn delete(ctx: &Ctx, v: Value) -> Result<Value> {
             let Some(s) = find(ctx, &cluster.doc.cluster_name, &req.service, "service").await? else {
                 return Err(Error::service_not_found());
             };
-            match s.doc.status.as_str() {
-                "ACTIVE" => {}
-                "DRAINING" => return Ok((None, s.doc)),
-                _ => return Err(Error::NotActive("Service was not ACTIVE.".into())),
+            match s.doc.status {
+                ServiceStatus::Active => {}
+                ServiceStatus::Draining => return Ok((None, s.doc)),
+                ServiceStatus::Inactive => return Err(Error::NotActive("Service was not ACTIVE.".into())),
             }
-            if s.doc.scheduling_strategy == "REPLICA" && s.doc.desired_count > 0 && !req.force {
+            if s.doc.scheduling_strategy == SchedulingStrategy::Replica && s.doc.desired_count > 0 && !req.force {
                 return Err(Error::invalid("service", "The service cannot be stopped while it is scaled above 0."));
             }
             let mut doc = s.doc.clone();
-            doc.status = "DRAINING".into();
+            doc.status = ServiceStatus::Draining;
             doc.desired_count = 0;
             for d in &mut doc.deployments {
                 d.desired_count = 0;

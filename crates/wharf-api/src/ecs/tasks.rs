@@ -10,7 +10,7 @@ use crate::paging::{max_results, scan, with_token};
 use serde::Deserialize;
 use serde_json::{Value, json};
 use wharf_core::tasks::{RunRequest, launch, place, stop_task};
-use wharf_types::ecs::{Failure, Task, TaskDefinition};
+use wharf_types::ecs::{Failure, LaunchType, Task, TaskDefinition, TaskStatus};
 use wharf_types::{Error, Result};
 
 /// Checks overrides against the task definition: every overridden container must exist.
@@ -160,8 +160,8 @@ struct ListRequest {
     max_results: Option<i64>,
     started_by: Option<String>,
     service_name: Option<String>,
-    desired_status: Option<String>,
-    launch_type: Option<String>,
+    desired_status: Option<TaskStatus>,
+    launch_type: Option<LaunchType>,
 }
 
 pub async fn list(ctx: &Ctx, v: Value) -> Result<Value> {
@@ -175,14 +175,14 @@ pub async fn list(ctx: &Ctx, v: Value) -> Result<Value> {
         Some(r) => Some(split_ref(ctx, r, "container-instance", "containerInstance")?.1.to_string()),
         None => None,
     };
-    let desired = req.desired_status.as_deref().unwrap_or("RUNNING");
+    let desired = req.desired_status.unwrap_or(TaskStatus::Running);
     let family_prefix = req.family.as_ref().map(|f| format!("task-definition/{f}:"));
     let group = req.service_name.as_ref().map(|s| format!("service:{s}"));
     let prefix = Keys::new(ctx).tasks(&cluster.doc.cluster_name);
     let (arns, next) = scan(&ctx.db, &prefix, req.next_token.as_deref(), limit, false, |t: &Task| {
         let status_ok = match desired {
             // ECS lists PENDING tasks under RUNNING: both are on their way to running.
-            "RUNNING" | "PENDING" => t.desired_status == "RUNNING",
+            TaskStatus::Running | TaskStatus::Pending => t.desired_status == TaskStatus::Running,
             s => t.desired_status == s,
         };
         let keep = status_ok
@@ -192,7 +192,7 @@ pub async fn list(ctx: &Ctx, v: Value) -> Result<Value> {
             && family_prefix.as_ref().is_none_or(|f| t.task_definition_arn.contains(&format!(":{f}")))
             && req.started_by.as_ref().is_none_or(|s| t.started_by.as_ref() == Some(s))
             && group.as_ref().is_none_or(|g| t.group.as_ref() == Some(g))
-            && req.launch_type.as_ref().is_none_or(|l| t.launch_type.as_ref() == Some(l));
+            && req.launch_type.is_none_or(|l| t.launch_type == Some(l));
         keep.then(|| t.task_arn.clone())
     })
     .await?;

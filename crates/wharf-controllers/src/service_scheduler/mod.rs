@@ -27,11 +27,14 @@ use targets::LbHealth;
 use wharf_core::db::{Versioned, cas_put};
 use wharf_core::deployments::{self, LAST_COMPLETED};
 use wharf_core::keys::{Keys, all_of_kind, scope_of_key};
-use wharf_core::tasks::{ACTIVE_TASK_STATES, RunRequest, launch, launch_on, stop_task};
+use wharf_core::tasks::{RunRequest, launch, launch_on, stop_task};
 use wharf_core::{Db, Scoped};
 use wharf_store::Txn;
 use wharf_types::Error;
-use wharf_types::ecs::{Cluster, ContainerInstance, Failure, Service, ServiceEvent, Task, TaskDefinition};
+use wharf_types::ecs::{
+    Cluster, ContainerInstance, DeploymentStatus, Failure, HealthStatus, RolloutState, Service, ServiceEvent,
+    ServiceStatus, Task, TaskDefinition, TaskStatus,
+};
 
 /// ECS keeps the newest 100 service events.
 const MAX_EVENTS: usize = 100;
@@ -60,7 +63,7 @@ impl ServiceScheduler {
             Err(e) => return (0, vec![e.to_string()]),
         };
         for s in services {
-            if s.doc.status == "INACTIVE" {
+            if s.doc.status == ServiceStatus::Inactive {
                 continue;
             }
             let Some(scope) = scope_of_key(&s.key) else { continue };
@@ -142,7 +145,9 @@ impl World {
         let instances = ctx.db.list::<ContainerInstance>(&keys.instances(&cluster_name)).await?;
         let targets_changed = targets::sync_targets(ctx, svc, &cluster_name, &all, &instances).await?;
         let all = if targets_changed { read_tasks().await? } else { all };
-        let Some(primary_id) = svc.deployments.iter().find(|d| d.status == "PRIMARY").map(|d| d.id.clone()) else {
+        let Some(primary_id) =
+            svc.deployments.iter().find(|d| d.status == DeploymentStatus::Primary).map(|d| d.id.clone())
+        else {
             return Ok(None);
         };
         let mut definitions: HashMap<String, TaskDefinition> = HashMap::new();
@@ -155,7 +160,7 @@ impl World {
         let lb_health = targets::lb_health(ctx, svc, &all).await?;
         let live: Vec<Arc<Task>> = all
             .iter()
-            .filter(|t| t.desired_status != "STOPPED" && ACTIVE_TASK_STATES.contains(&t.last_status.as_str()))
+            .filter(|t| t.desired_status != TaskStatus::Stopped && t.last_status.holds_resources())
             .cloned()
             .collect();
         let mut w = World {
@@ -203,17 +208,17 @@ impl World {
             .definitions
             .get(&t.task_definition_arn)
             .is_some_and(|td| td.container_definitions.iter().any(|c| c.extra.contains_key("healthCheck")));
-        let running = t.last_status == "RUNNING";
+        let running = t.last_status == TaskStatus::Running;
         let grace = self.svc.health_check_grace_period_seconds.unwrap_or(0) as f64;
         let past_grace = t.started_at.is_some_and(|s| self.now - s >= grace);
-        let health = t.health_status.as_deref();
+        let health = t.health_status;
         let lb = self.lb_health.get(&t.task_arn);
         TaskView {
             primary: self.is_primary(t),
-            healthy: running && (!checked || health == Some("HEALTHY")) && lb.is_none_or(|h| h.healthy),
+            healthy: running && (!checked || health == Some(HealthStatus::Healthy)) && lb.is_none_or(|h| h.healthy),
             unhealthy: running
                 && past_grace
-                && ((checked && health == Some("UNHEALTHY")) || lb.is_some_and(|h| h.failing.is_some())),
+                && ((checked && health == Some(HealthStatus::Unhealthy)) || lb.is_some_and(|h| h.failing.is_some())),
         }
     }
 
@@ -223,7 +228,7 @@ impl World {
 
     /// The PRIMARY deployment's task count: `desiredCount` while the service is ACTIVE.
     fn desired(&self) -> i64 {
-        if self.svc.status == "ACTIVE" { self.svc.desired_count } else { 0 }
+        if self.svc.status == ServiceStatus::Active { self.svc.desired_count } else { 0 }
     }
 
     /// (minimumHealthyPercent, maximumPercent) with ECS's defaults.
@@ -260,14 +265,14 @@ async fn breaker(ctx: &Scoped, w: &mut World, out: &mut Activation) -> Result<Br
     let failed = w
         .all
         .iter()
-        .filter(|t| t.started_by.as_deref() == Some(primary_id.as_str()) && t.last_status == "STOPPED")
+        .filter(|t| t.started_by.as_deref() == Some(primary_id.as_str()) && t.last_status == TaskStatus::Stopped)
         .filter(|t| !matches!(t.stop_code.as_deref(), Some("ServiceSchedulerInitiated" | "UserInitiated")))
         .count() as i64;
     let svc = &mut w.svc;
     let breaker = svc.deployment_configuration.deployment_circuit_breaker.clone();
     let threshold = ((svc.desired_count + 1) / 2).clamp(3, 200);
     w.primary_failed =
-        svc.deployments.iter().any(|d| d.id == primary_id && d.rollout_state.as_deref() == Some("FAILED"));
+        svc.deployments.iter().any(|d| d.id == primary_id && d.rollout_state == Some(RolloutState::Failed));
     if let Some(p) = svc.deployments.iter_mut().find(|d| d.id == primary_id)
         && p.failed_tasks != failed
     {
@@ -277,7 +282,7 @@ async fn breaker(ctx: &Scoped, w: &mut World, out: &mut Activation) -> Result<Br
     }
     // It watches a deployment only while it rolls out: crashes after COMPLETED are replaced.
     let in_progress =
-        svc.deployments.iter().any(|d| d.id == primary_id && d.rollout_state.as_deref() == Some("IN_PROGRESS"));
+        svc.deployments.iter().any(|d| d.id == primary_id && d.rollout_state == Some(RolloutState::InProgress));
     if !(breaker.as_ref().is_some_and(|b| b.enable) && in_progress && failed >= threshold) {
         return Ok(Breaker::Watching);
     }
@@ -285,7 +290,7 @@ async fn breaker(ctx: &Scoped, w: &mut World, out: &mut Activation) -> Result<Br
     out.changed = true;
     let reason = "ECS deployment circuit breaker: tasks failed to start.";
     for d in svc.deployments.iter_mut().filter(|d| d.id == primary_id) {
-        d.rollout_state = Some("FAILED".into());
+        d.rollout_state = Some(RolloutState::Failed);
         d.rollout_state_reason = Some(reason.into());
         d.updated_at = now;
     }
@@ -359,7 +364,7 @@ async fn start(
     let svc = &w.svc;
     let request = RunRequest {
         task_definition: primary.task_definition.clone(),
-        launch_type: svc.launch_type.clone(),
+        launch_type: svc.launch_type,
         capacity_provider_strategy: svc.capacity_provider_strategy.clone().filter(|s| !s.is_empty()),
         group: Some(format!("service:{}", svc.service_name)),
         started_by: Some(w.primary_id.clone()),
@@ -450,10 +455,12 @@ async fn account(
     let mut fresh: Vec<Arc<Task>> =
         w.all.iter().map(|t| touched.remove(&t.task_arn).map_or_else(|| t.clone(), Arc::new)).collect();
     fresh.extend(touched.into_values().map(Arc::new));
-    fresh.retain(|t| ACTIVE_TASK_STATES.contains(&t.last_status.as_str()));
+    fresh.retain(|t| t.last_status.holds_resources());
     let count = |id: &str, running: bool| {
-        fresh.iter().filter(|t| t.started_by.as_deref() == Some(id) && (t.last_status == "RUNNING") == running).count()
-            as i64
+        fresh
+            .iter()
+            .filter(|t| t.started_by.as_deref() == Some(id) && (t.last_status == TaskStatus::Running) == running)
+            .count() as i64
     };
     let target = strategy.target(w);
     let healthy_primary = fresh
@@ -471,7 +478,7 @@ async fn account(
         d.desired_count = if d.id == primary_id { target } else { 0 };
     }
     svc.deployments.retain(|d| d.id == primary_id || d.running_count + d.pending_count > 0);
-    svc.running_count = fresh.iter().filter(|t| t.last_status == "RUNNING").count() as i64;
+    svc.running_count = fresh.iter().filter(|t| t.last_status == TaskStatus::Running).count() as i64;
     svc.pending_count = fresh.len() as i64 - svc.running_count;
     if strategy.owns_desired_count() {
         svc.desired_count = target;
@@ -482,9 +489,9 @@ async fn account(
         && svc.running_count == target;
     if steady
         && let Some(p) = svc.deployments.first_mut()
-        && p.rollout_state.as_deref() == Some("IN_PROGRESS")
+        && p.rollout_state == Some(RolloutState::InProgress)
     {
-        p.rollout_state = Some("COMPLETED".into());
+        p.rollout_state = Some(RolloutState::Completed);
         p.rollout_state_reason = Some(format!("ECS deployment {} completed.", p.id));
         p.updated_at = now;
         out.events.push(format!("(service {}) (deployment {}) deployment completed.", svc.service_name, p.id));

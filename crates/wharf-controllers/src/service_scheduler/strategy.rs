@@ -7,7 +7,7 @@
 
 use super::World;
 use crate::planner::{max_total, min_healthy, plan};
-use wharf_types::ecs::Service;
+use wharf_types::ecs::{SchedulingStrategy, Service, ServiceStatus, TaskStatus};
 
 /// What one activation does to the service's tasks.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -37,7 +37,7 @@ pub(super) trait Strategy: Sync {
 
 /// The strategy of `svc`.
 pub(super) fn of(svc: &Service) -> &'static dyn Strategy {
-    if svc.scheduling_strategy == "DAEMON" { &Daemon } else { &Rolling }
+    if svc.scheduling_strategy == SchedulingStrategy::Daemon { &Daemon } else { &Rolling }
 }
 
 /// ECS's rolling update: replace old tasks with new ones within minimumHealthyPercent and
@@ -54,7 +54,11 @@ impl Strategy for Rolling {
         let (min, max) = w.bounds();
         let p = plan(&w.views, desired, min, max, !w.primary_failed);
         // Tasks asked to stop hold their place under maximumPercent until they have stopped.
-        let stopping = w.all.iter().filter(|t| t.desired_status == "STOPPED" && t.last_status != "STOPPED").count();
+        let stopping = w
+            .all
+            .iter()
+            .filter(|t| t.desired_status == TaskStatus::Stopped && t.last_status != TaskStatus::Stopped)
+            .count();
         let room = (max_total(desired, max) as usize).saturating_sub(w.live.len() + stopping);
         Plan {
             stop: p.stop.into_iter().map(|i| w.live[i].task_arn.clone()).collect(),
@@ -80,9 +84,9 @@ impl Strategy for Daemon {
 
     fn plan(&self, w: &World) -> Plan {
         let active: Vec<&str> = w.active_instances().collect();
-        let serving = w.svc.status == "ACTIVE";
+        let serving = w.svc.status == ServiceStatus::Active;
         let floor = min_healthy(active.len() as i64, w.bounds().0);
-        let mut healthy = w.live.iter().filter(|t| t.last_status == "RUNNING").count() as i64;
+        let mut healthy = w.live.iter().filter(|t| t.last_status == TaskStatus::Running).count() as i64;
         let mut stop = vec![];
         let mut covered = vec![];
         // PRIMARY tasks first: they keep their instance; older ones give theirs up.
@@ -91,7 +95,7 @@ impl Strategy for Daemon {
         for t in ordered {
             let on = t.container_instance_arn.as_deref().unwrap_or_default();
             let is_primary = t.started_by.as_deref() == Some(w.primary_id.as_str());
-            let running = t.last_status == "RUNNING";
+            let running = t.last_status == TaskStatus::Running;
             let go = !serving
                 || !active.contains(&on)
                 || covered.contains(&on)
@@ -106,7 +110,7 @@ impl Strategy for Daemon {
         let holding: Vec<&str> = w
             .all
             .iter()
-            .filter(|t| t.last_status != "STOPPED")
+            .filter(|t| t.last_status != TaskStatus::Stopped)
             .filter_map(|t| t.container_instance_arn.as_deref())
             .collect();
         let missing = if serving {

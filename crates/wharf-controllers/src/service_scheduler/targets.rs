@@ -12,7 +12,7 @@ use wharf_core::keys::Keys;
 use wharf_core::targets::{self, TargetRef};
 use wharf_store::{Compare, Op, Txn};
 use wharf_types::Error;
-use wharf_types::ecs::{ContainerInstance, Service, Task};
+use wharf_types::ecs::{ContainerInstance, Service, Task, TaskStatus};
 use wharf_types::elb::TargetGroup;
 
 /// Registers the service's RUNNING tasks with their deployment's target groups, and ends
@@ -30,8 +30,8 @@ pub(super) async fn sync_targets(
     let mut groups: HashMap<String, Option<TargetGroup>> = HashMap::new();
     for t in all {
         let held = targets::registered(t);
-        let stopping = t.desired_status == "STOPPED" || t.last_status == "STOPPED";
-        let wanted = if held.is_empty() && !stopping && t.last_status == "RUNNING" {
+        let stopping = t.desired_status == TaskStatus::Stopped || t.last_status == TaskStatus::Stopped;
+        let wanted = if held.is_empty() && !stopping && t.last_status == TaskStatus::Running {
             let lbs = load_balancers_of(svc, t);
             if lbs.is_empty() {
                 continue;
@@ -72,7 +72,7 @@ pub(super) async fn sync_targets(
                 let mut txn = Txn { compares: vec![Compare::ModRevision(key.clone(), cur.rev)], ops: vec![] };
                 match &wanted {
                     Some(list) => {
-                        if !targets::registered(&doc).is_empty() || doc.desired_status == "STOPPED" {
+                        if !targets::registered(&doc).is_empty() || doc.desired_status == TaskStatus::Stopped {
                             return Ok((None, false));
                         }
                         targets::register(ctx, &mut doc, list, now, &mut txn)?;
@@ -109,7 +109,7 @@ pub(super) async fn lb_health(
     all: &[Arc<Task>],
 ) -> Result<HashMap<String, LbHealth>, Error> {
     let mut out = HashMap::new();
-    for t in all.iter().filter(|t| t.desired_status != "STOPPED" && t.last_status == "RUNNING") {
+    for t in all.iter().filter(|t| t.desired_status != TaskStatus::Stopped && t.last_status == TaskStatus::Running) {
         let lbs = load_balancers_of(svc, t);
         if lbs.is_empty() {
             continue;
