@@ -463,6 +463,9 @@ struct UpdateRequest {
     load_balancers: Option<Vec<Value>>,
     propagate_tags: Option<String>,
     service_registries: Option<Vec<Value>>,
+    /// Typed, not left to `extra`: the service document has a field of that name, and a
+    /// second copy in `extra` made the stored document unreadable (a duplicate field).
+    deployment_controller: Option<DeploymentController>,
     #[serde(flatten)]
     extra: Map<String, Value>,
 }
@@ -565,6 +568,9 @@ pub async fn update(ctx: &Ctx, v: Value) -> Result<Value> {
             }
             if let Some(sr) = r.service_registries {
                 doc.service_registries = sr;
+            }
+            if let Some(c) = r.deployment_controller {
+                doc.deployment_controller = Some(c);
             }
             doc.extra.extend(r.extra);
             let td_changed =
