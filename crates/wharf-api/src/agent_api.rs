@@ -18,7 +18,7 @@ use wharf_types::{Error, Result};
 /// How often the stream carries a heartbeat line.
 const HEARTBEAT: Duration = Duration::from_secs(10);
 
-pub use wharf_core::fargate::{HOST_FIELD as FARGATE_HOST_FIELD, SESSIONS as FARGATE_SESSIONS, hosts as fargate_hosts};
+pub use wharf_core::fargate::{SESSIONS as FARGATE_SESSIONS, hosts as fargate_hosts};
 
 fn line(msg: &StreamMessage) -> Bytes {
     let mut v = serde_json::to_vec(msg).unwrap_or_default();
@@ -217,8 +217,7 @@ impl Session {
             Target::Fargate { host } => {
                 let host = host.clone();
                 let tasks = self.ctx.db.list_tasks(&self.tasks_prefix()).await?.into_iter().map(|t| t.doc).collect();
-                let keep =
-                    move |t: &Task| t.extra.get(FARGATE_HOST_FIELD).and_then(|v| v.as_str()) == Some(host.as_str());
+                let keep = move |t: &Task| t.fargate_host.as_deref() == Some(host.as_str());
                 (Box::new(keep), tasks)
             }
         };

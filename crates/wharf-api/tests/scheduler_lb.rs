@@ -131,7 +131,7 @@ async fn run_pending(ctx: &Ctx, next_port: &mut u16) {
 /// What the data plane writes for a target.
 async fn health(ctx: &Ctx, r: &TargetRef, state: &str) {
     let doc = TargetHealth { state: state.into(), updated_at: wharf_types::now(), ..Default::default() };
-    put(ctx, &r.health_key(ctx), &doc).await;
+    put(ctx, &r.health_key(&ctx.scope), &doc).await;
 }
 
 fn stop_requested(t: &Task) -> bool {
@@ -215,7 +215,7 @@ async fn serving(ctx: &Ctx, scheduler: &ServiceScheduler, delay: u64, grace: Opt
         assert_eq!((r.id.as_str(), r.target_group.as_str()), ("i-host", "web"));
         let host = t.containers[0].network_bindings[0].host_port.unwrap();
         assert_eq!(i64::from(r.port), host, "the host port bound to containerPort");
-        let target = ctx.db.get::<Target>(&r.key(ctx)).await.unwrap().unwrap().doc;
+        let target = ctx.db.get::<Target>(&r.key(&ctx.scope)).await.unwrap().unwrap().doc;
         assert_eq!((target.target_group_arn.as_str(), target.draining_since), (TG_ARN, None));
     }
     // Not healthy for the deployment until the load balancer says so.
@@ -249,14 +249,14 @@ async fn a_task_is_deregistered_and_drained_before_it_is_stopped() {
     assert_eq!(t.last_status, TaskStatus::Deactivating);
     assert!(targets::held_for_draining(t), "the agent is not told to stop it yet");
     let r = &targets::registered(t)[0];
-    let target = ctx.db.get::<Target>(&r.key(&ctx)).await.unwrap().unwrap().doc;
+    let target = ctx.db.get::<Target>(&r.key(&ctx.scope)).await.unwrap().unwrap().doc;
     assert!(target.draining_since.is_some(), "the data plane sends it no new requests");
     // The delay (300 s) has not passed: still held, however often the scheduler runs.
     scheduler.activate().await;
     let again = tasks(&ctx).await.into_iter().find(|x| x.task_arn == t.task_arn).unwrap();
     assert!(targets::held_for_draining(&again));
     // The data plane removed the idle target: the task is released to the agent.
-    delete(&ctx, &r.key(&ctx)).await;
+    delete(&ctx, &r.key(&ctx.scope)).await;
     scheduler.activate().await;
     let released = tasks(&ctx).await.into_iter().find(|x| x.task_arn == t.task_arn).unwrap();
     assert!(!targets::held_for_draining(&released));
@@ -272,7 +272,7 @@ async fn stop_task_by_a_user_drains_for_the_deregistration_delay() {
     let out = ecs(&ctx, "StopTask", json!({"cluster": CLUSTER, "task": t.task_arn})).await.unwrap();
     assert_eq!(out["task"]["lastStatus"], "DEACTIVATING");
     assert_eq!(out["task"]["desiredStatus"], "STOPPED");
-    let key = targets::registered(&t)[0].key(&ctx);
+    let key = targets::registered(&t)[0].key(&ctx.scope);
     assert!(ctx.db.get::<Target>(&key).await.unwrap().unwrap().doc.draining_since.is_some());
     // A delay of 0 has passed at the next activation: the leftover target goes, the task is released.
     scheduler.activate().await;
@@ -351,7 +351,7 @@ async fn a_task_that_exits_on_its_own_is_deregistered() {
     )
     .await
     .unwrap();
-    let key = targets::registered(&t)[0].key(&ctx);
+    let key = targets::registered(&t)[0].key(&ctx.scope);
     scheduler.activate().await;
     assert!(ctx.db.get::<Target>(&key).await.unwrap().unwrap().doc.draining_since.is_some());
     scheduler.activate().await;

@@ -9,7 +9,7 @@ use std::sync::Arc;
 use std::time::Duration;
 use wharf_core::Db;
 use wharf_core::db::{cas_put, encode};
-use wharf_core::fargate::{HOST_FIELD as FARGATE_HOST_FIELD, SESSIONS as FARGATE_SESSIONS};
+use wharf_core::fargate::SESSIONS as FARGATE_SESSIONS;
 use wharf_core::keys::{Keys, all_of_kind, scope_of_key};
 use wharf_store::{Compare, Op, Txn};
 use wharf_types::ecs::{ContainerInstance, Task, TaskStatus};
@@ -79,7 +79,7 @@ impl InstanceLiveness {
     async fn check_fargate(&self, sessions: &HashSet<String>, now: f64) -> Result<usize, wharf_types::Error> {
         let mut changed = 0;
         for t in self.db.list_tasks(&all_of_kind("task")).await? {
-            let Some(host) = t.doc.extra.get(FARGATE_HOST_FIELD).and_then(|h| h.as_str()) else { continue };
+            let Some(host) = t.doc.fargate_host.as_deref() else { continue };
             if t.doc.last_status == TaskStatus::Stopped || now - t.doc.created_at < self.timeout.as_secs_f64() {
                 continue;
             }

@@ -16,18 +16,10 @@ fn deployment_id() -> String {
     format!("ecs-svc/{digits}")
 }
 
-/// Private deployment field: the `loadBalancers` the deployment's tasks register with (a
-/// deployment keeps the ones it started with when UpdateService changes the service's).
-pub const DEPLOYMENT_LOAD_BALANCERS: &str = "wharfLoadBalancers";
-
 /// The load balancers a deployment's tasks register with.
 pub fn deployment_load_balancers(d: &Deployment) -> Vec<Value> {
-    d.extra.get(DEPLOYMENT_LOAD_BALANCERS).and_then(Value::as_array).cloned().unwrap_or_default()
+    d.load_balancers.clone()
 }
-
-/// Private service field: the task definition of the last COMPLETED deployment (what a
-/// rollback returns to). Never on the wire: responses are shaped by the model.
-pub const LAST_COMPLETED: &str = "wharfLastCompletedTaskDefinition";
 
 /// Starts a new PRIMARY deployment of task definition `td` for `svc`: the deployment that
 /// was PRIMARY becomes ACTIVE (its tasks drain as the new ones come up), the new one leads
@@ -74,11 +66,8 @@ fn new_deployment(service: &Service, td: &str, now: f64) -> Deployment {
         platform_version: service.platform_version.clone(),
         network_configuration: service.network_configuration.clone(),
         rollout_state: Some(RolloutState::InProgress),
-        extra: if service.load_balancers.is_empty() {
-            Map::new()
-        } else {
-            Map::from_iter([(DEPLOYMENT_LOAD_BALANCERS.to_string(), Value::Array(service.load_balancers.clone()))])
-        },
+        load_balancers: service.load_balancers.clone(),
+        extra: Map::new(),
     }
 }
 

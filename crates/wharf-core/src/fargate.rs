@@ -8,10 +8,6 @@ use wharf_types::Result;
 /// The session "cluster" under which Fargate hosts keep their session keys.
 pub const SESSIONS: &str = "_fargate";
 
-/// The private task field naming the Fargate host a FARGATE task runs on (never on the wire:
-/// responses are shaped by the model).
-pub const HOST_FIELD: &str = "wharfFargateHost";
-
 /// The connected Fargate hosts of a scope (their session keys' last segment).
 pub async fn hosts(s: &Scoped) -> Result<Vec<String>> {
     let prefix = Keys::new(s).agent_sessions(SESSIONS);

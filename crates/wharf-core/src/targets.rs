@@ -8,52 +8,20 @@
 
 use crate::Scoped;
 use crate::db::encode;
-use serde::{Deserialize, Serialize};
-use serde_json::Value;
 use wharf_store::{Compare, Op, Txn};
 use wharf_types::Result;
 use wharf_types::ecs::{Task, TaskStatus};
 use wharf_types::elb::{self, Target, TargetGroup, TargetHealth};
 
-/// Private task field: the targets the task is registered as.
-pub const TASK_TARGETS: &str = "wharfTargets";
-/// Private task field: when the task's deregistration delay ends (epoch seconds).
-pub const DRAIN_UNTIL: &str = "wharfDrainUntil";
-
-/// One registration of a task in a target group.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "camelCase")]
-pub struct TargetRef {
-    pub target_group_arn: String,
-    pub target_group: String,
-    pub id: String,
-    pub port: u16,
-}
-
-impl TargetRef {
-    pub fn key(&self, ctx: &Scoped) -> String {
-        elb::keys::target(&ctx.scope.account, &ctx.scope.region, &self.target_group, &self.id, self.port)
-    }
-    pub fn health_key(&self, ctx: &Scoped) -> String {
-        elb::keys::health(&ctx.scope.account, &ctx.scope.region, &self.target_group, &self.id, self.port)
-    }
-}
+pub use wharf_types::elb::TargetRef;
 
 /// The targets `task` is registered as.
 pub fn registered(task: &Task) -> Vec<TargetRef> {
-    task.extra.get(TASK_TARGETS).and_then(|v| serde_json::from_value(v.clone()).ok()).unwrap_or_default()
-}
-
-pub fn set_registered(task: &mut Task, targets: &[TargetRef]) {
-    if targets.is_empty() {
-        task.extra.remove(TASK_TARGETS);
-    } else {
-        task.extra.insert(TASK_TARGETS.into(), serde_json::to_value(targets).unwrap_or(Value::Null));
-    }
+    task.targets.clone()
 }
 
 pub fn drain_until(task: &Task) -> Option<f64> {
-    task.extra.get(DRAIN_UNTIL).and_then(Value::as_f64)
+    task.drain_until
 }
 
 /// True while a task asked to stop still waits for its targets to drain: the agent keeps
@@ -61,7 +29,7 @@ pub fn drain_until(task: &Task) -> Option<f64> {
 pub fn held_for_draining(task: &Task) -> bool {
     task.desired_status == TaskStatus::Stopped
         && task.last_status == TaskStatus::Deactivating
-        && task.extra.contains_key(TASK_TARGETS)
+        && !task.targets.is_empty()
 }
 
 /// The target group named in `arn`, if it exists.
@@ -73,7 +41,7 @@ pub async fn target_group(ctx: &Scoped, arn: &str) -> Result<Option<TargetGroup>
 
 /// What the data plane last observed for a target (`None`: nothing yet).
 pub async fn health(ctx: &Scoped, target: &TargetRef) -> Result<Option<TargetHealth>> {
-    Ok(ctx.db.get::<TargetHealth>(&target.health_key(ctx)).await?.map(|h| h.doc))
+    Ok(ctx.db.get::<TargetHealth>(&target.health_key(&ctx.scope)).await?.map(|h| h.doc))
 }
 
 /// Starts deregistering `task`'s targets: marks each `draining_since` now (the data plane
@@ -86,7 +54,7 @@ pub async fn begin_draining(ctx: &Scoped, task: &mut Task, now: f64, txn: &mut T
         if let Some(g) = target_group(ctx, &t.target_group_arn).await? {
             delay = delay.max(g.deregistration_delay_secs());
         }
-        let key = t.key(ctx);
+        let key = t.key(&ctx.scope);
         if let Some(mut doc) = ctx.db.get::<Target>(&key).await?
             && doc.doc.draining_since.is_none()
         {
@@ -95,7 +63,7 @@ pub async fn begin_draining(ctx: &Scoped, task: &mut Task, now: f64, txn: &mut T
             txn.ops.push(Op::put(&key, encode(&doc.doc)?));
         }
     }
-    task.extra.insert(DRAIN_UNTIL.into(), serde_json::json!(now + delay as f64));
+    task.drain_until = Some(now + delay as f64);
     Ok(())
 }
 
@@ -106,7 +74,7 @@ pub async fn drained(ctx: &Scoped, task: &Task, now: f64) -> Result<bool> {
         return Ok(true);
     }
     for t in registered(task) {
-        if ctx.db.get::<Target>(&t.key(ctx)).await?.is_some() {
+        if ctx.db.get::<Target>(&t.key(&ctx.scope)).await?.is_some() {
             return Ok(false);
         }
     }
@@ -118,17 +86,17 @@ pub async fn drained(ctx: &Scoped, task: &Task, now: f64) -> Result<bool> {
 /// someone else's now and stays.
 pub async fn finish_draining(ctx: &Scoped, task: &mut Task, txn: &mut Txn) -> Result<()> {
     for t in registered(task) {
-        let key = t.key(ctx);
+        let key = t.key(&ctx.scope);
         if let Some(doc) = ctx.db.get::<Target>(&key).await?
             && doc.doc.draining_since.is_some()
         {
             txn.compares.push(Compare::ModRevision(key.clone(), doc.rev));
             txn.ops.push(Op::delete(key));
-            txn.ops.push(Op::delete(t.health_key(ctx)));
+            txn.ops.push(Op::delete(t.health_key(&ctx.scope)));
         }
     }
-    set_registered(task, &[]);
-    task.extra.remove(DRAIN_UNTIL);
+    task.targets.clear();
+    task.drain_until = None;
     Ok(())
 }
 
@@ -145,9 +113,9 @@ pub fn register(ctx: &Scoped, task: &mut Task, targets: &[TargetRef], now: f64, 
             registered_at: now,
             draining_since: None,
         };
-        txn.ops.push(Op::put(r.key(ctx), encode(&target)?));
-        txn.ops.push(Op::delete(r.health_key(ctx)));
+        txn.ops.push(Op::put(r.key(&ctx.scope), encode(&target)?));
+        txn.ops.push(Op::delete(r.health_key(&ctx.scope)));
     }
-    set_registered(task, targets);
+    task.targets = targets.to_vec();
     Ok(())
 }

@@ -170,6 +170,9 @@ fn new_task(
         stopping_at: None,
         tags: req.tags.clone(),
         version: 1,
+        targets: vec![],
+        drain_until: None,
+        fargate_host: None,
         extra: Map::new(),
     }
 }
@@ -388,7 +391,7 @@ async fn run_fargate(
             task.capacity_provider_name = Some("FARGATE".into());
         }
         let host = &hosts[rand::random_range(0..hosts.len())];
-        task.extra.insert(crate::fargate::HOST_FIELD.into(), json!(host));
+        task.fargate_host = Some(host.clone());
         let key = keys.task(&cluster.cluster_name, task.task_arn.rsplit('/').next().unwrap_or_default());
         txn.compares.push(Compare::ModRevision(key.clone(), 0));
         txn.ops.push(Op::put(key, encode(&task)?));

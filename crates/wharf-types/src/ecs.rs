@@ -2,7 +2,10 @@
 //!
 //! Each document is what Describe* returns; the store keeps exactly this shape. Typed
 //! fields are the ones Wharf's logic reads or writes; `extra` carries every other member a
-//! client sent, so all of them round-trip.
+//! client sent, so all of them round-trip. Wharf's own progress (a task's targets, a
+//! deployment's load balancers, a service's last completed task definition) is typed too,
+//! stored under `wharf…` keys the model does not know, so it never reaches the wire:
+//! responses are shaped by the model.
 
 use crate::Timestamp;
 use serde::{Deserialize, Serialize};
@@ -16,6 +19,10 @@ pub use status::{
 };
 
 pub type Extra = Map<String, Value>;
+
+fn is_false(b: &bool) -> bool {
+    !*b
+}
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Tag {
@@ -207,6 +214,10 @@ pub struct Deployment {
     pub rollout_state: Option<RolloutState>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub rollout_state_reason: Option<String>,
+    /// Wharf's own: the `loadBalancers` this deployment's tasks register with (a deployment
+    /// keeps those it started with when UpdateService changes the service's).
+    #[serde(rename = "wharfLoadBalancers", default, skip_serializing_if = "Vec::is_empty")]
+    pub load_balancers: Vec<Value>,
     #[serde(flatten)]
     pub extra: Extra,
 }
@@ -271,6 +282,13 @@ pub struct Service {
     pub propagate_tags: Option<String>,
     #[serde(default)]
     pub enable_execute_command: bool,
+    /// Wharf's own: the task definition of the last COMPLETED deployment (what a rollback
+    /// returns to).
+    #[serde(rename = "wharfLastCompletedTaskDefinition", default, skip_serializing_if = "Option::is_none")]
+    pub last_completed_task_definition: Option<String>,
+    /// Wharf's own: the service is known steady (so the steady-state event is written once).
+    #[serde(rename = "wharfSteady", default, skip_serializing_if = "is_false")]
+    pub steady: bool,
     #[serde(flatten)]
     pub extra: Extra,
 }
@@ -378,6 +396,17 @@ pub struct Task {
     #[serde(default)]
     pub tags: Vec<Tag>,
     pub version: i64,
+    /// Wharf's own: the load balancer targets the task is registered as, written in the same
+    /// transaction as the target documents, so StopTask and the scheduler agree on what to
+    /// deregister.
+    #[serde(rename = "wharfTargets", default, skip_serializing_if = "Vec::is_empty")]
+    pub targets: Vec<crate::elb::TargetRef>,
+    /// Wharf's own: when the task's deregistration delay ends (epoch seconds).
+    #[serde(rename = "wharfDrainUntil", default, skip_serializing_if = "Option::is_none")]
+    pub drain_until: Option<Timestamp>,
+    /// Wharf's own: the Fargate host a FARGATE task runs on.
+    #[serde(rename = "wharfFargateHost", default, skip_serializing_if = "Option::is_none")]
+    pub fargate_host: Option<String>,
     #[serde(flatten)]
     pub extra: Extra,
 }
@@ -481,7 +510,8 @@ mod tests {
                 "updatedAt": 1.5,
                 "launchType": "FARGATE",
                 "rolloutState": "IN_PROGRESS",
-                "rolloutStateReason": "ECS deployment ecs-svc/1234567890123456789 in progress."
+                "rolloutStateReason": "ECS deployment ecs-svc/1234567890123456789 in progress.",
+                "wharfLoadBalancers": [{"targetGroupArn": "tg", "containerName": "a", "containerPort": 80}]
             }],
             "events": [],
             "createdAt": 1.5,
@@ -492,12 +522,18 @@ mod tests {
             "tags": [],
             "enableECSManagedTags": false,
             "propagateTags": "NONE",
-            "enableExecuteCommand": false
+            "enableExecuteCommand": false,
+            "wharfLastCompletedTaskDefinition": "arn:aws:ecs:us-east-1:123456789012:task-definition/f:1",
+            "wharfSteady": true
         });
         let typed: Service = serde_json::from_value(service.clone()).expect("a stored service reads");
         assert_eq!(typed.status, ServiceStatus::Draining);
         assert_eq!(typed.deployments[0].rollout_state, Some(RolloutState::InProgress));
         assert_eq!(typed.deployment_controller.map(|c| c.kind), Some(DeploymentControllerType::Ecs));
+        // Wharf's own progress, as the versions that kept it in `extra` stored it.
+        assert_eq!(typed.deployments[0].load_balancers.len(), 1);
+        assert!(typed.steady && typed.last_completed_task_definition.is_some());
+        assert!(typed.extra.is_empty() && typed.deployments[0].extra.is_empty());
         assert_eq!(serde_json::to_value(&typed).ok(), Some(service));
 
         let container = json!({
@@ -524,11 +560,18 @@ mod tests {
             "launchType": "EC2",
             "tags": [],
             "version": 3,
-            "connectivity": "CONNECTED"
+            "connectivity": "CONNECTED",
+            "wharfTargets": [{"targetGroupArn": "tg", "targetGroup": "web", "id": "10.0.0.7", "port": 32768}],
+            "wharfDrainUntil": 301.5,
+            "wharfFargateHost": "h1"
         });
         let typed: Task = serde_json::from_value(task.clone()).expect("a stored task reads");
         assert_eq!((typed.desired_status, typed.last_status), (TaskStatus::Stopped, TaskStatus::Deactivating));
         assert_eq!(typed.containers[0].health_status, Some(HealthStatus::Healthy));
+        assert_eq!(
+            (typed.targets[0].port, typed.drain_until, typed.fargate_host.as_deref()),
+            (32768, Some(301.5), Some("h1"))
+        );
         assert_eq!(serde_json::to_value(&typed).ok(), Some(task));
     }
 }

@@ -34,6 +34,27 @@ use std::collections::BTreeMap;
 
 /// Store keys, kind first (`/elb/<kind>/<account>/<region>/…`) so the data plane watches
 /// one prefix per kind across every account.
+/// One registration of a service task in a target group (kept on the task).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct TargetRef {
+    pub target_group_arn: String,
+    pub target_group: String,
+    pub id: String,
+    pub port: u16,
+}
+
+impl TargetRef {
+    /// Where the target document lives, for the scope `scope`.
+    pub fn key(&self, scope: &crate::Scope) -> String {
+        keys::target(&scope.account, &scope.region, &self.target_group, &self.id, self.port)
+    }
+    /// Where the data plane writes the target's health.
+    pub fn health_key(&self, scope: &crate::Scope) -> String {
+        keys::health(&scope.account, &scope.region, &self.target_group, &self.id, self.port)
+    }
+}
+
 pub mod keys {
     pub const ROOT: &str = "/elb/";
 

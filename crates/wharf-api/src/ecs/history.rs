@@ -10,7 +10,7 @@ use crate::db::encode;
 use crate::paging::max_results;
 use serde::Deserialize;
 use serde_json::{Value, json};
-use wharf_core::deployments::{self, LAST_COMPLETED, deployment_arn, finish};
+use wharf_core::deployments::{self, deployment_arn, finish};
 use wharf_store::Op;
 use wharf_types::ecs::{DeploymentStatus, Failure, RolloutState, Service};
 use wharf_types::{Arn, Error, Result};
@@ -178,7 +178,7 @@ pub async fn stop(ctx: &Ctx, v: Value) -> Result<Value> {
             }
             let mut txn = crate::db::cas_put(&skey, s.rev, &svc)?;
             txn.ops.clear();
-            let target = svc.extra.get(LAST_COMPLETED).and_then(Value::as_str).map(str::to_string);
+            let target = svc.last_completed_task_definition.clone();
             match (abort, target) {
                 (false, Some(td)) => {
                     let now = wharf_types::now();

@@ -347,6 +347,8 @@ pub async fn create(ctx: &Ctx, v: Value) -> Result<Value> {
                 enable_ecs_managed_tags: r.enable_ecs_managed_tags,
                 propagate_tags: Some(r.propagate_tags.unwrap_or_else(|| "NONE".into())),
                 enable_execute_command: r.enable_execute_command,
+                last_completed_task_definition: None,
+                steady: false,
                 extra: r.extra,
             };
             let mut txn = Txn::default();

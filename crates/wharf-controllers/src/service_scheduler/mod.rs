@@ -18,14 +18,14 @@ mod targets;
 
 use crate::planner::TaskView;
 use crate::{Reconciler, Status};
-use serde_json::{Value, json};
+use serde_json::json;
 use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 use strategy::{Plan, Starts, Strategy};
 use targets::LbHealth;
 use wharf_core::db::{Versioned, cas_put};
-use wharf_core::deployments::{self, LAST_COMPLETED};
+use wharf_core::deployments;
 use wharf_core::keys::{Keys, all_of_kind, scope_of_key};
 use wharf_core::tasks::{RunRequest, launch, launch_on, stop_task};
 use wharf_core::{Db, Scoped};
@@ -42,8 +42,6 @@ const MAX_EVENTS: usize = 100;
 /// of at most 10 (RunTask's limit) and writes one event per call, so ten thousand tasks
 /// are a thousand short events (the newest 100 kept), never one event of ten thousand ids.
 const TASKS_PER_EVENT: usize = 10;
-/// Private service field: the service is known steady (so the steady-state event is written once).
-const STEADY: &str = "wharfSteady";
 
 #[derive(Debug, Clone)]
 pub struct ServiceScheduler {
@@ -95,7 +93,8 @@ async fn reconcile(ctx: &Scoped, s: Versioned<Service>) -> Result<bool, Error> {
         || w.svc.running_count != was.running_count
         || w.svc.pending_count != was.pending_count
         || w.svc.desired_count != was.desired_count
-        || w.svc.extra != was.extra;
+        || w.svc.steady != was.steady
+        || w.svc.last_completed_task_definition != was.last_completed_task_definition;
     if out.changed || counts_changed || !out.events.is_empty() {
         write(ctx, &s, w.svc, out).await?;
         return Ok(true);
@@ -298,7 +297,7 @@ async fn breaker(ctx: &Scoped, w: &mut World, out: &mut Activation) -> Result<Br
         "(service {}) (deployment {primary_id}) deployment failed: tasks failed to start.",
         svc.service_name
     ));
-    let rollback_to = svc.extra.get(LAST_COMPLETED).and_then(Value::as_str).map(str::to_string);
+    let rollback_to = svc.last_completed_task_definition.clone();
     if breaker.as_ref().is_some_and(|b| b.rollback)
         && let Some(td) = rollback_to
     {
@@ -307,7 +306,7 @@ async fn breaker(ctx: &Scoped, w: &mut World, out: &mut Activation) -> Result<Br
             "(service {}) rolling back to deployment {} ({td}) after a circuit breaker failure.",
             svc.service_name, svc.deployments[0].id
         ));
-        svc.extra.remove(STEADY);
+        svc.steady = false;
         return Ok(Breaker::RolledBack);
     }
     if let Some(p) = svc.deployments.iter().find(|d| d.id == primary_id) {
@@ -421,7 +420,7 @@ async fn start(
                 batch.join(" ")
             ));
         }
-        svc.extra.remove(STEADY);
+        svc.steady = false;
     }
     if let Some(f) = failures.first() {
         let reason = match &f.arn {
@@ -495,16 +494,16 @@ async fn account(
         p.rollout_state_reason = Some(format!("ECS deployment {} completed.", p.id));
         p.updated_at = now;
         out.events.push(format!("(service {}) (deployment {}) deployment completed.", svc.service_name, p.id));
-        svc.extra.insert(LAST_COMPLETED.into(), json!(p.task_definition));
+        svc.last_completed_task_definition = Some(p.task_definition.clone());
         let done = p.clone();
         deployments::finish(ctx, svc, &done, "SUCCESSFUL", "Deployment completed.", &mut out.history).await?;
     }
-    if steady && !svc.extra.contains_key(STEADY) {
-        svc.extra.insert(STEADY.into(), json!(true));
+    if steady && !svc.steady {
+        svc.steady = true;
         out.events.push(format!("(service {}) has reached a steady state.", svc.service_name));
     }
     if !steady {
-        svc.extra.remove(STEADY);
+        svc.steady = false;
     }
     Ok(())
 }
