@@ -349,8 +349,8 @@ async fn stop(ctx: &Scoped, w: &World, arns: &[String], out: &mut Activation) ->
     Ok(touched)
 }
 
-/// Launches the planned PRIMARY tasks through the same placement as RunTask (default
-/// strategy: spread by zone, then instance); a placement failure becomes one service event.
+/// Launches the planned PRIMARY tasks through the same placement as RunTask; a placement
+/// failure becomes one service event.
 async fn start(
     ctx: &Scoped,
     w: &mut World,
@@ -360,28 +360,7 @@ async fn start(
 ) -> Result<(), Error> {
     let Some(primary) = w.svc.deployments.iter().find(|d| d.id == w.primary_id) else { return Ok(()) };
     let Some(td) = w.definitions.get(&primary.task_definition) else { return Ok(()) };
-    let svc = &w.svc;
-    let request = RunRequest {
-        task_definition: primary.task_definition.clone(),
-        launch_type: svc.launch_type,
-        capacity_provider_strategy: svc.capacity_provider_strategy.clone().filter(|s| !s.is_empty()),
-        group: Some(format!("service:{}", svc.service_name)),
-        started_by: Some(w.primary_id.clone()),
-        network_configuration: svc.network_configuration.clone(),
-        placement_constraints: svc.placement_constraints.clone(),
-        placement_strategy: if svc.placement_strategy.is_empty() {
-            // ECS's default for services: spread across zones, then instances.
-            vec![
-                json!({"type": "spread", "field": "attribute:ecs.availability-zone"}),
-                json!({"type": "spread", "field": "instanceId"}),
-            ]
-        } else {
-            svc.placement_strategy.clone()
-        },
-        platform_version: svc.platform_version.clone(),
-        enable_execute_command: svc.enable_execute_command,
-        ..Default::default()
-    };
+    let request = launch_request(&w.svc, &primary.task_definition, &w.primary_id);
     let (started, failures) = match starts {
         Starts::Count(0) => (vec![], vec![]),
         Starts::Count(n) => match launch(ctx, &w.cluster, td, &request, n).await {
@@ -404,10 +383,41 @@ async fn start(
             all
         }
     };
-    let svc = &mut w.svc;
     for t in &started {
         touched.insert(t.task_arn.clone(), t.clone());
     }
+    started_events(&mut w.svc, &started, failures.first(), out);
+    Ok(())
+}
+
+/// What the service launches for its PRIMARY deployment: its task definition, network and
+/// placement (by default ECS's for services: spread across zones, then instances).
+fn launch_request(svc: &Service, task_definition: &str, deployment_id: &str) -> RunRequest {
+    RunRequest {
+        task_definition: task_definition.to_string(),
+        launch_type: svc.launch_type,
+        capacity_provider_strategy: svc.capacity_provider_strategy.clone().filter(|s| !s.is_empty()),
+        group: Some(format!("service:{}", svc.service_name)),
+        started_by: Some(deployment_id.to_string()),
+        network_configuration: svc.network_configuration.clone(),
+        placement_constraints: svc.placement_constraints.clone(),
+        placement_strategy: if svc.placement_strategy.is_empty() {
+            vec![
+                json!({"type": "spread", "field": "attribute:ecs.availability-zone"}),
+                json!({"type": "spread", "field": "instanceId"}),
+            ]
+        } else {
+            svc.placement_strategy.clone()
+        },
+        platform_version: svc.platform_version.clone(),
+        enable_execute_command: svc.enable_execute_command,
+        ..Default::default()
+    }
+}
+
+/// ECS's events for an activation's launches: the tasks started, in batches, and why a task
+/// could not be placed (once, not again while it stays the newest event).
+fn started_events(svc: &mut Service, started: &[Task], failure: Option<&Failure>, out: &mut Activation) {
     if !started.is_empty() {
         out.changed = true;
         let names: Vec<String> =
@@ -422,7 +432,7 @@ async fn start(
         }
         svc.steady = false;
     }
-    if let Some(f) = failures.first() {
+    if let Some(f) = failure {
         let reason = match &f.arn {
             Some(arn) => format!("{} on {arn}", f.reason),
             None => f.reason.clone(),
@@ -436,7 +446,6 @@ async fn start(
             out.changed = true;
         }
     }
-    Ok(())
 }
 
 /// Counts each deployment's tasks, drops drained deployments, and marks the rollout
