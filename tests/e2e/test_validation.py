@@ -232,6 +232,13 @@ TARGETED = [
     ("RunTask", {"cluster": "c1", "taskDefinition": "ghost"}, "ClientException", "Unable to describe"),
     ("RunTask", {"cluster": "c1", "taskDefinition": "web", "launchType": "EXTERNAL"},
      "UnsupportedFeatureException", "EXTERNAL"),
+    # Until CodeDeploy and task sets land, such services are refused rather than rolled by ECS.
+    ("CreateService", {"cluster": "c1", "serviceName": "cd", "taskDefinition": "web",
+                       "deploymentController": {"type": "CODE_DEPLOY"}}, "UnsupportedFeatureException", "CODE_DEPLOY"),
+    ("CreateService", {"cluster": "c1", "serviceName": "ext", "deploymentController": {"type": "EXTERNAL"}},
+     "UnsupportedFeatureException", "EXTERNAL"),
+    ("UpdateService", {"cluster": "c1", "service": "s1", "deploymentController": {"type": "CODE_DEPLOY"}},
+     "UnsupportedFeatureException", "CODE_DEPLOY"),
     ("StartTask", {"cluster": "c1", "taskDefinition": "web", "containerInstances": []},
      "InvalidParameterException", "container instances"),
     ("StopTask", {"cluster": "c1", "task": "0" * 32}, "InvalidParameterException", "task"),

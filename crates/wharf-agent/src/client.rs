@@ -18,6 +18,8 @@ use wharf_types::agent::StreamMessage;
 const ECS_TARGET: &str = "AmazonEC2ContainerServiceV20141113";
 const LOGS_TARGET: &str = "Logs_20140328";
 const ECR_TARGET: &str = "AmazonEC2ContainerRegistry_V20150921";
+const SSM_TARGET: &str = "AmazonSSM";
+const SECRETS_MANAGER_TARGET: &str = "secretsmanager";
 
 #[derive(Debug, thiserror::Error)]
 pub enum ClientError {
@@ -69,6 +71,7 @@ impl Client {
 
     fn signed(
         &self,
+        region: &str,
         service: &str,
         method: Method,
         path_and_query: &str,
@@ -87,7 +90,7 @@ impl Client {
         let identity = self.credentials.clone().into();
         let params = v4::SigningParams::builder()
             .identity(&identity)
-            .region(&self.region)
+            .region(region)
             .name(service)
             .time(SystemTime::now())
             .settings(SigningSettings::default())
@@ -114,34 +117,56 @@ impl Client {
 
     /// Calls ECS operation `op` with `body`; returns the decoded output.
     pub async fn ecs(&self, op: &str, body: &Value) -> Result<Value> {
-        self.json11("ecs", &format!("{ECS_TARGET}.{op}"), body).await
+        self.json11(&self.region, "ecs", &format!("{ECS_TARGET}.{op}"), body).await
     }
 
     /// Calls CloudWatch Logs operation `op` (the awslogs driver's calls).
     pub async fn logs(&self, op: &str, body: &Value) -> Result<Value> {
-        self.json11("logs", &format!("{LOGS_TARGET}.{op}"), body).await
+        self.json11(&self.region, "logs", &format!("{LOGS_TARGET}.{op}"), body).await
     }
 
     /// Calls ECR operation `op` (the registry token for pulls).
     pub async fn ecr(&self, op: &str, body: &Value) -> Result<Value> {
-        self.json11("ecr", &format!("{ECR_TARGET}.{op}"), body).await
+        self.json11(&self.region, "ecr", &format!("{ECR_TARGET}.{op}"), body).await
     }
 
-    async fn json11(&self, service: &str, target: &str, body: &Value) -> Result<Value> {
+    /// Calls SSM operation `op` in `region` (a task's `secrets` from Parameter Store).
+    pub async fn ssm(&self, region: &str, op: &str, body: &Value) -> Result<Value> {
+        self.json11(region, "ssm", &format!("{SSM_TARGET}.{op}"), body).await
+    }
+
+    /// Calls Secrets Manager operation `op` in `region` (`secrets`, `repositoryCredentials`).
+    pub async fn secrets_manager(&self, region: &str, op: &str, body: &Value) -> Result<Value> {
+        self.json11(region, "secretsmanager", &format!("{SECRETS_MANAGER_TARGET}.{op}"), body).await
+    }
+
+    /// The region the agent's tasks run in.
+    pub fn region(&self) -> &str {
+        &self.region
+    }
+
+    async fn json11(&self, region: &str, service: &str, target: &str, body: &Value) -> Result<Value> {
         let payload = Bytes::from(serde_json::to_vec(body).map_err(|e| ClientError::Invalid(e.to_string()))?);
         let headers = [("x-amz-target", target), ("content-type", "application/x-amz-json-1.1")];
-        self.post(service, "/", &headers, payload).await
+        self.post(region, service, "/", &headers, payload).await
     }
 
     /// POSTs a signed JSON body to one of the private agent endpoints.
     pub async fn post_json(&self, path: &str, headers: &[(&str, &str)], payload: Bytes) -> Result<Value> {
-        self.post("ecs", path, headers, payload).await
+        self.post(&self.region, "ecs", path, headers, payload).await
     }
 
-    async fn post(&self, service: &str, path: &str, headers: &[(&str, &str)], payload: Bytes) -> Result<Value> {
+    async fn post(
+        &self,
+        region: &str,
+        service: &str,
+        path: &str,
+        headers: &[(&str, &str)],
+        payload: Bytes,
+    ) -> Result<Value> {
         // Never closed, so acquiring only waits for a turn.
         let turn = self.calls.acquire().await.map_err(|e| ClientError::Invalid(e.to_string()))?;
-        let req = self.signed(service, Method::POST, path, headers, payload)?;
+        let req = self.signed(region, service, Method::POST, path, headers, payload)?;
         let resp = self.http.request(req).await.map_err(|e| self.unreachable(e))?;
         let status = resp.status().as_u16();
         let body = resp.into_body().collect().await.map_err(|e| self.unreachable(e))?.to_bytes();
@@ -168,7 +193,7 @@ impl Client {
 
     async fn open_stream(&self, query: &str) -> Result<AssignmentStream> {
         let path = format!("{}?{query}", wharf_types::agent::ASSIGNMENTS_PATH);
-        let req = self.signed("ecs", Method::GET, &path, &[], Bytes::new())?;
+        let req = self.signed(&self.region, "ecs", Method::GET, &path, &[], Bytes::new())?;
         let resp = self.http.request(req).await.map_err(|e| self.unreachable(e))?;
         let status = resp.status().as_u16();
         if status != 200 {

@@ -12,6 +12,7 @@ pub mod metadata;
 pub mod pause;
 mod registry_auth;
 pub mod runtime;
+mod secrets;
 mod spec;
 mod task;
 

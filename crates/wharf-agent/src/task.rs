@@ -6,7 +6,7 @@
 
 use crate::agent::Agent;
 use crate::pause::PAUSE_IMAGE;
-use crate::runtime::{ContainerRuntime, ContainerStatus};
+use crate::runtime::{ContainerRuntime, ContainerStatus, RegistryAuth};
 use crate::spec::{container_spec, start_order, task_id};
 use serde_json::{Value, json};
 use std::collections::HashMap;
@@ -243,7 +243,9 @@ impl<R: ContainerRuntime> TaskRun<R> {
         false
     }
 
-    async fn pull(&mut self, image: &str) -> Result<(), String> {
+    /// Pulls `image` (with `credentials` from `repositoryCredentials`, else the agent's own
+    /// registry token when the image is in this Wharf's registry).
+    async fn pull(&mut self, image: &str, credentials: Option<RegistryAuth>) -> Result<(), String> {
         use crate::agent::PullBehavior;
         let agent = &self.agent;
         // One pull per image at a time: tasks starting together wait for the same attempt.
@@ -259,7 +261,10 @@ impl<R: ContainerRuntime> TaskRun<R> {
         if !pull {
             return Ok(());
         }
-        let auth = agent.registry_token.auth_for(&agent.client, image).await;
+        let auth = match credentials {
+            Some(c) => Some(c),
+            None => agent.registry_token.auth_for(&agent.client, image).await,
+        };
         match agent.runtime.pull(image, auth.as_ref()).await {
             Ok(()) => Ok(()),
             // ECS's default: fall back to the cached image when the pull fails.
@@ -276,9 +281,18 @@ impl<R: ContainerRuntime> TaskRun<R> {
         self.pull_started = Some(now());
         self.report(TaskStatus::Pending, None).await;
         let defs = a.task_definition.container_definitions.clone();
-        let images: Vec<String> = defs.iter().filter_map(|d| d.image.clone()).collect();
-        for image in &images {
-            if let Err(reason) = self.pull(image).await {
+        let mut pulled: Vec<&str> = vec![];
+        for def in &defs {
+            let Some(image) = def.image.as_deref() else { continue };
+            if pulled.contains(&image) {
+                continue;
+            }
+            pulled.push(image);
+            let pull = match crate::secrets::repository_credentials(&self.agent.client, def, image).await {
+                Ok(credentials) => self.pull(image, credentials).await,
+                Err(reason) => Err(reason),
+            };
+            if let Err(reason) = pull {
                 self.pull_stopped = Some(now());
                 for (slot, def) in self.slots.iter_mut().zip(&defs) {
                     if def.image.as_deref() == Some(image) {
@@ -289,6 +303,18 @@ impl<R: ContainerRuntime> TaskRun<R> {
             }
         }
         self.pull_stopped = Some(now());
+        // Every container's secrets before any container starts, as ECS reads them as task
+        // resources: a missing one stops the task with nothing started.
+        let mut secrets = Vec::with_capacity(defs.len());
+        for (i, def) in defs.iter().enumerate() {
+            match crate::secrets::environment(&self.agent.client, def).await {
+                Ok(env) => secrets.push(env),
+                Err(reason) => {
+                    self.slots[i].reason = Some(reason.clone());
+                    return Err(StopCause { reason });
+                }
+            }
+        }
         self.report(TaskStatus::Activating, None).await;
         if crate::spec::network_mode(&a) == "awsvpc" {
             self.start_pause(&a).await?;
@@ -317,6 +343,7 @@ impl<R: ContainerRuntime> TaskRun<R> {
                 env.push(format!("ECS_CONTAINER_METADATA_URI={base}/v3/{token}"));
             }
             env.append(&mut spec.env);
+            env.extend(std::mem::take(&mut secrets[i]).into_iter().map(|(k, v)| format!("{k}={v}")));
             spec.env = env;
             spec.links = def
                 .extra

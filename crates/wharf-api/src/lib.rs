@@ -33,10 +33,12 @@ pub mod ecs;
 pub mod elb;
 pub mod logs;
 mod paging;
+pub mod secretsmanager;
+pub mod ssm;
 pub mod sts;
 
 pub use logs::LogStore;
-pub use wharf_core::{Db, Scoped, db};
+pub use wharf_core::{Db, Scoped, Vault, db};
 
 use serde_json::Value;
 use std::future::Future;
@@ -54,6 +56,8 @@ pub struct State {
     pub logs: LogStore,
     /// ECR's repositories, images and blobs (metadata in the store, content on disk).
     pub registry: wharf_registry::Registry,
+    /// Seals SecureString parameters and secrets before they reach the store.
+    pub vault: Vault,
 }
 
 impl State {
@@ -64,6 +68,7 @@ impl State {
             access_key_id,
             logs: self.logs.clone(),
             registry: self.registry.clone(),
+            vault: self.vault.clone(),
         }
     }
 }
@@ -78,6 +83,7 @@ pub struct Ctx {
     access_key_id: String,
     logs: LogStore,
     registry: wharf_registry::Registry,
+    vault: Vault,
 }
 
 impl Ctx {
@@ -88,6 +94,7 @@ impl Ctx {
             db: Db::new(store.clone()),
             logs: LogStore::open_in_memory().expect("in-memory log store"),
             registry: wharf_registry::Registry::ephemeral(store).expect("temporary registry dir"),
+            vault: Vault::ephemeral(),
         };
         state.context(Scope::new(account, region), "AKIA".into())
     }
@@ -105,6 +112,11 @@ impl Ctx {
     /// ECR's registry.
     pub fn registry(&self) -> &wharf_registry::Registry {
         &self.registry
+    }
+
+    /// The vault that seals secret values at rest.
+    pub fn vault(&self) -> &Vault {
+        &self.vault
     }
 
     /// The IAM principal of the account's access key (Wharf has one root user per account).
@@ -192,6 +204,8 @@ services! {
     LOGS: logs, model "logs", Json, body logs::MAX_BODY_BYTES;
     ECR: ecr, model "ecr", Json, body wharf_protocol::MAX_BODY_BYTES;
     ELBV2: elb, model "elbv2", Query, body wharf_protocol::MAX_BODY_BYTES;
+    SSM: ssm, model "ssm", Json, body wharf_protocol::MAX_BODY_BYTES;
+    SECRETS_MANAGER: secretsmanager, model "secretsmanager", Json, body wharf_protocol::MAX_BODY_BYTES;
 }
 
 /// The largest request body accepted for a request with this `X-Amz-Target` (if any): the
@@ -223,6 +237,12 @@ pub fn query_service(signing_name: &str) -> Option<&'static Service> {
 /// Runs operation `op` of `service` with validated `input`. `None` when not implemented.
 pub async fn call(service: &Service, ctx: &Ctx, op: &str, input: Value) -> Option<Result<Value>> {
     service.call(ctx, op, input).await
+}
+
+/// Decodes model-validated input into a handler's typed request (a member of the wrong JSON
+/// type is the caller's `SerializationException`).
+pub(crate) fn input<T: serde::de::DeserializeOwned>(v: Value) -> Result<T> {
+    serde_json::from_value(v).map_err(|e| wharf_types::Error::Serialization(e.to_string()))
 }
 
 /// Shared handle for the binary: the services are statics, only the store is per process.

@@ -24,9 +24,11 @@ pub mod tags;
 pub mod targets;
 pub mod task_definitions;
 pub mod tasks;
+pub mod vault;
 
 pub use assignment_index::AssignmentIndex;
 pub use db::Db;
+pub use vault::Vault;
 
 use wharf_types::Scope;
 

@@ -21,7 +21,7 @@ pub fn wire_error(err: &Error, service: &str, protocol: Protocol) -> WireError {
     let elb = service == "elasticloadbalancing";
     let code = match (err, service) {
         (Error::InvalidParameter { .. }, _) if query => "ValidationError",
-        (Error::InvalidParameter { .. }, "ecs" | "logs" | "api.ecr") => "InvalidParameterException",
+        (Error::InvalidParameter { .. }, "ecs" | "logs" | "api.ecr" | "secretsmanager") => "InvalidParameterException",
         (Error::InvalidParameter { .. }, _) => "ValidationException",
         (Error::Invalid { what, .. }, _) => match what {
             Invalid::Target => "InvalidTarget",
@@ -37,6 +37,7 @@ pub fn wire_error(err: &Error, service: &str, protocol: Protocol) -> WireError {
         (Error::Serialization(_), _) if query => "MalformedInput",
         (Error::Serialization(_), _) => "SerializationException",
         (Error::Client(_), "ecs") => "ClientException",
+        (Error::Client(_), "secretsmanager") => "InvalidRequestException",
         (Error::Client(_), _) if query => "InvalidAction",
         (Error::Client(_), _) => "ValidationException",
         (Error::NotFound { resource, .. }, _) => match resource {
@@ -57,6 +58,9 @@ pub fn wire_error(err: &Error, service: &str, protocol: Protocol) -> WireError {
             Resource::Image | Resource::ImageTag => "ImageNotFoundException",
             Resource::Layer => "LayersNotFoundException",
             Resource::Upload => "UploadNotFoundException",
+            Resource::Parameter => "ParameterNotFound",
+            Resource::ParameterVersion => "ParameterVersionNotFound",
+            Resource::Secret => "ResourceNotFoundException",
             Resource::Other => "ResourceNotFoundException",
         },
         (Error::AlreadyExists { resource, .. }, _) => match resource {
@@ -67,6 +71,8 @@ pub fn wire_error(err: &Error, service: &str, protocol: Protocol) -> WireError {
             Resource::Image => "ImageAlreadyExistsException",
             // An existing tag is only an error when tags are immutable; ECR's code says so.
             Resource::ImageTag => "ImageTagAlreadyExistsException",
+            Resource::Parameter => "ParameterAlreadyExists",
+            Resource::Secret => "ResourceExistsException",
             // CloudWatch Logs' groups and streams, and any kind without a code of its own.
             _ => "ResourceAlreadyExistsException",
         },
@@ -83,6 +89,7 @@ pub fn wire_error(err: &Error, service: &str, protocol: Protocol) -> WireError {
         (Error::Conflict(_), _) => "ConflictException",
         (Error::LimitExceeded { limit, .. }, _) => match limit {
             Limit::Tags if elb => "TooManyTags",
+            Limit::Tags if service == "ssm" => "TooManyTagsError",
             Limit::Tags => "TooManyTagsException",
             Limit::Attributes => "AttributeLimitExceededException",
             Limit::Listeners => "TooManyListeners",
@@ -91,6 +98,8 @@ pub fn wire_error(err: &Error, service: &str, protocol: Protocol) -> WireError {
             Limit::Targets => "TooManyTargets",
             Limit::Certificates => "TooManyCertificates",
             Limit::TargetGroupAssociations => "TargetGroupAssociationLimit",
+            Limit::ParameterVersions => "ParameterMaxVersionLimitExceeded",
+            Limit::ParameterLabels => "ParameterVersionLabelLimitExceeded",
         },
         (Error::NotPermitted(_), _) => "OperationNotPermitted",
         (Error::Unsupported(_), "ecs") => "UnsupportedFeatureException",
@@ -102,6 +111,8 @@ pub fn wire_error(err: &Error, service: &str, protocol: Protocol) -> WireError {
         (Error::Internal(_) | Error::Store { .. } | Error::Registry(_), "ecs") => "ServerException",
         (Error::Internal(_) | Error::Store { .. } | Error::Registry(_), _) if query => "InternalFailure",
         (Error::Internal(_) | Error::Store { .. } | Error::Registry(_), "logs") => "ServiceUnavailableException",
+        (Error::Internal(_) | Error::Store { .. } | Error::Registry(_), "ssm") => "InternalServerError",
+        (Error::Internal(_) | Error::Store { .. } | Error::Registry(_), "secretsmanager") => "InternalServiceError",
         (Error::Internal(_) | Error::Store { .. } | Error::Registry(_), _) => "InternalFailure",
     };
     let client = err.is_client_fault();

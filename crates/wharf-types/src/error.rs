@@ -89,6 +89,12 @@ pub enum Resource {
     Layer,
     /// A layer upload session.
     Upload,
+    /// An SSM parameter.
+    Parameter,
+    /// A version or label of an SSM parameter.
+    ParameterVersion,
+    /// A Secrets Manager secret.
+    Secret,
     /// Generic `ResourceNotFoundException` (CloudWatch Logs' groups and streams, tagged
     /// resources).
     Other,
@@ -126,6 +132,10 @@ pub enum Limit {
     Certificates,
     /// Load balancers one target group serves (one).
     TargetGroupAssociations,
+    /// Versions of one SSM parameter (100), all of them labelled so none can go.
+    ParameterVersions,
+    /// Labels on one SSM parameter version (10).
+    ParameterLabels,
 }
 
 /// What in a request breaks a rule of the service's own; decides the AWS error code.
@@ -171,6 +181,9 @@ impl fmt::Display for Resource {
             Resource::ImageTag => "image tag",
             Resource::Layer => "layer",
             Resource::Upload => "upload",
+            Resource::Parameter => "parameter",
+            Resource::ParameterVersion => "parameter version",
+            Resource::Secret => "secret",
             Resource::Other => "resource",
         })
     }

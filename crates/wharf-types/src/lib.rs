@@ -11,6 +11,7 @@ pub mod arn;
 pub mod ecs;
 pub mod elb;
 mod error;
+pub mod secrets;
 
 pub use arn::{Arn, Scope};
 pub use error::{Error, InUse, Invalid, Limit, Resource, Result};

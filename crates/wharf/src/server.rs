@@ -60,11 +60,13 @@ pub struct EmbeddedAgent {
 }
 
 pub async fn run(args: ServerArgs, embedded: Option<EmbeddedAgent>) -> anyhow::Result<()> {
-    std::fs::create_dir_all(&args.data_dir)
+    private_dir(&args.data_dir)
         .with_context(|| format!("data dir {} is unusable (cannot create it)", args.data_dir.display()))?;
     let creds = config::credentials(&args.data_dir)
         .with_context(|| format!("data dir {} is unusable (credentials)", args.data_dir.display()))?;
     let db_path = args.data_dir.join("wharf.db");
+    private_files(&args.data_dir, &["wharf.db", "logs.db"])
+        .with_context(|| format!("data dir {} is unusable (its databases' modes)", args.data_dir.display()))?;
     let store = wharf_store::SqliteStore::open(&db_path).with_context(|| {
         format!(
             "data dir {} is unusable: cannot open {} (is another wharf using it?)",
@@ -87,6 +89,15 @@ pub async fn run(args: ServerArgs, embedded: Option<EmbeddedAgent>) -> anyhow::R
             format!("data dir {} is unusable: cannot open {}", args.data_dir.display(), registry_dir.display())
         })?;
 
+    let vault_path = args.data_dir.join("secrets.key");
+    let vault = wharf_api::Vault::open(&vault_path).with_context(|| {
+        format!(
+            "data dir {} is unusable: cannot open the secrets key {}",
+            args.data_dir.display(),
+            vault_path.display()
+        )
+    })?;
+
     let mut keys = HashMap::new();
     keys.insert(
         creds.access_key_id.clone(),
@@ -103,7 +114,7 @@ pub async fn run(args: ServerArgs, embedded: Option<EmbeddedAgent>) -> anyhow::R
     );
     let app = Arc::new(App {
         verifier: Verifier::new(keys),
-        state: wharf_api::State { db: db.clone(), logs: logs.clone(), registry: registry.clone() },
+        state: wharf_api::State { db: db.clone(), logs: logs.clone(), registry: registry.clone(), vault },
         agent_timeout,
         shutdown: shutdown_rx.clone(),
         lb,
@@ -586,4 +597,31 @@ fn ndjson(rx: tokio::sync::mpsc::Receiver<Bytes>) -> Response<Body> {
     let mut resp = Response::new(StreamBody::new(stream).boxed());
     resp.headers_mut().insert(http::header::CONTENT_TYPE, HeaderValue::from_static("application/x-ndjson"));
     resp
+}
+
+/// The data dir holds task environments, credentials and the secrets key: only its owner
+/// may enter it (0700), made so if it exists with a looser mode.
+fn private_dir(dir: &std::path::Path) -> std::io::Result<()> {
+    use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
+    std::fs::DirBuilder::new().recursive(true).mode(0o700).create(dir)?;
+    std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700))
+}
+
+/// Databases (and the WAL and shared-memory files SQLite makes beside them with the
+/// database's mode) readable by their owner only: each is created empty with mode 0600
+/// before SQLite opens it, or narrowed to 0600 when it exists.
+fn private_files(dir: &std::path::Path, names: &[&str]) -> std::io::Result<()> {
+    use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+    for name in names {
+        let path = dir.join(name);
+        std::fs::OpenOptions::new().create(true).append(true).mode(0o600).open(&path)?;
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600))?;
+        for side in ["-wal", "-shm"] {
+            let p = dir.join(format!("{name}{side}"));
+            if p.exists() {
+                std::fs::set_permissions(&p, std::fs::Permissions::from_mode(0o600))?;
+            }
+        }
+    }
+    Ok(())
 }

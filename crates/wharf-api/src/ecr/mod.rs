@@ -16,9 +16,8 @@ mod storage;
 pub use lifecycle::preview_key;
 pub use wharf_core::ecr::{candidates, delete_image_txn, expire};
 
-use crate::Ctx;
 use crate::db::Versioned;
-use serde::de::DeserializeOwned;
+use crate::{Ctx, input};
 use serde_json::{Value, json};
 use wharf_registry::{Repository, keys};
 use wharf_types::{Error, Resource, Result};
@@ -51,11 +50,6 @@ operations! {
     "DeleteLifecyclePolicy" => lifecycle::delete,
     "StartLifecyclePolicyPreview" => lifecycle::start_preview,
     "GetLifecyclePolicyPreview" => lifecycle::get_preview,
-}
-
-/// Decodes model-validated input into a handler's typed request.
-fn input<T: DeserializeOwned>(v: Value) -> Result<T> {
-    serde_json::from_value(v).map_err(|e| Error::Serialization(e.to_string()))
 }
 
 fn repository_not_found(ctx: &Ctx, name: &str) -> Error {

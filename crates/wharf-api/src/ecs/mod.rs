@@ -17,7 +17,6 @@ pub mod task_definitions;
 pub mod tasks;
 
 use crate::Ctx;
-use serde::de::DeserializeOwned;
 use serde_json::Value;
 use wharf_types::ecs::Cluster;
 use wharf_types::{Arn, Error, Result};
@@ -72,10 +71,7 @@ operations! {
     "DeleteAccountSetting" => settings::delete,
 }
 
-/// Decodes model-validated input into a handler's typed request.
-pub(crate) fn input<T: DeserializeOwned>(v: Value) -> Result<T> {
-    serde_json::from_value(v).map_err(|e| Error::Serialization(e.to_string()))
-}
+pub(crate) use crate::input;
 
 pub(crate) fn output(v: impl serde::Serialize) -> Result<Value> {
     serde_json::to_value(v).map_err(|e| Error::Internal(e.to_string()))

@@ -230,6 +230,18 @@ fn check_network(td: Option<&TaskDefinition>, network: Option<&Value>) -> Result
     Ok(())
 }
 
+/// Services rolled by CodeDeploy or by an external controller (task sets) are not served yet:
+/// refused rather than silently rolled by the ECS controller.
+fn refuse_external_controllers(controller: DeploymentControllerType) -> Result<()> {
+    if controller == DeploymentControllerType::Ecs {
+        return Ok(());
+    }
+    Err(Error::Unsupported(format!(
+        "The {} deployment controller is not supported by Wharf yet (no CodeDeploy or task sets); use ECS.",
+        serde_json::to_value(controller).ok().and_then(|v| v.as_str().map(str::to_string)).unwrap_or_default()
+    )))
+}
+
 pub async fn create(ctx: &Ctx, v: Value) -> Result<Value> {
     let req: CreateRequest = input(v)?;
     check_name("serviceName", "Service", &req.service_name)?;
@@ -237,6 +249,7 @@ pub async fn create(ctx: &Ctx, v: Value) -> Result<Value> {
     let cluster = active_cluster(ctx, req.cluster.as_deref()).await?;
     let daemon = req.scheduling_strategy == Some(SchedulingStrategy::Daemon);
     let controller = req.deployment_controller.map_or(DeploymentControllerType::Ecs, |c| c.kind);
+    refuse_external_controllers(controller)?;
     let td = match &req.task_definition {
         Some(r) => Some(require(ctx, r, "taskDefinition").await?.doc),
         None if controller == DeploymentControllerType::External => None,
@@ -572,6 +585,7 @@ pub async fn update(ctx: &Ctx, v: Value) -> Result<Value> {
                 doc.service_registries = sr;
             }
             if let Some(c) = r.deployment_controller {
+                refuse_external_controllers(c.kind)?;
                 doc.deployment_controller = Some(c);
             }
             doc.extra.extend(r.extra);

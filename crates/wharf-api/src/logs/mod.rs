@@ -13,9 +13,7 @@ mod streams;
 
 pub use wharf_core::logs::{LogStore, filter, now_ms, store};
 
-use crate::Ctx;
-use serde::de::DeserializeOwned;
-use serde_json::Value;
+use crate::{Ctx, input};
 use wharf_types::{Arn, Error, Result};
 
 /// The `X-Amz-Target` prefix of CloudWatch Logs requests.
@@ -45,11 +43,6 @@ operations! {
     "PutLogEvents" => events::put,
     "GetLogEvents" => events::get,
     "FilterLogEvents" => events::filter,
-}
-
-/// Decodes model-validated input into a handler's typed request.
-fn input<T: DeserializeOwned>(v: Value) -> Result<T> {
-    serde_json::from_value(v).map_err(|e| Error::Serialization(e.to_string()))
 }
 
 /// A model constraint the validator does not check (patterns), worded as AWS words it.
