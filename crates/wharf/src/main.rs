@@ -77,6 +77,18 @@ pub struct ServerArgs {
     /// clients on this machine (loopback).
     #[arg(long, env = "WHARF_PUBLIC_METRICS")]
     public_metrics: bool,
+    /// Seconds a client has to send a request's headers, and that an idle keep-alive
+    /// connection stays open (a slow or silent client is dropped after it).
+    #[arg(long, env = "WHARF_HTTP_HEADER_TIMEOUT", default_value_t = 60, value_parser = clap::value_parser!(u64).range(1..=3600))]
+    http_header_timeout_secs: u64,
+    /// Seconds a client has to send a request's body once its headers arrived (image layer
+    /// uploads to the registry stream and are not bound by it).
+    #[arg(long, env = "WHARF_HTTP_BODY_TIMEOUT", default_value_t = 60, value_parser = clap::value_parser!(u64).range(1..=3600))]
+    http_body_timeout_secs: u64,
+    /// Connections served at once; past it, new connections wait in the listen backlog (and a
+    /// warning says so) until one closes.
+    #[arg(long, env = "WHARF_MAX_CONNECTIONS", default_value_t = 10_000, value_parser = clap::value_parser!(u64).range(1..=1_000_000))]
+    max_connections: u64,
 }
 
 fn main() -> anyhow::Result<()> {

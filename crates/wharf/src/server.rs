@@ -44,6 +44,8 @@ pub struct App {
     /// The load balancer data plane (for `/metrics`).
     lb: wharf_lb::LoadBalancers,
     public_metrics: bool,
+    /// How long a request body may take to arrive after its headers.
+    body_timeout: Duration,
 }
 
 impl std::fmt::Debug for App {
@@ -119,6 +121,7 @@ pub async fn run(args: ServerArgs, embedded: Option<EmbeddedAgent>) -> anyhow::R
         shutdown: shutdown_rx.clone(),
         lb,
         public_metrics: args.public_metrics,
+        body_timeout: Duration::from_secs(args.http_body_timeout_secs),
     });
     let controllers = wharf_controllers::start(
         &wharf_controllers::Env { db, logs, registry: registry.clone(), agent_timeout },
@@ -151,7 +154,33 @@ pub async fn run(args: ServerArgs, embedded: Option<EmbeddedAgent>) -> anyhow::R
     };
 
     let graceful = hyper_util::server::graceful::GracefulShutdown::new();
+    let header_timeout = Duration::from_secs(args.http_header_timeout_secs);
+    let connections = Arc::new(tokio::sync::Semaphore::new(args.max_connections as usize));
+    let mut cap_warned: Option<std::time::Instant> = None;
     loop {
+        // A connection slot first: at the cap, new connections wait in the kernel's backlog.
+        let slot = match connections.clone().try_acquire_owned() {
+            Ok(slot) => slot,
+            Err(_) => {
+                if cap_warned.is_none_or(|t| t.elapsed() > Duration::from_secs(10)) {
+                    tracing::warn!(
+                        max_connections = args.max_connections,
+                        "connection limit reached: new connections wait until one closes (see --max-connections)"
+                    );
+                    cap_warned = Some(std::time::Instant::now());
+                }
+                tokio::select! {
+                    slot = connections.clone().acquire_owned() => match slot {
+                        Ok(slot) => slot,
+                        Err(_) => break,
+                    },
+                    signal = signals.next() => {
+                        tracing::info!(%signal, "shutting down");
+                        break;
+                    }
+                }
+            }
+        };
         tokio::select! {
             accepted = listener.accept() => {
                 let (stream, peer) = match accepted {
@@ -167,13 +196,19 @@ pub async fn run(args: ServerArgs, embedded: Option<EmbeddedAgent>) -> anyhow::R
                 // Boxed: an idle keep-alive connection then holds a pointer, not the whole
                 // request state machine (kilobytes, times thousands of agent connections).
                 let service = hyper::service::service_fn(move |req| Box::pin(handle(app.clone(), peer, req)));
+                // The header timeout needs a timer (without one hyper applies none); hyper
+                // also starts it when a keep-alive connection goes idle, so it is the idle
+                // timeout too.
                 let conn = hyper::server::conn::http1::Builder::new()
+                    .timer(hyper_util::rt::TokioTimer::new())
+                    .header_read_timeout(header_timeout)
                     .serve_connection(TokioIo::new(stream), service);
                 let conn = graceful.watch(conn);
                 tokio::spawn(async move {
                     if let Err(e) = conn.await {
                         tracing::debug!(error = %e, "connection ended with an error");
                     }
+                    drop(slot);
                 });
             }
             signal = signals.next() => {
@@ -371,9 +406,19 @@ async fn handle(
         drain(body).await;
         return Ok(error_response(protocol, &too_large(), &rid));
     }
-    let body = match Limited::new(body, limit).collect().await {
-        Ok(b) => b.to_bytes(),
-        Err(_) => return Ok(error_response(protocol, &too_large(), &rid)),
+    let body = match tokio::time::timeout(app.body_timeout, Limited::new(body, limit).collect()).await {
+        Ok(Ok(b)) => b.to_bytes(),
+        Ok(Err(_)) => return Ok(error_response(protocol, &too_large(), &rid)),
+        Err(_) => {
+            let slow = wire(
+                "RequestTimeoutException",
+                408,
+                format!("The request body did not arrive within {} s.", app.body_timeout.as_secs()),
+            );
+            let mut resp = error_response(protocol, &slow, &rid);
+            resp.headers_mut().insert(http::header::CONNECTION, http::HeaderValue::from_static("close"));
+            return Ok(resp);
+        }
     };
     let parts_ref = RequestParts {
         method: parts.method.as_str(),
