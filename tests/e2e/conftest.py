@@ -280,11 +280,16 @@ class Fleet:
         self.agents.append(a)
         return a
 
-    def embedded_state(self, wharf):
-        try:
-            return json.loads((wharf.data_dir / "data" / "agent" / "agent-state.json").read_text())
-        except (OSError, ValueError):
-            return {}
+    def embedded_states(self, wharf):
+        """The states of `wharf up`'s local agents: its own region's (`agent/`) and those of
+        the other regions clients used (`agent-<region>/`)."""
+        states = []
+        for d in sorted((wharf.data_dir / "data").glob("agent*")):
+            try:
+                states.append(json.loads((d / "agent-state.json").read_text()))
+            except (OSError, ValueError):
+                pass
+        return states
 
     def _stop_tasks(self, w):
         try:
@@ -311,7 +316,8 @@ class Fleet:
         for w in self.servers:
             if w.proc and w.proc.poll() is None:
                 self._stop_tasks(w)
-            self.owners.update(_owners_of(self.embedded_state(w)))
+            for state in self.embedded_states(w):
+                self.owners.update(_owners_of(state))
         for a in self.agents:
             self.owners.update(_owners_of(a.state()))
             a.stop()

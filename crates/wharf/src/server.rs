@@ -46,6 +46,68 @@ pub struct App {
     public_metrics: bool,
     /// How long a request body may take to arrive after its headers.
     body_timeout: Duration,
+    /// `wharf up`'s local agents, one per region clients use (`None`: no local agent).
+    local_agents: Option<LocalAgents>,
+}
+
+/// Regions can be told from junk: `ap-northeast-2`, `us-gov-west-1`.
+fn looks_like_region(r: &str) -> bool {
+    let parts: Vec<&str> = r.split('-').collect();
+    parts.len() >= 3
+        && r.len() <= 32
+        && parts[0].len() == 2
+        && parts[..parts.len() - 1].iter().all(|p| !p.is_empty() && p.bytes().all(|b| b.is_ascii_lowercase()))
+        && parts[parts.len() - 1].bytes().all(|b| b.is_ascii_digit())
+        && !parts[parts.len() - 1].is_empty()
+}
+
+/// The regions `wharf up`'s local capacity serves: its own from the start, and every other
+/// one the first time a signed request names it, so a client in any region finds the local
+/// host in its `default` cluster and as its Fargate capacity.
+#[derive(Debug)]
+struct LocalAgents {
+    joins: tokio::sync::mpsc::UnboundedSender<String>,
+    regions: std::sync::Mutex<std::collections::HashSet<String>>,
+    /// The cluster the local agents join in each region.
+    cluster: String,
+}
+
+impl LocalAgents {
+    /// At most this many regions get a local agent (each registers the whole host).
+    const MAX_REGIONS: usize = 32;
+
+    /// How long the first request in a new region waits for the region's agent to register,
+    /// so that a first `RunTask` there already finds the capacity.
+    const JOIN_WAIT: Duration = Duration::from_secs(5);
+
+    fn new(joins: tokio::sync::mpsc::UnboundedSender<String>, home: &str, cluster: &str) -> Self {
+        let agents = LocalAgents { joins, regions: Default::default(), cluster: cluster.to_string() };
+        agents.saw(home);
+        agents
+    }
+
+    /// Notes a request in `region`; the first one starts the region's agent (true).
+    fn saw(&self, region: &str) -> bool {
+        let mut regions = self.regions.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        if regions.contains(region) || regions.len() >= Self::MAX_REGIONS || !looks_like_region(region) {
+            return false;
+        }
+        regions.insert(region.to_string());
+        self.joins.send(region.to_string()).is_ok()
+    }
+
+    /// Waits (up to [`Self::JOIN_WAIT`]) until the local agent has a container instance in
+    /// `scope`'s cluster.
+    async fn joined(&self, db: &Db, scope: &Scope) {
+        let prefix = wharf_api::ecs::Keys::for_scope(scope).instances(&self.cluster);
+        let deadline = tokio::time::Instant::now() + Self::JOIN_WAIT;
+        while tokio::time::Instant::now() < deadline {
+            if db.keys(&prefix, 1).await.is_ok_and(|k| !k.is_empty()) {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
 }
 
 impl std::fmt::Debug for App {
@@ -114,6 +176,8 @@ pub async fn run(args: ServerArgs, embedded: Option<EmbeddedAgent>) -> anyhow::R
         wharf_lb::Config { bind_ip: lb_bind_ip, data_dir: args.data_dir.clone() },
         shutdown_rx.clone(),
     );
+    let (regions_tx, regions_rx) = tokio::sync::mpsc::unbounded_channel();
+    let local_agents = embedded.as_ref().map(|e| LocalAgents::new(regions_tx, &args.region, &e.cluster));
     let app = Arc::new(App {
         verifier: Verifier::new(keys),
         state: wharf_api::State { db: db.clone(), logs: logs.clone(), registry: registry.clone(), vault },
@@ -122,6 +186,7 @@ pub async fn run(args: ServerArgs, embedded: Option<EmbeddedAgent>) -> anyhow::R
         lb,
         public_metrics: args.public_metrics,
         body_timeout: Duration::from_secs(args.http_body_timeout_secs),
+        local_agents,
     });
     let controllers = wharf_controllers::start(
         &wharf_controllers::Env { db, logs, registry: registry.clone(), agent_timeout },
@@ -149,7 +214,7 @@ pub async fn run(args: ServerArgs, embedded: Option<EmbeddedAgent>) -> anyhow::R
     }
 
     let agent = match embedded {
-        Some(e) => start_embedded_agent(e, &endpoint, &args, &creds, shutdown_rx).await,
+        Some(e) => start_embedded_agent(e, &endpoint, &args, &creds, regions_rx, shutdown_rx).await,
         None => None,
     };
 
@@ -232,43 +297,57 @@ pub async fn run(args: ServerArgs, embedded: Option<EmbeddedAgent>) -> anyhow::R
     Ok(())
 }
 
-/// Starts the agent of `wharf up` on the local Docker engine. Without Docker the control
-/// plane still runs; the agent is then simply absent.
+/// Starts the agents of `wharf up` on the local Docker engine: one per region in
+/// [`LocalAgents`] (the server's own first), each joining that region's cluster `default`
+/// (or `--cluster`) and serving its FARGATE tasks. Without Docker the control plane still
+/// runs; the agents are then simply absent.
 async fn start_embedded_agent(
     e: EmbeddedAgent,
     endpoint: &str,
     args: &ServerArgs,
     creds: &config::Credentials,
+    mut regions: tokio::sync::mpsc::UnboundedReceiver<String>,
     shutdown: tokio::sync::watch::Receiver<bool>,
 ) -> Option<tokio::task::JoinHandle<()>> {
-    let agent_args = crate::agent_cmd::AgentArgs {
-        cluster: Some(e.cluster),
-        endpoint: None,
-        region: None,
-        config: std::path::PathBuf::from("/nonexistent/ecs.config"),
-        data_dir: Some(args.data_dir.join("agent")),
-        port_bind_ip: e.port_bind_ip,
-        advertise_address: None,
-    };
-    let mut config = match crate::agent_cmd::agent_config(
-        &agent_args,
-        endpoint.to_string(),
-        args.region.clone(),
-        creds.access_key_id.clone(),
-        creds.secret_access_key.clone(),
-        args.data_dir.join("agent"),
-    ) {
-        Ok(c) => c,
-        Err(err) => {
-            tracing::warn!(error = %err, "no local agent: bad configuration");
-            return None;
+    let home_region = args.region.clone();
+    let config_for = {
+        let (endpoint, creds, data_dir, e) = (endpoint.to_string(), creds.clone(), args.data_dir.clone(), e.clone());
+        let home_region = home_region.clone();
+        move |region: &str| {
+            // The server's own region keeps the state dir it always had.
+            let state_dir =
+                if region == home_region { data_dir.join("agent") } else { data_dir.join(format!("agent-{region}")) };
+            let agent_args = crate::agent_cmd::AgentArgs {
+                cluster: Some(e.cluster.clone()),
+                endpoint: None,
+                region: None,
+                config: std::path::PathBuf::from("/nonexistent/ecs.config"),
+                data_dir: Some(state_dir.clone()),
+                port_bind_ip: e.port_bind_ip.clone(),
+                advertise_address: None,
+            };
+            crate::agent_cmd::agent_config(
+                &agent_args,
+                endpoint.clone(),
+                region.to_string(),
+                creds.access_key_id.clone(),
+                creds.secret_access_key.clone(),
+                state_dir,
+            )
+            .map(|mut c| {
+                // The local agent is also the built-in Fargate capacity.
+                c.fargate = true;
+                c
+            })
         }
     };
-    // The local agent is also the built-in Fargate capacity.
-    config.fargate = true;
+    if let Err(err) = config_for(&home_region) {
+        tracing::warn!(error = %err, "no local agent: bad configuration");
+        return None;
+    }
     say!(
-        "  local agent:       joining cluster '{}' on the local Docker engine (and serving FARGATE tasks)",
-        config.cluster
+        "  local agent:       joining cluster '{}' on the local Docker engine (and serving FARGATE tasks), in {home_region} and in every region a client uses",
+        e.cluster
     );
     // Connecting to Docker happens in the background: a slow engine must not delay the API.
     Some(tokio::spawn(async move {
@@ -279,9 +358,33 @@ async fn start_embedded_agent(
                 return;
             }
         };
-        if let Err(err) = wharf_agent::run(config, runtime, shutdown).await {
-            tracing::error!(error = %err, "the local agent stopped");
+        let mut agents = tokio::task::JoinSet::new();
+        let mut stop = shutdown.clone();
+        loop {
+            tokio::select! {
+                region = regions.recv() => {
+                    let Some(region) = region else { break };
+                    let config = match config_for(&region) {
+                        Ok(c) => c,
+                        Err(err) => {
+                            tracing::warn!(error = %err, %region, "no local agent for this region");
+                            continue;
+                        }
+                    };
+                    if region != home_region {
+                        tracing::info!(%region, "a client uses a new region: the local agent joins it");
+                    }
+                    let (runtime, shutdown) = (runtime.clone(), shutdown.clone());
+                    agents.spawn(async move {
+                        if let Err(err) = wharf_agent::run(config, runtime, shutdown).await {
+                            tracing::error!(error = %err, %region, "a local agent stopped");
+                        }
+                    });
+                }
+                _ = stop.changed() => break,
+            }
         }
+        while agents.join_next().await.is_some() {}
     }))
 }
 
@@ -438,7 +541,13 @@ async fn handle(
             return Ok(error_response(protocol, &wire(code, status, message), &rid));
         }
     };
-    let ctx = app.state.context(Scope::new(identity.account_id, identity.region), identity.access_key_id);
+    let scope = Scope::new(identity.account_id, identity.region);
+    if let Some(agents) = &app.local_agents
+        && agents.saw(&scope.region)
+    {
+        agents.joined(&app.state.db, &scope).await;
+    }
+    let ctx = app.state.context(scope, identity.access_key_id);
     if parts.uri.path().starts_with("/agent/") {
         let (method, path, qs) = (&parts.method, parts.uri.path(), query_string.as_deref());
         return Ok(handle_agent(&app, ctx, &identity.service, method, path, qs, &body, &rid).await);

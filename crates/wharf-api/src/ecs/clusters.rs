@@ -373,3 +373,71 @@ pub async fn put_capacity_providers(ctx: &Ctx, v: Value) -> Result<Value> {
     })
     .await
 }
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct DescribeProvidersRequest {
+    capacity_providers: Option<Vec<String>>,
+    max_results: Option<i64>,
+    next_token: Option<String>,
+}
+
+/// A built-in provider as DescribeCapacityProviders shows it.
+fn provider(ctx: &Ctx, name: &str) -> Value {
+    json!({
+        "capacityProviderArn": ctx.scope.arn("ecs", format!("capacity-provider/{name}")),
+        "name": name,
+        "status": "ACTIVE",
+        "tags": [],
+    })
+}
+
+/// The account's capacity providers: Fargate's two built-in ones, which every cluster of
+/// every region has (Wharf's FARGATE capacity is the agents of `wharf up`; FARGATE_SPOT tasks
+/// run on the same hosts and are never interrupted). Wharf has no Auto Scaling groups, so
+/// there are no others.
+pub async fn describe_capacity_providers(ctx: &Ctx, v: Value) -> Result<Value> {
+    let req: DescribeProvidersRequest = input(v)?;
+    if req.max_results.is_some_and(|n| !(1..=10).contains(&n)) {
+        return Err(Error::invalid("maxResults", "maxResults must be between 1 and 10."));
+    }
+    let (mut found, mut failures) = (vec![], vec![]);
+    match req.capacity_providers {
+        None => {
+            let start = match req.next_token.as_deref() {
+                None => 0,
+                Some(t) => BUILT_IN_PROVIDERS
+                    .iter()
+                    .position(|p| *p == t)
+                    .ok_or_else(|| Error::invalid("nextToken", "The specified nextToken is not valid."))?,
+            };
+            let n = req.max_results.unwrap_or(10) as usize;
+            found.extend(BUILT_IN_PROVIDERS.iter().skip(start).take(n).map(|p| provider(ctx, p)));
+            let mut out = json!({"capacityProviders": found, "failures": []});
+            if let Some(next) = BUILT_IN_PROVIDERS.get(start + n) {
+                out["nextToken"] = json!(next);
+            }
+            return Ok(out);
+        }
+        Some(names) => {
+            for name in names {
+                let short = name.rsplit_once("capacity-provider/").map_or(name.as_str(), |(_, n)| n);
+                if BUILT_IN_PROVIDERS.contains(&short) {
+                    found.push(provider(ctx, short));
+                } else {
+                    failures.push(json!({"arn": name, "reason": "MISSING"}));
+                }
+            }
+        }
+    }
+    Ok(json!({"capacityProviders": found, "failures": failures}))
+}
+
+/// Capacity providers of Auto Scaling groups or managed instances need an EC2 that Wharf
+/// does not have: refused with a clear error, never stored and ignored.
+pub async fn create_capacity_provider(_ctx: &Ctx, v: Value) -> Result<Value> {
+    let name = v.get("name").and_then(Value::as_str).unwrap_or_default().to_string();
+    Err(Error::Unsupported(format!(
+        "Capacity provider '{name}' cannot be created: Wharf has no Auto Scaling groups or managed instances. Clusters get capacity from agents (`wharf agent --cluster …`) and the built-in FARGATE and FARGATE_SPOT providers."
+    )))
+}

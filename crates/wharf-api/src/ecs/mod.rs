@@ -32,6 +32,8 @@ operations! {
     "UpdateCluster" => clusters::update,
     "UpdateClusterSettings" => clusters::update_settings,
     "PutClusterCapacityProviders" => clusters::put_capacity_providers,
+    "DescribeCapacityProviders" => clusters::describe_capacity_providers,
+    "CreateCapacityProvider" => clusters::create_capacity_provider,
     "RegisterTaskDefinition" => task_definitions::register,
     "DescribeTaskDefinition" => task_definitions::describe,
     "ListTaskDefinitions" => task_definitions::list,
