@@ -213,3 +213,34 @@ def test_a_missing_secret_stops_the_task_with_ecs_reason(wharf_agent):
     task = wait_task(ecs, w.cluster, arn, status="STOPPED", timeout=60)
     assert "ResourceInitializationError" in task["stoppedReason"] and "API_KEY" in task["stoppedReason"]
     assert task["stopCode"] == "TaskFailedToStart"
+
+
+def test_a_generated_secret_key_is_printed_once(tmp_path):
+    """Without WHARF_* credentials `wharf up` generates the account's key and prints the
+    secret that once; later starts say where it is kept instead."""
+    import os
+    import subprocess
+
+    from conftest import BIN
+
+    env = {k: v for k, v in os.environ.items() if not k.startswith("WHARF_")}
+
+    def first_lines():
+        p = subprocess.Popen([BIN, "up", "--listen", "127.0.0.1:0", "--data-dir", str(tmp_path / "data"),
+                              "--no-profile", "--no-agent"], stdout=subprocess.PIPE, stderr=subprocess.DEVNULL,
+                             text=True, env=env)
+        lines = []
+        for line in p.stdout:
+            lines.append(line)
+            if "data dir:" in line:
+                break
+        p.terminate()
+        p.wait(timeout=15)
+        return "".join(lines)
+
+    first = first_lines()
+    secret = json.loads((tmp_path / "data" / "credentials.json").read_text())["secret_access_key"]
+    assert secret in first and "generated now" in first
+    second = first_lines()
+    assert secret not in second and "kept in" in second
+    assert (tmp_path / "data" / "credentials.json").stat().st_mode & 0o777 == 0o600

@@ -11,6 +11,21 @@ use std::path::{Path, PathBuf};
 pub struct Credentials {
     pub access_key_id: String,
     pub secret_access_key: String,
+    /// Where the key came from (not stored): the secret is printed only when it is new.
+    #[serde(skip)]
+    pub origin: Origin,
+}
+
+/// Where the account's key came from.
+#[derive(Debug, Clone, Default)]
+pub enum Origin {
+    /// `WHARF_ACCESS_KEY_ID` / `WHARF_SECRET_ACCESS_KEY`.
+    #[default]
+    Environment,
+    /// Read from this file in the data dir, generated on an earlier start.
+    Stored(PathBuf),
+    /// Generated on this start into this file.
+    Generated(PathBuf),
 }
 
 pub fn default_data_dir() -> PathBuf {
@@ -40,17 +55,20 @@ pub fn credentials(data_dir: &Path) -> anyhow::Result<Credentials> {
         if id.is_empty() || secret.is_empty() {
             bail!("WHARF_ACCESS_KEY_ID and WHARF_SECRET_ACCESS_KEY must not be empty");
         }
-        return Ok(Credentials { access_key_id: id, secret_access_key: secret });
+        return Ok(Credentials { access_key_id: id, secret_access_key: secret, origin: Origin::Environment });
     }
     let path = data_dir.join("credentials.json");
     if path.exists() {
         let text = fs::read_to_string(&path).with_context(|| format!("reading {}", path.display()))?;
-        return serde_json::from_str(&text)
-            .with_context(|| format!("{} is not valid credentials JSON", path.display()));
+        let mut creds: Credentials =
+            serde_json::from_str(&text).with_context(|| format!("{} is not valid credentials JSON", path.display()))?;
+        creds.origin = Origin::Stored(path);
+        return Ok(creds);
     }
     let creds = Credentials {
         access_key_id: format!("AKIA{}", random(b"ABCDEFGHIJKLMNOPQRSTUVWXYZ234567", 16)),
         secret_access_key: random(b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/", 40),
+        origin: Origin::Generated(path.clone()),
     };
     write_private(&path, &serde_json::to_string_pretty(&creds)?)?;
     Ok(creds)

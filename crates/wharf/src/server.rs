@@ -200,7 +200,13 @@ pub async fn run(args: ServerArgs, embedded: Option<EmbeddedAgent>) -> anyhow::R
     say!("  account:           {}", args.account_id);
     say!("  region:            {}", args.region);
     say!("  access key id:     {}", creds.access_key_id);
-    say!("  secret access key: {}", creds.secret_access_key);
+    match &creds.origin {
+        config::Origin::Generated(path) => {
+            say!("  secret access key: {} (generated now; kept in {})", creds.secret_access_key, path.display())
+        }
+        config::Origin::Stored(path) => say!("  secret access key: kept in {}", path.display()),
+        config::Origin::Environment => say!("  secret access key: from WHARF_SECRET_ACCESS_KEY"),
+    }
     say!("  data dir:          {}", args.data_dir.display());
     say!("  load balancers:    listeners bind {lb_bind_ip}:<listener port>; metrics at {endpoint}/metrics");
     if !args.no_profile {
