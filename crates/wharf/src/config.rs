@@ -74,6 +74,57 @@ pub fn credentials(data_dir: &Path) -> anyhow::Result<Credentials> {
     Ok(creds)
 }
 
+/// Another account a server accepts, with its one access key.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Account {
+    pub account_id: String,
+    pub access_key_id: String,
+    pub secret_access_key: String,
+}
+
+/// The accounts of a JSON file (none when it does not exist), checked: 12-digit ids, key ids
+/// that are unique and non-empty secrets.
+pub fn read_accounts(path: &Path) -> anyhow::Result<Vec<Account>> {
+    let text = match fs::read_to_string(path) {
+        Ok(t) => t,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(vec![]),
+        Err(e) => return Err(e).with_context(|| format!("reading {}", path.display())),
+    };
+    let accounts: Vec<Account> = serde_json::from_str(&text).with_context(|| {
+        format!("{} is not a JSON list of {{accountId, accessKeyId, secretAccessKey}}", path.display())
+    })?;
+    let mut seen = std::collections::HashSet::new();
+    for a in &accounts {
+        parse_account_id(&a.account_id).map_err(anyhow::Error::msg).with_context(|| path.display().to_string())?;
+        if a.access_key_id.is_empty() || a.secret_access_key.is_empty() {
+            bail!("{}: account {} has an empty access key id or secret", path.display(), a.account_id);
+        }
+        if !seen.insert(a.access_key_id.clone()) {
+            bail!("{}: access key id {} is listed twice", path.display(), a.access_key_id);
+        }
+    }
+    Ok(accounts)
+}
+
+/// Adds an account with a fresh key to `<data-dir>/accounts.json` (mode 0600).
+pub fn create_account(data_dir: &Path, account_id: &str) -> anyhow::Result<Account> {
+    fs::create_dir_all(data_dir).with_context(|| format!("creating {}", data_dir.display()))?;
+    let path = data_dir.join("accounts.json");
+    let mut accounts = read_accounts(&path)?;
+    if accounts.iter().any(|a| a.account_id == account_id) {
+        bail!("account {account_id} already has a key in {}", path.display());
+    }
+    let account = Account {
+        account_id: account_id.to_string(),
+        access_key_id: format!("AKIA{}", random(b"ABCDEFGHIJKLMNOPQRSTUVWXYZ234567", 16)),
+        secret_access_key: random(b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/", 40),
+    };
+    accounts.push(account.clone());
+    write_private(&path, &serde_json::to_string_pretty(&accounts)?)?;
+    Ok(account)
+}
+
 fn write_private(path: &Path, text: &str) -> anyhow::Result<()> {
     use std::os::unix::fs::OpenOptionsExt;
     let tmp = path.with_extension("tmp");

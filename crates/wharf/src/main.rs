@@ -31,6 +31,28 @@ enum Command {
     Server(ServerArgs),
     /// Run a container-instance agent that joins a cluster and runs its tasks on Docker.
     Agent(agent_cmd::AgentArgs),
+    /// Manage the accounts a server accepts besides its own (`<data-dir>/accounts.json`).
+    #[command(subcommand)]
+    Accounts(AccountsCommand),
+}
+
+#[derive(Subcommand, Debug)]
+enum AccountsCommand {
+    /// Add an account with a new access key; prints the key (the server picks it up when it
+    /// next starts).
+    Create {
+        /// The new account's 12-digit id.
+        #[arg(long, value_parser = config::parse_account_id)]
+        account_id: String,
+        /// The data dir of the server that is to accept it.
+        #[arg(long, env = "WHARF_DATA_DIR", default_value_os_t = config::default_data_dir())]
+        data_dir: PathBuf,
+    },
+    /// List the accounts of `<data-dir>/accounts.json` (ids and access key ids).
+    List {
+        #[arg(long, env = "WHARF_DATA_DIR", default_value_os_t = config::default_data_dir())]
+        data_dir: PathBuf,
+    },
 }
 
 #[derive(Args, Debug, Clone)]
@@ -85,6 +107,11 @@ pub struct ServerArgs {
     /// uploads to the registry stream and are not bound by it).
     #[arg(long, env = "WHARF_HTTP_BODY_TIMEOUT", default_value_t = 60, value_parser = clap::value_parser!(u64).range(1..=3600))]
     http_body_timeout_secs: u64,
+    /// A JSON file of further accounts this server accepts: `[{"accountId": "…",
+    /// "accessKeyId": "…", "secretAccessKey": "…"}]` (besides `<data-dir>/accounts.json`,
+    /// which `wharf accounts create` writes). Each account sees only its own resources.
+    #[arg(long, env = "WHARF_ACCOUNTS_FILE")]
+    accounts_file: Option<PathBuf>,
     /// Connections served at once; past it, new connections wait in the listen backlog (and a
     /// warning says so) until one closes.
     #[arg(long, env = "WHARF_MAX_CONNECTIONS", default_value_t = 10_000, value_parser = clap::value_parser!(u64).range(1..=1_000_000))]
@@ -107,5 +134,22 @@ fn main() -> anyhow::Result<()> {
         }
         Command::Server(args) => runtime.block_on(server::run(args, None)),
         Command::Agent(args) => runtime.block_on(agent_cmd::run(args)),
+        Command::Accounts(AccountsCommand::Create { account_id, data_dir }) => {
+            let a = config::create_account(&data_dir, &account_id)?;
+            println!("account:           {}", a.account_id);
+            println!("access key id:     {}", a.access_key_id);
+            println!("secret access key: {}", a.secret_access_key);
+            println!(
+                "(kept in {}; a running server accepts it after a restart)",
+                data_dir.join("accounts.json").display()
+            );
+            Ok(())
+        }
+        Command::Accounts(AccountsCommand::List { data_dir }) => {
+            for a in config::read_accounts(&data_dir.join("accounts.json"))? {
+                println!("{}  {}", a.account_id, a.access_key_id);
+            }
+            Ok(())
+        }
     }
 }

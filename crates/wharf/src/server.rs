@@ -167,6 +167,18 @@ pub async fn run(args: ServerArgs, embedded: Option<EmbeddedAgent>) -> anyhow::R
         creds.access_key_id.clone(),
         Credential { secret_access_key: creds.secret_access_key.clone(), account_id: args.account_id.clone() },
     );
+    let mut others = config::read_accounts(&args.data_dir.join("accounts.json"))?;
+    if let Some(file) = &args.accounts_file {
+        others.extend(config::read_accounts(file)?);
+    }
+    for a in &others {
+        if keys.contains_key(&a.access_key_id) {
+            anyhow::bail!("access key id {} is given to more than one account", a.access_key_id);
+        }
+        let credential =
+            Credential { secret_access_key: a.secret_access_key.clone(), account_id: a.account_id.clone() };
+        keys.insert(a.access_key_id.clone(), credential);
+    }
     let db = Db::new(store.clone());
     let (shutdown_tx, shutdown_rx) = tokio::sync::watch::channel(false);
     let agent_timeout = Duration::from_secs(args.agent_timeout_secs);
@@ -208,6 +220,9 @@ pub async fn run(args: ServerArgs, embedded: Option<EmbeddedAgent>) -> anyhow::R
         config::Origin::Environment => say!("  secret access key: from WHARF_SECRET_ACCESS_KEY"),
     }
     say!("  data dir:          {}", args.data_dir.display());
+    if !others.is_empty() {
+        say!("  other accounts:    {}", others.iter().map(|a| a.account_id.as_str()).collect::<Vec<_>>().join(", "));
+    }
     say!("  load balancers:    listeners bind {lb_bind_ip}:<listener port>; metrics at {endpoint}/metrics");
     if !args.no_profile {
         match config::write_profile(&endpoint, &args.region, &creds) {
