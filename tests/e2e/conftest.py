@@ -184,8 +184,9 @@ def echo_image():
 class AgentProcess:
     """A standalone `wharf agent` joining `cluster` of `wharf`, with its own data dir."""
 
-    def __init__(self, wharf, cluster, data_dir, config=None, extra_args=()):
+    def __init__(self, wharf, cluster, data_dir, config=None, extra_args=(), env=None):
         self.wharf = wharf
+        self.extra_env = dict(env or {})
         self.cluster = cluster
         self.data_dir = Path(data_dir)
         self.config = Path(config) if config else self.data_dir / "no-ecs.config"
@@ -203,6 +204,7 @@ class AgentProcess:
         env = self.wharf.env()
         env["AWS_REGION"] = REGION
         env.pop("ECS_CLUSTER", None)
+        env.update(self.extra_env)
         self.proc = subprocess.Popen(args, stdout=open(self.log, "ab"), stderr=subprocess.STDOUT, env=env)
 
     def state(self):
@@ -273,10 +275,10 @@ class Fleet:
         self.servers.append(w)
         return w
 
-    def agent(self, wharf, cluster, config=None, extra_args=(), data_dir=None):
+    def agent(self, wharf, cluster, config=None, extra_args=(), data_dir=None, env=None):
         if cluster is not None:
             self.clusters.add(cluster)
-        a = AgentProcess(wharf, cluster, data_dir or self.tmp / f"agent{len(self.agents)}", config, extra_args)
+        a = AgentProcess(wharf, cluster, data_dir or self.tmp / f"agent{len(self.agents)}", config, extra_args, env)
         self.agents.append(a)
         return a
 

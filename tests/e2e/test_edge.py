@@ -9,6 +9,7 @@ import time
 import pytest
 
 from conftest import Wharf
+from util import sign
 
 
 def addr(w):
@@ -67,9 +68,15 @@ def test_an_idle_keep_alive_connection_is_closed(edge):
 
 
 def test_a_body_that_never_comes_gets_a_timeout_answer(edge):
+    # A properly signed request whose body stops after its first byte.
+    body = b"{" + b" " * 98 + b"}"
+    headers, _ = sign("POST", edge.endpoint + "/", body, {
+        "Content-Type": "application/x-amz-json-1.1",
+        "X-Amz-Target": "AmazonEC2ContainerServiceV20141113.ListClusters"}, "ecs")
+    head = "".join(f"{k}: {v}\r\n" for k, v in headers.items() if k.lower() != "content-length")
     s = socket.create_connection(addr(edge))
-    s.sendall(b"POST / HTTP/1.1\r\nHost: x\r\nContent-Type: application/x-amz-json-1.1\r\n"
-              b"X-Amz-Target: AmazonEC2ContainerServiceV20141113.ListClusters\r\nContent-Length: 100\r\n\r\n{")
+    s.sendall(f"POST / HTTP/1.1\r\nHost: {edge.endpoint.removeprefix('http://')}\r\n{head}"
+              f"Content-Length: {len(body)}\r\n\r\n".encode() + body[:1])
     took, said = closed_within(s, 20)
     assert took is not None, "the connection waiting for a body was never closed"
     assert said.startswith(b"HTTP/1.1 408"), said[:200]
@@ -106,3 +113,16 @@ def test_the_connection_cap_holds_new_connections_until_one_closes(tmp_path):
             s.close()
     finally:
         w.stop()
+
+
+def test_an_unsigned_request_is_refused_before_its_body_is_read(edge):
+    """A large unauthenticated body is not read: the answer comes while it is still unsent."""
+    s = socket.create_connection(addr(edge))
+    s.sendall(b"POST / HTTP/1.1\r\nHost: x\r\nContent-Type: application/x-amz-json-1.1\r\n"
+              b"X-Amz-Target: AmazonEC2ContainerServiceV20141113.ListClusters\r\n"
+              b"Content-Length: 8000000\r\n\r\n{")
+    s.settimeout(1.5)  # well under the 2 s body timeout: the answer must not wait for the body
+    answer = s.recv(4096)
+    assert answer.startswith(b"HTTP/1.1 4"), answer[:200]
+    assert b"MissingAuthenticationToken" in answer or b"Missing Authentication Token" in answer, answer
+    s.close()

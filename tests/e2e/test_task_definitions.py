@@ -1,4 +1,5 @@
-"""Task definitions: numbered revisions per family, every field round-trips, ECS's own rules
+"""Task definitions: numbered revisions per family, every field Wharf applies round-trips (the
+ones it refuses are in test_td_fields.py), ECS's own rules
 (Fargate sizes, container references), listing with filters, sort and pagination,
 deregistration and deletion."""
 
@@ -25,7 +26,6 @@ APP = {
     "entryPoint": ["/docker-entrypoint.sh"],
     "command": ["nginx", "-g", "daemon off;"],
     "environment": [{"name": "MODE", "value": "prod"}, {"name": "EMPTY", "value": ""}],
-    "environmentFiles": [{"value": "arn:aws:s3:::bucket/app.env", "type": "s3"}],
     "mountPoints": [{"sourceVolume": "data", "containerPath": "/data", "readOnly": False}],
     "volumesFrom": [{"sourceContainer": "sidecar", "readOnly": True}],
     "linuxParameters": {
@@ -60,12 +60,10 @@ APP = {
         "logDriver": "awslogs",
         "options": {"awslogs-group": "/ecs/td-testunit", "awslogs-region": "ap-northeast-2",
                     "awslogs-stream-prefix": "ecs"},
-        "secretOptions": [{"name": "token", "valueFrom": "arn:aws:ssm:us-east-1:123456789012:parameter/t"}],
     },
     "healthCheck": {"command": ["CMD-SHELL", "curl -f http://localhost/ || exit 1"], "interval": 10,
                     "timeout": 3, "retries": 5, "startPeriod": 20},
     "systemControls": [{"namespace": "net.core.somaxconn", "value": "1024"}],
-    "credentialSpecs": ["credentialspecdomainless:arn:aws:s3:::bucket/spec.json"],
 }
 SIDECAR = {"name": "sidecar", "image": "busybox:1.36", "memory": 64, "essential": False, "command": ["sleep", "inf"]}
 RICH_TASK_DEFINITION = {
@@ -82,8 +80,8 @@ RICH_TASK_DEFINITION = {
     "placementConstraints": [{"type": "memberOf", "expression": "attribute:ecs.instance-type =~ t2.*"}],
     "cpu": "1 vCPU",
     "memory": "2 GB",
-    "pidMode": "task",
-    "ipcMode": "task",
+    "pidMode": "host",
+    "ipcMode": "host",
     "runtimePlatform": {"cpuArchitecture": "X86_64", "operatingSystemFamily": "LINUX"},
     "tags": [{"key": "env", "value": "test"}],
 }

@@ -296,6 +296,10 @@ TARGETED = [
     ("ListAccountSettings", {"value": "enabled"}, "InvalidParameterException", "name"),
     ("ListAccountSettings", {"maxResults": 11}, "InvalidParameterException", "maxResults"),
     ("DeleteAccountSetting", {"name": "nope"}, "InvalidParameterException", "nope"),
+    ("DescribeCapacityProviders", {"maxResults": 11}, "InvalidParameterException", "maxResults"),
+    ("CreateCapacityProvider", {"name": "asg", "autoScalingGroupProvider": {
+        "autoScalingGroupArn": "arn:aws:autoscaling:us-east-1:123456789012:autoScalingGroup:x:autoScalingGroupName/a"}},
+     "UnsupportedFeatureException", "Auto Scaling"),
 ]
 
 

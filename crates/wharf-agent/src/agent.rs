@@ -134,6 +134,9 @@ pub struct Agent<R: ContainerRuntime> {
     pull_failures: Mutex<HashMap<String, std::time::Instant>>,
     /// This Wharf's registry token, for pulling its images.
     pub(crate) registry_token: crate::registry_auth::TokenCache,
+    /// Whether the container engine last failed to answer (so an outage is logged once when
+    /// it starts and once when it ends, not on every call meanwhile).
+    engine_down: std::sync::atomic::AtomicBool,
 }
 
 /// Which stream assigned a task: the container instance's, or the Fargate host's.
@@ -174,6 +177,7 @@ impl<R: ContainerRuntime> Agent<R> {
             pull_locks: Mutex::new(HashMap::new()),
             pull_failures: Mutex::new(HashMap::new()),
             registry_token: Default::default(),
+            engine_down: Default::default(),
             retired: Mutex::new(Vec::new()),
             instance_arn: Mutex::new(String::new()),
             tasks: Mutex::new(HashMap::new()),
@@ -272,6 +276,21 @@ impl<R: ContainerRuntime> Agent<R> {
     pub(crate) fn pull_failed_recently(&self, image: &str) -> bool {
         let failures = self.pull_failures.lock().unwrap_or_else(PoisonError::into_inner);
         failures.get(image).is_some_and(|t| t.elapsed() < Self::PULL_FAILURE_MEMORY)
+    }
+
+    /// Records that the container engine failed a call: the first failure of an outage is
+    /// logged; running tasks keep their state until it answers again.
+    pub(crate) fn engine_failed(&self, e: &dyn std::fmt::Display) {
+        if !self.engine_down.swap(true, std::sync::atomic::Ordering::Relaxed) {
+            tracing::warn!(error = %e, "the container engine does not answer; running tasks are kept as they were and checked again when it returns");
+        }
+    }
+
+    /// Records that the container engine answered (logging the end of an outage).
+    pub(crate) fn engine_answered(&self) {
+        if self.engine_down.swap(false, std::sync::atomic::Ordering::Relaxed) {
+            tracing::info!("the container engine answers again: re-adopting running containers");
+        }
     }
 
     pub(crate) fn note_pull_failure(&self, image: &str) {

@@ -33,6 +33,34 @@ impl DockerRuntime {
         Ok(DockerRuntime { docker })
     }
 
+    /// Connects to the engine (`DOCKER_HOST`, else the local socket), retrying with backoff
+    /// (1 s doubling to 30 s) while it is not there yet; `None` if `shutdown` flips first.
+    pub async fn connect_retrying(shutdown: &mut tokio::sync::watch::Receiver<bool>) -> Option<Self> {
+        let mut delay = std::time::Duration::from_secs(1);
+        let mut warned = false;
+        loop {
+            match Self::connect().await {
+                Ok(r) => {
+                    if warned {
+                        tracing::info!("the Docker engine answers: the agent starts");
+                    }
+                    return Some(r);
+                }
+                Err(e) => {
+                    if !warned {
+                        tracing::warn!(error = %e, "the Docker engine is not reachable; retrying until it is");
+                        warned = true;
+                    }
+                }
+            }
+            tokio::select! {
+                _ = tokio::time::sleep(delay) => {}
+                _ = shutdown.changed() => return None,
+            }
+            delay = (delay * 2).min(std::time::Duration::from_secs(30));
+        }
+    }
+
     fn body(spec: &ContainerSpec) -> ContainerCreateBody {
         // Joining another container's network namespace (awsvpc): Docker refuses anything
         // that configures a network of its own.
@@ -84,6 +112,26 @@ impl DockerRuntime {
                 name: Some(bollard::models::RestartPolicyNameEnum::ON_FAILURE),
                 maximum_retry_count: Some(n),
             }),
+            devices: (!spec.devices.is_empty()).then(|| {
+                spec.devices
+                    .iter()
+                    .map(|(host, container, perms)| bollard::models::DeviceMapping {
+                        path_on_host: Some(host.clone()),
+                        path_in_container: Some(container.clone()),
+                        cgroup_permissions: Some(perms.clone()),
+                    })
+                    .collect()
+            }),
+            tmpfs: (!spec.tmpfs.is_empty()).then(|| spec.tmpfs.clone()),
+            shm_size: spec.shm_size_bytes,
+            memory_swap: spec.memory_swap_bytes,
+            memory_swappiness: spec.swappiness,
+            pid_mode: spec.pid_mode.clone(),
+            ipc_mode: spec.ipc_mode.clone(),
+            log_config: spec.log_driver.as_ref().map(|(driver, options)| bollard::models::HostConfigLogConfig {
+                typ: Some(driver.clone()),
+                config: Some(options.clone()),
+            }),
             ..Default::default()
         };
         let healthcheck = spec.healthcheck.as_ref().map(|h| HealthConfig {
@@ -107,6 +155,9 @@ impl DockerRuntime {
             labels: Some(spec.labels.clone()),
             stop_timeout: spec.stop_timeout_secs,
             host_config: Some(host_config),
+            network_disabled: spec.network_disabled.then_some(true),
+            open_stdin: spec.open_stdin.then_some(true),
+            tty: spec.tty.then_some(true),
             ..Default::default()
         }
     }

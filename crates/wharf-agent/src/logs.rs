@@ -68,24 +68,50 @@ pub(crate) async fn prepare(client: &Client, logs: &AwsLogs) -> Result<(), Strin
 /// Ships `id`'s output until the container exits and everything read has been accepted.
 pub(crate) async fn ship<R: ContainerRuntime>(agent: Arc<Agent<R>>, id: String, logs: AwsLogs, since_secs: i64) {
     let client = &agent.client;
-    let mut lines = agent.runtime.logs(&id, since_secs);
-    let mut batch: Vec<LogLine> = Vec::new();
-    let mut bytes = 0;
+    let mut since = since_secs;
+    // The newest line shipped: after a reconnect (which asks from its second on), older
+    // lines are the ones already sent.
+    let mut last_ms = i64::MIN;
+    let mut delay = Duration::from_secs(1);
     loop {
-        let next = tokio::time::timeout(FLUSH, lines.next()).await;
-        let ended = matches!(next, Ok(None) | Ok(Some(Err(_))));
-        let quiet = next.is_err();
-        if let Ok(Some(Ok(line))) = next {
-            bytes += line.message.len() + 26;
-            batch.push(line);
-        }
-        let full = batch.len() >= MAX_EVENTS || bytes >= MAX_BYTES;
-        if !batch.is_empty() && (full || quiet || ended) {
-            put(client, &logs, std::mem::take(&mut batch)).await;
-            bytes = 0;
-        }
-        if ended {
+        let mut lines = agent.runtime.logs(&id, since);
+        let mut batch: Vec<LogLine> = Vec::new();
+        let mut bytes = 0;
+        let broke = loop {
+            let next = tokio::time::timeout(FLUSH, lines.next()).await;
+            let ended = matches!(next, Ok(None));
+            let broke = matches!(next, Ok(Some(Err(_))));
+            let quiet = next.is_err();
+            if let Ok(Some(Ok(line))) = next
+                && line.timestamp_ms > last_ms
+            {
+                bytes += line.message.len() + 26;
+                last_ms = line.timestamp_ms;
+                batch.push(line);
+            }
+            let full = batch.len() >= MAX_EVENTS || bytes >= MAX_BYTES;
+            if !batch.is_empty() && (full || quiet || ended || broke) {
+                put(client, &logs, std::mem::take(&mut batch)).await;
+                bytes = 0;
+            }
+            if ended || broke {
+                break broke;
+            }
+        };
+        if !broke {
             return;
+        }
+        // The engine went away mid-stream: follow again once it answers, unless the
+        // container is gone.
+        tokio::time::sleep(delay).await;
+        delay = (delay * 2).min(Duration::from_secs(30));
+        match agent.runtime.inspect(&id).await {
+            Ok(None) => return,
+            Ok(Some(_)) => delay = Duration::from_secs(1),
+            Err(_) => continue,
+        }
+        if last_ms != i64::MIN {
+            since = last_ms / 1000;
         }
     }
 }

@@ -44,6 +44,25 @@ pub struct ContainerSpec {
     pub security_opts: Vec<String>,
     pub sysctls: HashMap<String, String>,
     pub restart_on_failure: Option<i64>,
+    /// `linuxParameters.devices`: (host path, container path, cgroup permissions).
+    pub devices: Vec<(String, String, String)>,
+    /// `linuxParameters.tmpfs`: container path → mount options (`size=64m,rw,…`).
+    pub tmpfs: HashMap<String, String>,
+    /// `linuxParameters.sharedMemorySize`.
+    pub shm_size_bytes: Option<i64>,
+    /// Memory plus `linuxParameters.maxSwap` (Docker's `--memory-swap`).
+    pub memory_swap_bytes: Option<i64>,
+    pub swappiness: Option<i64>,
+    /// `disableNetworking`.
+    pub network_disabled: bool,
+    /// `interactive` (stdin kept open) and `pseudoTerminal`.
+    pub open_stdin: bool,
+    pub tty: bool,
+    /// The task's `pidMode` / `ipcMode` (`host`, or `none` for IPC).
+    pub pid_mode: Option<String>,
+    pub ipc_mode: Option<String>,
+    /// A Docker log driver and its options (not `awslogs`, which the agent ships itself).
+    pub log_driver: Option<(String, HashMap<String, String>)>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -34,6 +34,25 @@ pub fn network_mode(a: &Assignment) -> String {
     a.task_definition.network_mode.clone().unwrap_or_else(|| "bridge".into())
 }
 
+/// The Docker volume standing in for an EFS file system: one named volume per file system
+/// (and access point and root directory), shared by every task on the host that mounts it and
+/// kept when they stop, so what one task writes the next one reads.
+fn efs_volume(efs: &Value) -> Option<String> {
+    let fs = efs.get("fileSystemId")?.as_str()?;
+    let clean = |s: &str| -> String {
+        s.chars().map(|c| if c.is_ascii_alphanumeric() || c == '-' || c == '_' { c } else { '_' }).collect()
+    };
+    let mut name = format!("wharf-efs-{}", clean(fs));
+    if let Some(ap) = efs.get("authorizationConfig").and_then(|a| a.get("accessPointId")).and_then(Value::as_str) {
+        name.push_str(&format!("-{}", clean(ap)));
+    }
+    let root = efs.get("rootDirectory").and_then(Value::as_str).unwrap_or("/").trim_matches('/');
+    if !root.is_empty() {
+        name.push_str(&format!("-{}", clean(root)));
+    }
+    Some(name)
+}
+
 /// Builds the spec for container `def` of assignment `a`. Dynamic host ports stay 0; the
 /// caller fills them.
 pub fn container_spec(
@@ -127,8 +146,10 @@ pub fn container_spec(
             let ro = mp.get("readOnly").and_then(Value::as_bool).unwrap_or(false);
             let vol = volumes.get(source)?;
             let host_path = vol.get("host").and_then(|h| h.get("sourcePath")).and_then(Value::as_str);
+            let efs = vol.get("efsVolumeConfiguration");
             let origin = match host_path {
                 Some(p) => p.to_string(),
+                None if efs.is_some() => efs_volume(efs?)?,
                 None => {
                     let shared =
                         vol.get("dockerVolumeConfiguration").and_then(|d| d.get("scope")).and_then(Value::as_str)
@@ -195,6 +216,66 @@ pub fn container_spec(
             .get("restartPolicy")
             .filter(|r| r.get("enabled").and_then(Value::as_bool) == Some(true))
             .map(|_| 0),
+        devices: linux
+            .and_then(|l| l.get("devices"))
+            .and_then(Value::as_array)
+            .map(|l| {
+                l.iter()
+                    .filter_map(|d| {
+                        let host = d.get("hostPath")?.as_str()?.to_string();
+                        let container = d.get("containerPath").and_then(Value::as_str).unwrap_or(&host).to_string();
+                        let perms: String = strings(d.get("permissions"))
+                            .unwrap_or_else(|| vec!["read".into(), "write".into(), "mknod".into()])
+                            .iter()
+                            .filter_map(|p| p.chars().next())
+                            .collect();
+                        Some((host, container, perms))
+                    })
+                    .collect()
+            })
+            .unwrap_or_default(),
+        tmpfs: linux
+            .and_then(|l| l.get("tmpfs"))
+            .and_then(Value::as_array)
+            .map(|l| {
+                l.iter()
+                    .filter_map(|t| {
+                        let path = t.get("containerPath")?.as_str()?.to_string();
+                        let mut opts = vec![format!("size={}m", t.get("size")?.as_i64()?)];
+                        opts.extend(strings(t.get("mountOptions")).unwrap_or_default());
+                        Some((path, opts.join(",")))
+                    })
+                    .collect()
+            })
+            .unwrap_or_default(),
+        shm_size_bytes: linux.and_then(|l| l.get("sharedMemorySize")).and_then(Value::as_i64).map(|m| m * MIB),
+        // ECS: maxSwap is the swap a container may use on top of its memory; 0 is none.
+        memory_swap_bytes: linux
+            .and_then(|l| l.get("maxSwap"))
+            .and_then(Value::as_i64)
+            .and_then(|swap| Some((memory? + swap) * MIB)),
+        swappiness: linux.and_then(|l| l.get("swappiness")).and_then(Value::as_i64),
+        network_disabled: extra.get("disableNetworking").and_then(Value::as_bool).unwrap_or(false),
+        open_stdin: extra.get("interactive").and_then(Value::as_bool).unwrap_or(false),
+        tty: extra.get("pseudoTerminal").and_then(Value::as_bool).unwrap_or(false),
+        pid_mode: td.extra.get("pidMode").and_then(Value::as_str).filter(|m| *m == "host").map(str::to_string),
+        ipc_mode: td
+            .extra
+            .get("ipcMode")
+            .and_then(Value::as_str)
+            .filter(|m| matches!(*m, "host" | "none"))
+            .map(str::to_string),
+        log_driver: extra.get("logConfiguration").and_then(|l| {
+            let driver = l.get("logDriver")?.as_str()?;
+            (driver != "awslogs").then(|| {
+                let options = l
+                    .get("options")
+                    .and_then(Value::as_object)
+                    .map(|o| o.iter().filter_map(|(k, v)| Some((k.clone(), v.as_str()?.to_string()))).collect())
+                    .unwrap_or_default();
+                (driver.to_string(), options)
+            })
+        }),
     }
 }
 
@@ -250,5 +331,14 @@ mod tests {
             {"name": "init"}
         ]));
         assert_eq!(start_order(&d), vec![2, 1, 0]);
+    }
+
+    #[test]
+    fn efs_volumes_are_named_for_their_file_system() {
+        assert_eq!(efs_volume(&json!({"fileSystemId": "fs-1"})).as_deref(), Some("wharf-efs-fs-1"));
+        let v = json!({"fileSystemId": "fs-1", "rootDirectory": "/app/data",
+                       "authorizationConfig": {"accessPointId": "fsap-9"}});
+        assert_eq!(efs_volume(&v).as_deref(), Some("wharf-efs-fs-1-fsap-9-app_data"));
+        assert_eq!(efs_volume(&json!({"rootDirectory": "/"})), None);
     }
 }

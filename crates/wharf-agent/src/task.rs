@@ -543,7 +543,11 @@ impl<R: ContainerRuntime> TaskRun<R> {
             let mut essential_exit = None;
             for slot in &mut self.slots {
                 let Some(id) = slot.id.clone() else { continue };
-                match self.agent.runtime.inspect(&id).await {
+                let inspected = self.agent.runtime.inspect(&id).await;
+                if inspected.is_ok() {
+                    self.agent.engine_answered();
+                }
+                match inspected {
                     Ok(Some(s)) => {
                         slot.health = s.health.clone();
                         if let Some(code) = s.exit_code.filter(|_| !s.running) {
@@ -563,7 +567,9 @@ impl<R: ContainerRuntime> TaskRun<R> {
                             essential_exit = Some(slot.name.clone());
                         }
                     }
-                    Err(e) => tracing::warn!(error = %e, "inspect failed"),
+                    // The engine is away (restarting, or its socket cut): nothing is known
+                    // about the container, so nothing changes until it answers again.
+                    Err(e) => self.agent.engine_failed(&e),
                 }
             }
             if let Some(name) = essential_exit {

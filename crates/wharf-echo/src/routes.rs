@@ -119,9 +119,24 @@ pub fn route(state: &State, req: &Request, remote: Option<SocketAddr>) -> Respon
             Some(Ok(code)) if (200..600).contains(&code) => Response::text(code, format!("status {code}")),
             _ => Response::text(400, "code must be a status between 200 and 599"),
         },
-        (_, "/" | "/health" | "/env" | "/headers" | "/peer" | "/metadata" | "/exit" | "/work" | "/status") => {
-            Response::text(405, format!("method {} not allowed on {}", req.method, req.path))
-        }
+        ("GET", "/file") => match req.param("path") {
+            Some(path) => match std::fs::read(path) {
+                Ok(bytes) => Response { body: bytes, ..Response::text(200, "") },
+                Err(e) => Response::text(404, format!("cannot read {path}: {e}")),
+            },
+            None => Response::text(400, "expected ?path=/some/file"),
+        },
+        ("POST", "/file") => match req.param("path") {
+            Some(path) => match std::fs::write(path, &req.body) {
+                Ok(()) => Response::text(200, format!("wrote {} bytes to {path}", req.body.len())),
+                Err(e) => Response::text(500, format!("cannot write {path}: {e}")),
+            },
+            None => Response::text(400, "expected ?path=/some/file"),
+        },
+        (
+            _,
+            "/" | "/health" | "/env" | "/headers" | "/peer" | "/metadata" | "/exit" | "/work" | "/status" | "/file",
+        ) => Response::text(405, format!("method {} not allowed on {}", req.method, req.path)),
         _ => Response::text(404, format!("no route for {}", req.path)),
     }
 }

@@ -167,6 +167,20 @@ impl<L: CredentialLookup> Verifier<L> {
     /// Verifies a request at time `now` (`SystemTime::now()` in production).
     ///
     /// Checks run in AWS's order: missing → malformed → clock → access key → signature.
+    /// Everything [`Verifier::verify`] checks that does not need the body: the algorithm,
+    /// the credential scope, the clock skew (or expiry) and that the access key exists. A
+    /// server runs it before reading a body, so an unauthenticated client cannot make it
+    /// read megabytes first.
+    pub fn precheck(&self, headers: &http::HeaderMap, query: Option<&str>, now: SystemTime) -> Result<(), AuthError> {
+        let query: Vec<(Cow<'_, str>, Cow<'_, str>)> =
+            form_urlencoded::parse(query.unwrap_or_default().as_bytes()).collect();
+        let claim = Claim::parse(headers, &query)?;
+        let scope = Scope::parse(&claim)?;
+        check_clock(&claim, scope.timestamp, unix_secs(now))?;
+        self.lookup.lookup(scope.access_key_id).ok_or(AuthError::UnknownAccessKey)?;
+        Ok(())
+    }
+
     pub fn verify(&self, req: &RequestParts<'_>, now: SystemTime) -> Result<Identity, AuthError> {
         let query: Vec<(Cow<'_, str>, Cow<'_, str>)> =
             form_urlencoded::parse(req.query.unwrap_or_default().as_bytes()).collect();

@@ -132,9 +132,14 @@ pub async fn run(args: AgentArgs) -> anyhow::Result<()> {
     let secret = std::env::var("AWS_SECRET_ACCESS_KEY").context("AWS_SECRET_ACCESS_KEY is not set")?;
     let home = std::env::var_os("HOME").map_or_else(|| PathBuf::from("."), PathBuf::from);
     let config = agent_config(&args, endpoint, region, key, secret, home.join(".wharf-agent"))?;
-    let runtime = wharf_agent::docker::DockerRuntime::connect().await.context("cannot reach the Docker engine")?;
     let (tx, rx) = tokio::sync::watch::channel(false);
-    let agent = tokio::spawn(wharf_agent::run(config, runtime, rx));
+    let agent = tokio::spawn(async move {
+        let mut waiting = rx.clone();
+        match wharf_agent::docker::DockerRuntime::connect_retrying(&mut waiting).await {
+            Some(runtime) => wharf_agent::run(config, runtime, rx).await,
+            None => Ok(()),
+        }
+    });
     crate::server::wait_for_signal().await?;
     let _ = tx.send(true);
     agent.await.context("agent task")?.context("agent")?;

@@ -372,13 +372,8 @@ async fn start_embedded_agent(
     );
     // Connecting to Docker happens in the background: a slow engine must not delay the API.
     Some(tokio::spawn(async move {
-        let runtime = match wharf_agent::docker::DockerRuntime::connect().await {
-            Ok(r) => r,
-            Err(err) => {
-                tracing::warn!(error = %err, "no local agent: the Docker engine is not reachable");
-                return;
-            }
-        };
+        let mut waiting = shutdown.clone();
+        let Some(runtime) = wharf_agent::docker::DockerRuntime::connect_retrying(&mut waiting).await else { return };
         let mut agents = tokio::task::JoinSet::new();
         let mut stop = shutdown.clone();
         loop {
@@ -480,6 +475,16 @@ fn protocol_of(method: &Method, headers: &HeaderMap, query: Option<&str>) -> Opt
     None
 }
 
+/// A request that failed authentication, in its protocol's envelope.
+fn auth_error(protocol: Protocol, e: &wharf_protocol::sigv4::AuthError, rid: &str) -> Response<Body> {
+    let (code, message) = match protocol {
+        Protocol::Json => (e.json_code(), e.message()),
+        Protocol::Query => (e.query_code(), e.query_message()),
+    };
+    let status = if code.starts_with("Incomplete") { 400 } else { 403 };
+    error_response(protocol, &wire(code, status, message), rid)
+}
+
 async fn handle(
     app: Arc<App>,
     peer: std::net::SocketAddr,
@@ -518,6 +523,13 @@ async fn handle(
             &rid,
         ));
     };
+    // The signature's header checks come before the body is read: an unsigned or badly
+    // signed request costs its headers, not its body.
+    if let Err(e) = app.verifier.precheck(&parts.headers, query_string.as_deref(), SystemTime::now()) {
+        let mut resp = auth_error(protocol, &e, &rid);
+        resp.headers_mut().insert(http::header::CONNECTION, http::HeaderValue::from_static("close"));
+        return Ok(resp);
+    }
     let limit = wharf_api::max_body_bytes(parts.headers.get("x-amz-target").and_then(|v| v.to_str().ok()));
     let too_large =
         || wire("RequestEntityTooLargeException", 413, format!("Request body is larger than {limit} bytes."));
@@ -553,14 +565,7 @@ async fn handle(
     };
     let identity = match app.verifier.verify(&parts_ref, SystemTime::now()) {
         Ok(id) => id,
-        Err(e) => {
-            let (code, message) = match protocol {
-                Protocol::Json => (e.json_code(), e.message()),
-                Protocol::Query => (e.query_code(), e.query_message()),
-            };
-            let status = if code.starts_with("Incomplete") { 400 } else { 403 };
-            return Ok(error_response(protocol, &wire(code, status, message), &rid));
-        }
+        Err(e) => return Ok(auth_error(protocol, &e, &rid)),
     };
     let scope = Scope::new(identity.account_id, identity.region);
     if let Some(agents) = &app.local_agents

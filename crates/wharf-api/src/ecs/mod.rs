@@ -15,6 +15,7 @@ mod settings;
 mod tags;
 pub mod task_definitions;
 pub mod tasks;
+mod td_fields;
 
 use crate::Ctx;
 use serde_json::Value;

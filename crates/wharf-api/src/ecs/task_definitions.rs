@@ -213,7 +213,9 @@ fn check(td: &mut TaskDefinition, fargate: bool) -> Result<()> {
             "Invalid setting: the sum of container memory ({container_mem_sum} MiB) exceeds the task memory ({m} MiB)."
         )));
     }
+    super::td_fields::check_supported(td)?;
     if fargate {
+        super::td_fields::check_fargate(td)?;
         if mode != "awsvpc" {
             return Err(client("Fargate only supports network mode 'awsvpc'."));
         }
