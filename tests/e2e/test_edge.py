@@ -126,3 +126,31 @@ def test_an_unsigned_request_is_refused_before_its_body_is_read(edge):
     assert answer.startswith(b"HTTP/1.1 4"), answer[:200]
     assert b"MissingAuthenticationToken" in answer or b"Missing Authentication Token" in answer, answer
     s.close()
+
+
+JSON_TARGETS = [("ecs", "AmazonEC2ContainerServiceV20141113.ListClusters"), ("logs", "Logs_20140328.DescribeLogGroups"),
+                ("ecr", "AmazonEC2ContainerRegistry_V20150921.DescribeRepositories"),
+                ("ssm", "AmazonSSM.DescribeParameters"), ("secretsmanager", "secretsmanager.ListSecrets")]
+
+
+@pytest.mark.parametrize("service,target", JSON_TARGETS, ids=[t[0] for t in JSON_TARGETS])
+def test_garbage_bodies_and_bad_signatures_get_aws_errors_in_every_json_service(wharf, service, target):
+    from util import raw
+    for body in (b"\xff\xfe\xfd", b'{"Name": "\xc3\x28"}', b'{"a":', b"[]", b'"text"', b'{"a": ' + b"[" * 5000):
+        status, out = raw(wharf, None, body, target=target, service=service)
+        assert 400 <= status < 500 and isinstance(out, dict) and out.get("__type"), (body[:20], status, out)
+    status, out = raw(wharf, None, {}, target=target, service=service, secret_key="wrong")
+    assert status == 403 and out["__type"] == "InvalidSignatureException", out
+    status, out = raw(wharf, None, {}, target=target, service=service)
+    assert status == 200, out
+
+
+@pytest.mark.parametrize("service", ["sts", "elasticloadbalancing"])
+def test_garbage_query_requests_get_aws_errors(wharf, service):
+    from util import query, xml_error
+    for params in ({"Action": "NoSuchAction", "Version": "2015-12-01"},
+                   {"Action": "DescribeTargetGroups", "Version": "2015-12-01", "PageSize": "not-a-number"},
+                   {"Version": "2011-06-15"}):
+        status, root = query(wharf, params, service=service)
+        assert 400 <= status < 500, (params, status)
+        assert xml_error(root)[1], params
