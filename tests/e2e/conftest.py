@@ -66,7 +66,7 @@ class Wharf:
             line = self.proc.stdout.readline()
             if not line:
                 break
-            m = re.search(r"endpoint:\s+(http://\S+)", line)
+            m = re.search(r"endpoint:\s+(https?://\S+)", line)
             if m:
                 self.endpoint = m.group(1)
                 return

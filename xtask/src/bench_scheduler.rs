@@ -97,6 +97,7 @@ async fn measure(endpoint: Endpoint, url: &str, pid: u32, args: &Args, dir: &Pat
             attributes: vec![],
             dynamic_ports: wharf_agent::AgentConfig::kernel_ephemeral_range(),
             fargate: false,
+            tls: None,
         };
         let runtime = SimRuntime::new(started_containers.clone());
         agents.push(tokio::spawn(wharf_agent::run(config, runtime, shutdown_rx.clone())));

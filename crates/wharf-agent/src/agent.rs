@@ -69,6 +69,8 @@ pub struct AgentConfig {
     pub dynamic_ports: (u16, u16),
     /// Also serve the account's FARGATE tasks (the agent of `wharf up`).
     pub fargate: bool,
+    /// How to verify an `https://` endpoint (`None`: plain HTTP only).
+    pub tls: Option<std::sync::Arc<rustls::ClientConfig>>,
 }
 
 impl AgentConfig {
@@ -161,7 +163,13 @@ fn host_memory_mib() -> i64 {
 
 impl<R: ContainerRuntime> Agent<R> {
     pub fn new(config: AgentConfig, runtime: R) -> Arc<Self> {
-        let client = Client::new(&config.endpoint, &config.region, &config.access_key_id, &config.secret_access_key);
+        let client = Client::with_tls(
+            &config.endpoint,
+            &config.region,
+            &config.access_key_id,
+            &config.secret_access_key,
+            config.tls.clone(),
+        );
         let state: State = std::fs::read_to_string(config.state_dir.join("agent-state.json"))
             .ok()
             .and_then(|s| serde_json::from_str(&s).ok())
@@ -456,10 +464,22 @@ pub async fn run<R: ContainerRuntime>(
         let _ = agent.client.ecs("CreateCluster", &json!({"clusterName": "default"})).await;
     }
     let mut delay = Duration::from_millis(200);
+    let mut warned = false;
     let arn = loop {
         match agent.register().await {
             Ok(arn) => break arn,
-            Err(AgentError::Register(ClientError::Unreachable { .. })) => {
+            Err(AgentError::Register(e @ ClientError::Unreachable { .. })) => {
+                if !warned {
+                    // The whole cause chain: "certificate not trusted" is three sources down.
+                    let mut why = e.to_string();
+                    let mut source = std::error::Error::source(&e);
+                    while let Some(s) = source {
+                        why.push_str(&format!(": {s}"));
+                        source = s.source();
+                    }
+                    tracing::warn!(error = %why, "cannot register yet; retrying");
+                    warned = true;
+                }
                 tokio::select! {
                     _ = shutdown.changed() => return Ok(()),
                     _ = tokio::time::sleep(delay) => {}

@@ -9,7 +9,6 @@ use bytes::Bytes;
 use http::{Method, Request};
 use http_body_util::{BodyExt, Full};
 use hyper_util::client::legacy::Client as HyperClient;
-use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::TokioExecutor;
 use serde_json::Value;
 use std::time::SystemTime;
@@ -49,14 +48,24 @@ pub struct Client {
     endpoint: String,
     region: String,
     credentials: Credentials,
-    http: HyperClient<HttpConnector, Full<Bytes>>,
+    http: HyperClient<crate::tls::Connector, Full<Bytes>>,
     calls: std::sync::Arc<tokio::sync::Semaphore>,
 }
 
 impl Client {
     pub fn new(endpoint: &str, region: &str, access_key_id: &str, secret_access_key: &str) -> Self {
-        let mut connector = HttpConnector::new();
-        connector.set_nodelay(true);
+        Self::with_tls(endpoint, region, access_key_id, secret_access_key, None)
+    }
+
+    /// A client that also speaks TLS to an `https://` endpoint, verified as `tls` says.
+    pub fn with_tls(
+        endpoint: &str,
+        region: &str,
+        access_key_id: &str,
+        secret_access_key: &str,
+        tls: Option<std::sync::Arc<rustls::ClientConfig>>,
+    ) -> Self {
+        let connector = crate::tls::Connector::new(tls);
         Client {
             endpoint: endpoint.trim_end_matches('/').to_string(),
             region: region.to_string(),

@@ -15,5 +15,6 @@ pub mod runtime;
 mod secrets;
 mod spec;
 mod task;
+pub mod tls;
 
 pub use agent::{AgentConfig, PullBehavior, run};

@@ -27,22 +27,33 @@ pub fn default_certificate(certificates: &[Value]) -> Option<String> {
 pub fn acceptor(arn: &str, data_dir: &Path) -> Result<tokio_rustls::TlsAcceptor, String> {
     let (chain_path, key_path) =
         certificate_files(arn, data_dir).ok_or_else(|| format!("certificate {arn} names no PEM file"))?;
-    let chain: Vec<CertificateDer<'static>> = CertificateDer::pem_file_iter(&chain_path)
+    acceptor_from_files(&chain_path, &key_path, &[b"h2", b"http/1.1"]).map_err(|e| format!("certificate {arn}: {e}"))
+}
+
+/// A TLS acceptor serving the PEM chain at `chain_path` with its key (in the same file, or at
+/// `key_path`), offering the ALPN protocols `alpn`.
+pub fn acceptor_from_files(
+    chain_path: &Path,
+    key_path: &Path,
+    alpn: &[&[u8]],
+) -> Result<tokio_rustls::TlsAcceptor, String> {
+    let chain: Vec<CertificateDer<'static>> = CertificateDer::pem_file_iter(chain_path)
         .and_then(|it| it.collect::<Result<_, _>>())
         .map_err(|e| format!("cannot read the certificate chain {}: {e}", chain_path.display()))?;
     if chain.is_empty() {
         return Err(format!("{} holds no certificate", chain_path.display()));
     }
-    let key = PrivateKeyDer::from_pem_file(&chain_path).or_else(|_| PrivateKeyDer::from_pem_file(&key_path)).map_err(
-        |e| format!("cannot read the private key ({} or {}): {e}", chain_path.display(), key_path.display()),
-    )?;
+    let key =
+        PrivateKeyDer::from_pem_file(chain_path).or_else(|_| PrivateKeyDer::from_pem_file(key_path)).map_err(|e| {
+            format!("cannot read the private key ({} or {}): {e}", chain_path.display(), key_path.display())
+        })?;
     let provider = Arc::new(rustls::crypto::ring::default_provider());
     let mut config = rustls::ServerConfig::builder_with_provider(provider)
         .with_safe_default_protocol_versions()
         .map_err(|e| e.to_string())?
         .with_no_client_auth()
         .with_single_cert(chain, key)
-        .map_err(|e| format!("certificate {arn}: {e}"))?;
-    config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
+        .map_err(|e| e.to_string())?;
+    config.alpn_protocols = alpn.iter().map(|p| p.to_vec()).collect();
     Ok(tokio_rustls::TlsAcceptor::from(Arc::new(config)))
 }

@@ -65,6 +65,8 @@ struct Inner {
     store: SqliteStore,
     root: PathBuf,
     host: String,
+    /// Whether the port is served over TLS (the scheme of `proxyEndpoint`).
+    tls: bool,
     tokens: auth::TokenKey,
     blobs: blobs::BlobStore,
     sessions: storage::Sessions,
@@ -90,6 +92,7 @@ impl Registry {
             store,
             root: root.to_path_buf(),
             host: host.into(),
+            tls: false,
             tokens,
             blobs,
             sessions: Default::default(),
@@ -165,6 +168,19 @@ impl Registry {
     /// `host:port` of the registry endpoint (what `repositoryUri` starts with).
     pub fn host(&self) -> &str {
         &self.inner.host
+    }
+
+    /// Marks the registry as served over TLS (before it is shared).
+    pub fn with_tls(mut self, tls: bool) -> Self {
+        if let Some(inner) = Arc::get_mut(&mut self.inner) {
+            inner.tls = tls;
+        }
+        self
+    }
+
+    /// `http(s)://host:port`: ECR's `proxyEndpoint`.
+    pub fn endpoint(&self) -> String {
+        format!("{}://{}", if self.inner.tls { "https" } else { "http" }, self.inner.host)
     }
 
     /// `repositoryUri` of repository `name`.

@@ -32,6 +32,10 @@ pub struct AgentArgs {
     /// instance's private IP); defaults to --port-bind-ip, or 127.0.0.1 when that is 0.0.0.0.
     #[arg(long, env = "WHARF_AGENT_ADDRESS")]
     pub advertise_address: Option<String>,
+    /// PEM bundle of the CAs that sign an `https://` endpoint's certificate (as the AWS CLI's
+    /// AWS_CA_BUNDLE); without it the system's roots are used.
+    #[arg(long, env = "AWS_CA_BUNDLE")]
+    pub ca_bundle: Option<PathBuf>,
 }
 
 /// Reads `KEY=value` lines; a missing file is an empty config.
@@ -72,6 +76,7 @@ pub fn agent_config(
     secret_access_key: String,
     default_state_dir: PathBuf,
 ) -> anyhow::Result<AgentConfig> {
+    let endpoint_is_https = endpoint.starts_with("https://");
     let file = read_ecs_config(&args.config)?;
     let cluster = args.cluster.clone().or_else(|| file.get("ECS_CLUSTER").cloned()).unwrap_or_else(|| "default".into());
     let pull_behavior = match file.get("ECS_IMAGE_PULL_BEHAVIOR") {
@@ -116,6 +121,15 @@ pub fn agent_config(
         attributes,
         dynamic_ports: AgentConfig::kernel_ephemeral_range(),
         fargate: false,
+        tls: if endpoint_is_https {
+            let trust = match &args.ca_bundle {
+                Some(path) => wharf_agent::tls::Trust::Bundle(path.clone()),
+                None => wharf_agent::tls::Trust::System,
+            };
+            Some(wharf_agent::tls::client_config(&trust).map_err(anyhow::Error::msg)?)
+        } else {
+            None
+        },
     })
 }
 
@@ -168,6 +182,7 @@ mod tests {
             data_dir: None,
             port_bind_ip: "0.0.0.0".into(),
             advertise_address: None,
+            ca_bundle: None,
         };
         let c =
             agent_config(&args, "http://x".into(), "us-east-1".into(), "k".into(), "s".into(), dir.clone()).unwrap();

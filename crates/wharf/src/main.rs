@@ -107,6 +107,14 @@ pub struct ServerArgs {
     /// uploads to the registry stream and are not bound by it).
     #[arg(long, env = "WHARF_HTTP_BODY_TIMEOUT", default_value_t = 60, value_parser = clap::value_parser!(u64).range(1..=3600))]
     http_body_timeout_secs: u64,
+    /// Serve the API port (every API and the registry) over TLS with this PEM certificate
+    /// chain (its key beside it, or in `--tls-key`). Agents on other hosts then connect with
+    /// `--endpoint https://…` (and `--ca-bundle` for a private CA).
+    #[arg(long, env = "WHARF_TLS_CERT", requires = "tls_key")]
+    tls_cert: Option<PathBuf>,
+    /// The PEM private key of `--tls-cert`.
+    #[arg(long, env = "WHARF_TLS_KEY", requires = "tls_cert")]
+    tls_key: Option<PathBuf>,
     /// A JSON file of further accounts this server accepts: `[{"accountId": "…",
     /// "accessKeyId": "…", "secretAccessKey": "…"}]` (besides `<data-dir>/accounts.json`,
     /// which `wharf accounts create` writes). Each account sees only its own resources.

@@ -50,6 +50,43 @@ pub struct App {
     local_agents: Option<LocalAgents>,
 }
 
+/// The API port's TLS: the acceptor, and the certificate chain `wharf up`'s own agent pins.
+struct ApiTls {
+    acceptor: tokio_rustls::TlsAcceptor,
+    pinned: Vec<rustls::pki_types::CertificateDer<'static>>,
+}
+
+/// Serves one accepted connection (plain or TLS) under `watcher` (graceful shutdown) until it
+/// closes; `slot` is its place under the connection cap.
+fn serve_watched<I>(
+    app: &Arc<App>,
+    watcher: hyper_util::server::graceful::Watcher,
+    io: I,
+    peer: std::net::SocketAddr,
+    header_timeout: Duration,
+    slot: tokio::sync::OwnedSemaphorePermit,
+) where
+    I: hyper::rt::Read + hyper::rt::Write + Unpin + Send + 'static,
+{
+    let app = app.clone();
+    // Boxed: an idle keep-alive connection then holds a pointer, not the whole request
+    // state machine (kilobytes, times thousands of agent connections).
+    let service = hyper::service::service_fn(move |req| Box::pin(handle(app.clone(), peer, req)));
+    // The header timeout needs a timer (without one hyper applies none); hyper also starts
+    // it when a keep-alive connection goes idle, so it is the idle timeout too.
+    let conn = hyper::server::conn::http1::Builder::new()
+        .timer(hyper_util::rt::TokioTimer::new())
+        .header_read_timeout(header_timeout)
+        .serve_connection(io, service);
+    let conn = watcher.watch(conn);
+    tokio::spawn(async move {
+        if let Err(e) = conn.await {
+            tracing::debug!(error = %e, "connection ended with an error");
+        }
+        drop(slot);
+    });
+}
+
 /// Regions can be told from junk: `ap-northeast-2`, `us-gov-west-1`.
 fn looks_like_region(r: &str) -> bool {
     let parts: Vec<&str> = r.split('-').collect();
@@ -146,12 +183,21 @@ pub async fn run(args: ServerArgs, embedded: Option<EmbeddedAgent>) -> anyhow::R
         .await
         .with_context(|| format!("cannot listen on {} (in use, or not an address of this host?)", args.listen))?;
     let addr = listener.local_addr()?;
-    let endpoint = format!("http://{addr}");
+    let tls = match (&args.tls_cert, &args.tls_key) {
+        (Some(cert), Some(key)) => Some(ApiTls {
+            acceptor: wharf_lb::tls::acceptor_from_files(cert, key, &[b"http/1.1"])
+                .map_err(|e| anyhow::anyhow!("--tls-cert {}: {e}", cert.display()))?,
+            pinned: wharf_agent::tls::pinned_chain(cert).map_err(anyhow::Error::msg)?,
+        }),
+        _ => None,
+    };
+    let endpoint = format!("{}://{addr}", if tls.is_some() { "https" } else { "http" });
     let registry_dir = args.data_dir.join("registry");
-    let registry =
-        wharf_registry::Registry::open(&registry_dir, store.clone(), addr.to_string()).with_context(|| {
+    let registry = wharf_registry::Registry::open(&registry_dir, store.clone(), addr.to_string())
+        .with_context(|| {
             format!("data dir {} is unusable: cannot open {}", args.data_dir.display(), registry_dir.display())
-        })?;
+        })?
+        .with_tls(tls.is_some());
 
     let vault_path = args.data_dir.join("secrets.key");
     let vault = wharf_api::Vault::open(&vault_path).with_context(|| {
@@ -235,7 +281,10 @@ pub async fn run(args: ServerArgs, embedded: Option<EmbeddedAgent>) -> anyhow::R
     }
 
     let agent = match embedded {
-        Some(e) => start_embedded_agent(e, &endpoint, &args, &creds, regions_rx, shutdown_rx).await,
+        Some(e) => {
+            let pinned = tls.as_ref().map(|t| t.pinned.clone());
+            start_embedded_agent(e, &endpoint, &args, &creds, pinned, regions_rx, shutdown_rx).await
+        }
         None => None,
     };
 
@@ -278,24 +327,22 @@ pub async fn run(args: ServerArgs, embedded: Option<EmbeddedAgent>) -> anyhow::R
                     }
                 };
                 let _ = stream.set_nodelay(true);
-                let app = app.clone();
-                // Boxed: an idle keep-alive connection then holds a pointer, not the whole
-                // request state machine (kilobytes, times thousands of agent connections).
-                let service = hyper::service::service_fn(move |req| Box::pin(handle(app.clone(), peer, req)));
-                // The header timeout needs a timer (without one hyper applies none); hyper
-                // also starts it when a keep-alive connection goes idle, so it is the idle
-                // timeout too.
-                let conn = hyper::server::conn::http1::Builder::new()
-                    .timer(hyper_util::rt::TokioTimer::new())
-                    .header_read_timeout(header_timeout)
-                    .serve_connection(TokioIo::new(stream), service);
-                let conn = graceful.watch(conn);
-                tokio::spawn(async move {
-                    if let Err(e) = conn.await {
-                        tracing::debug!(error = %e, "connection ended with an error");
+                match &tls {
+                    None => serve_watched(&app, graceful.watcher(), TokioIo::new(stream), peer, header_timeout, slot),
+                    Some(tls) => {
+                        // The handshake runs in the connection's own task, bounded like headers.
+                        let (acceptor, app, watcher) = (tls.acceptor.clone(), app.clone(), graceful.watcher());
+                        tokio::spawn(async move {
+                            match tokio::time::timeout(header_timeout, acceptor.accept(stream)).await {
+                                Ok(Ok(tls_stream)) => {
+                                    serve_watched(&app, watcher, TokioIo::new(tls_stream), peer, header_timeout, slot)
+                                }
+                                Ok(Err(e)) => tracing::debug!(error = %e, %peer, "TLS handshake failed"),
+                                Err(_) => tracing::debug!(%peer, "TLS handshake timed out"),
+                            }
+                        });
                     }
-                    drop(slot);
-                });
+                }
             }
             signal = signals.next() => {
                 tracing::info!(%signal, "shutting down");
@@ -327,6 +374,7 @@ async fn start_embedded_agent(
     endpoint: &str,
     args: &ServerArgs,
     creds: &config::Credentials,
+    pinned: Option<Vec<rustls::pki_types::CertificateDer<'static>>>,
     mut regions: tokio::sync::mpsc::UnboundedReceiver<String>,
     shutdown: tokio::sync::watch::Receiver<bool>,
 ) -> Option<tokio::task::JoinHandle<()>> {
@@ -346,6 +394,7 @@ async fn start_embedded_agent(
                 data_dir: Some(state_dir.clone()),
                 port_bind_ip: e.port_bind_ip.clone(),
                 advertise_address: None,
+                ca_bundle: None,
             };
             crate::agent_cmd::agent_config(
                 &agent_args,
@@ -355,10 +404,15 @@ async fn start_embedded_agent(
                 creds.secret_access_key.clone(),
                 state_dir,
             )
-            .map(|mut c| {
+            .and_then(|mut c| {
                 // The local agent is also the built-in Fargate capacity.
                 c.fargate = true;
-                c
+                // Over TLS it trusts exactly the certificate its own server serves.
+                if let Some(chain) = &pinned {
+                    let trust = wharf_agent::tls::Trust::Pinned(chain.clone());
+                    c.tls = Some(wharf_agent::tls::client_config(&trust).map_err(anyhow::Error::msg)?);
+                }
+                Ok(c)
             })
         }
     };

@@ -38,7 +38,7 @@ pub async fn get_authorization_token(ctx: &Ctx, v: Value) -> Result<Value> {
     Ok(json!({"authorizationData": [{
         "authorizationToken": token,
         "expiresAt": expires_at,
-        "proxyEndpoint": format!("http://{}", ctx.registry.host()),
+        "proxyEndpoint": ctx.registry().endpoint(),
     }]}))
 }
 
