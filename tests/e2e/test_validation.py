@@ -239,6 +239,13 @@ TARGETED = [
      "UnsupportedFeatureException", "EXTERNAL"),
     ("UpdateService", {"cluster": "c1", "service": "s1", "deploymentController": {"type": "CODE_DEPLOY"}},
      "UnsupportedFeatureException", "CODE_DEPLOY"),
+    # Strategies and deployment alarms Wharf does not carry out yet are refused, not rolled.
+    ("UpdateService", {"cluster": "c1", "service": "s1", "deploymentConfiguration": {"strategy": "BLUE_GREEN"}},
+     "UnsupportedFeatureException", "BLUE_GREEN"),
+    ("UpdateService", {"cluster": "c1", "service": "s1", "deploymentConfiguration": {"bakeTimeInMinutes": 5}},
+     "UnsupportedFeatureException", "bakeTimeInMinutes"),
+    ("UpdateService", {"cluster": "c1", "service": "s1", "deploymentConfiguration": {
+        "alarms": {"alarmNames": ["cpu"], "enable": True, "rollback": True}}}, "UnsupportedFeatureException", "alarms"),
     ("StartTask", {"cluster": "c1", "taskDefinition": "web", "containerInstances": []},
      "InvalidParameterException", "container instances"),
     ("StopTask", {"cluster": "c1", "task": "0" * 32}, "InvalidParameterException", "task"),

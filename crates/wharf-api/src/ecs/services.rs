@@ -65,7 +65,27 @@ fn deployment_configuration(given: Option<DeploymentConfiguration>, daemon: bool
     let max = *dc.maximum_percent.get_or_insert(if daemon { 100 } else { 200 });
     let min = *dc.minimum_healthy_percent.get_or_insert(if daemon { 0 } else { 100 });
     dc.deployment_circuit_breaker.get_or_insert(DeploymentCircuitBreaker { enable: false, rollback: false });
-    dc.strategy.get_or_insert(DeploymentStrategy::Rolling);
+    let strategy = *dc.strategy.get_or_insert(DeploymentStrategy::Rolling);
+    // Accepted only what is carried out: the other strategies and deployment alarms come
+    // with the blue/green and auto-scaling work; until then they are refused, not rolled.
+    if strategy != DeploymentStrategy::Rolling {
+        let name = serde_json::to_value(strategy).ok().and_then(|v| v.as_str().map(str::to_string)).unwrap_or_default();
+        return Err(Error::Unsupported(format!(
+            "deploymentConfiguration.strategy {name} is not supported by Wharf yet; services deploy with ROLLING."
+        )));
+    }
+    for field in ["bakeTimeInMinutes", "lifecycleHooks", "linearConfiguration", "canaryConfiguration"] {
+        if dc.extra.get(field).is_some_and(|v| !v.is_null() && v != &Value::Array(vec![])) {
+            return Err(Error::Unsupported(format!(
+                "deploymentConfiguration.{field} belongs to the BLUE_GREEN, LINEAR and CANARY strategies, which Wharf does not support yet."
+            )));
+        }
+    }
+    if dc.extra.get("alarms").and_then(|a| a.get("enable")).and_then(Value::as_bool) == Some(true) {
+        return Err(Error::Unsupported(
+            "deploymentConfiguration.alarms: Wharf has no CloudWatch alarms yet, so a deployment could not be rolled back on one; disable them or use the deployment circuit breaker.".into(),
+        ));
+    }
     if !(0..=100).contains(&min) {
         return Err(Error::invalid(
             "deploymentConfiguration.minimumHealthyPercent",
