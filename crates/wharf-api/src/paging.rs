@@ -50,8 +50,24 @@ pub async fn scan<T, O>(
 where
     T: serde::de::DeserializeOwned,
 {
+    let after = after_key(token, prefix)?;
+    scan_from(db, prefix, after, limit, descending, |t| Ok(pick(t))).await
+}
+
+/// [`scan`] from an already decoded position (services whose token member is spelled
+/// otherwise decode it themselves), with a `pick` that may refuse the request.
+pub async fn scan_from<T, O>(
+    db: &crate::Db,
+    prefix: &str,
+    mut after: Option<String>,
+    limit: usize,
+    descending: bool,
+    mut pick: impl FnMut(&T) -> Result<Option<O>>,
+) -> Result<(Vec<O>, Option<String>)>
+where
+    T: serde::de::DeserializeOwned,
+{
     const CHUNK: usize = 256;
-    let mut after = after_key(token, prefix)?;
     let mut out = Vec::new();
     loop {
         // Decode no more than a page (plus one, to know whether more follow) unless the
@@ -59,7 +75,7 @@ where
         let (page, more) = db.range::<T>(prefix, after.clone(), (limit + 1).min(CHUNK), descending).await?;
         let n = page.len();
         for (i, d) in page.into_iter().enumerate() {
-            if let Some(o) = pick(&d.doc) {
+            if let Some(o) = pick(&d.doc)? {
                 out.push(o);
                 if out.len() == limit {
                     let follows = more || i + 1 < n;

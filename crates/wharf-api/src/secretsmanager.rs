@@ -7,7 +7,7 @@
 //! recovery window has passed is removed the next time anything reads it, as AWS removes it
 //! some time after its deletion date.
 
-use crate::paging::{after_key, token_for};
+use crate::paging::{after_key, scan_from};
 use crate::{Ctx, input};
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD;
@@ -532,43 +532,28 @@ async fn list_secrets(ctx: &Ctx, v: Value) -> Result<Value> {
         return Err(Error::invalid("SortOrder", format!("Invalid SortOrder: {o}")));
     }
     let all = prefix(ctx);
-    let mut after =
+    let after =
         after_key(req.next_token.as_deref(), &all).map_err(|_| Error::invalid("NextToken", "Invalid NextToken."))?;
     let now = wharf_types::now();
-    let mut out = vec![];
-    let mut next = None;
-    'pages: loop {
-        let (page, more) =
-            ctx.db.range::<Secret>(&all, after.clone(), 256, req.sort_order.as_deref() == Some("desc")).await?;
-        let n = page.len();
-        for (i, d) in page.into_iter().enumerate() {
-            after = Some(d.key.clone());
-            let s = d.doc;
-            let gone = s.deleted_date.is_some_and(|t| t <= now);
-            let hidden = s.deleted_date.is_some() && !req.include_planned_deletion;
-            if gone
-                || hidden
-                || !req.filters.iter().map(|f| passes(&s, f)).collect::<Result<Vec<_>>>()?.into_iter().all(|x| x)
-            {
-                continue;
-            }
-            let mut entry = describe(&s);
-            if let Some(o) = entry.as_object_mut() {
-                let stages = o.remove("VersionIdsToStages").unwrap_or_default();
-                o.insert("SecretVersionsToStages".into(), stages);
-            }
-            out.push(entry);
-            if out.len() == limit {
-                if more || i + 1 < n {
-                    next = Some(token_for(&d.key));
-                }
-                break 'pages;
-            }
+    let descending = req.sort_order.as_deref() == Some("desc");
+    let (out, next) = scan_from(&ctx.db, &all, after, limit, descending, |s: &Secret| {
+        let gone = s.deleted_date.is_some_and(|t| t <= now);
+        let hidden = s.deleted_date.is_some() && !req.include_planned_deletion;
+        if gone || hidden {
+            return Ok(None);
         }
-        if !more {
-            break;
+        // Every filter is checked (an invalid key is refused) before the secret is judged.
+        if !req.filters.iter().try_fold(true, |all, f| Ok::<_, Error>(passes(s, f)? && all))? {
+            return Ok(None);
         }
-    }
+        let mut entry = describe(s);
+        if let Some(o) = entry.as_object_mut() {
+            let stages = o.remove("VersionIdsToStages").unwrap_or_default();
+            o.insert("SecretVersionsToStages".into(), stages);
+        }
+        Ok(Some(entry))
+    })
+    .await?;
     let mut resp = json!({"SecretList": out});
     if let Some(t) = next {
         resp["NextToken"] = json!(t);

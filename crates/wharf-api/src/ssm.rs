@@ -6,7 +6,7 @@
 //! Parameters live at `/ssm/param/<account>/<region>/<name>`; a hierarchical name keeps its
 //! slashes, so a path's parameters are one prefix scan.
 
-use crate::paging::{after_key, token_for};
+use crate::paging::{after_key, scan_from};
 use crate::{Ctx, input};
 use serde::Deserialize;
 use serde_json::{Value, json};
@@ -400,34 +400,17 @@ fn page_size(v: Option<i64>, max: i64) -> Result<usize> {
     }
 }
 
-/// Walks the parameters under `prefix` from `token`, keeping what `pick` maps to `Some`,
-/// up to `limit`; returns them and the next token.
+/// One page of the scope's parameters from `token` (SSM spells it `NextToken`), keeping
+/// what `pick` maps to `Some`.
 async fn walk<O>(
     ctx: &Ctx,
     token: Option<&str>,
     limit: usize,
-    mut pick: impl FnMut(&Parameter) -> Result<Option<O>>,
+    pick: impl FnMut(&Parameter) -> Result<Option<O>>,
 ) -> Result<(Vec<O>, Option<String>)> {
     let all = prefix(ctx);
-    let mut after =
-        after_key(token, &all).map_err(|_| Error::invalid("NextToken", "The specified token is not valid."))?;
-    let mut out = vec![];
-    loop {
-        let (page, more) = ctx.db.range::<Parameter>(&all, after.clone(), 256, false).await?;
-        let n = page.len();
-        for (i, d) in page.into_iter().enumerate() {
-            if let Some(o) = pick(&d.doc)? {
-                out.push(o);
-                if out.len() == limit {
-                    return Ok((out, (more || i + 1 < n).then(|| token_for(&d.key))));
-                }
-            }
-            after = Some(d.key);
-        }
-        if !more {
-            return Ok((out, None));
-        }
-    }
+    let after = after_key(token, &all).map_err(|_| Error::invalid("NextToken", "The specified token is not valid."))?;
+    scan_from(&ctx.db, &all, after, limit, false, pick).await
 }
 
 fn with_next(mut out: Value, next: Option<String>) -> Value {
