@@ -37,7 +37,7 @@ impl Vault {
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
                 let mut key = [0u8; KEY_LEN];
                 SystemRandom::new().fill(&mut key).map_err(|_| std::io::Error::other("no randomness"))?;
-                write_private(path, &key)?;
+                wharf_store::files::write_private(path, &key)?;
                 key.to_vec()
             }
             Err(e) => return Err(e),
@@ -91,22 +91,6 @@ impl Vault {
         let plain = self.key.open_in_place(nonce, Aad::from(bound_to.as_bytes()), &mut body).map_err(|_| corrupt())?;
         Ok(plain.to_vec())
     }
-}
-
-fn write_private(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
-    use std::io::Write;
-    use std::os::unix::fs::OpenOptionsExt;
-    let tmp = path.with_extension("tmp");
-    {
-        let mut f = std::fs::OpenOptions::new().write(true).create(true).truncate(true).mode(0o600).open(&tmp)?;
-        f.write_all(bytes)?;
-        f.sync_all()?;
-    }
-    std::fs::rename(&tmp, path)?;
-    if let Some(dir) = path.parent() {
-        std::fs::File::open(dir)?.sync_all()?;
-    }
-    Ok(())
 }
 
 #[cfg(test)]

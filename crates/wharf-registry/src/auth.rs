@@ -35,13 +35,7 @@ impl TokenKey {
             return Ok(TokenKey(key));
         }
         let key: [u8; 32] = rand::random();
-        use std::io::Write;
-        use std::os::unix::fs::OpenOptionsExt;
-        let tmp = path.with_extension("tmp");
-        let mut f = std::fs::OpenOptions::new().write(true).create(true).truncate(true).mode(0o600).open(&tmp)?;
-        f.write_all(&key)?;
-        f.sync_all()?;
-        std::fs::rename(&tmp, path)?;
+        wharf_store::files::write_private(path, &key)?;
         Ok(TokenKey(key))
     }
 

@@ -130,16 +130,6 @@ fn io_err(e: impl std::fmt::Display) -> std::io::Error {
     std::io::Error::other(e.to_string())
 }
 
-/// Syncs a file and the directory holding its name, so that both its bytes and its rename
-/// survive a power loss.
-fn durable(path: &Path) -> std::io::Result<()> {
-    std::fs::File::open(path)?.sync_all()?;
-    match path.parent() {
-        Some(dir) => std::fs::File::open(dir)?.sync_all(),
-        None => Ok(()),
-    }
-}
-
 impl BlobStore {
     pub(crate) fn open(root: &Path) -> std::io::Result<BlobStore> {
         std::fs::create_dir_all(root.join("_uploads"))?;
@@ -196,7 +186,7 @@ impl BlobStore {
         // object_store renames its temporary file into place without syncing: the manifest
         // is made durable here, before the push is acknowledged.
         let path = self.root.join(digest.object_path().as_ref());
-        tokio::task::spawn_blocking(move || durable(&path)).await.map_err(io_err)?
+        tokio::task::spawn_blocking(move || wharf_store::files::sync_with_dir(&path)).await.map_err(io_err)?
     }
 
     /// Publishes a finished upload file under `digest` by an atomic rename (after fsync).
@@ -207,7 +197,7 @@ impl BlobStore {
         let from = ObjectPath::from(format!("_uploads/{upload_id}"));
         self.store.rename(&from, &digest.object_path()).await.map_err(io_err)?;
         let path = self.root.join(digest.object_path().as_ref());
-        tokio::task::spawn_blocking(move || durable(&path)).await.map_err(io_err)?
+        tokio::task::spawn_blocking(move || wharf_store::files::sync_with_dir(&path)).await.map_err(io_err)?
     }
 
     pub(crate) async fn delete(&self, digest: &Digest) -> std::io::Result<()> {

@@ -10,6 +10,7 @@
 
 #![forbid(unsafe_code)]
 
+pub mod files;
 mod sqlite;
 
 pub use sqlite::SqliteStore;

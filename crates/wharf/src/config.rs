@@ -126,22 +126,7 @@ pub fn create_account(data_dir: &Path, account_id: &str) -> anyhow::Result<Accou
 }
 
 fn write_private(path: &Path, text: &str) -> anyhow::Result<()> {
-    use std::os::unix::fs::OpenOptionsExt;
-    let tmp = path.with_extension("tmp");
-    {
-        use std::io::Write;
-        let mut f = fs::OpenOptions::new()
-            .write(true)
-            .create(true)
-            .truncate(true)
-            .mode(0o600)
-            .open(&tmp)
-            .with_context(|| format!("writing {}", tmp.display()))?;
-        f.write_all(text.as_bytes())?;
-        f.sync_all()?;
-    }
-    fs::rename(&tmp, path).with_context(|| format!("writing {}", path.display()))?;
-    Ok(())
+    wharf_store::files::write_private(path, text.as_bytes()).with_context(|| format!("writing {}", path.display()))
 }
 
 /// Replaces (or appends) INI section `[name]` in `text` with `body` lines.
