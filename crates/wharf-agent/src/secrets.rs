@@ -70,7 +70,7 @@ pub(crate) async fn environment(client: &Client, def: &ContainerDefinition) -> R
             let out = client
                 .ssm(region, "GetParameters", &json!({"Names": batch, "WithDecryption": true}))
                 .await
-                .map_err(|e| format!("{PREFIX}: unable to retrieve secrets from ssm: {}", api_message(&e)))?;
+                .map_err(|e| format!("{PREFIX}: unable to retrieve secrets from ssm: {e}"))?;
             let invalid: Vec<&str> = out
                 .get("InvalidParameters")
                 .and_then(Value::as_array)
@@ -110,7 +110,7 @@ pub(crate) async fn environment(client: &Client, def: &ContainerDefinition) -> R
                 };
                 let string = secret_string(client, &region, &id, stage.as_deref(), version.as_deref())
                     .await
-                    .map_err(|e| fail(api_message(&e)))?
+                    .map_err(|e| fail(e.to_string()))?
                     .ok_or_else(|| fail("the secret holds a binary value, not a string".into()))?;
                 match json_key {
                     None => string,
@@ -153,10 +153,6 @@ async fn secret_string(
     Ok(out.get("SecretString").and_then(Value::as_str).map(str::to_string))
 }
 
-fn api_message(e: &ClientError) -> String {
-    e.to_string()
-}
-
 /// The private-registry credentials `def.repositoryCredentials` names (a Secrets Manager
 /// secret holding `{"username": …, "password": …}`), for pulling `image`.
 pub(crate) async fn repository_credentials(
@@ -177,7 +173,7 @@ pub(crate) async fn repository_credentials(
     let region = Arn::parse(arn).map_or_else(|| client.region().to_string(), |a| a.region);
     let string = secret_string(client, &region, arn, None, None)
         .await
-        .map_err(|e| fail(api_message(&e)))?
+        .map_err(|e| fail(e.to_string()))?
         .ok_or_else(|| fail("the secret holds a binary value, not a string".into()))?;
     let doc: Value = serde_json::from_str(&string).map_err(|_| fail("the secret is not JSON".into()))?;
     let field = |k: &str| doc.get(k).and_then(Value::as_str).map(str::to_string);

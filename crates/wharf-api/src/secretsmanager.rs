@@ -354,20 +354,6 @@ async fn get_secret_value(ctx: &Ctx, v: Value) -> Result<Value> {
     Ok(out)
 }
 
-/// A consumer's read (a task's `secrets`): the `AWSCURRENT` string, or the version/stage
-/// `valueFrom`'s suffix names.
-pub async fn read_string(ctx: &Ctx, id: &str, stage: Option<&str>, version: Option<&str>) -> Result<String> {
-    let (_, s, _) = load(ctx, id).await?;
-    if s.deleted_date.is_some() {
-        return Err(marked_for_deletion());
-    }
-    match opened(ctx, &s, pick(&s, version, stage)?)? {
-        Some(Payload::String(x)) => Ok(x),
-        Some(Payload::Binary(_)) => Err(Error::client("The secret holds a binary value, not a string.")),
-        None => Err(Error::not_found(Resource::Secret, "The secret has no value.")),
-    }
-}
-
 #[derive(Deserialize)]
 #[serde(rename_all = "PascalCase")]
 struct PutValueRequest {

@@ -11,6 +11,7 @@ use crate::{Ctx, input};
 use serde::Deserialize;
 use serde_json::{Value, json};
 use std::collections::BTreeMap;
+use wharf_core::db::Versioned;
 use wharf_store::Op;
 use wharf_types::secrets::{Parameter, ParameterVersion};
 use wharf_types::{Arn, Error, Limit, Resource, Result};
@@ -111,29 +112,37 @@ fn split_selector(s: &str) -> (&str, Option<String>) {
     }
 }
 
-/// The parameter a reference names, with the version its selector picks.
-async fn resolve(ctx: &Ctx, raw: &str) -> Result<(Parameter, ParameterVersion, Option<String>, i64)> {
-    let (names, selector) = parse_ref(ctx, raw)?;
-    for name in &names {
-        let Some(p) = ctx.db.get::<Parameter>(&key(ctx, name)).await? else { continue };
-        let version = match selector.as_deref() {
-            None => p.doc.latest(),
-            Some(sel) if !sel.is_empty() && sel.bytes().all(|b| b.is_ascii_digit()) => {
-                let n: i64 = sel.parse().map_err(|_| Error::invalid("Name", "Invalid parameter version."))?;
-                p.doc.version(n)
-            }
-            Some(label) => p.doc.labelled(label),
-        };
-        let Some(version) = version.cloned() else {
-            let sel = selector.unwrap_or_default();
-            return Err(Error::not_found(
-                Resource::ParameterVersion,
-                format!("Systems Manager could not find version {sel} of {name}. Verify the version and try again."),
-            ));
-        };
-        return Ok((p.doc, version, selector.map(|s| format!(":{s}")), p.rev));
+/// The stored parameter among the names a reference may mean ([`parse_ref`]); `raw`, the
+/// reference as given, names it when it is missing.
+async fn find(ctx: &Ctx, names: &[String], raw: &str) -> Result<Versioned<Parameter>> {
+    for name in names {
+        if let Some(p) = ctx.db.get::<Parameter>(&key(ctx, name)).await? {
+            return Ok(p);
+        }
     }
     Err(not_found(raw))
+}
+
+/// The parameter a reference names, with the version its selector picks.
+async fn resolve(ctx: &Ctx, raw: &str) -> Result<(Parameter, ParameterVersion, Option<String>)> {
+    let (names, selector) = parse_ref(ctx, raw)?;
+    let p = find(ctx, &names, raw).await?.doc;
+    let version = match selector.as_deref() {
+        None => p.latest(),
+        Some(sel) if !sel.is_empty() && sel.bytes().all(|b| b.is_ascii_digit()) => {
+            let n: i64 = sel.parse().map_err(|_| Error::invalid("Name", "Invalid parameter version."))?;
+            p.version(n)
+        }
+        Some(label) => p.labelled(label),
+    };
+    let Some(version) = version.cloned() else {
+        let sel = selector.unwrap_or_default();
+        return Err(Error::not_found(
+            Resource::ParameterVersion,
+            format!("Systems Manager could not find version {sel} of {}. Verify the version and try again.", p.name),
+        ));
+    };
+    Ok((p, version, selector.map(|s| format!(":{s}"))))
 }
 
 /// A version's value as the caller may see it: opened when `decrypt`, else as stored (a
@@ -150,12 +159,6 @@ fn value_of(ctx: &Ctx, name: &str, v: &ParameterVersion, decrypt: bool) -> Resul
 /// What a sealed value is bound to: its parameter and version, so it opens nowhere else.
 fn seal_binding(ctx: &Ctx, name: &str, version: i64) -> String {
     format!("{}#{version}", key(ctx, name))
-}
-
-/// The value of parameter `raw` for a consumer (a task's `secrets`), decrypted.
-pub async fn read_value(ctx: &Ctx, raw: &str) -> Result<String> {
-    let (p, v, _, _) = resolve(ctx, raw).await?;
-    value_of(ctx, &p.name, &v, true)
 }
 
 fn render(ctx: &Ctx, name: &str, v: &ParameterVersion, selector: Option<String>, decrypt: bool) -> Result<Value> {
@@ -344,7 +347,7 @@ struct GetRequest {
 
 async fn get_parameter(ctx: &Ctx, v: Value) -> Result<Value> {
     let req: GetRequest = input(v)?;
-    let (p, version, selector, _) = resolve(ctx, &req.name).await?;
+    let (p, version, selector) = resolve(ctx, &req.name).await?;
     Ok(json!({"Parameter": render(ctx, &p.name, &version, selector, req.with_decryption)?}))
 }
 
@@ -361,7 +364,7 @@ async fn get_parameters(ctx: &Ctx, v: Value) -> Result<Value> {
     let (mut found, mut invalid) = (vec![], vec![]);
     for name in &req.names {
         match resolve(ctx, name).await {
-            Ok((p, version, selector, _)) => found.push(render(ctx, &p.name, &version, selector, req.with_decryption)?),
+            Ok((p, version, selector)) => found.push(render(ctx, &p.name, &version, selector, req.with_decryption)?),
             Err(Error::NotFound { .. }) => invalid.push(json!(name)),
             Err(e) => return Err(e),
         }
@@ -611,14 +614,7 @@ async fn get_parameter_history(ctx: &Ctx, v: Value) -> Result<Value> {
     let req: HistoryRequest = input(v)?;
     let limit = page_size(req.max_results, 50)?;
     let (names, _) = parse_ref(ctx, &req.name)?;
-    let mut doc = None;
-    for name in names {
-        if let Some(p) = ctx.db.get::<Parameter>(&key(ctx, &name)).await? {
-            doc = Some(p.doc);
-            break;
-        }
-    }
-    let p = doc.ok_or_else(|| not_found(&req.name))?;
+    let p = find(ctx, &names, &req.name).await?.doc;
     let start = match req.next_token.as_deref() {
         None => 0,
         Some(t) => t
@@ -710,13 +706,8 @@ async fn for_update(ctx: &Ctx, name: &str) -> Result<(String, Parameter, i64)> {
     if selector.is_some() {
         return Err(Error::invalid("Name", "Parameter name must not include a version or label selector."));
     }
-    for n in names {
-        let k = key(ctx, &n);
-        if let Some(p) = ctx.db.get::<Parameter>(&k).await? {
-            return Ok((k, p.doc, p.rev));
-        }
-    }
-    Err(not_found(name))
+    let p = find(ctx, &names, name).await?;
+    Ok((p.key, p.doc, p.rev))
 }
 
 fn version_index(p: &Parameter, version: Option<i64>) -> Result<usize> {

@@ -36,6 +36,10 @@ pub struct AgentArgs {
     /// AWS_CA_BUNDLE); without it the system's roots are used.
     #[arg(long, env = "AWS_CA_BUNDLE")]
     pub ca_bundle: Option<PathBuf>,
+    /// Trust exactly the certificate (chain) in this PEM file: `wharf up`'s own agent pins the
+    /// one its server serves. Not a flag.
+    #[arg(skip)]
+    pub pin_certificate: Option<PathBuf>,
 }
 
 /// Reads `KEY=value` lines; a missing file is an empty config.
@@ -122,11 +126,13 @@ pub fn agent_config(
         dynamic_ports: AgentConfig::kernel_ephemeral_range(),
         fargate: false,
         tls: if endpoint_is_https {
-            let trust = match &args.ca_bundle {
-                Some(path) => wharf_agent::tls::Trust::Bundle(path.clone()),
-                None => wharf_agent::tls::Trust::System,
+            use wharf_agent::tls::{Trust, client_config, pinned_chain};
+            let trust = match (&args.pin_certificate, &args.ca_bundle) {
+                (Some(pem), _) => Trust::Pinned(pinned_chain(pem).map_err(anyhow::Error::msg)?),
+                (None, Some(bundle)) => Trust::Bundle(bundle.clone()),
+                (None, None) => Trust::System,
             };
-            Some(wharf_agent::tls::client_config(&trust).map_err(anyhow::Error::msg)?)
+            Some(client_config(&trust).map_err(anyhow::Error::msg)?)
         } else {
             None
         },
@@ -183,6 +189,7 @@ mod tests {
             port_bind_ip: "0.0.0.0".into(),
             advertise_address: None,
             ca_bundle: None,
+            pin_certificate: None,
         };
         let c =
             agent_config(&args, "http://x".into(), "us-east-1".into(), "k".into(), "s".into(), dir.clone()).unwrap();

@@ -50,12 +50,6 @@ pub struct App {
     local_agents: Option<LocalAgents>,
 }
 
-/// The API port's TLS: the acceptor, and the certificate chain `wharf up`'s own agent pins.
-struct ApiTls {
-    acceptor: tokio_rustls::TlsAcceptor,
-    pinned: Vec<rustls::pki_types::CertificateDer<'static>>,
-}
-
 /// Serves one accepted connection (plain or TLS) under `watcher` (graceful shutdown) until it
 /// closes; `slot` is its place under the connection cap.
 fn serve_watched<I>(
@@ -184,11 +178,10 @@ pub async fn run(args: ServerArgs, embedded: Option<EmbeddedAgent>) -> anyhow::R
         .with_context(|| format!("cannot listen on {} (in use, or not an address of this host?)", args.listen))?;
     let addr = listener.local_addr()?;
     let tls = match (&args.tls_cert, &args.tls_key) {
-        (Some(cert), Some(key)) => Some(ApiTls {
-            acceptor: wharf_lb::tls::acceptor_from_files(cert, key, &[b"http/1.1"])
+        (Some(cert), Some(key)) => Some(
+            wharf_lb::tls::acceptor_from_files(cert, key, &[b"http/1.1"])
                 .map_err(|e| anyhow::anyhow!("--tls-cert {}: {e}", cert.display()))?,
-            pinned: wharf_agent::tls::pinned_chain(cert).map_err(anyhow::Error::msg)?,
-        }),
+        ),
         _ => None,
     };
     let endpoint = format!("{}://{addr}", if tls.is_some() { "https" } else { "http" });
@@ -281,10 +274,7 @@ pub async fn run(args: ServerArgs, embedded: Option<EmbeddedAgent>) -> anyhow::R
     }
 
     let agent = match embedded {
-        Some(e) => {
-            let pinned = tls.as_ref().map(|t| t.pinned.clone());
-            start_embedded_agent(e, &endpoint, &args, &creds, pinned, regions_rx, shutdown_rx).await
-        }
+        Some(e) => start_embedded_agent(e, &endpoint, &args, &creds, regions_rx, shutdown_rx).await,
         None => None,
     };
 
@@ -329,9 +319,9 @@ pub async fn run(args: ServerArgs, embedded: Option<EmbeddedAgent>) -> anyhow::R
                 let _ = stream.set_nodelay(true);
                 match &tls {
                     None => serve_watched(&app, graceful.watcher(), TokioIo::new(stream), peer, header_timeout, slot),
-                    Some(tls) => {
+                    Some(acceptor) => {
                         // The handshake runs in the connection's own task, bounded like headers.
-                        let (acceptor, app, watcher) = (tls.acceptor.clone(), app.clone(), graceful.watcher());
+                        let (acceptor, app, watcher) = (acceptor.clone(), app.clone(), graceful.watcher());
                         tokio::spawn(async move {
                             match tokio::time::timeout(header_timeout, acceptor.accept(stream)).await {
                                 Ok(Ok(tls_stream)) => {
@@ -374,13 +364,14 @@ async fn start_embedded_agent(
     endpoint: &str,
     args: &ServerArgs,
     creds: &config::Credentials,
-    pinned: Option<Vec<rustls::pki_types::CertificateDer<'static>>>,
     mut regions: tokio::sync::mpsc::UnboundedReceiver<String>,
     shutdown: tokio::sync::watch::Receiver<bool>,
 ) -> Option<tokio::task::JoinHandle<()>> {
     let home_region = args.region.clone();
     let config_for = {
         let (endpoint, creds, data_dir, e) = (endpoint.to_string(), creds.clone(), args.data_dir.clone(), e.clone());
+        // Over TLS the local agents trust exactly the certificate their server serves.
+        let pin_certificate = args.tls_cert.clone();
         let home_region = home_region.clone();
         move |region: &str| {
             // The server's own region keeps the state dir it always had.
@@ -395,6 +386,7 @@ async fn start_embedded_agent(
                 port_bind_ip: e.port_bind_ip.clone(),
                 advertise_address: None,
                 ca_bundle: None,
+                pin_certificate: pin_certificate.clone(),
             };
             crate::agent_cmd::agent_config(
                 &agent_args,
@@ -404,15 +396,10 @@ async fn start_embedded_agent(
                 creds.secret_access_key.clone(),
                 state_dir,
             )
-            .and_then(|mut c| {
+            .map(|mut c| {
                 // The local agent is also the built-in Fargate capacity.
                 c.fargate = true;
-                // Over TLS it trusts exactly the certificate its own server serves.
-                if let Some(chain) = &pinned {
-                    let trust = wharf_agent::tls::Trust::Pinned(chain.clone());
-                    c.tls = Some(wharf_agent::tls::client_config(&trust).map_err(anyhow::Error::msg)?);
-                }
-                Ok(c)
+                c
             })
         }
     };
@@ -529,6 +516,13 @@ fn protocol_of(method: &Method, headers: &HeaderMap, query: Option<&str>) -> Opt
     None
 }
 
+/// `resp` with `Connection: close`: the request's body was not read, so the connection
+/// cannot carry another request.
+fn closing(mut resp: Response<Body>) -> Response<Body> {
+    resp.headers_mut().insert(http::header::CONNECTION, HeaderValue::from_static("close"));
+    resp
+}
+
 /// A request that failed authentication, in its protocol's envelope.
 fn auth_error(protocol: Protocol, e: &wharf_protocol::sigv4::AuthError, rid: &str) -> Response<Body> {
     let (code, message) = match protocol {
@@ -580,9 +574,7 @@ async fn handle(
     // The signature's header checks come before the body is read: an unsigned or badly
     // signed request costs its headers, not its body.
     if let Err(e) = app.verifier.precheck(&parts.headers, query_string.as_deref(), SystemTime::now()) {
-        let mut resp = auth_error(protocol, &e, &rid);
-        resp.headers_mut().insert(http::header::CONNECTION, http::HeaderValue::from_static("close"));
-        return Ok(resp);
+        return Ok(closing(auth_error(protocol, &e, &rid)));
     }
     let limit = wharf_api::max_body_bytes(parts.headers.get("x-amz-target").and_then(|v| v.to_str().ok()));
     let too_large =
@@ -605,9 +597,7 @@ async fn handle(
                 408,
                 format!("The request body did not arrive within {} s.", app.body_timeout.as_secs()),
             );
-            let mut resp = error_response(protocol, &slow, &rid);
-            resp.headers_mut().insert(http::header::CONNECTION, http::HeaderValue::from_static("close"));
-            return Ok(resp);
+            return Ok(closing(error_response(protocol, &slow, &rid)));
         }
     };
     let parts_ref = RequestParts {

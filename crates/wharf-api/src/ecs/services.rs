@@ -69,9 +69,8 @@ fn deployment_configuration(given: Option<DeploymentConfiguration>, daemon: bool
     // Accepted only what is carried out: the other strategies and deployment alarms come
     // with the blue/green and auto-scaling work; until then they are refused, not rolled.
     if strategy != DeploymentStrategy::Rolling {
-        let name = serde_json::to_value(strategy).ok().and_then(|v| v.as_str().map(str::to_string)).unwrap_or_default();
         return Err(Error::Unsupported(format!(
-            "deploymentConfiguration.strategy {name} is not supported by Wharf yet; services deploy with ROLLING."
+            "deploymentConfiguration.strategy {strategy} is not supported by Wharf yet; services deploy with ROLLING."
         )));
     }
     for field in ["bakeTimeInMinutes", "lifecycleHooks", "linearConfiguration", "canaryConfiguration"] {
@@ -257,8 +256,7 @@ fn refuse_external_controllers(controller: DeploymentControllerType) -> Result<(
         return Ok(());
     }
     Err(Error::Unsupported(format!(
-        "The {} deployment controller is not supported by Wharf yet (no CodeDeploy or task sets); use ECS.",
-        serde_json::to_value(controller).ok().and_then(|v| v.as_str().map(str::to_string)).unwrap_or_default()
+        "The {controller} deployment controller is not supported by Wharf yet (no CodeDeploy or task sets); use ECS."
     )))
 }
 
@@ -268,11 +266,9 @@ pub async fn create(ctx: &Ctx, v: Value) -> Result<Value> {
     tags::validate(&req.tags)?;
     let cluster = active_cluster(ctx, req.cluster.as_deref()).await?;
     let daemon = req.scheduling_strategy == Some(SchedulingStrategy::Daemon);
-    let controller = req.deployment_controller.map_or(DeploymentControllerType::Ecs, |c| c.kind);
-    refuse_external_controllers(controller)?;
+    refuse_external_controllers(req.deployment_controller.map_or(DeploymentControllerType::Ecs, |c| c.kind))?;
     let td = match &req.task_definition {
         Some(r) => Some(require(ctx, r, "taskDefinition").await?.doc),
-        None if controller == DeploymentControllerType::External => None,
         None => {
             return Err(Error::invalid(
                 "taskDefinition",

@@ -136,10 +136,8 @@ pub(crate) fn check_fargate(td: &TaskDefinition) -> Result<()> {
             )));
         }
     }
-    for field in ["ipcMode"] {
-        if present(td.extra.get(field)) {
-            return Err(refuse(format!("'{field}'")));
-        }
+    if present(td.extra.get("ipcMode")) {
+        return Err(refuse("'ipcMode'".into()));
     }
     if td.extra.get("pidMode").and_then(Value::as_str) == Some("host") {
         return Err(refuse("pidMode=host".into()));
