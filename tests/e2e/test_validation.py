@@ -3,6 +3,7 @@ client-side): always a 4xx with an AWS error type and a message naming the field
 500, and nothing half-written."""
 
 import json
+import os
 
 import botocore.session
 import time
@@ -119,8 +120,9 @@ def test_unknown_operations(wharf):
     assert_aws_error(status, out, "UnknownOperationException", contains=missing[0])
 
 
-def test_body_over_one_mib_is_413(wharf):
-    big = json.dumps({"clusterName": "x", "pad": "y" * (1 << 20)}).encode()
+def test_bodies_over_the_operations_limit_are_413(wharf):
+    # Settings-only operations take 256 KiB (a task definition is at most 64 KiB).
+    big = json.dumps({"clusterName": "x", "pad": "y" * (300 << 10)}).encode()
     # Every time: the client, still sending, must get to read the 413 (not a reset).
     for _ in range(10):
         status, out = raw(wharf, "CreateCluster", big)
@@ -130,6 +132,18 @@ def test_body_over_one_mib_is_413(wharf):
             {"name": "c", "image": "busybox", "memory": 32, "environment": [{"name": "A", "value": "x" * (2 << 20)}]}])
     assert e.value.response["Error"]["Code"] == "RequestEntityTooLargeException"
     assert e.value.response["ResponseMetadata"]["HTTPStatusCode"] == 413
+    # A Query service's limit holds before its body (which names the operation) is read.
+    with pytest.raises(ClientError) as e:
+        wharf.client("elbv2").describe_load_balancers(Names=["n" * 32] * 10_000)
+    assert e.value.response["Error"]["Code"] == "RequestEntityTooLargeException"
+    # Operations that carry data take more: a 3 MiB layer part is uploaded through the API.
+    ecr = wharf.client("ecr")
+    ecr.create_repository(repositoryName="parts")
+    uid = ecr.initiate_layer_upload(repositoryName="parts")["uploadId"]
+    part = os.urandom(3 << 20)
+    out = ecr.upload_layer_part(repositoryName="parts", uploadId=uid, partFirstByte=0,
+                                partLastByte=len(part) - 1, layerPartBlob=part)
+    assert out["lastByteReceived"] == len(part) - 1
     # Nothing was created and the server stays healthy.
     assert raw(wharf, "ListClusters", {}) == (200, {"clusterArns": []})
     assert raw(wharf, "ListTaskDefinitions", {}) == (200, {"taskDefinitionArns": []})

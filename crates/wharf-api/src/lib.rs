@@ -144,8 +144,10 @@ pub struct Service {
     pub protocol: Protocol,
     /// Operations Wharf implements, in the order the compatibility doc lists them.
     pub operations: &'static [&'static str],
-    /// The largest request body this service accepts.
+    /// The largest request body this service accepts for an operation not in `larger`.
     pub max_body_bytes: usize,
+    /// Operations whose requests carry data (log batches, image layers) and may be larger.
+    pub larger: &'static [(&'static str, usize)],
     dispatch: for<'a> fn(&'a Ctx, &'a str, Value) -> Dispatched<'a>,
 }
 
@@ -154,6 +156,11 @@ impl Service {
     /// SigV4 credential scopes.
     pub fn name(&self) -> &str {
         &self.model.metadata.endpoint_prefix
+    }
+
+    /// The largest request body operation `op` accepts.
+    pub fn max_body_bytes_for(&self, op: &str) -> usize {
+        self.larger.iter().find(|(name, _)| *name == op).map_or(self.max_body_bytes, |&(_, n)| n)
     }
 
     pub fn implements(&self, op: &str) -> bool {
@@ -177,13 +184,15 @@ fn load(json: &str, name: &str) -> &'static Model {
 
 /// Declares the table of services: a static per service and [`services`], all of them.
 macro_rules! services {
-    ($($static:ident: $module:ident, model $model:literal, $protocol:ident, body $body:expr;)*) => {
+    ($($static:ident: $module:ident, model $model:literal, $protocol:ident, body $body:expr
+        $(, larger [$($op:literal: $limit:expr),* $(,)?])?;)*) => {
         $(
             pub static $static: LazyLock<Service> = LazyLock::new(|| Service {
                 model: load(include_str!(concat!("../models/", $model, ".json")), $model),
                 protocol: Protocol::$protocol,
                 operations: $module::OPERATIONS,
                 max_body_bytes: $body,
+                larger: &[$($(($op, $limit)),*)?],
                 dispatch: $module::dispatch,
             });
         )*
@@ -199,22 +208,36 @@ macro_rules! services {
 // The services Wharf serves. Adding one: a module with its handlers and `operations!` table,
 // its botocore model in `models/`, and one line here (docs/architecture.md has the checklist).
 services! {
-    ECS: ecs, model "ecs", Json, body wharf_protocol::MAX_BODY_BYTES;
-    STS: sts, model "sts", Query, body wharf_protocol::MAX_BODY_BYTES;
-    LOGS: logs, model "logs", Json, body logs::MAX_BODY_BYTES;
-    ECR: ecr, model "ecr", Json, body wharf_protocol::MAX_BODY_BYTES;
-    ELBV2: elb, model "elbv2", Query, body wharf_protocol::MAX_BODY_BYTES;
-    SSM: ssm, model "ssm", Json, body wharf_protocol::MAX_BODY_BYTES;
-    SECRETS_MANAGER: secretsmanager, model "secretsmanager", Json, body wharf_protocol::MAX_BODY_BYTES;
+    ECS: ecs, model "ecs", Json, body KIB_256;
+    STS: sts, model "sts", Query, body KIB_64;
+    LOGS: logs, model "logs", Json, body KIB_256, larger ["PutLogEvents": logs::PUT_LOG_EVENTS_BODY_BYTES];
+    ECR: ecr, model "ecr", Json, body KIB_256, larger [
+        // A layer part is base64 in JSON: 20 MiB of layer is 27 MiB of body.
+        "UploadLayerPart": 28 << 20,
+        // Image manifests are at most 4 MiB.
+        "PutImage": 6 << 20,
+    ];
+    ELBV2: elb, model "elbv2", Query, body KIB_256;
+    SSM: ssm, model "ssm", Json, body KIB_256;
+    SECRETS_MANAGER: secretsmanager, model "secretsmanager", Json, body KIB_256;
 }
 
-/// The largest request body accepted for a request with this `X-Amz-Target` (if any): the
-/// JSON service's own limit, else the one every Query service shares.
-pub fn max_body_bytes(target: Option<&str>) -> usize {
-    target
-        .and_then(|t| t.split_once('.'))
-        .and_then(|(prefix, _)| json_service(prefix))
-        .map_or(wharf_protocol::MAX_BODY_BYTES, |s| s.max_body_bytes)
+// Requests that carry only settings are small: an ECS task definition is at most 64 KiB, a
+// secret 64 KiB (88 KiB as base64), STS's are a few fields. The limits leave room for
+// JSON escaping and whitespace.
+const KIB_64: usize = 64 << 10;
+const KIB_256: usize = 256 << 10;
+
+/// The largest request body accepted for a request with this `X-Amz-Target` (if any), signed
+/// for service `signing_name`: the JSON operation's own limit; a Query request names its
+/// operation inside the body, so it gets its service's limit; anything else (the agent API)
+/// [`wharf_protocol::MAX_BODY_BYTES`].
+pub fn max_body_bytes(target: Option<&str>, signing_name: &str) -> usize {
+    match target.and_then(|t| t.split_once('.')) {
+        Some((prefix, op)) => json_service(prefix).map(|s| s.max_body_bytes_for(op)),
+        None => query_service(signing_name).map(|s| s.max_body_bytes),
+    }
+    .unwrap_or(wharf_protocol::MAX_BODY_BYTES)
 }
 
 /// The JSON 1.1 service whose `X-Amz-Target` prefix this is.

@@ -171,14 +171,20 @@ impl<L: CredentialLookup> Verifier<L> {
     /// the credential scope, the clock skew (or expiry) and that the access key exists. A
     /// server runs it before reading a body, so an unauthenticated client cannot make it
     /// read megabytes first.
-    pub fn precheck(&self, headers: &http::HeaderMap, query: Option<&str>, now: SystemTime) -> Result<(), AuthError> {
+    /// Returns the service the request is signed for (its credential scope's service name).
+    pub fn precheck(
+        &self,
+        headers: &http::HeaderMap,
+        query: Option<&str>,
+        now: SystemTime,
+    ) -> Result<String, AuthError> {
         let query: Vec<(Cow<'_, str>, Cow<'_, str>)> =
             form_urlencoded::parse(query.unwrap_or_default().as_bytes()).collect();
         let claim = Claim::parse(headers, &query)?;
         let scope = Scope::parse(&claim)?;
         check_clock(&claim, scope.timestamp, unix_secs(now))?;
         self.lookup.lookup(scope.access_key_id).ok_or(AuthError::UnknownAccessKey)?;
-        Ok(())
+        Ok(scope.service.to_string())
     }
 
     pub fn verify(&self, req: &RequestParts<'_>, now: SystemTime) -> Result<Identity, AuthError> {

@@ -573,10 +573,12 @@ async fn handle(
     };
     // The signature's header checks come before the body is read: an unsigned or badly
     // signed request costs its headers, not its body.
-    if let Err(e) = app.verifier.precheck(&parts.headers, query_string.as_deref(), SystemTime::now()) {
-        return Ok(closing(auth_error(protocol, &e, &rid)));
-    }
-    let limit = wharf_api::max_body_bytes(parts.headers.get("x-amz-target").and_then(|v| v.to_str().ok()));
+    let signed_for = match app.verifier.precheck(&parts.headers, query_string.as_deref(), SystemTime::now()) {
+        Ok(service) => service,
+        Err(e) => return Ok(closing(auth_error(protocol, &e, &rid))),
+    };
+    let target = parts.headers.get("x-amz-target").and_then(|v| v.to_str().ok());
+    let limit = wharf_api::max_body_bytes(target, &signed_for);
     let too_large =
         || wire("RequestEntityTooLargeException", 413, format!("Request body is larger than {limit} bytes."));
     let declared = parts

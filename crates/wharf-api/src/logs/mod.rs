@@ -19,10 +19,9 @@ use wharf_types::{Arn, Error, Result};
 /// The `X-Amz-Target` prefix of CloudWatch Logs requests.
 pub const TARGET_PREFIX: &str = "Logs_20140328";
 
-/// Request bodies CloudWatch Logs accepts. A `PutLogEvents` batch may hold 1,048,576 bytes of
-/// messages; its JSON is larger (field names, escaping of control characters up to six
-/// bytes each), so Logs requests get more room than the 1 MiB of the other services.
-pub const MAX_BODY_BYTES: usize = 8 << 20;
+/// The largest `PutLogEvents` body. A batch may hold 1,048,576 bytes of messages; its JSON is
+/// larger (field names, escaping of control characters up to six bytes each).
+pub const PUT_LOG_EVENTS_BODY_BYTES: usize = 8 << 20;
 
 operations! {
     "CreateLogGroup" => groups::create,
