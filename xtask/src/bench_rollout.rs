@@ -41,6 +41,10 @@ pub struct Args {
     /// Rolling deployments under load (the soak: raise it).
     #[arg(long, default_value_t = 3)]
     rollouts: u32,
+    /// The deployment strategy: ROLLING, or BLUE_GREEN (bake 0) behind a production listener
+    /// rule with an alternate target group.
+    #[arg(long, default_value = "ROLLING", value_parser = ["ROLLING", "BLUE_GREEN"])]
+    strategy: String,
 }
 
 const CLUSTER: &str = "default";
@@ -135,8 +139,15 @@ fn task_definition(image: &str, version: &str) -> Value {
     })
 }
 
-/// Until one COMPLETED deployment of `revision` runs `tasks` tasks, each healthy in the group.
-async fn settled(conn: &mut Conn, endpoint: &Endpoint, tg: &str, revision: u32, tasks: i64) -> anyhow::Result<()> {
+/// Until one COMPLETED deployment of `revision` runs `tasks` tasks, each healthy in one of
+/// the groups (blue/green alternates between two).
+async fn settled(
+    conn: &mut Conn,
+    endpoint: &Endpoint,
+    tgs: &[String],
+    revision: u32,
+    tasks: i64,
+) -> anyhow::Result<()> {
     let t0 = Instant::now();
     loop {
         let out = conn.ecs("DescribeServices", json!({"cluster": CLUSTER, "services": [SERVICE]})).await?;
@@ -147,8 +158,12 @@ async fn settled(conn: &mut Conn, endpoint: &Endpoint, tg: &str, revision: u32, 
             && deps[0]["rolloutState"] == "COMPLETED"
             && s["runningCount"].as_i64() == Some(tasks);
         if done {
-            let health = elb(conn, endpoint, &[("Action", "DescribeTargetHealth"), ("TargetGroupArn", tg)]).await?;
-            if health.matches("<State>healthy</State>").count() as i64 == tasks {
+            let mut healthy = 0;
+            for tg in tgs {
+                let health = elb(conn, endpoint, &[("Action", "DescribeTargetHealth"), ("TargetGroupArn", tg)]).await?;
+                healthy += health.matches("<State>healthy</State>").count() as i64;
+            }
+            if healthy == tasks {
                 return Ok(());
             }
         }
@@ -187,14 +202,15 @@ pub fn run(args: Args) -> anyhow::Result<()> {
     })
 }
 
-async fn measure(conn: &mut Conn, endpoint: &Endpoint, args: &Args, loader: &Path, dir: &Path) -> anyhow::Result<()> {
-    crate::servers::wait_for_agent(conn, CLUSTER).await?;
+/// A target group with health checks on `/health` every 5 s (2 to rise and fall) and a 5 s
+/// deregistration delay; its ARN.
+async fn target_group(conn: &mut Conn, endpoint: &Endpoint, name: &str) -> anyhow::Result<String> {
     let created = elb(
         conn,
         endpoint,
         &[
             ("Action", "CreateTargetGroup"),
-            ("Name", "rollout-tg"),
+            ("Name", name),
             ("Protocol", "HTTP"),
             ("Port", "8080"),
             ("VpcId", "vpc-0123456789abcdef0"),
@@ -218,6 +234,17 @@ async fn measure(conn: &mut Conn, endpoint: &Endpoint, args: &Args, loader: &Pat
         ],
     )
     .await?;
+    Ok(tg)
+}
+
+async fn measure(conn: &mut Conn, endpoint: &Endpoint, args: &Args, loader: &Path, dir: &Path) -> anyhow::Result<()> {
+    crate::servers::wait_for_agent(conn, CLUSTER).await?;
+    let blue_green = args.strategy == "BLUE_GREEN";
+    let mut tgs = vec![target_group(conn, endpoint, "rollout-tg").await?];
+    if blue_green {
+        tgs.push(target_group(conn, endpoint, "rollout-tg-b").await?);
+    }
+    let tg = tgs[0].clone();
     let lb = elb(
         conn,
         endpoint,
@@ -231,7 +258,7 @@ async fn measure(conn: &mut Conn, endpoint: &Endpoint, args: &Args, loader: &Pat
     .await?;
     let lb = xml_value(&lb, "LoadBalancerArn").context("LoadBalancerArn")?;
     let port = std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()?.port().to_string();
-    elb(
+    let listener = elb(
         conn,
         endpoint,
         &[
@@ -245,17 +272,27 @@ async fn measure(conn: &mut Conn, endpoint: &Endpoint, args: &Args, loader: &Pat
     )
     .await?;
     let url = format!("http://127.0.0.1:{port}/");
+    let mut lb_entry = json!({"targetGroupArn": tg, "containerName": "web", "containerPort": 8080});
+    let mut deployment = json!({"minimumHealthyPercent": 100, "maximumPercent": 200});
+    if blue_green {
+        // The listener's default rule is the production rule the deployment re-weights.
+        let listener = xml_value(&listener, "ListenerArn").context("ListenerArn")?;
+        let rules = elb(conn, endpoint, &[("Action", "DescribeRules"), ("ListenerArn", &listener)]).await?;
+        let rule = xml_value(&rules, "RuleArn").context("RuleArn")?;
+        lb_entry["advancedConfiguration"] = json!({"alternateTargetGroupArn": tgs[1], "productionListenerRule": rule,
+            "roleArn": "arn:aws:iam::000000000000:role/ecsInfrastructureRoleForLoadBalancers"});
+        deployment = json!({"strategy": "BLUE_GREEN", "bakeTimeInMinutes": 0});
+    }
 
     let td = conn.ecs("RegisterTaskDefinition", task_definition(&args.image, "v1")).await?;
     let arn = td["taskDefinition"]["taskDefinitionArn"].as_str().context("taskDefinitionArn")?.to_string();
     conn.ecs(
         "CreateService",
         json!({"cluster": CLUSTER, "serviceName": SERVICE, "taskDefinition": arn, "desiredCount": args.tasks,
-               "deploymentConfiguration": {"minimumHealthyPercent": 100, "maximumPercent": 200},
-               "loadBalancers": [{"targetGroupArn": tg, "containerName": "web", "containerPort": 8080}]}),
+               "deploymentConfiguration": deployment, "loadBalancers": [lb_entry]}),
     )
     .await?;
-    settled(conn, endpoint, &tg, 1, args.tasks).await?;
+    settled(conn, endpoint, &tgs, 1, args.tasks).await?;
 
     let mut runs = vec![];
     let steady = Load::start(loader, &url, args.clients, Some(args.seconds))?.finish(false)?;
@@ -277,14 +314,17 @@ async fn measure(conn: &mut Conn, endpoint: &Endpoint, args: &Args, loader: &Pat
     drop(haproxy);
     runs.push(Run::of("HAProxy, steady (same tasks, own health checks)".into(), &peer));
 
+    let mut durations = vec![];
     for i in 0..args.rollouts {
         let revision = i + 2;
         let load = Load::start(loader, &url, args.clients, None)?;
         tokio::time::sleep(Duration::from_secs(1)).await;
         let td = conn.ecs("RegisterTaskDefinition", task_definition(&args.image, &format!("v{revision}"))).await?;
         let arn = td["taskDefinition"]["taskDefinitionArn"].as_str().context("taskDefinitionArn")?.to_string();
+        let t0 = Instant::now();
         conn.ecs("UpdateService", json!({"cluster": CLUSTER, "service": SERVICE, "taskDefinition": arn})).await?;
-        let settling = settled(conn, endpoint, &tg, revision, args.tasks).await;
+        let settling = settled(conn, endpoint, &tgs, revision, args.tasks).await;
+        durations.push(t0.elapsed().as_secs_f64());
         tokio::time::sleep(Duration::from_secs(1)).await;
         let summary = load.finish(true)?;
         settling?;
@@ -292,8 +332,8 @@ async fn measure(conn: &mut Conn, endpoint: &Endpoint, args: &Args, loader: &Pat
     }
 
     println!(
-        "\n{} wharf-echo tasks (bridge, hostPort 0), health checks every 5 s, {} keep-alive clients",
-        args.tasks, args.clients
+        "\n{} wharf-echo tasks (bridge, hostPort 0), health checks every 5 s, {} keep-alive clients, {}",
+        args.tasks, args.clients, args.strategy
     );
     println!("| run | seconds | requests | failed | p50 ms | p99 ms | p99 / steady |");
     println!("|---|---:|---:|---:|---:|---:|---:|");
@@ -320,6 +360,14 @@ async fn measure(conn: &mut Conn, endpoint: &Endpoint, args: &Args, loader: &Pat
         worst / base,
         runs[0].p50 / runs[1].p50.max(f64::MIN_POSITIVE),
         runs[0].p99 / runs[1].p99.max(f64::MIN_POSITIVE),
+    );
+    // The timers' floor: a new target needs 2 passing checks 5 s apart (the first up to 5 s
+    // after registration), then the old ones drain for the 5 s deregistration delay.
+    let floor = 10.0 + 5.0;
+    let shown: Vec<String> = durations.iter().map(|d| format!("{d:.1} s")).collect();
+    println!(
+        "UpdateService → deployment done (every new task healthy, old ones gone): {} (timers' floor ≈ {floor:.0} s)",
+        shown.join(", ")
     );
     for r in runs.iter().filter(|r| r.failed > 0) {
         println!("failures in {}:", r.what);

@@ -37,6 +37,8 @@ pub struct Env {
     pub registry: wharf_registry::Registry,
     /// How long an agent may be silent before its instance counts as disconnected.
     pub agent_timeout: Duration,
+    /// How long a minute of AWS's deployment timers lasts (60 s; shorter for tests).
+    pub aws_minute: Duration,
 }
 
 /// The controllers of a running control plane; [`Running::stopped`] waits for all of them
@@ -51,7 +53,7 @@ pub struct Running {
 pub fn start(env: &Env, shutdown: &watch::Receiver<bool>) -> Running {
     let mut running = Running::default();
     running.drive(ServiceReaper::new(env.db.clone()), env, shutdown);
-    running.drive(ServiceScheduler::new(env.db.clone()), env, shutdown);
+    running.drive(ServiceScheduler::new(env.db.clone()).with_minute(env.aws_minute), env, shutdown);
     running.drive(InstanceLiveness::new(env.db.clone(), env.agent_timeout), env, shutdown);
     running.drive(LogRetention::new(env.logs.clone()), env, shutdown);
     running.drive(EcrLifecycle::new(env.db.clone()), env, shutdown);

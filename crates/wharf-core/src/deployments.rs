@@ -8,7 +8,9 @@ use crate::keys::Keys;
 use serde_json::{Map, Value, json};
 use wharf_store::{Compare, Op, Txn};
 use wharf_types::Result;
-use wharf_types::ecs::{Deployment, DeploymentStatus, RolloutState, Service};
+use wharf_types::ecs::{
+    Deployment, DeploymentControllerType, DeploymentStatus, LifecycleStage, RolloutState, Service, TrafficShift,
+};
 
 /// A new deployment id: `ecs-svc/` and 19 digits, as ECS prints them.
 fn deployment_id() -> String {
@@ -36,15 +38,74 @@ pub async fn start(
     rollback_of: Option<&str>,
     txn: &mut Txn,
 ) -> Result<()> {
+    let mut dep = new_deployment(svc, td, now);
+    if shifts_traffic(svc) {
+        // Blue: what serves production now — the PRIMARY deployment once it completed, else
+        // the one it was replacing.
+        let blue = svc.deployments.iter().find(|d| d.status == DeploymentStatus::Primary).and_then(|p| {
+            if p.rollout_state == Some(RolloutState::Completed) {
+                Some(p.id.clone())
+            } else {
+                p.shift.as_ref().and_then(|s| s.blue.clone())
+            }
+        });
+        dep.load_balancers = green_load_balancers(svc);
+        dep.shift = Some(TrafficShift {
+            stage: LifecycleStage::ReconcileService,
+            stage_started_at: now,
+            blue,
+            production_weight: 0.0,
+            test_weight: 0.0,
+            steps_done: 0,
+            step_at: now,
+            hooks: vec![],
+            rollback: None,
+        });
+    }
     for d in svc.deployments.iter_mut().filter(|d| d.status == DeploymentStatus::Primary) {
         d.status = DeploymentStatus::Active;
         d.updated_at = now;
     }
-    let dep = new_deployment(svc, td, now);
     record(s, svc, &dep, rollback_of, txn).await?;
     svc.task_definition = Some(td.to_string());
     svc.deployments.insert(0, dep);
     Ok(())
+}
+
+/// Whether `svc` deploys by shifting traffic (BLUE_GREEN, LINEAR, CANARY with the ECS
+/// deployment controller).
+pub fn shifts_traffic(svc: &Service) -> bool {
+    svc.deployment_configuration.shifts_traffic()
+        && svc.deployment_controller.is_none_or(|c| c.kind == DeploymentControllerType::Ecs)
+}
+
+/// The service's `loadBalancers` as a new deployment of a service that shifts traffic
+/// registers: in each entry's target group that does not serve production. What serves
+/// production is what the last shift moved it to, else (the first deployment after ROLLING)
+/// the group the running PRIMARY deployment registered in.
+fn green_load_balancers(svc: &Service) -> Vec<Value> {
+    let running = svc.deployments.iter().find(|d| d.status == DeploymentStatus::Primary && d.running_count > 0);
+    svc.load_balancers
+        .iter()
+        .enumerate()
+        .map(|(i, lb)| {
+            let mut lb = lb.clone();
+            let live = svc
+                .live_target_groups
+                .get(i)
+                .cloned()
+                .or_else(|| running?.load_balancers.get(i)?.get("targetGroupArn")?.as_str().map(str::to_string));
+            // The pair swaps: green's group first, blue's as the alternate.
+            if let Some(live) = live
+                && let Some(green) = crate::traffic::other_group(&lb, &live).map(str::to_string)
+                && lb["advancedConfiguration"].is_object()
+            {
+                lb["targetGroupArn"] = Value::String(green);
+                lb["advancedConfiguration"]["alternateTargetGroupArn"] = Value::String(live);
+            }
+            lb
+        })
+        .collect()
 }
 
 /// A new PRIMARY deployment of `td` for `service` (also the scheduler's rollback).
@@ -67,6 +128,7 @@ fn new_deployment(service: &Service, td: &str, now: f64) -> Deployment {
         network_configuration: service.network_configuration.clone(),
         rollout_state: Some(RolloutState::InProgress),
         load_balancers: service.load_balancers.clone(),
+        shift: None,
         extra: Map::new(),
     }
 }
@@ -104,7 +166,7 @@ pub async fn record(
     let keys = Keys::new(s);
     let cluster = cluster_of(svc);
     let now = dep.created_at;
-    let revision = json!({
+    let mut revision = json!({
         "serviceRevisionArn": revision_arn(s, svc, &dep.id),
         "serviceArn": svc.service_arn,
         "clusterArn": svc.cluster_arn,
@@ -117,6 +179,19 @@ pub async fn record(
         "networkConfiguration": dep.network_configuration,
         "createdAt": now,
     });
+    if dep.shift.is_some() {
+        let resolved: Vec<Value> = dep
+            .load_balancers
+            .iter()
+            .map(|lb| {
+                json!({
+                    "targetGroupArn": lb.get("targetGroupArn"),
+                    "productionListenerRule": crate::traffic::production_rule(lb),
+                })
+            })
+            .collect();
+        revision["resolvedConfiguration"] = json!({ "loadBalancers": resolved });
+    }
     txn.ops.push(Op::put(keys.service_revision(cluster, &svc.service_name, digits(&dep.id)), encode(&revision)?));
     // What was running when this deployment started: the service's current deployments.
     let sources: Vec<Value> = svc
@@ -178,6 +253,38 @@ pub async fn record(
     Ok(())
 }
 
+/// Adds where a traffic-shifting deployment is to its record: `lifecycleStage`, the hooks,
+/// and the production and test traffic weights its revisions were given.
+pub fn describe_shift(record: &mut Value, shift: &TrafficShift) {
+    record["lifecycleStage"] = json!(shift.stage);
+    if !shift.hooks.is_empty() {
+        record["lifecycleHookDetails"] = shift
+            .hooks
+            .iter()
+            .map(|h| {
+                json!({
+                    "hookId": h.hook_id,
+                    "status": h.status,
+                    "targetType": h.target_type,
+                    "targetArn": h.target_arn,
+                    "expiresAt": h.expires_at,
+                    "timeoutAction": h.timeout_action,
+                })
+            })
+            .collect();
+    }
+    if let Some(t) = record.get_mut("targetServiceRevision").and_then(Value::as_object_mut) {
+        t.insert("requestedProductionTrafficWeight".into(), json!(shift.production_weight));
+        t.insert("requestedTestTrafficWeight".into(), json!(shift.test_weight));
+    }
+    if let Some(sources) = record.get_mut("sourceServiceRevisions").and_then(Value::as_array_mut) {
+        for src in sources {
+            src["requestedProductionTrafficWeight"] = json!(100.0 - shift.production_weight);
+            src["requestedTestTrafficWeight"] = json!(100.0 - shift.test_weight);
+        }
+    }
+}
+
 /// Ops finishing deployment `id` of `svc` with `status` (SUCCESSFUL, STOPPED,
 /// ROLLBACK_SUCCESSFUL, …), appended to `txn`. A deployment the rollback `id` finished is
 /// marked ROLLBACK_SUCCESSFUL too.
@@ -200,6 +307,9 @@ pub async fn finish(
     doc[if status == "SUCCESSFUL" { "finishedAt" } else { "stoppedAt" }] = json!(now);
     doc["deploymentCircuitBreaker"]["failureCount"] = json!(dep.failed_tasks);
     doc["targetServiceRevision"] = revision_summary(revision_arn(s, svc, &dep.id), dep);
+    if let Some(shift) = &dep.shift {
+        describe_shift(&mut doc, shift);
+    }
     txn.compares.push(Compare::ModRevision(key.clone(), current.rev));
     txn.ops.push(Op::put(&key, encode(&doc)?));
     if status == "SUCCESSFUL" && doc.get("rollback").is_some() {

@@ -24,6 +24,7 @@ pub mod tags;
 pub mod targets;
 pub mod task_definitions;
 pub mod tasks;
+pub mod traffic;
 pub mod vault;
 
 pub use assignment_index::AssignmentIndex;

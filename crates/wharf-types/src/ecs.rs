@@ -14,8 +14,8 @@ use serde_json::{Map, Value};
 mod status;
 
 pub use status::{
-    DeploymentController, DeploymentControllerType, DeploymentStatus, DeploymentStrategy, HealthStatus, LaunchType,
-    RolloutState, SchedulingStrategy, ServiceStatus, TaskStatus, UnknownValue,
+    DeploymentController, DeploymentControllerType, DeploymentStatus, DeploymentStrategy, HealthStatus, HookAction,
+    HookStatus, LaunchType, LifecycleStage, RolloutState, SchedulingStrategy, ServiceStatus, TaskStatus, UnknownValue,
 };
 
 pub type Extra = Map<String, Value>;
@@ -175,7 +175,7 @@ pub struct DeploymentCircuitBreaker {
     pub rollback: bool,
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct DeploymentConfiguration {
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -186,8 +186,144 @@ pub struct DeploymentConfiguration {
     pub minimum_healthy_percent: Option<i64>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub strategy: Option<DeploymentStrategy>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub bake_time_in_minutes: Option<i64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub linear_configuration: Option<LinearConfiguration>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub canary_configuration: Option<CanaryConfiguration>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub lifecycle_hooks: Vec<LifecycleHook>,
     #[serde(flatten)]
     pub extra: Extra,
+}
+
+impl DeploymentConfiguration {
+    /// The strategy, ROLLING when none was given.
+    pub fn strategy(&self) -> DeploymentStrategy {
+        self.strategy.unwrap_or(DeploymentStrategy::Rolling)
+    }
+
+    /// Whether deployments run beside the old revision and shift traffic to it (BLUE_GREEN,
+    /// LINEAR, CANARY) rather than rolling.
+    pub fn shifts_traffic(&self) -> bool {
+        self.strategy() != DeploymentStrategy::Rolling
+    }
+
+    /// The production traffic steps: green's share after each step, and the bake (in minutes)
+    /// after each step but the last. BLUE_GREEN is one step to 100; LINEAR `stepPercent`
+    /// steps; CANARY `canaryPercent` then the rest.
+    pub fn traffic_steps(&self) -> Vec<(f64, f64)> {
+        match self.strategy() {
+            DeploymentStrategy::Linear => {
+                let c = self.linear_configuration.clone().unwrap_or_default();
+                let step = c.step_percent.unwrap_or(10.0);
+                let bake = c.step_bake_time_in_minutes.unwrap_or(6) as f64;
+                let mut out = vec![];
+                let mut w = 0.0;
+                while w < 100.0 - 1e-9 {
+                    w = (w + step).min(100.0);
+                    out.push((w, bake));
+                }
+                out
+            }
+            DeploymentStrategy::Canary => {
+                let c = self.canary_configuration.clone().unwrap_or_default();
+                let first = c.canary_percent.unwrap_or(5.0);
+                let bake = c.canary_bake_time_in_minutes.unwrap_or(10) as f64;
+                if first >= 100.0 { vec![(100.0, 0.0)] } else { vec![(first, bake), (100.0, 0.0)] }
+            }
+            _ => vec![(100.0, 0.0)],
+        }
+    }
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct LinearConfiguration {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub step_percent: Option<f64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub step_bake_time_in_minutes: Option<i64>,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct CanaryConfiguration {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub canary_percent: Option<f64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub canary_bake_time_in_minutes: Option<i64>,
+}
+
+/// A deployment lifecycle hook: `PAUSE` waits at its stages for ContinueServiceDeployment.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct LifecycleHook {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub hook_target_arn: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub target_type: Option<String>,
+    #[serde(default)]
+    pub lifecycle_stages: Vec<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub timeout_configuration: Option<HookTimeout>,
+    #[serde(flatten)]
+    pub extra: Extra,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct HookTimeout {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub action: Option<HookAction>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub timeout_in_minutes: Option<i64>,
+}
+
+/// Wharf's own: where a BLUE_GREEN, LINEAR or CANARY deployment is, kept on its PRIMARY
+/// deployment so a restarted server resumes it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct TrafficShift {
+    pub stage: LifecycleStage,
+    pub stage_started_at: Timestamp,
+    /// The deployment whose tasks serve production (blue), if any.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub blue: Option<String>,
+    /// Green's share of production traffic, in percent, as last written to the rules.
+    pub production_weight: f64,
+    /// Green's share of test traffic.
+    pub test_weight: f64,
+    /// How many production steps are done, and when the last one was.
+    #[serde(default)]
+    pub steps_done: usize,
+    #[serde(default)]
+    pub step_at: Timestamp,
+    /// Hooks of this deployment, as they are reported (`lifecycleHookDetails`).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub hooks: Vec<HookRun>,
+    /// Set when the deployment is to roll back: why.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rollback: Option<String>,
+}
+
+/// One run of a lifecycle hook at one stage.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct HookRun {
+    pub hook_id: String,
+    /// The hook point (a `DeploymentLifecycleHookStage`).
+    pub stage: String,
+    pub status: HookStatus,
+    pub target_type: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub target_arn: Option<String>,
+    pub expires_at: Timestamp,
+    pub timeout_action: HookAction,
+    /// What ContinueServiceDeployment asked, until the scheduler acts on it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub decision: Option<HookAction>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -218,6 +354,10 @@ pub struct Deployment {
     /// keeps those it started with when UpdateService changes the service's).
     #[serde(rename = "wharfLoadBalancers", default, skip_serializing_if = "Vec::is_empty")]
     pub load_balancers: Vec<Value>,
+    /// Wharf's own: the progress of a deployment that shifts traffic (BLUE_GREEN, LINEAR,
+    /// CANARY).
+    #[serde(rename = "wharfShift", default, skip_serializing_if = "Option::is_none")]
+    pub shift: Option<TrafficShift>,
     #[serde(flatten)]
     pub extra: Extra,
 }
@@ -289,6 +429,10 @@ pub struct Service {
     /// Wharf's own: the service is known steady (so the steady-state event is written once).
     #[serde(rename = "wharfSteady", default, skip_serializing_if = "is_false")]
     pub steady: bool,
+    /// Wharf's own, for services that shift traffic: per `loadBalancers` entry, the target
+    /// group that serves production (the next deployment starts in the other one).
+    #[serde(rename = "wharfLiveTargetGroups", default, skip_serializing_if = "Vec::is_empty")]
+    pub live_target_groups: Vec<String>,
     #[serde(flatten)]
     pub extra: Extra,
 }

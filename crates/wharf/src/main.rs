@@ -91,6 +91,10 @@ pub struct ServerArgs {
     /// Seconds an agent may be silent before its instance is disconnected and its tasks stopped.
     #[arg(long, env = "WHARF_AGENT_TIMEOUT", default_value_t = 30, value_parser = clap::value_parser!(u64).range(2..=3600))]
     agent_timeout_secs: u64,
+    /// Seconds in a minute of AWS's deployment timers (bake times, linear and canary step
+    /// bakes, lifecycle hook timeouts). 60 is AWS's; tests and demos use 1.
+    #[arg(long, env = "WHARF_AWS_MINUTE_SECS", default_value_t = 60.0, value_parser = parse_minute)]
+    aws_minute_secs: f64,
     /// Host address every load balancer listener binds (a listener on port P serves on
     /// `<this address>:P`). Default: the address of `--listen`.
     #[arg(long, env = "WHARF_LB_BIND_IP")]
@@ -160,4 +164,10 @@ fn main() -> anyhow::Result<()> {
             Ok(())
         }
     }
+}
+
+/// A length of AWS's minute: 0.01–60 seconds.
+fn parse_minute(s: &str) -> Result<f64, String> {
+    let v: f64 = s.parse().map_err(|_| format!("'{s}' is not a number of seconds"))?;
+    if (0.01..=60.0).contains(&v) { Ok(v) } else { Err(format!("{v} is not between 0.01 and 60 seconds")) }
 }

@@ -240,7 +240,13 @@ pub async fn run(args: ServerArgs, embedded: Option<EmbeddedAgent>) -> anyhow::R
         local_agents,
     });
     let controllers = wharf_controllers::start(
-        &wharf_controllers::Env { db, logs, registry: registry.clone(), agent_timeout },
+        &wharf_controllers::Env {
+            db,
+            logs,
+            registry: registry.clone(),
+            agent_timeout,
+            aws_minute: Duration::from_secs_f64(args.aws_minute_secs),
+        },
         &shutdown_rx,
     );
 

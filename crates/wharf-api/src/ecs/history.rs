@@ -10,9 +10,10 @@ use crate::db::encode;
 use crate::paging::max_results;
 use serde::Deserialize;
 use serde_json::{Value, json};
+use wharf_core::db::Versioned;
 use wharf_core::deployments::{self, deployment_arn, finish};
 use wharf_store::Op;
-use wharf_types::ecs::{DeploymentStatus, Failure, RolloutState, Service};
+use wharf_types::ecs::{DeploymentStatus, Failure, HookAction, HookStatus, LifecycleStage, RolloutState, Service};
 use wharf_types::{Arn, Error, Result};
 
 #[derive(Deserialize)]
@@ -99,6 +100,7 @@ async fn describe_records(ctx: &Ctx, arns: &[String], kind: &str, field: &str, o
     for arn in arns {
         match key_of(ctx, arn, kind, field)? {
             Some(key) => match ctx.db.get::<Value>(&key).await? {
+                Some(d) if kind == "service-deployment" => found.push(with_live_shift(ctx, d.doc).await?),
                 Some(d) => found.push(d.doc),
                 None => failures.push(Failure::missing(arn.clone())),
             },
@@ -106,6 +108,83 @@ async fn describe_records(ctx: &Ctx, arns: &[String], kind: &str, field: &str, o
         }
     }
     output(json!({ out_field: found, "failures": failures }))
+}
+
+/// The service and deployment id of deployment record `record`, and the service's key.
+async fn service_of(ctx: &Ctx, record: &Value) -> Result<Option<(Versioned<Service>, String)>> {
+    let service_arn = record["serviceArn"].as_str().unwrap_or_default();
+    let (cluster, name) = super::split_ref(ctx, service_arn, "service", "serviceDeploymentArn")?;
+    let key = Keys::new(ctx).service(&cluster.unwrap_or_default(), name);
+    let Some(svc) = ctx.db.get::<Service>(&key).await? else { return Ok(None) };
+    let digits = record["serviceDeploymentArn"].as_str().unwrap_or_default().rsplit('/').next().unwrap_or_default();
+    let id = format!("ecs-svc/{digits}");
+    Ok(Some((svc, id)))
+}
+
+/// A deployment record as it stands: an IN_PROGRESS deployment that shifts traffic shows its
+/// live stage, hooks and weights (kept on the service, where the scheduler moves them).
+async fn with_live_shift(ctx: &Ctx, mut record: Value) -> Result<Value> {
+    if record["status"].as_str() != Some("IN_PROGRESS") {
+        return Ok(record);
+    }
+    if let Some((svc, id)) = service_of(ctx, &record).await?
+        && let Some(shift) = svc.doc.deployments.iter().find(|d| d.id == id).and_then(|d| d.shift.as_ref())
+    {
+        deployments::describe_shift(&mut record, shift);
+    }
+    Ok(record)
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct ContinueRequest {
+    service_deployment_arn: String,
+    hook_id: String,
+    action: Option<HookAction>,
+}
+
+fn deployment_not_found() -> Error {
+    Error::NotFound {
+        resource: wharf_types::Resource::ServiceDeployment,
+        message: "The service deployment was not found.".into(),
+    }
+}
+
+/// ContinueServiceDeployment: answers a PAUSE hook that awaits action (CONTINUE, the
+/// default, or ROLLBACK); the scheduler acts on it in its next activation.
+pub async fn continue_deployment(ctx: &Ctx, v: Value) -> Result<Value> {
+    let req: ContinueRequest = input(v)?;
+    let key = key_of(ctx, &req.service_deployment_arn, "service-deployment", "serviceDeploymentArn")?
+        .ok_or_else(deployment_not_found)?;
+    let record = ctx.db.get::<Value>(&key).await?.ok_or_else(deployment_not_found)?;
+    let action = req.action.unwrap_or(HookAction::Continue);
+    ctx.db
+        .update(|| async {
+            let Some((s, id)) = service_of(ctx, &record.doc).await? else { return Err(deployment_not_found()) };
+            let mut svc = s.doc.clone();
+            let hook = svc
+                .deployments
+                .iter_mut()
+                .find(|d| d.id == id && d.rollout_state == Some(RolloutState::InProgress))
+                .and_then(|d| d.shift.as_mut())
+                .and_then(|sh| sh.hooks.iter_mut().find(|h| h.hook_id == req.hook_id));
+            let Some(hook) = hook else {
+                return Err(Error::invalid(
+                    "hookId",
+                    format!("The deployment has no lifecycle hook {} in progress.", req.hook_id),
+                ));
+            };
+            if hook.status != HookStatus::AwaitingAction {
+                return Err(Error::invalid(
+                    "hookId",
+                    format!("The lifecycle hook {} is {}.", req.hook_id, hook.status),
+                ));
+            }
+            hook.decision = Some(action);
+            Ok((Some(crate::db::cas_put(&s.key, s.rev, &svc)?), ()))
+        })
+        .await?;
+    output(json!({ "serviceDeploymentArn": req.service_deployment_arn }))
 }
 
 #[derive(Deserialize)]
@@ -178,6 +257,21 @@ pub async fn stop(ctx: &Ctx, v: Value) -> Result<Value> {
             }
             let mut txn = crate::db::cas_put(&skey, s.rev, &svc)?;
             txn.ops.clear();
+            // A deployment that shifts traffic rolls back to blue, which still runs: the
+            // scheduler returns the rules to it at its next activation.
+            if !abort
+                && let Some(shift) =
+                    svc.deployments.iter_mut().find(|d| d.id == primary.id).and_then(|d| d.shift.as_mut())
+            {
+                if shift.stage == LifecycleStage::CleanUp {
+                    return Err(Error::Conflict(
+                        "The deployment is in CLEAN_UP: blue is stopping and cannot take traffic back.".into(),
+                    ));
+                }
+                shift.rollback = Some("StopServiceDeployment asked for a rollback".into());
+                txn.ops.push(Op::put(&skey, encode(&svc)?));
+                return Ok((Some(txn), ()));
+            }
             let target = svc.last_completed_task_definition.clone();
             match (abort, target) {
                 (false, Some(td)) => {

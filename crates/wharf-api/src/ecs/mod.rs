@@ -12,6 +12,7 @@ pub mod history;
 mod instances;
 pub mod services;
 mod settings;
+mod strategies;
 mod tags;
 pub mod task_definitions;
 pub mod tasks;
@@ -50,6 +51,7 @@ operations! {
     "DescribeServiceDeployments" => history::describe_deployments,
     "DescribeServiceRevisions" => history::describe_revisions,
     "StopServiceDeployment" => history::stop,
+    "ContinueServiceDeployment" => history::continue_deployment,
     "RunTask" => tasks::run,
     "StartTask" => tasks::start,
     "StopTask" => tasks::stop,

@@ -2,6 +2,7 @@
 //! This module stores and validates the whole shape and keeps `deployments[]` as ECS does:
 //! one PRIMARY, older ones ACTIVE until drained.
 
+use super::strategies::{self, deployment_configuration};
 use super::task_definitions::{container, require};
 use super::{Keys, active_cluster, check_name, input, output, split_ref, tags};
 use crate::Ctx;
@@ -12,9 +13,8 @@ use serde_json::{Map, Value, json};
 use wharf_core::deployments;
 use wharf_store::Txn;
 use wharf_types::ecs::{
-    DeploymentCircuitBreaker, DeploymentConfiguration, DeploymentController, DeploymentControllerType,
-    DeploymentStatus, DeploymentStrategy, Failure, LaunchType, SchedulingStrategy, Service, ServiceStatus, Tag,
-    TaskDefinition,
+    DeploymentConfiguration, DeploymentController, DeploymentControllerType, DeploymentStatus, Failure, LaunchType,
+    SchedulingStrategy, Service, ServiceStatus, Tag, TaskDefinition,
 };
 use wharf_types::{Error, Result, elb};
 
@@ -51,59 +51,6 @@ struct CreateRequest {
     enable_execute_command: bool,
     #[serde(flatten)]
     extra: Map<String, Value>,
-}
-
-/// Fills ECS's defaults into a deployment configuration and checks its ranges.
-fn deployment_configuration(given: Option<DeploymentConfiguration>, daemon: bool) -> Result<DeploymentConfiguration> {
-    let mut dc = given.unwrap_or(DeploymentConfiguration {
-        deployment_circuit_breaker: None,
-        maximum_percent: None,
-        minimum_healthy_percent: None,
-        strategy: None,
-        extra: Map::new(),
-    });
-    let max = *dc.maximum_percent.get_or_insert(if daemon { 100 } else { 200 });
-    let min = *dc.minimum_healthy_percent.get_or_insert(if daemon { 0 } else { 100 });
-    dc.deployment_circuit_breaker.get_or_insert(DeploymentCircuitBreaker { enable: false, rollback: false });
-    let strategy = *dc.strategy.get_or_insert(DeploymentStrategy::Rolling);
-    // Accepted only what is carried out: the other strategies and deployment alarms come
-    // with the blue/green and auto-scaling work; until then they are refused, not rolled.
-    if strategy != DeploymentStrategy::Rolling {
-        return Err(Error::Unsupported(format!(
-            "deploymentConfiguration.strategy {strategy} is not supported by Wharf yet; services deploy with ROLLING."
-        )));
-    }
-    for field in ["bakeTimeInMinutes", "lifecycleHooks", "linearConfiguration", "canaryConfiguration"] {
-        if dc.extra.get(field).is_some_and(|v| !v.is_null() && v != &Value::Array(vec![])) {
-            return Err(Error::Unsupported(format!(
-                "deploymentConfiguration.{field} belongs to the BLUE_GREEN, LINEAR and CANARY strategies, which Wharf does not support yet."
-            )));
-        }
-    }
-    if dc.extra.get("alarms").and_then(|a| a.get("enable")).and_then(Value::as_bool) == Some(true) {
-        return Err(Error::Unsupported(
-            "deploymentConfiguration.alarms: Wharf has no CloudWatch alarms yet, so a deployment could not be rolled back on one; disable them or use the deployment circuit breaker.".into(),
-        ));
-    }
-    if !(0..=100).contains(&min) {
-        return Err(Error::invalid(
-            "deploymentConfiguration.minimumHealthyPercent",
-            format!("minimumHealthyPercent must be between 0 and 100 (got {min})."),
-        ));
-    }
-    if !daemon && !(100..=2000).contains(&max) {
-        return Err(Error::invalid(
-            "deploymentConfiguration.maximumPercent",
-            format!("maximumPercent must be between 100 and 2000 for the REPLICA scheduling strategy (got {max})."),
-        ));
-    }
-    if daemon && max != 100 {
-        return Err(Error::invalid(
-            "deploymentConfiguration.maximumPercent",
-            "The DAEMON scheduling strategy requires maximumPercent 100.",
-        ));
-    }
-    Ok(dc)
 }
 
 fn check_launch(launch_type: Option<LaunchType>, strategy: Option<&Vec<Value>>) -> Result<()> {
@@ -313,6 +260,7 @@ pub async fn create(ctx: &Ctx, v: Value) -> Result<Value> {
     check_compatible(td.as_ref(), req.launch_type)?;
     check_network(td.as_ref(), req.network_configuration.as_ref())?;
     let deployment_configuration = deployment_configuration(req.deployment_configuration.clone(), daemon)?;
+    strategies::check_load_balancers(ctx, &deployment_configuration, &req.load_balancers).await?;
     let requires_fargate =
         td.as_ref().and_then(|t| t.requires_compatibilities.as_ref()).is_some_and(|r| r.iter().any(|c| c == "FARGATE"));
     let launch_type = match (req.launch_type, &req.capacity_provider_strategy) {
@@ -378,6 +326,7 @@ pub async fn create(ctx: &Ctx, v: Value) -> Result<Value> {
                 enable_execute_command: r.enable_execute_command,
                 last_completed_task_definition: None,
                 steady: false,
+                live_target_groups: vec![],
                 extra: r.extra,
             };
             let mut txn = Txn::default();
@@ -412,6 +361,26 @@ struct DescribeRequest {
     include: Vec<String>,
 }
 
+/// `currentServiceDeployment` (the PRIMARY deployment's ARN) and `currentServiceRevisions`
+/// (every revision with tasks, and what it was asked for).
+fn current_revisions(ctx: &Ctx, svc: &Service, out: &mut Value) {
+    if let Some(p) = svc.deployments.iter().find(|d| d.status == DeploymentStatus::Primary) {
+        out["currentServiceDeployment"] = json!(deployments::deployment_arn(ctx, svc, &p.id));
+    }
+    out["currentServiceRevisions"] = svc
+        .deployments
+        .iter()
+        .map(|d| {
+            json!({
+                "arn": deployments::revision_arn(ctx, svc, &d.id),
+                "requestedTaskCount": d.desired_count,
+                "runningTaskCount": d.running_count,
+                "pendingTaskCount": d.pending_count,
+            })
+        })
+        .collect();
+}
+
 pub async fn describe(ctx: &Ctx, v: Value) -> Result<Value> {
     let req: DescribeRequest = input(v)?;
     if req.services.is_empty() || req.services.len() > 10 {
@@ -427,6 +396,7 @@ pub async fn describe(ctx: &Ctx, v: Value) -> Result<Value> {
                     doc.tags = tags::read(ctx, &doc.service_arn).await?;
                 }
                 let mut v = output(&doc)?;
+                current_revisions(ctx, &doc, &mut v);
                 if !req.include.iter().any(|i| i == "TAGS")
                     && let Some(o) = v.as_object_mut()
                 {
@@ -548,7 +518,21 @@ pub async fn update(ctx: &Ctx, v: Value) -> Result<Value> {
                 merged.maximum_percent = dc.maximum_percent.or(merged.maximum_percent);
                 merged.minimum_healthy_percent = dc.minimum_healthy_percent.or(merged.minimum_healthy_percent);
                 merged.deployment_circuit_breaker = dc.deployment_circuit_breaker.or(merged.deployment_circuit_breaker);
+                let strategy_changed = dc.strategy.is_some_and(|s| Some(s) != merged.strategy);
                 merged.strategy = dc.strategy.or(merged.strategy);
+                // A new strategy starts from its own defaults; settings of the old one go.
+                if strategy_changed {
+                    merged.bake_time_in_minutes = None;
+                    merged.linear_configuration = None;
+                    merged.canary_configuration = None;
+                    merged.lifecycle_hooks.clear();
+                }
+                merged.bake_time_in_minutes = dc.bake_time_in_minutes.or(merged.bake_time_in_minutes);
+                merged.linear_configuration = dc.linear_configuration.or(merged.linear_configuration);
+                merged.canary_configuration = dc.canary_configuration.or(merged.canary_configuration);
+                if !dc.lifecycle_hooks.is_empty() || dc.extra.contains_key("lifecycleHooks") {
+                    merged.lifecycle_hooks = dc.lifecycle_hooks;
+                }
                 merged.extra.extend(dc.extra);
                 doc.deployment_configuration = deployment_configuration(Some(merged), daemon)?;
             }
@@ -604,6 +588,7 @@ pub async fn update(ctx: &Ctx, v: Value) -> Result<Value> {
                 refuse_external_controllers(c.kind)?;
                 doc.deployment_controller = Some(c);
             }
+            strategies::check_load_balancers(ctx, &doc.deployment_configuration, &doc.load_balancers).await?;
             doc.extra.extend(r.extra);
             let td_changed =
                 new_td.as_ref().is_some_and(|t| Some(&t.task_definition_arn) != doc.task_definition.as_ref());

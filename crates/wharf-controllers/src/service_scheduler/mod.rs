@@ -13,6 +13,7 @@
 //! accounting for it ([`account`]: counts, completion, steady state), written in one
 //! compare-and-swap of the service with its events and deployment history.
 
+mod blue_green;
 mod strategy;
 mod targets;
 
@@ -46,11 +47,19 @@ const TASKS_PER_EVENT: usize = 10;
 #[derive(Debug, Clone)]
 pub struct ServiceScheduler {
     db: Db,
+    /// Seconds in a minute of AWS's deployment timers (bake times, hook timeouts): 60, or
+    /// less for tests (`wharf up --aws-minute-secs`).
+    minute: f64,
 }
 
 impl ServiceScheduler {
     pub fn new(db: Db) -> Self {
-        ServiceScheduler { db }
+        ServiceScheduler { db, minute: 60.0 }
+    }
+
+    /// The same scheduler with AWS's minutes lasting `minute`.
+    pub fn with_minute(self, minute: Duration) -> Self {
+        ServiceScheduler { minute: minute.as_secs_f64(), ..self }
     }
 
     async fn run(&self) -> (usize, Vec<String>) {
@@ -65,7 +74,7 @@ impl ServiceScheduler {
                 continue;
             }
             let Some(scope) = scope_of_key(&s.key) else { continue };
-            match reconcile(&Scoped::new(scope, self.db.clone()), s).await {
+            match reconcile(&Scoped::new(scope, self.db.clone()), s, self.minute).await {
                 Ok(true) => changed += 1,
                 Ok(false) => {}
                 Err(e) => errors.push(e.to_string()),
@@ -76,14 +85,19 @@ impl ServiceScheduler {
 }
 
 /// One step for one service. Returns whether anything changed.
-async fn reconcile(ctx: &Scoped, s: Versioned<Service>) -> Result<bool, Error> {
+async fn reconcile(ctx: &Scoped, s: Versioned<Service>, minute: f64) -> Result<bool, Error> {
     let Some(mut w) = World::observe(ctx, &s.doc).await? else { return Ok(false) };
     let mut out = Activation { changed: w.targets_changed, ..Default::default() };
     if breaker(ctx, &mut w, &mut out).await? == Breaker::RolledBack {
         return write(ctx, &s, w.svc, out).await.map(|_| true);
     }
+    let rules_moved = blue_green::advance(ctx, &mut w, &mut out, minute).await?;
     let strategy = strategy::of(&w.svc);
-    let Plan { stop: to_stop, start: to_start } = strategy.plan(&w);
+    let Plan { stop: mut to_stop, start: to_start } = strategy.plan(&w);
+    if rules_moved {
+        // Traffic moves in this activation's write: what it moves from stops in a later one.
+        to_stop.clear();
+    }
     // Tasks this activation wrote (stopped or started), for the counts.
     let mut touched = stop(ctx, &w, &to_stop, &mut out).await?;
     start(ctx, &mut w, to_start, &mut touched, &mut out).await?;
@@ -177,27 +191,32 @@ impl World {
             targets_changed,
             now: wharf_types::now(),
         };
+        w.see();
+        Ok(Some(w))
+    }
+
+    /// How the planner sees each live task (again after a rollback changed the PRIMARY).
+    fn see(&mut self) {
         // Tasks on instances that are draining (or lost) are replaced like an old
         // deployment's: new ones start elsewhere first, within the same bounds.
-        let leaving: Vec<&str> = w
+        let leaving: Vec<&str> = self
             .instances
             .iter()
             .filter(|i| i.doc.status != "ACTIVE" || !i.doc.agent_connected)
             .map(|i| i.doc.container_instance_arn.as_str())
             .collect();
-        let views = w
+        let views = self
             .live
             .iter()
             .map(|t| {
-                let mut v = w.view(t);
+                let mut v = self.view(t);
                 if t.container_instance_arn.as_deref().is_some_and(|a| leaving.contains(&a)) {
                     v.primary = false;
                 }
                 v
             })
             .collect();
-        w.views = views;
-        Ok(Some(w))
+        self.views = views;
     }
 
     /// Task `t` as the planner sees it: PRIMARY or not, healthy (its container health checks
@@ -471,6 +490,7 @@ async fn account(
             .count() as i64
     };
     let target = strategy.target(w);
+    let may_complete = strategy.may_complete(w);
     let healthy_primary = fresh
         .iter()
         .filter(|t| {
@@ -491,7 +511,8 @@ async fn account(
     if strategy.owns_desired_count() {
         svc.desired_count = target;
     }
-    let steady = svc.deployments.len() == 1
+    let steady = may_complete
+        && svc.deployments.len() == 1
         && healthy_primary == target
         && svc.pending_count == 0
         && svc.running_count == target;

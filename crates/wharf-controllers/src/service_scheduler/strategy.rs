@@ -5,9 +5,9 @@
 //! deployments (traffic shifted between target groups) and an external controller (task sets,
 //! which plans nothing itself) are further implementations of [`Strategy`].
 
-use super::World;
+use super::{World, blue_green};
 use crate::planner::{max_total, min_healthy, plan};
-use wharf_types::ecs::{SchedulingStrategy, Service, ServiceStatus, TaskStatus};
+use wharf_types::ecs::{LifecycleStage, SchedulingStrategy, Service, ServiceStatus, TaskStatus};
 
 /// What one activation does to the service's tasks.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -33,11 +33,55 @@ pub(super) trait Strategy: Sync {
     fn owns_desired_count(&self) -> bool {
         false
     }
+    /// Whether the deployment may complete once only PRIMARY tasks run (a shift must first
+    /// have reached CLEAN_UP).
+    fn may_complete(&self, _w: &World) -> bool {
+        true
+    }
 }
 
 /// The strategy of `svc`.
 pub(super) fn of(svc: &Service) -> &'static dyn Strategy {
-    if svc.scheduling_strategy == SchedulingStrategy::Daemon { &Daemon } else { &Rolling }
+    if svc.scheduling_strategy == SchedulingStrategy::Daemon {
+        &Daemon
+    } else if wharf_core::deployments::shifts_traffic(svc) {
+        &Shift
+    } else {
+        &Rolling
+    }
+}
+
+/// BLUE_GREEN, LINEAR and CANARY: green starts to full size beside blue from SCALE_UP on,
+/// blue keeps running until CLEAN_UP, then stops; deployments superseded meanwhile stop at
+/// once. Outside a shift (completed, rolled back) the service is kept like a rolling one.
+struct Shift;
+
+impl Strategy for Shift {
+    fn target(&self, w: &World) -> i64 {
+        w.desired()
+    }
+
+    fn may_complete(&self, w: &World) -> bool {
+        blue_green::in_progress(w).is_none_or(|s| s.stage == LifecycleStage::CleanUp)
+    }
+
+    fn plan(&self, w: &World) -> Plan {
+        let Some(shift) = blue_green::in_progress(w).filter(|s| s.rollback.is_none()) else { return Rolling.plan(w) };
+        // Blue stops in CLEAN_UP, once the rules that moved traffic off it have settled.
+        let cleaning =
+            shift.stage == LifecycleStage::CleanUp && w.now - shift.stage_started_at >= blue_green::SETTLE_SECS;
+        let blue = shift.blue.as_deref().filter(|_| !cleaning);
+        let stop = w
+            .live
+            .iter()
+            .filter(|t| !w.is_primary(t) && (blue.is_none() || t.started_by.as_deref() != blue))
+            .map(|t| t.task_arn.clone())
+            .collect();
+        let scaling = shift.stage >= LifecycleStage::ScaleUp;
+        let green = w.live.iter().filter(|t| w.is_primary(t)).count() as i64;
+        let start = if scaling { (w.desired() - green).max(0) as usize } else { 0 };
+        Plan { stop, start: Starts::Count(start) }
+    }
 }
 
 /// ECS's rolling update: replace old tasks with new ones within minimumHealthyPercent and

@@ -29,7 +29,7 @@ macro_rules! aws_enum {
         }
     ) => {
         $(#[$meta])*
-        #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+        #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
         pub enum $name {
             $( $(#[$vmeta])* #[serde(rename = $aws)] $variant, )+
         }
@@ -205,6 +205,54 @@ aws_enum! {
     }
 }
 
+aws_enum! {
+    /// Where a blue/green, linear or canary deployment is (`lifecycleStage`), in ECS's order.
+    pub enum LifecycleStage {
+        ReconcileService = "RECONCILE_SERVICE",
+        PreScaleUp = "PRE_SCALE_UP",
+        /// Green tasks start to full size in the target group that is not live.
+        ScaleUp = "SCALE_UP",
+        PostScaleUp = "POST_SCALE_UP",
+        /// The test listener rule forwards to green.
+        TestTrafficShift = "TEST_TRAFFIC_SHIFT",
+        PostTestTrafficShift = "POST_TEST_TRAFFIC_SHIFT",
+        /// The production rule's weights move from blue to green.
+        ProductionTrafficShift = "PRODUCTION_TRAFFIC_SHIFT",
+        PostProductionTrafficShift = "POST_PRODUCTION_TRAFFIC_SHIFT",
+        /// Both revisions run for `bakeTimeInMinutes`; a rollback is instant.
+        BakeTime = "BAKE_TIME",
+        /// Blue is deregistered, drained and stopped.
+        CleanUp = "CLEAN_UP",
+    }
+}
+
+impl LifecycleStage {
+    /// The stage after this one (`None` after CLEAN_UP).
+    pub fn next(self) -> Option<LifecycleStage> {
+        let i = Self::ALL.iter().position(|s| *s == self)?;
+        Self::ALL.get(i + 1).copied()
+    }
+}
+
+aws_enum! {
+    /// A lifecycle hook's `status`.
+    pub enum HookStatus {
+        AwaitingAction = "AWAITING_ACTION",
+        InProgress = "IN_PROGRESS",
+        Succeeded = "SUCCEEDED",
+        Failed = "FAILED",
+        TimedOut = "TIMED_OUT",
+    }
+}
+
+aws_enum! {
+    /// What a lifecycle hook (or its timeout) tells the deployment to do.
+    pub enum HookAction {
+        Rollback = "ROLLBACK",
+        Continue = "CONTINUE",
+    }
+}
+
 /// A service's `deploymentController`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub struct DeploymentController {
@@ -259,6 +307,33 @@ mod tests {
         round_trips(SchedulingStrategy::ALL, &["REPLICA", "DAEMON"]);
         round_trips(DeploymentControllerType::ALL, &["ECS", "CODE_DEPLOY", "EXTERNAL"]);
         round_trips(DeploymentStrategy::ALL, &["ROLLING", "BLUE_GREEN", "LINEAR", "CANARY"]);
+        round_trips(HookStatus::ALL, &["AWAITING_ACTION", "IN_PROGRESS", "SUCCEEDED", "FAILED", "TIMED_OUT"]);
+        round_trips(HookAction::ALL, &["ROLLBACK", "CONTINUE"]);
+    }
+
+    #[test]
+    fn lifecycle_stages_follow_ecs_order() {
+        let mut stage = LifecycleStage::ReconcileService;
+        let mut seen = vec![stage.as_str()];
+        while let Some(next) = stage.next() {
+            stage = next;
+            seen.push(stage.as_str());
+        }
+        assert_eq!(
+            seen,
+            [
+                "RECONCILE_SERVICE",
+                "PRE_SCALE_UP",
+                "SCALE_UP",
+                "POST_SCALE_UP",
+                "TEST_TRAFFIC_SHIFT",
+                "POST_TEST_TRAFFIC_SHIFT",
+                "PRODUCTION_TRAFFIC_SHIFT",
+                "POST_PRODUCTION_TRAFFIC_SHIFT",
+                "BAKE_TIME",
+                "CLEAN_UP"
+            ]
+        );
     }
 
     #[test]
