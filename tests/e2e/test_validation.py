@@ -253,11 +253,13 @@ TARGETED = [
      "UnsupportedFeatureException", "EXTERNAL"),
     ("UpdateService", {"cluster": "c1", "service": "s1", "deploymentController": {"type": "CODE_DEPLOY"}},
      "UnsupportedFeatureException", "CODE_DEPLOY"),
-    # Strategies and deployment alarms Wharf does not carry out yet are refused, not rolled.
-    ("UpdateService", {"cluster": "c1", "service": "s1", "deploymentConfiguration": {"strategy": "BLUE_GREEN"}},
-     "UnsupportedFeatureException", "BLUE_GREEN"),
+    # Blue/green settings belong to their strategies (test_blue_green.py has the rest);
+    # deployment alarms Wharf does not carry out yet are refused, not ignored.
     ("UpdateService", {"cluster": "c1", "service": "s1", "deploymentConfiguration": {"bakeTimeInMinutes": 5}},
-     "UnsupportedFeatureException", "bakeTimeInMinutes"),
+     "InvalidParameterException", "bakeTimeInMinutes"),
+    ("UpdateService", {"cluster": "c1", "service": "s1", "deploymentConfiguration": {
+        "strategy": "BLUE_GREEN", "deploymentCircuitBreaker": {"enable": True, "rollback": True}}},
+     "InvalidParameterException", "deploymentCircuitBreaker"),
     ("UpdateService", {"cluster": "c1", "service": "s1", "deploymentConfiguration": {
         "alarms": {"alarmNames": ["cpu"], "enable": True, "rollback": True}}}, "UnsupportedFeatureException", "alarms"),
     ("StartTask", {"cluster": "c1", "taskDefinition": "web", "containerInstances": []},
@@ -271,6 +273,9 @@ TARGETED = [
     ("DescribeServiceRevisions", {"serviceRevisionArns": []}, "InvalidParameterException", "serviceRevisionArns"),
     ("StopServiceDeployment",
      {"serviceDeploymentArn": "arn:aws:ecs:us-east-1:123456789012:service-deployment/c1/s1/123"},
+     "ServiceDeploymentNotFoundException", "not found"),
+    ("ContinueServiceDeployment",
+     {"serviceDeploymentArn": "arn:aws:ecs:us-east-1:123456789012:service-deployment/c1/s1/123", "hookId": "h"},
      "ServiceDeploymentNotFoundException", "not found"),
     ("StopTask", {"cluster": "c1", "task": "arn:aws:ecs:us-east-1:123456789012:service/c1/s1"},
      "InvalidParameterException", "task"),
