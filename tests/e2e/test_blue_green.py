@@ -15,8 +15,7 @@ import pytest
 from botocore.exceptions import ClientError
 
 from agentutil import wait_until
-from conftest import ECHO_IMAGE
-from test_zero_downtime import Load, check, free_port, healthy
+from test_zero_downtime import AWSVPC, Load, check, free_port, healthy, task_definition
 
 CONTAINER = "web"
 ROLE = "arn:aws:iam::000000000000:role/ecsInfrastructureRoleForLoadBalancers"
@@ -32,8 +31,8 @@ class Stack:
     """Two target groups, a production listener whose rule forwards to the first, and a test
     listener whose default rule does too."""
 
-    def __init__(self, w, name):
-        self.w, self.name = w, name
+    def __init__(self, w, name, network="bridge", launch="EC2"):
+        self.w, self.name, self.network, self.launch = w, name, network, launch
         self.elb, self.ecs = w.client("elbv2"), w.client("ecs")
         self.tgs = [self._target_group(f"{name}-{c}") for c in ("a", "b")]
         lb = self.elb.create_load_balancer(Name=f"{name}-lb", Subnets=["subnet-0a", "subnet-0b"])["LoadBalancers"][0]
@@ -54,7 +53,8 @@ class Stack:
 
     def _target_group(self, name):
         tg = self.elb.create_target_group(
-            Name=name, Protocol="HTTP", Port=8080, VpcId="vpc-0123456789abcdef0", TargetType="instance",
+            Name=name, Protocol="HTTP", Port=8080, VpcId="vpc-0123456789abcdef0",
+            TargetType="instance" if self.network == "bridge" else "ip",
             HealthCheckPath="/health", HealthCheckIntervalSeconds=5, HealthCheckTimeoutSeconds=2,
             HealthyThresholdCount=2, UnhealthyThresholdCount=2)["TargetGroups"][0]["TargetGroupArn"]
         self.elb.modify_target_group_attributes(
@@ -62,11 +62,9 @@ class Stack:
         return tg
 
     def register(self, version, **env):
-        environment = [{"name": "VERSION", "value": version}] + [{"name": k, "value": v} for k, v in env.items()]
-        c = {"name": CONTAINER, "image": ECHO_IMAGE, "essential": True, "memory": 64, "environment": environment,
-             "portMappings": [{"containerPort": 8080, "hostPort": 0}]}
-        return self.ecs.register_task_definition(family=self.name, networkMode="bridge",
-                                                 containerDefinitions=[c])["taskDefinition"]["taskDefinitionArn"]
+        td = task_definition(self.name, self.network, self.launch, version)
+        td["containerDefinitions"][0]["environment"] += [{"name": k, "value": v} for k, v in env.items()]
+        return self.ecs.register_task_definition(**td)["taskDefinition"]["taskDefinitionArn"]
 
     def load_balancers(self, test_rule=True):
         advanced = {"alternateTargetGroupArn": self.tgs[1], "productionListenerRule": self.prod_rule,
@@ -77,9 +75,11 @@ class Stack:
                  "advancedConfiguration": advanced}]
 
     def create_service(self, count, config, **kw):
+        if self.network == "awsvpc":
+            kw["networkConfiguration"] = AWSVPC
         self.ecs.create_service(cluster=self.w.cluster, serviceName=self.name, taskDefinition=self.register("v1"),
                                 desiredCount=count, loadBalancers=self.load_balancers(), deploymentConfiguration=config,
-                                **kw)
+                                launchType=self.launch, **kw)
         self.wait_done(1, count)
 
     def service(self):
@@ -166,6 +166,29 @@ def test_blue_green_under_load_bakes_then_cleans_up_and_swaps_roles(bg, tmp_path
     revisions = s.ecs.describe_service_revisions(
         serviceRevisionArns=[s.service()["currentServiceRevisions"][0]["arn"]])["serviceRevisions"][0]
     assert revisions["resolvedConfiguration"]["loadBalancers"][0]["targetGroupArn"] == s.tgs[0]
+
+
+@pytest.mark.parametrize("config,network,launch", [
+    ({"strategy": "BLUE_GREEN"}, "awsvpc", "FARGATE"),
+    ({"strategy": "LINEAR", "linearConfiguration": {"stepPercent": 50.0, "stepBakeTimeInMinutes": 2}}, "awsvpc", "EC2"),
+    ({"strategy": "CANARY", "canaryConfiguration": {"canaryPercent": 10.0, "canaryBakeTimeInMinutes": 2}},
+     "bridge", "EC2"),
+], ids=["blue-green-awsvpc-FARGATE", "linear-awsvpc-EC2", "canary-bridge-EC2"])
+def test_traffic_shifting_deployments_under_load_lose_no_request(bg, config, network, launch):
+    """The zero-downtime rollout test (test_zero_downtime.py) with each strategy that shifts
+    traffic, across the network modes and launch types: 100 keep-alive clients, 0 failures."""
+    s = Stack(bg, config["strategy"].lower().replace("_", ""), network, launch)
+    s.create_service(2, config)
+    load = Load(s.prod_url, 100)
+    try:
+        time.sleep(1)
+        revision = s.deploy("v2")
+        s.wait_done(revision, 2)
+        time.sleep(1)
+    finally:
+        result = load.stop()
+    check(bg, result, f"{config['strategy']} {network}/{launch}, 100 clients, v1 → v2")
+    assert set(result["versions"]) == {"v1", "v2"}, result["versions"]
 
 
 @pytest.mark.parametrize("config,steps", [
