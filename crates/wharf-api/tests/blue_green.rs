@@ -1,0 +1,251 @@
+//! A LINEAR deployment walked activation by activation on an in-memory store: the tests play
+//! the ELBv2 API (two target groups, a listener and its production rule), the agent (tasks
+//! report RUNNING) and the data plane (every registered target reports healthy). After each
+//! activation the invariants of a traffic shift are checked: stages only move forward in
+//! ECS's order, green's production weight only grows, and no blue task is asked to stop before
+//! CLEAN_UP, by which time production is all green's.
+
+#![allow(clippy::unwrap_used)]
+
+use serde_json::{Value, json};
+use std::time::Duration;
+use wharf_api::Ctx;
+use wharf_controllers::{Reconciler, ServiceScheduler};
+use wharf_core::targets;
+use wharf_types::ecs::{DeploymentStatus, LifecycleStage, RolloutState, Service, Task, TaskStatus};
+use wharf_types::elb::{self, Action, ForwardConfig, Listener, Rule, TargetGroup, TargetHealth, WeightedTargetGroup};
+
+const ACCOUNT: &str = "123456789012";
+const REGION: &str = "us-east-1";
+const CLUSTER: &str = "c1";
+const LISTENER: &str = "arn:aws:elasticloadbalancing:us-east-1:123456789012:listener/app/lb/1/2";
+const RULE: &str = "arn:aws:elasticloadbalancing:us-east-1:123456789012:listener-rule/app/lb/1/2/r1";
+
+fn tg_arn(name: &str) -> String {
+    format!("arn:aws:elasticloadbalancing:us-east-1:123456789012:targetgroup/{name}/0123456789abcdef")
+}
+
+async fn ecs(ctx: &Ctx, op: &str, input: Value) -> Result<Value, wharf_types::Error> {
+    wharf_api::ECS.call(ctx, op, input).await.expect("an ECS operation")
+}
+
+async fn put<T: serde::Serialize>(ctx: &Ctx, key: &str, doc: &T) {
+    let txn =
+        wharf_store::Txn { compares: vec![], ops: vec![wharf_store::Op::put(key, serde_json::to_vec(doc).unwrap())] };
+    assert!(ctx.db.commit(txn).await.unwrap());
+}
+
+fn forward(groups: &[(&str, u32)]) -> Action {
+    Action {
+        kind: "forward".into(),
+        forward_config: Some(ForwardConfig {
+            target_groups: groups
+                .iter()
+                .map(|(n, w)| WeightedTargetGroup { target_group_arn: tg_arn(n), weight: Some(*w) })
+                .collect(),
+            target_group_stickiness_config: None,
+        }),
+        ..Default::default()
+    }
+}
+
+/// A cluster with one instance, a bridge task definition, target groups `web-a` and `web-b`,
+/// and a listener whose rule `r1` forwards to `web-a`.
+async fn world() -> Ctx {
+    let ctx = Ctx::in_memory(ACCOUNT, REGION);
+    ecs(&ctx, "CreateCluster", json!({"clusterName": CLUSTER})).await.unwrap();
+    let identity = json!({"instanceId": "i-host", "privateIp": "10.0.0.7", "availabilityZone": "us-east-1a"});
+    ecs(
+        &ctx,
+        "RegisterContainerInstance",
+        json!({"cluster": CLUSTER, "instanceIdentityDocument": identity.to_string(), "totalResources": [
+            {"name": "CPU", "type": "INTEGER", "integerValue": 4096},
+            {"name": "MEMORY", "type": "INTEGER", "integerValue": 8192}]}),
+    )
+    .await
+    .unwrap();
+    ecs(
+        &ctx,
+        "RegisterTaskDefinition",
+        json!({"family": "web", "networkMode": "bridge", "containerDefinitions": [{"name": "web", "image": "echo",
+            "memory": 64, "portMappings": [{"containerPort": 8080, "hostPort": 0}]}]}),
+    )
+    .await
+    .unwrap();
+    for name in ["web-a", "web-b"] {
+        let mut tg = TargetGroup {
+            target_group_arn: tg_arn(name),
+            target_group_name: name.into(),
+            protocol: "HTTP".into(),
+            port: Some(80),
+            target_type: "instance".into(),
+            ..Default::default()
+        };
+        tg.attributes.insert("deregistration_delay.timeout_seconds".into(), "0".into());
+        put(&ctx, &elb::keys::target_group(ACCOUNT, REGION, name), &tg).await;
+    }
+    let listener = Listener {
+        listener_arn: LISTENER.into(),
+        load_balancer_arn: "arn:aws:elasticloadbalancing:us-east-1:123456789012:loadbalancer/app/lb/1".into(),
+        port: 80,
+        protocol: "HTTP".into(),
+        default_actions: vec![forward(&[("web-a", 1)])],
+        ..Default::default()
+    };
+    put(&ctx, &elb::keys::listener(ACCOUNT, REGION, "2"), &listener).await;
+    let rule = Rule {
+        rule_arn: RULE.into(),
+        listener_arn: LISTENER.into(),
+        priority: "1".into(),
+        actions: vec![forward(&[("web-a", 1)])],
+        ..Default::default()
+    };
+    put(&ctx, &elb::keys::rule(ACCOUNT, REGION, "2", "r1"), &rule).await;
+    ctx
+}
+
+async fn tasks(ctx: &Ctx) -> Vec<Task> {
+    let prefix = wharf_api::ecs::Keys::new(ctx).tasks(CLUSTER);
+    ctx.db.list::<Task>(&prefix).await.unwrap().into_iter().map(|t| t.doc).collect()
+}
+
+async fn service(ctx: &Ctx) -> Service {
+    let key = wharf_api::ecs::Keys::new(ctx).service(CLUSTER, "s");
+    ctx.db.get::<Service>(&key).await.unwrap().unwrap().doc
+}
+
+/// The production rule's weights, by target group name.
+async fn weights(ctx: &Ctx) -> Vec<(String, u32)> {
+    let rule = ctx.db.get::<Rule>(&elb::keys::rule(ACCOUNT, REGION, "2", "r1")).await.unwrap().unwrap().doc;
+    let mut out: Vec<(String, u32)> = rule.actions[0]
+        .forward_config
+        .as_ref()
+        .unwrap()
+        .target_groups
+        .iter()
+        .map(|g| (elb::target_group_name(&g.target_group_arn).unwrap().to_string(), g.weight.unwrap_or(1)))
+        .collect();
+    out.sort();
+    out
+}
+
+/// The agent and the data plane: new tasks run, registered targets are healthy, drained
+/// stopping tasks stop.
+async fn play(ctx: &Ctx, port: &mut u16) {
+    for t in tasks(ctx).await {
+        if t.desired_status == TaskStatus::Running && t.last_status == TaskStatus::Provisioning {
+            ecs(
+                ctx,
+                "SubmitTaskStateChange",
+                json!({"cluster": CLUSTER, "task": t.task_arn, "status": "RUNNING", "containers": [
+                    {"containerName": "web", "status": "RUNNING", "runtimeId": "x",
+                     "networkBindings": [{"bindIP": "0.0.0.0", "containerPort": 8080, "hostPort": *port, "protocol": "tcp"}]}]}),
+            )
+            .await
+            .unwrap();
+            *port += 1;
+        }
+        for r in targets::registered(&t) {
+            let doc = TargetHealth { state: "healthy".into(), updated_at: wharf_types::now(), ..Default::default() };
+            put(ctx, &r.health_key(&ctx.scope), &doc).await;
+        }
+        if t.desired_status == TaskStatus::Stopped
+            && t.last_status != TaskStatus::Stopped
+            && !targets::held_for_draining(&t)
+        {
+            ecs(ctx, "SubmitTaskStateChange", json!({"cluster": CLUSTER, "task": t.task_arn, "status": "STOPPED"}))
+                .await
+                .unwrap();
+        }
+    }
+}
+
+fn load_balancers() -> Value {
+    json!([{"targetGroupArn": tg_arn("web-a"), "containerName": "web", "containerPort": 8080,
+            "advancedConfiguration": {"alternateTargetGroupArn": tg_arn("web-b"), "productionListenerRule": RULE,
+                                      "roleArn": "arn:aws:iam::123456789012:role/ecs"}}])
+}
+
+/// Activations (with the agent and data plane played between them) until the service's
+/// deployment completes; checks the shift's invariants after each. Returns the stages seen
+/// and green's production weights in order.
+async fn drive(ctx: &Ctx, scheduler: &ServiceScheduler, port: &mut u16) -> (Vec<LifecycleStage>, Vec<u32>) {
+    let (mut stages, mut green_weights) = (vec![], vec![]);
+    for _ in 0..400 {
+        scheduler.activate().await;
+        play(ctx, port).await;
+        let svc = service(ctx).await;
+        let primary = svc.deployments.iter().find(|d| d.status == DeploymentStatus::Primary).unwrap().clone();
+        if let Some(shift) = &primary.shift
+            && primary.rollout_state == Some(RolloutState::InProgress)
+        {
+            if stages.last() != Some(&shift.stage) {
+                assert!(stages.last().is_none_or(|s| *s < shift.stage), "stages only move forward: {stages:?}");
+                stages.push(shift.stage);
+            }
+            let green = primary.load_balancers[0]["targetGroupArn"].as_str().unwrap();
+            let green = elb::target_group_name(green).unwrap().to_string();
+            let w = weights(ctx).await.into_iter().find(|(n, _)| *n == green).map_or(0, |(_, w)| w);
+            if green_weights.last() != Some(&w) {
+                assert!(green_weights.last().is_none_or(|l| *l < w), "green's weight only grows: {green_weights:?}");
+                green_weights.push(w);
+            }
+            // Blue is asked to stop only in CLEAN_UP, with production all green's.
+            let blue_stopping = tasks(ctx).await.iter().any(|t| {
+                t.started_by.as_deref() != Some(primary.id.as_str()) && t.desired_status == TaskStatus::Stopped
+            });
+            if blue_stopping {
+                assert_eq!((shift.stage, w), (LifecycleStage::CleanUp, 100), "blue stopped early");
+            }
+        }
+        if svc.deployments.len() == 1 && primary.rollout_state == Some(RolloutState::Completed) {
+            return (stages, green_weights);
+        }
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    panic!("the deployment did not complete: {:?}", service(ctx).await.deployments);
+}
+
+#[tokio::test]
+async fn a_linear_deployment_walks_the_stages_moves_weights_in_steps_and_swaps_the_groups() {
+    let ctx = world().await;
+    // AWS's minute lasts 20 ms: a 1-minute step bake is 20 ms.
+    let scheduler = ServiceScheduler::new(ctx.db.clone()).with_minute(Duration::from_millis(20));
+    let config = json!({"strategy": "LINEAR", "bakeTimeInMinutes": 1,
+                        "linearConfiguration": {"stepPercent": 50.0, "stepBakeTimeInMinutes": 1}});
+    ecs(
+        &ctx,
+        "CreateService",
+        json!({"cluster": CLUSTER, "serviceName": "s", "taskDefinition": "web", "desiredCount": 2,
+               "loadBalancers": load_balancers(), "deploymentConfiguration": config}),
+    )
+    .await
+    .unwrap();
+    let mut port = 32768;
+    // The first deployment has no blue: one step.
+    let (_, first) = drive(&ctx, &scheduler, &mut port).await;
+    assert_eq!(first, vec![0, 100]);
+    assert_eq!(weights(&ctx).await, vec![("web-a".into(), 100), ("web-b".into(), 0)]);
+    assert_eq!(service(&ctx).await.live_target_groups, vec![tg_arn("web-a")]);
+
+    ecs(&ctx, "UpdateService", json!({"cluster": CLUSTER, "service": "s", "forceNewDeployment": true})).await.unwrap();
+    let (stages, steps) = drive(&ctx, &scheduler, &mut port).await;
+    use LifecycleStage::*;
+    for s in [ScaleUp, ProductionTrafficShift, BakeTime, CleanUp] {
+        assert!(stages.contains(&s), "{s} seen: {stages:?}");
+    }
+    assert_eq!(steps, vec![0, 50, 100]);
+    // Green was web-b; production is web-b's now, and the next deployment starts in web-a.
+    assert_eq!(weights(&ctx).await, vec![("web-a".into(), 0), ("web-b".into(), 100)]);
+    let svc = service(&ctx).await;
+    assert_eq!(svc.live_target_groups, vec![tg_arn("web-b")]);
+    let live: Vec<Task> = tasks(&ctx).await.into_iter().filter(|t| t.desired_status == TaskStatus::Running).collect();
+    assert_eq!(live.len(), 2);
+    assert!(live.iter().all(|t| targets::registered(t)[0].target_group == "web-b"));
+    let described = ecs(&ctx, "DescribeServices", json!({"cluster": CLUSTER, "services": ["s"]})).await.unwrap();
+    let arn = described["services"][0]["currentServiceDeployment"].clone();
+    let d = ecs(&ctx, "DescribeServiceDeployments", json!({"serviceDeploymentArns": [arn]})).await.unwrap();
+    let d = &d["serviceDeployments"][0];
+    assert_eq!((d["status"].as_str(), d["lifecycleStage"].as_str()), (Some("SUCCESSFUL"), Some("CLEAN_UP")), "{d}");
+    assert_eq!(d["targetServiceRevision"]["requestedProductionTrafficWeight"], 100.0);
+}
