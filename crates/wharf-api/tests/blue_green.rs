@@ -249,3 +249,39 @@ async fn a_linear_deployment_walks_the_stages_moves_weights_in_steps_and_swaps_t
     assert_eq!((d["status"].as_str(), d["lifecycleStage"].as_str()), (Some("SUCCESSFUL"), Some("CLEAN_UP")), "{d}");
     assert_eq!(d["targetServiceRevision"]["requestedProductionTrafficWeight"], 100.0);
 }
+
+#[tokio::test]
+async fn a_service_deleted_in_the_middle_of_a_shift_stops_blue_and_green() {
+    let ctx = world().await;
+    let scheduler = ServiceScheduler::new(ctx.db.clone()).with_minute(Duration::from_millis(20));
+    ecs(
+        &ctx,
+        "CreateService",
+        json!({"cluster": CLUSTER, "serviceName": "s", "taskDefinition": "web", "desiredCount": 2,
+               "loadBalancers": load_balancers(), "deploymentConfiguration": {"strategy": "BLUE_GREEN",
+               "bakeTimeInMinutes": 1000}}),
+    )
+    .await
+    .unwrap();
+    let mut port = 32768;
+    drive(&ctx, &scheduler, &mut port).await;
+    ecs(&ctx, "UpdateService", json!({"cluster": CLUSTER, "service": "s", "forceNewDeployment": true})).await.unwrap();
+    // Into the bake: four tasks run, two of each revision.
+    for _ in 0..100 {
+        scheduler.activate().await;
+        play(&ctx, &mut port).await;
+        let svc = service(&ctx).await;
+        if svc.deployments[0].shift.as_ref().is_some_and(|s| s.stage == LifecycleStage::BakeTime) {
+            break;
+        }
+    }
+    let running = tasks(&ctx).await.into_iter().filter(|t| t.desired_status == TaskStatus::Running).count();
+    assert_eq!(running, 4);
+    ecs(&ctx, "DeleteService", json!({"cluster": CLUSTER, "service": "s", "force": true})).await.unwrap();
+    for _ in 0..20 {
+        scheduler.activate().await;
+        play(&ctx, &mut port).await;
+    }
+    let left: Vec<Task> = tasks(&ctx).await.into_iter().filter(|t| t.desired_status == TaskStatus::Running).collect();
+    assert!(left.is_empty(), "{} tasks still asked to run", left.len());
+}

@@ -7,7 +7,8 @@
 
 use super::{World, blue_green};
 use crate::planner::{max_total, min_healthy, plan};
-use wharf_types::ecs::{LifecycleStage, SchedulingStrategy, Service, ServiceStatus, TaskStatus};
+use std::sync::Arc;
+use wharf_types::ecs::{LifecycleStage, SchedulingStrategy, Service, ServiceStatus, Task, TaskStatus};
 
 /// What one activation does to the service's tasks.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -66,20 +67,26 @@ impl Strategy for Shift {
     }
 
     fn plan(&self, w: &World) -> Plan {
-        let Some(shift) = blue_green::in_progress(w).filter(|s| s.rollback.is_none()) else { return Rolling.plan(w) };
+        // Outside a shift, and for a service being deleted, tasks are kept as ROLLING keeps them.
+        let shifting =
+            blue_green::in_progress(w).filter(|s| s.rollback.is_none() && w.svc.status == ServiceStatus::Active);
+        let Some(shift) = shifting else { return Rolling.plan(w) };
         // Blue stops in CLEAN_UP, once the rules that moved traffic off it have settled.
         let cleaning =
             shift.stage == LifecycleStage::CleanUp && w.now - shift.stage_started_at >= blue_green::SETTLE_SECS;
         let blue = shift.blue.as_deref().filter(|_| !cleaning);
-        let stop = w
+        let mut stop: Vec<String> = w
             .live
             .iter()
             .filter(|t| !w.is_primary(t) && (blue.is_none() || t.started_by.as_deref() != blue))
             .map(|t| t.task_arn.clone())
             .collect();
         let scaling = shift.stage >= LifecycleStage::ScaleUp;
-        let green = w.live.iter().filter(|t| w.is_primary(t)).count() as i64;
-        let start = if scaling { (w.desired() - green).max(0) as usize } else { 0 };
+        let green: Vec<&Arc<Task>> = w.live.iter().filter(|t| w.is_primary(t)).collect();
+        let start = if scaling { (w.desired() - green.len() as i64).max(0) as usize } else { 0 };
+        // desiredCount lowered meanwhile: green tasks beyond it go.
+        let excess = green.len().saturating_sub(w.desired().max(0) as usize);
+        stop.extend(green.iter().take(excess).map(|t| t.task_arn.clone()));
         Plan { stop, start: Starts::Count(start) }
     }
 }
