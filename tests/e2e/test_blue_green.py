@@ -260,6 +260,11 @@ def test_a_pause_hook_holds_test_traffic_on_green_until_continued_or_rolled_back
     assert rolled["status"] == "ROLLBACK_SUCCESSFUL", rolled
     assert versions(s.test_url, 10) == Counter({"v2": 10})
     assert s.service()["taskDefinition"].endswith(f":{revision - 1}")
+    # An empty list clears the hooks; leaving them out keeps them.
+    s.ecs.update_service(cluster=bg.cluster, service="hook", deploymentConfiguration={"bakeTimeInMinutes": 0})
+    assert s.service()["deploymentConfiguration"]["lifecycleHooks"] == [hook]
+    s.ecs.update_service(cluster=bg.cluster, service="hook", deploymentConfiguration={"lifecycleHooks": []})
+    assert not s.service()["deploymentConfiguration"].get("lifecycleHooks")
 
 
 def test_a_green_revision_failing_health_checks_rolls_back_without_failed_requests(bg):

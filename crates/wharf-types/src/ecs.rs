@@ -192,13 +192,19 @@ pub struct DeploymentConfiguration {
     pub linear_configuration: Option<LinearConfiguration>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub canary_configuration: Option<CanaryConfiguration>,
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    pub lifecycle_hooks: Vec<LifecycleHook>,
+    /// `None`: not given (UpdateService keeps the service's); an empty list clears them.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub lifecycle_hooks: Option<Vec<LifecycleHook>>,
     #[serde(flatten)]
     pub extra: Extra,
 }
 
 impl DeploymentConfiguration {
+    /// The lifecycle hooks (none when not given).
+    pub fn hooks(&self) -> &[LifecycleHook] {
+        self.lifecycle_hooks.as_deref().unwrap_or_default()
+    }
+
     /// The strategy, ROLLING when none was given.
     pub fn strategy(&self) -> DeploymentStrategy {
         self.strategy.unwrap_or(DeploymentStrategy::Rolling)

@@ -525,14 +525,12 @@ pub async fn update(ctx: &Ctx, v: Value) -> Result<Value> {
                     merged.bake_time_in_minutes = None;
                     merged.linear_configuration = None;
                     merged.canary_configuration = None;
-                    merged.lifecycle_hooks.clear();
+                    merged.lifecycle_hooks = None;
                 }
                 merged.bake_time_in_minutes = dc.bake_time_in_minutes.or(merged.bake_time_in_minutes);
                 merged.linear_configuration = dc.linear_configuration.or(merged.linear_configuration);
                 merged.canary_configuration = dc.canary_configuration.or(merged.canary_configuration);
-                if !dc.lifecycle_hooks.is_empty() || dc.extra.contains_key("lifecycleHooks") {
-                    merged.lifecycle_hooks = dc.lifecycle_hooks;
-                }
+                merged.lifecycle_hooks = dc.lifecycle_hooks.or(merged.lifecycle_hooks);
                 merged.extra.extend(dc.extra);
                 doc.deployment_configuration = deployment_configuration(Some(merged), daemon)?;
             }

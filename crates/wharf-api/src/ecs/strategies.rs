@@ -122,10 +122,10 @@ fn check_strategy_settings(
         check_percent("canaryConfiguration.canaryPercent", c.canary_percent, 0.1)?;
         check_minutes("canaryConfiguration.canaryBakeTimeInMinutes", c.canary_bake_time_in_minutes)?;
     }
-    if !dc.lifecycle_hooks.is_empty() && s == Rolling {
+    if !dc.hooks().is_empty() && s == Rolling {
         return Err(only_with("lifecycleHooks", "BLUE_GREEN, LINEAR or CANARY"));
     }
-    for hook in &dc.lifecycle_hooks {
+    for hook in dc.hooks() {
         match hook.target_type.as_deref() {
             Some("PAUSE") => {}
             Some("AWS_LAMBDA") => {

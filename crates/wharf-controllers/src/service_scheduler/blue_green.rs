@@ -163,7 +163,7 @@ fn gate(w: &World, shift: &mut TrafficShift, now: f64, minute: f64, out: &mut Ac
     let hooks: Vec<&LifecycleHook> = w
         .svc
         .deployment_configuration
-        .lifecycle_hooks
+        .hooks()
         .iter()
         .filter(|h| h.lifecycle_stages.iter().any(|s| s == point))
         .collect();
