@@ -285,3 +285,55 @@ async fn a_service_deleted_in_the_middle_of_a_shift_stops_blue_and_green() {
     let left: Vec<Task> = tasks(&ctx).await.into_iter().filter(|t| t.desired_status == TaskStatus::Running).collect();
     assert!(left.is_empty(), "{} tasks still asked to run", left.len());
 }
+
+#[tokio::test]
+async fn a_deployment_started_mid_shift_returns_traffic_to_blue_and_replaces_the_superseded_green() {
+    let ctx = world().await;
+    let scheduler = ServiceScheduler::new(ctx.db.clone()).with_minute(Duration::from_millis(20));
+    let config = json!({"strategy": "LINEAR", "linearConfiguration": {"stepPercent": 50.0,
+                        "stepBakeTimeInMinutes": 1000}});
+    ecs(
+        &ctx,
+        "CreateService",
+        json!({"cluster": CLUSTER, "serviceName": "s", "taskDefinition": "web", "desiredCount": 2,
+               "loadBalancers": load_balancers(), "deploymentConfiguration": config}),
+    )
+    .await
+    .unwrap();
+    let mut port = 32768;
+    drive(&ctx, &scheduler, &mut port).await;
+    let blue: Vec<String> = tasks(&ctx).await.into_iter().map(|t| t.task_arn).collect();
+    ecs(&ctx, "UpdateService", json!({"cluster": CLUSTER, "service": "s", "forceNewDeployment": true})).await.unwrap();
+    // To the first step: half of production on web-b, where the long step bake holds it.
+    for _ in 0..100 {
+        scheduler.activate().await;
+        play(&ctx, &mut port).await;
+        if weights(&ctx).await == vec![("web-a".into(), 50), ("web-b".into(), 50)] {
+            break;
+        }
+    }
+    assert_eq!(weights(&ctx).await, vec![("web-a".into(), 50), ("web-b".into(), 50)]);
+    let superseded: Vec<String> =
+        tasks(&ctx).await.into_iter().map(|t| t.task_arn).filter(|a| !blue.contains(a)).collect();
+    assert_eq!(superseded.len(), 2);
+    ecs(&ctx, "UpdateService", json!({"cluster": CLUSTER, "service": "s", "forceNewDeployment": true})).await.unwrap();
+    scheduler.activate().await;
+    // At once: production all blue's again; nothing stopped in the activation that moved it.
+    assert_eq!(weights(&ctx).await, vec![("web-a".into(), 100), ("web-b".into(), 0)]);
+    assert!(tasks(&ctx).await.iter().all(|t| t.desired_status == TaskStatus::Running));
+    scheduler.activate().await;
+    let all = tasks(&ctx).await;
+    assert!(all.iter().filter(|t| superseded.contains(&t.task_arn)).all(|t| t.desired_status == TaskStatus::Stopped));
+    assert!(all.iter().filter(|t| blue.contains(&t.task_arn)).all(|t| t.desired_status == TaskStatus::Running));
+    // The newest deployment goes on in web-b from zero.
+    for _ in 0..100 {
+        scheduler.activate().await;
+        play(&ctx, &mut port).await;
+        if weights(&ctx).await == vec![("web-a".into(), 50), ("web-b".into(), 50)] {
+            break;
+        }
+    }
+    assert_eq!(weights(&ctx).await, vec![("web-a".into(), 50), ("web-b".into(), 50)]);
+    let svc = service(&ctx).await;
+    assert_eq!(svc.deployments[0].load_balancers[0]["targetGroupArn"], json!(tg_arn("web-b")));
+}
