@@ -337,3 +337,35 @@ async fn a_deployment_started_mid_shift_returns_traffic_to_blue_and_replaces_the
     let svc = service(&ctx).await;
     assert_eq!(svc.deployments[0].load_balancers[0]["targetGroupArn"], json!(tg_arn("web-b")));
 }
+
+#[tokio::test]
+async fn back_to_rolling_registers_where_production_is_and_not_in_the_middle_of_a_shift() {
+    let ctx = world().await;
+    let scheduler = ServiceScheduler::new(ctx.db.clone()).with_minute(Duration::from_millis(20));
+    ecs(
+        &ctx,
+        "CreateService",
+        json!({"cluster": CLUSTER, "serviceName": "s", "taskDefinition": "web", "desiredCount": 1,
+               "loadBalancers": load_balancers(), "deploymentConfiguration": {"strategy": "BLUE_GREEN"}}),
+    )
+    .await
+    .unwrap();
+    let mut port = 32768;
+    drive(&ctx, &scheduler, &mut port).await;
+    ecs(&ctx, "UpdateService", json!({"cluster": CLUSTER, "service": "s", "forceNewDeployment": true})).await.unwrap();
+    scheduler.activate().await;
+    let rolling = |tg: &str| {
+        json!({"cluster": CLUSTER, "service": "s", "deploymentConfiguration": {"strategy": "ROLLING"},
+               "loadBalancers": [{"targetGroupArn": tg_arn(tg), "containerName": "web", "containerPort": 8080}]})
+    };
+    let e = ecs(&ctx, "UpdateService", rolling("web-a")).await.unwrap_err();
+    assert!(e.to_string().contains("cannot change while a deployment shifts traffic"), "{e}");
+    drive(&ctx, &scheduler, &mut port).await;
+    // Production is on web-b now: ROLLING must register there.
+    let e = ecs(&ctx, "UpdateService", rolling("web-a")).await.unwrap_err();
+    assert!(e.to_string().contains("loadBalancers.targetGroupArn") || e.to_string().contains("web-b"), "{e}");
+    ecs(&ctx, "UpdateService", rolling("web-b")).await.unwrap();
+    let svc = service(&ctx).await;
+    assert!(svc.live_target_groups.is_empty());
+    assert_eq!(svc.deployment_configuration.strategy(), wharf_types::ecs::DeploymentStrategy::Rolling);
+}

@@ -587,6 +587,18 @@ pub async fn update(ctx: &Ctx, v: Value) -> Result<Value> {
                 doc.deployment_controller = Some(c);
             }
             strategies::check_load_balancers(ctx, &doc.deployment_configuration, &doc.load_balancers).await?;
+            strategies::leave_shifting(&mut doc)?;
+            let shifting = doc.deployments.iter().any(|d| {
+                d.status == DeploymentStatus::Primary
+                    && d.shift.is_some()
+                    && d.rollout_state == Some(wharf_types::ecs::RolloutState::InProgress)
+            });
+            if shifting && doc.deployment_configuration.strategy != s.doc.deployment_configuration.strategy {
+                return Err(Error::invalid(
+                    "deploymentConfiguration.strategy",
+                    "The deployment strategy cannot change while a deployment shifts traffic: wait for it, or stop it with StopServiceDeployment.",
+                ));
+            }
             doc.extra.extend(r.extra);
             let td_changed =
                 new_td.as_ref().is_some_and(|t| Some(&t.task_definition_arn) != doc.task_definition.as_ref());

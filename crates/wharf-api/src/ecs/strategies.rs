@@ -235,6 +235,29 @@ pub(super) async fn check_load_balancers(ctx: &Ctx, dc: &DeploymentConfiguration
     Ok(())
 }
 
+/// A service going back to ROLLING from a strategy that shifts traffic: its new deployments
+/// register in each entry's `targetGroupArn`, so that must be the group production traffic
+/// is on (the last shift may have left it on the alternate). Then the record of which group
+/// is live is no longer needed.
+pub(super) fn leave_shifting(svc: &mut wharf_types::ecs::Service) -> Result<()> {
+    if svc.deployment_configuration.shifts_traffic() || svc.live_target_groups.is_empty() {
+        return Ok(());
+    }
+    for (lb, live) in svc.load_balancers.iter().zip(&svc.live_target_groups) {
+        let group = lb.get("targetGroupArn").and_then(Value::as_str).unwrap_or_default();
+        if group != live {
+            return Err(Error::invalid(
+                "loadBalancers.targetGroupArn",
+                format!(
+                    "Production traffic is on {live} since the last deployment; a ROLLING service must register its tasks there: give it as targetGroupArn."
+                ),
+            ));
+        }
+    }
+    svc.live_target_groups.clear();
+    Ok(())
+}
+
 fn missing(name: &str) -> Error {
     Error::invalid(
         format!("loadBalancers.advancedConfiguration.{name}"),
