@@ -110,7 +110,7 @@ async fn describe_records(ctx: &Ctx, arns: &[String], kind: &str, field: &str, o
     output(json!({ out_field: found, "failures": failures }))
 }
 
-/// The service and deployment id of deployment record `record`, and the service's key.
+/// The service of deployment record `record`, and the deployment's id in it.
 async fn service_of(ctx: &Ctx, record: &Value) -> Result<Option<(Versioned<Service>, String)>> {
     let service_arn = record["serviceArn"].as_str().unwrap_or_default();
     let (cluster, name) = super::split_ref(ctx, service_arn, "service", "serviceDeploymentArn")?;
