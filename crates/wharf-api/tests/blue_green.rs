@@ -369,3 +369,40 @@ async fn back_to_rolling_registers_where_production_is_and_not_in_the_middle_of_
     assert!(svc.live_target_groups.is_empty());
     assert_eq!(svc.deployment_configuration.strategy(), wharf_types::ecs::DeploymentStrategy::Rolling);
 }
+
+#[tokio::test]
+async fn a_rollback_in_the_bake_gives_production_back_to_blue_and_the_next_deployment_uses_the_other_group() {
+    let ctx = world().await;
+    let scheduler = ServiceScheduler::new(ctx.db.clone()).with_minute(Duration::from_millis(20));
+    ecs(
+        &ctx,
+        "CreateService",
+        json!({"cluster": CLUSTER, "serviceName": "s", "taskDefinition": "web", "desiredCount": 1,
+               "loadBalancers": load_balancers(), "deploymentConfiguration": {"strategy": "BLUE_GREEN",
+               "bakeTimeInMinutes": 1000}}),
+    )
+    .await
+    .unwrap();
+    let mut port = 32768;
+    drive(&ctx, &scheduler, &mut port).await;
+    ecs(&ctx, "UpdateService", json!({"cluster": CLUSTER, "service": "s", "forceNewDeployment": true})).await.unwrap();
+    for _ in 0..100 {
+        scheduler.activate().await;
+        play(&ctx, &mut port).await;
+        if service(&ctx).await.deployments[0].shift.as_ref().is_some_and(|s| s.stage == LifecycleStage::BakeTime) {
+            break;
+        }
+    }
+    assert_eq!(weights(&ctx).await, vec![("web-a".into(), 0), ("web-b".into(), 100)]);
+    let svc = service(&ctx).await;
+    let arn = wharf_core::deployments::deployment_arn(&ctx, &svc, &svc.deployments[0].id);
+    ecs(&ctx, "StopServiceDeployment", json!({"serviceDeploymentArn": arn, "stopType": "ROLLBACK"})).await.unwrap();
+    scheduler.activate().await;
+    assert_eq!(weights(&ctx).await, vec![("web-a".into(), 100), ("web-b".into(), 0)]);
+    assert_eq!(service(&ctx).await.live_target_groups, vec![tg_arn("web-a")]);
+    drive(&ctx, &scheduler, &mut port).await;
+    // The next deployment's green goes to web-b, not into the group production is on.
+    ecs(&ctx, "UpdateService", json!({"cluster": CLUSTER, "service": "s", "forceNewDeployment": true})).await.unwrap();
+    let svc = service(&ctx).await;
+    assert_eq!(svc.deployments[0].load_balancers[0]["targetGroupArn"], json!(tg_arn("web-b")));
+}

@@ -238,6 +238,15 @@ fn green_groups(w: &World) -> Vec<String> {
         .collect()
 }
 
+/// Blue's target group of each `loadBalancers` entry: the other of green's pair.
+fn blue_groups(w: &World) -> Vec<String> {
+    let Some(p) = w.svc.deployments.iter().find(|d| d.id == w.primary_id) else { return vec![] };
+    p.load_balancers
+        .iter()
+        .filter_map(|lb| traffic::other_group(lb, lb.get("targetGroupArn")?.as_str()?).map(str::to_string))
+        .collect()
+}
+
 /// Writes the production and test rules' weights for `shift` (with the service, in one
 /// transaction); a rule already weighted so is left alone. Returns whether one is written.
 async fn sync_rules(ctx: &Scoped, w: &World, shift: &TrafficShift, out: &mut Activation) -> Result<bool, Error> {
@@ -274,6 +283,11 @@ async fn rollback(
     shift.test_weight = 0.0;
     shift.rollback = Some(reason.to_string());
     sync_rules(ctx, w, &shift, out).await?;
+    // Production is blue's again (the shift may already have called it green's).
+    let blue_groups = blue_groups(w);
+    if !blue_groups.is_empty() {
+        w.svc.live_target_groups = blue_groups;
+    }
     let (now, green_id) = (w.now, w.primary_id.clone());
     let name = w.svc.service_name.clone();
     set_shift(w, shift);
