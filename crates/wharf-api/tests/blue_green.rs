@@ -406,3 +406,42 @@ async fn a_rollback_in_the_bake_gives_production_back_to_blue_and_the_next_deplo
     let svc = service(&ctx).await;
     assert_eq!(svc.deployments[0].load_balancers[0]["targetGroupArn"], json!(tg_arn("web-b")));
 }
+
+#[tokio::test]
+async fn the_load_balancers_of_a_shifting_service_keep_the_group_production_is_on() {
+    let ctx = world().await;
+    let scheduler = ServiceScheduler::new(ctx.db.clone()).with_minute(Duration::from_millis(20));
+    ecs(
+        &ctx,
+        "CreateService",
+        json!({"cluster": CLUSTER, "serviceName": "s", "taskDefinition": "web", "desiredCount": 1,
+               "loadBalancers": load_balancers(), "deploymentConfiguration": {"strategy": "BLUE_GREEN"}}),
+    )
+    .await
+    .unwrap();
+    let mut port = 32768;
+    drive(&ctx, &scheduler, &mut port).await;
+    // Production is on web-a: a pair without it is refused, the same pair swapped is fine.
+    let mut swapped = load_balancers();
+    swapped[0]["targetGroupArn"] = json!(tg_arn("web-b"));
+    swapped[0]["advancedConfiguration"]["alternateTargetGroupArn"] = json!(tg_arn("web-a"));
+    ecs(&ctx, "UpdateService", json!({"cluster": CLUSTER, "service": "s", "loadBalancers": swapped})).await.unwrap();
+    let web_c = TargetGroup {
+        target_group_arn: tg_arn("web-c"),
+        target_group_name: "web-c".into(),
+        protocol: "HTTP".into(),
+        port: Some(80),
+        target_type: "instance".into(),
+        ..Default::default()
+    };
+    put(&ctx, &elb::keys::target_group(ACCOUNT, REGION, "web-c"), &web_c).await;
+    let mut elsewhere = load_balancers();
+    elsewhere[0]["targetGroupArn"] = json!(tg_arn("web-b"));
+    elsewhere[0]["advancedConfiguration"]["alternateTargetGroupArn"] = json!(tg_arn("web-c"));
+    let e = ecs(&ctx, "UpdateService", json!({"cluster": CLUSTER, "service": "s", "loadBalancers": elsewhere}))
+        .await
+        .unwrap_err();
+    // Refused (the production rule still forwards to web-a, and production is on it).
+    assert!(e.to_string().contains("web-a"), "{e}");
+    assert_eq!(service(&ctx).await.load_balancers[0]["targetGroupArn"], json!(tg_arn("web-b")));
+}

@@ -587,7 +587,7 @@ pub async fn update(ctx: &Ctx, v: Value) -> Result<Value> {
                 doc.deployment_controller = Some(c);
             }
             strategies::check_load_balancers(ctx, &doc.deployment_configuration, &doc.load_balancers).await?;
-            strategies::leave_shifting(&mut doc)?;
+            strategies::check_live_groups(&mut doc)?;
             let shifting = doc.deployments.iter().any(|d| {
                 d.status == DeploymentStatus::Primary
                     && d.shift.is_some()

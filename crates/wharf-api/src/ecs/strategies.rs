@@ -235,12 +235,32 @@ pub(super) async fn check_load_balancers(ctx: &Ctx, dc: &DeploymentConfiguration
     Ok(())
 }
 
-/// A service going back to ROLLING from a strategy that shifts traffic: its new deployments
-/// register in each entry's `targetGroupArn`, so that must be the group production traffic
-/// is on (the last shift may have left it on the alternate). Then the record of which group
-/// is live is no longer needed.
-pub(super) fn leave_shifting(svc: &mut wharf_types::ecs::Service) -> Result<()> {
-    if svc.deployment_configuration.shifts_traffic() || svc.live_target_groups.is_empty() {
+/// The load balancers of a service whose production traffic a shift left on known groups
+/// (`live_target_groups`) must keep serving it. Still shifting: each entry's pair holds its
+/// live group (the next green starts in the other). Back to ROLLING: new deployments
+/// register in each entry's `targetGroupArn`, so that must be the live group; then the record
+/// of which group is live is no longer needed.
+pub(super) fn check_live_groups(svc: &mut wharf_types::ecs::Service) -> Result<()> {
+    if svc.live_target_groups.is_empty() {
+        return Ok(());
+    }
+    if svc.load_balancers.len() != svc.live_target_groups.len() {
+        return Err(Error::invalid(
+            "loadBalancers",
+            "The load balancers of a service that shifted traffic keep their number: production traffic is on the groups of the last deployment.",
+        ));
+    }
+    if svc.deployment_configuration.shifts_traffic() {
+        for (lb, live) in svc.load_balancers.iter().zip(&svc.live_target_groups) {
+            if traffic::target_group_pair(lb).is_none_or(|(a, b)| a != live && b != live) {
+                return Err(Error::invalid(
+                    "loadBalancers.targetGroupArn",
+                    format!(
+                        "Production traffic is on {live} since the last deployment: it must stay the targetGroupArn or alternateTargetGroupArn of its entry."
+                    ),
+                ));
+            }
+        }
         return Ok(());
     }
     for (lb, live) in svc.load_balancers.iter().zip(&svc.live_target_groups) {
