@@ -35,7 +35,7 @@ impl Reconciler for EcrLifecycle {
         let mut status = Status::default();
         let repos = match self.db.list::<Repository>("/ecr/repo/").await {
             Ok(r) => r,
-            Err(e) => return Status { changed: 0, errors: vec![e.to_string()] },
+            Err(e) => return Status { changed: 0, errors: vec![e.to_string()], ..Default::default() },
         };
         for repo in repos.iter().filter(|r| r.doc.lifecycle_policy.is_some()) {
             match wharf_core::ecr::expire(&self.db, &repo.key, &repo.doc).await {

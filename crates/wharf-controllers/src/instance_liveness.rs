@@ -124,8 +124,8 @@ impl Reconciler for InstanceLiveness {
     }
     async fn activate(&self) -> Status {
         match self.check().await {
-            Ok(changed) => Status { changed, errors: vec![] },
-            Err(e) => Status { changed: 0, errors: vec![e.to_string()] },
+            Ok(changed) => Status { changed, errors: vec![], ..Default::default() },
+            Err(e) => Status { changed: 0, errors: vec![e.to_string()], ..Default::default() },
         }
     }
 }

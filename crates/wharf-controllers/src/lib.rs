@@ -81,6 +81,9 @@ impl Running {
 pub struct Status {
     pub changed: usize,
     pub errors: Vec<String>,
+    /// Activate again after this long even if nothing changes (a timer falls due sooner
+    /// than the period: a bake ends, a traffic step is due).
+    pub wake_after: Option<Duration>,
 }
 
 /// A reconciler: one idempotent step toward the desired state.
@@ -132,9 +135,11 @@ pub async fn drive<R: Reconciler, S: Store + Clone>(r: R, store: S, mut shutdown
             let ms = began.elapsed().as_millis() as u64;
             tracing::info!(reconciler = r.name(), changed = status.changed, errors = ?status.errors, ms, "activation");
         }
+        let due = status.wake_after.unwrap_or(Duration::MAX).min(r.period());
         tokio::select! {
             _ = shutdown.changed() => return,
             _ = ticker.tick() => {}
+            _ = tokio::time::sleep(due), if due < r.period() => {}
             Some(()) = wake.recv() => {
                 let settle = r.settle();
                 if !settle.is_zero() {
@@ -147,5 +152,45 @@ pub async fn drive<R: Reconciler, S: Store + Clone>(r: R, store: S, mut shutdown
                 }
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+
+    /// Counts its activations; the first three ask to be woken again after 10 ms.
+    struct Timer(Arc<AtomicUsize>);
+
+    impl Reconciler for Timer {
+        fn name(&self) -> &'static str {
+            "timer"
+        }
+        fn watch_prefixes(&self) -> Vec<String> {
+            vec![]
+        }
+        fn period(&self) -> Duration {
+            Duration::from_secs(3600)
+        }
+        async fn activate(&self) -> Status {
+            let n = self.0.fetch_add(1, Ordering::SeqCst);
+            Status { wake_after: (n < 3).then(|| Duration::from_millis(10)), ..Default::default() }
+        }
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_timer_due_before_the_period_wakes_the_reconciler_then() {
+        let count = Arc::new(AtomicUsize::new(0));
+        let store = wharf_store::SqliteStore::open_in_memory().unwrap();
+        let (tx, rx) = watch::channel(false);
+        let task = tokio::spawn(drive(Timer(count.clone()), store, rx));
+        // The start and the interval's immediate first tick, then two more on the timers
+        // (the fourth asks for none) — and nothing more for the rest of the hour's period.
+        tokio::time::sleep(Duration::from_secs(60)).await;
+        assert_eq!(count.load(Ordering::SeqCst), 4);
+        tx.send(true).unwrap();
+        task.await.unwrap();
     }
 }

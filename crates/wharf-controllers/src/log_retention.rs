@@ -31,8 +31,8 @@ impl Reconciler for LogRetention {
     }
     async fn activate(&self) -> Status {
         match self.logs.purge_expired(now_ms()).await {
-            Ok(n) => Status { changed: n as usize, errors: vec![] },
-            Err(e) => Status { changed: 0, errors: vec![e.to_string()] },
+            Ok(n) => Status { changed: n as usize, errors: vec![], ..Default::default() },
+            Err(e) => Status { changed: 0, errors: vec![e.to_string()], ..Default::default() },
         }
     }
 }

@@ -82,6 +82,26 @@ pub(super) async fn advance(ctx: &Scoped, w: &mut World, out: &mut Activation, m
     Ok(moved)
 }
 
+/// When the shift of `svc`'s PRIMARY deployment next has something to do that only time
+/// brings (a step's or the bake's end, blue's stop after the settle, a hook's timeout), as
+/// epoch seconds.
+pub(super) fn next_due(svc: &wharf_types::ecs::Service, minute: f64) -> Option<f64> {
+    let p = svc.deployments.iter().find(|d| d.status == DeploymentStatus::Primary)?;
+    let shift = p.shift.as_ref().filter(|_| p.rollout_state == Some(RolloutState::InProgress))?;
+    let dc = &svc.deployment_configuration;
+    let stage = match shift.stage {
+        LifecycleStage::ProductionTrafficShift => {
+            let steps = dc.traffic_steps();
+            shift.steps_done.checked_sub(1).and_then(|i| steps.get(i)).map(|(_, bake)| shift.step_at + bake * minute)
+        }
+        LifecycleStage::BakeTime => Some(shift.stage_started_at + dc.bake_time_in_minutes.unwrap_or(0) as f64 * minute),
+        LifecycleStage::CleanUp => Some(shift.stage_started_at + SETTLE_SECS),
+        _ => None,
+    };
+    let hooks = shift.hooks.iter().filter(|h| h.status == HookStatus::AwaitingAction).map(|h| h.expires_at);
+    stage.into_iter().chain(hooks).reduce(f64::min)
+}
+
 /// Enters the stage after the current one (false after CLEAN_UP).
 fn advance_stage(w: &World, shift: &mut TrafficShift, now: f64, out: &mut Activation) -> bool {
     let Some(next) = shift.stage.next() else { return false };

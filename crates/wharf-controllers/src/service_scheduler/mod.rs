@@ -62,16 +62,24 @@ impl ServiceScheduler {
         ServiceScheduler { minute: minute.as_secs_f64(), ..self }
     }
 
-    async fn run(&self) -> (usize, Vec<String>) {
+    /// One pass over every service: how many changed, the errors, and when the earliest
+    /// deployment timer falls due (epoch seconds).
+    async fn run(&self) -> (usize, Vec<String>, Option<f64>) {
         let mut changed = 0;
         let mut errors = vec![];
+        let mut due: Option<f64> = None;
+        let now = wharf_types::now();
         let services = match self.db.list::<Service>(&all_of_kind("service")).await {
             Ok(s) => s,
-            Err(e) => return (0, vec![e.to_string()]),
+            Err(e) => return (0, vec![e.to_string()], None),
         };
         for s in services {
             if s.doc.status == ServiceStatus::Inactive {
                 continue;
+            }
+            // Only timers still ahead: one that has passed is acted on in this pass.
+            if let Some(d) = blue_green::next_due(&s.doc, self.minute).filter(|d| *d > now) {
+                due = Some(due.map_or(d, |x: f64| x.min(d)));
             }
             let Some(scope) = scope_of_key(&s.key) else { continue };
             match reconcile(&Scoped::new(scope, self.db.clone()), s, self.minute).await {
@@ -80,7 +88,7 @@ impl ServiceScheduler {
                 Err(e) => errors.push(e.to_string()),
             }
         }
-        (changed, errors)
+        (changed, errors, due)
     }
 }
 
@@ -585,7 +593,11 @@ impl Reconciler for ServiceScheduler {
         Duration::from_millis(50)
     }
     async fn activate(&self) -> Status {
-        let (changed, errors) = self.run().await;
-        Status { changed, errors }
+        let (changed, errors, due) = self.run().await;
+        // A timer due before the next period wakes the scheduler then (a little after, so
+        // it has passed), not up to a period late.
+        let wake_after =
+            due.map(|d| Duration::from_secs_f64((d - wharf_types::now()).max(0.0)) + Duration::from_millis(20));
+        Status { changed, errors, wake_after }
     }
 }
