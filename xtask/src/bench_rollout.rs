@@ -362,12 +362,14 @@ async fn measure(conn: &mut Conn, endpoint: &Endpoint, args: &Args, loader: &Pat
         runs[0].p99 / runs[1].p99.max(f64::MIN_POSITIVE),
     );
     // The timers' floor: a new target is healthy after its second passing check, 5 s after
-    // the first (made at registration); the old ones then drain for the 5 s deregistration
-    // delay — for blue/green after the 1 s the rules are given to settle.
-    let floor = 5.0 + 5.0 + if blue_green { 1.0 } else { 0.0 };
+    // the first (made at registration); the old ones then drain for up to the 5 s
+    // deregistration delay (the data plane removes an idle one sooner) — for blue/green after
+    // the 1 s the rules are given to settle.
+    let settle = if blue_green { 1.0 } else { 0.0 };
+    let (floor_low, floor_high) = (5.0 + settle, 5.0 + settle + 5.0);
     let shown: Vec<String> = durations.iter().map(|d| format!("{d:.1} s")).collect();
     println!(
-        "UpdateService → deployment done (every new task healthy, old ones gone): {} (timers' floor {floor:.0} s, plus starting the containers)",
+        "UpdateService → deployment done (every new task healthy, old ones gone): {} (timers' floor {floor_low:.0}–{floor_high:.0} s, plus starting the containers)",
         shown.join(", ")
     );
     for r in runs.iter().filter(|r| r.failed > 0) {
