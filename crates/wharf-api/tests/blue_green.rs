@@ -445,3 +445,46 @@ async fn the_load_balancers_of_a_shifting_service_keep_the_group_production_is_o
     assert!(e.to_string().contains("web-a"), "{e}");
     assert_eq!(service(&ctx).await.load_balancers[0]["targetGroupArn"], json!(tg_arn("web-b")));
 }
+
+#[tokio::test]
+async fn a_deployment_replacing_an_unfinished_first_one_keeps_its_tasks_as_blue() {
+    let ctx = world().await;
+    let scheduler = ServiceScheduler::new(ctx.db.clone()).with_minute(Duration::from_millis(20));
+    ecs(
+        &ctx,
+        "CreateService",
+        json!({"cluster": CLUSTER, "serviceName": "s", "taskDefinition": "web", "desiredCount": 2,
+               "loadBalancers": load_balancers(), "deploymentConfiguration": {"strategy": "BLUE_GREEN"}}),
+    )
+    .await
+    .unwrap();
+    // The first deployment's tasks run, registered in web-a, not yet healthy.
+    scheduler.activate().await;
+    let mut port = 32768;
+    for t in tasks(&ctx).await {
+        ecs(
+            &ctx,
+            "SubmitTaskStateChange",
+            json!({"cluster": CLUSTER, "task": t.task_arn, "status": "RUNNING", "containers": [
+                {"containerName": "web", "status": "RUNNING", "runtimeId": "x",
+                 "networkBindings": [{"bindIP": "0.0.0.0", "containerPort": 8080, "hostPort": port, "protocol": "tcp"}]}]}),
+        )
+        .await
+        .unwrap();
+        port += 1;
+    }
+    scheduler.activate().await;
+    let first = service(&ctx).await.deployments[0].clone();
+    assert_eq!(first.running_count, 2);
+    ecs(&ctx, "UpdateService", json!({"cluster": CLUSTER, "service": "s", "forceNewDeployment": true})).await.unwrap();
+    let svc = service(&ctx).await;
+    assert_eq!(svc.deployments[0].shift.as_ref().unwrap().blue.as_deref(), Some(first.id.as_str()));
+    assert_eq!(svc.deployments[0].load_balancers[0]["targetGroupArn"], json!(tg_arn("web-b")));
+    for _ in 0..5 {
+        scheduler.activate().await;
+    }
+    // Its tasks keep serving (production is routed to them) until the new one's CLEAN_UP.
+    let kept = tasks(&ctx).await.into_iter().filter(|t| t.started_by.as_deref() == Some(first.id.as_str()));
+    assert!(kept.into_iter().all(|t| t.desired_status == TaskStatus::Running));
+    assert_eq!(weights(&ctx).await, vec![("web-a".into(), 100), ("web-b".into(), 0)]);
+}

@@ -41,13 +41,13 @@ pub async fn start(
     let mut dep = new_deployment(svc, td, now);
     if shifts_traffic(svc) {
         // Blue: what serves production now — the PRIMARY deployment once it completed, else
-        // the one it was replacing.
+        // the one it was replacing, else (it replaced nothing: a service's first deployment,
+        // still in progress) the PRIMARY itself while it has tasks.
         let blue = svc.deployments.iter().find(|d| d.status == DeploymentStatus::Primary).and_then(|p| {
             if p.rollout_state == Some(RolloutState::Completed) {
-                Some(p.id.clone())
-            } else {
-                p.shift.as_ref().and_then(|s| s.blue.clone())
+                return Some(p.id.clone());
             }
+            p.shift.as_ref().and_then(|s| s.blue.clone()).or_else(|| (p.running_count > 0).then(|| p.id.clone()))
         });
         dep.load_balancers = green_load_balancers(svc);
         dep.shift = Some(TrafficShift {
