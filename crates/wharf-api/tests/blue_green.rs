@@ -460,8 +460,7 @@ async fn a_deployment_replacing_an_unfinished_first_one_keeps_its_tasks_as_blue(
     .unwrap();
     // The first deployment's tasks run, registered in web-a, not yet healthy.
     scheduler.activate().await;
-    let mut port = 32768;
-    for t in tasks(&ctx).await {
+    for (port, t) in (32768..).zip(tasks(&ctx).await) {
         ecs(
             &ctx,
             "SubmitTaskStateChange",
@@ -471,7 +470,6 @@ async fn a_deployment_replacing_an_unfinished_first_one_keeps_its_tasks_as_blue(
         )
         .await
         .unwrap();
-        port += 1;
     }
     scheduler.activate().await;
     let first = service(&ctx).await.deployments[0].clone();
