@@ -166,6 +166,52 @@ fn load_balancers() -> Value {
                                       "roleArn": "arn:aws:iam::123456789012:role/ecs"}}])
 }
 
+/// The scheduler, with AWS's minute lasting 20 ms (a 1-minute bake is 20 ms).
+fn scheduler(ctx: &Ctx) -> ServiceScheduler {
+    ServiceScheduler::new(ctx.db.clone()).with_minute(Duration::from_millis(20))
+}
+
+/// CreateService `s` of `count` tasks behind the two groups, deploying with `config`.
+async fn create(ctx: &Ctx, count: i64, config: Value) {
+    ecs(
+        ctx,
+        "CreateService",
+        json!({"cluster": CLUSTER, "serviceName": "s", "taskDefinition": "web", "desiredCount": count,
+               "loadBalancers": load_balancers(), "deploymentConfiguration": config}),
+    )
+    .await
+    .unwrap();
+}
+
+async fn force_new_deployment(ctx: &Ctx) {
+    ecs(ctx, "UpdateService", json!({"cluster": CLUSTER, "service": "s", "forceNewDeployment": true})).await.unwrap();
+}
+
+/// Activations, with the agent and data plane played between them, until `done` holds for
+/// the service and the production rule's weights (at most 100).
+async fn play_until(
+    ctx: &Ctx,
+    scheduler: &ServiceScheduler,
+    port: &mut u16,
+    done: impl Fn(&Service, &[(String, u32)]) -> bool,
+) {
+    for _ in 0..100 {
+        scheduler.activate().await;
+        play(ctx, port).await;
+        if done(&service(ctx).await, &weights(ctx).await) {
+            return;
+        }
+    }
+}
+
+fn in_stage(svc: &Service, stage: LifecycleStage) -> bool {
+    svc.deployments[0].shift.as_ref().is_some_and(|s| s.stage == stage)
+}
+
+fn split(a: u32, b: u32) -> Vec<(String, u32)> {
+    vec![("web-a".into(), a), ("web-b".into(), b)]
+}
+
 /// Activations (with the agent and data plane played between them) until the service's
 /// deployment completes; checks the shift's invariants after each. Returns the stages seen
 /// and green's production weights in order.
@@ -210,25 +256,18 @@ async fn drive(ctx: &Ctx, scheduler: &ServiceScheduler, port: &mut u16) -> (Vec<
 async fn a_linear_deployment_walks_the_stages_moves_weights_in_steps_and_swaps_the_groups() {
     let ctx = world().await;
     // AWS's minute lasts 20 ms: a 1-minute step bake is 20 ms.
-    let scheduler = ServiceScheduler::new(ctx.db.clone()).with_minute(Duration::from_millis(20));
+    let scheduler = scheduler(&ctx);
     let config = json!({"strategy": "LINEAR", "bakeTimeInMinutes": 1,
                         "linearConfiguration": {"stepPercent": 50.0, "stepBakeTimeInMinutes": 1}});
-    ecs(
-        &ctx,
-        "CreateService",
-        json!({"cluster": CLUSTER, "serviceName": "s", "taskDefinition": "web", "desiredCount": 2,
-               "loadBalancers": load_balancers(), "deploymentConfiguration": config}),
-    )
-    .await
-    .unwrap();
+    create(&ctx, 2, config).await;
     let mut port = 32768;
     // The first deployment has no blue: one step.
     let (_, first) = drive(&ctx, &scheduler, &mut port).await;
     assert_eq!(first, vec![0, 100]);
-    assert_eq!(weights(&ctx).await, vec![("web-a".into(), 100), ("web-b".into(), 0)]);
+    assert_eq!(weights(&ctx).await, split(100, 0));
     assert_eq!(service(&ctx).await.live_target_groups, vec![tg_arn("web-a")]);
 
-    ecs(&ctx, "UpdateService", json!({"cluster": CLUSTER, "service": "s", "forceNewDeployment": true})).await.unwrap();
+    force_new_deployment(&ctx).await;
     let (stages, steps) = drive(&ctx, &scheduler, &mut port).await;
     use LifecycleStage::*;
     for s in [ScaleUp, ProductionTrafficShift, BakeTime, CleanUp] {
@@ -236,7 +275,7 @@ async fn a_linear_deployment_walks_the_stages_moves_weights_in_steps_and_swaps_t
     }
     assert_eq!(steps, vec![0, 50, 100]);
     // Green was web-b; production is web-b's now, and the next deployment starts in web-a.
-    assert_eq!(weights(&ctx).await, vec![("web-a".into(), 0), ("web-b".into(), 100)]);
+    assert_eq!(weights(&ctx).await, split(0, 100));
     let svc = service(&ctx).await;
     assert_eq!(svc.live_target_groups, vec![tg_arn("web-b")]);
     let live: Vec<Task> = tasks(&ctx).await.into_iter().filter(|t| t.desired_status == TaskStatus::Running).collect();
@@ -253,28 +292,13 @@ async fn a_linear_deployment_walks_the_stages_moves_weights_in_steps_and_swaps_t
 #[tokio::test]
 async fn a_service_deleted_in_the_middle_of_a_shift_stops_blue_and_green() {
     let ctx = world().await;
-    let scheduler = ServiceScheduler::new(ctx.db.clone()).with_minute(Duration::from_millis(20));
-    ecs(
-        &ctx,
-        "CreateService",
-        json!({"cluster": CLUSTER, "serviceName": "s", "taskDefinition": "web", "desiredCount": 2,
-               "loadBalancers": load_balancers(), "deploymentConfiguration": {"strategy": "BLUE_GREEN",
-               "bakeTimeInMinutes": 1000}}),
-    )
-    .await
-    .unwrap();
+    let scheduler = scheduler(&ctx);
+    create(&ctx, 2, json!({"strategy": "BLUE_GREEN", "bakeTimeInMinutes": 1000})).await;
     let mut port = 32768;
     drive(&ctx, &scheduler, &mut port).await;
-    ecs(&ctx, "UpdateService", json!({"cluster": CLUSTER, "service": "s", "forceNewDeployment": true})).await.unwrap();
+    force_new_deployment(&ctx).await;
     // Into the bake: four tasks run, two of each revision.
-    for _ in 0..100 {
-        scheduler.activate().await;
-        play(&ctx, &mut port).await;
-        let svc = service(&ctx).await;
-        if svc.deployments[0].shift.as_ref().is_some_and(|s| s.stage == LifecycleStage::BakeTime) {
-            break;
-        }
-    }
+    play_until(&ctx, &scheduler, &mut port, |svc, _| in_stage(svc, LifecycleStage::BakeTime)).await;
     let running = tasks(&ctx).await.into_iter().filter(|t| t.desired_status == TaskStatus::Running).count();
     assert_eq!(running, 4);
     ecs(&ctx, "DeleteService", json!({"cluster": CLUSTER, "service": "s", "force": true})).await.unwrap();
@@ -289,51 +313,32 @@ async fn a_service_deleted_in_the_middle_of_a_shift_stops_blue_and_green() {
 #[tokio::test]
 async fn a_deployment_started_mid_shift_returns_traffic_to_blue_and_replaces_the_superseded_green() {
     let ctx = world().await;
-    let scheduler = ServiceScheduler::new(ctx.db.clone()).with_minute(Duration::from_millis(20));
+    let scheduler = scheduler(&ctx);
     let config = json!({"strategy": "LINEAR", "linearConfiguration": {"stepPercent": 50.0,
                         "stepBakeTimeInMinutes": 1000}});
-    ecs(
-        &ctx,
-        "CreateService",
-        json!({"cluster": CLUSTER, "serviceName": "s", "taskDefinition": "web", "desiredCount": 2,
-               "loadBalancers": load_balancers(), "deploymentConfiguration": config}),
-    )
-    .await
-    .unwrap();
+    create(&ctx, 2, config).await;
     let mut port = 32768;
     drive(&ctx, &scheduler, &mut port).await;
     let blue: Vec<String> = tasks(&ctx).await.into_iter().map(|t| t.task_arn).collect();
-    ecs(&ctx, "UpdateService", json!({"cluster": CLUSTER, "service": "s", "forceNewDeployment": true})).await.unwrap();
+    force_new_deployment(&ctx).await;
     // To the first step: half of production on web-b, where the long step bake holds it.
-    for _ in 0..100 {
-        scheduler.activate().await;
-        play(&ctx, &mut port).await;
-        if weights(&ctx).await == vec![("web-a".into(), 50), ("web-b".into(), 50)] {
-            break;
-        }
-    }
-    assert_eq!(weights(&ctx).await, vec![("web-a".into(), 50), ("web-b".into(), 50)]);
+    play_until(&ctx, &scheduler, &mut port, |_, w| w == split(50, 50)).await;
+    assert_eq!(weights(&ctx).await, split(50, 50));
     let superseded: Vec<String> =
         tasks(&ctx).await.into_iter().map(|t| t.task_arn).filter(|a| !blue.contains(a)).collect();
     assert_eq!(superseded.len(), 2);
-    ecs(&ctx, "UpdateService", json!({"cluster": CLUSTER, "service": "s", "forceNewDeployment": true})).await.unwrap();
+    force_new_deployment(&ctx).await;
     scheduler.activate().await;
     // At once: production all blue's again; nothing stopped in the activation that moved it.
-    assert_eq!(weights(&ctx).await, vec![("web-a".into(), 100), ("web-b".into(), 0)]);
+    assert_eq!(weights(&ctx).await, split(100, 0));
     assert!(tasks(&ctx).await.iter().all(|t| t.desired_status == TaskStatus::Running));
     scheduler.activate().await;
     let all = tasks(&ctx).await;
     assert!(all.iter().filter(|t| superseded.contains(&t.task_arn)).all(|t| t.desired_status == TaskStatus::Stopped));
     assert!(all.iter().filter(|t| blue.contains(&t.task_arn)).all(|t| t.desired_status == TaskStatus::Running));
     // The newest deployment goes on in web-b from zero.
-    for _ in 0..100 {
-        scheduler.activate().await;
-        play(&ctx, &mut port).await;
-        if weights(&ctx).await == vec![("web-a".into(), 50), ("web-b".into(), 50)] {
-            break;
-        }
-    }
-    assert_eq!(weights(&ctx).await, vec![("web-a".into(), 50), ("web-b".into(), 50)]);
+    play_until(&ctx, &scheduler, &mut port, |_, w| w == split(50, 50)).await;
+    assert_eq!(weights(&ctx).await, split(50, 50));
     let svc = service(&ctx).await;
     assert_eq!(svc.deployments[0].load_balancers[0]["targetGroupArn"], json!(tg_arn("web-b")));
 }
@@ -341,18 +346,11 @@ async fn a_deployment_started_mid_shift_returns_traffic_to_blue_and_replaces_the
 #[tokio::test]
 async fn back_to_rolling_registers_where_production_is_and_not_in_the_middle_of_a_shift() {
     let ctx = world().await;
-    let scheduler = ServiceScheduler::new(ctx.db.clone()).with_minute(Duration::from_millis(20));
-    ecs(
-        &ctx,
-        "CreateService",
-        json!({"cluster": CLUSTER, "serviceName": "s", "taskDefinition": "web", "desiredCount": 1,
-               "loadBalancers": load_balancers(), "deploymentConfiguration": {"strategy": "BLUE_GREEN"}}),
-    )
-    .await
-    .unwrap();
+    let scheduler = scheduler(&ctx);
+    create(&ctx, 1, json!({"strategy": "BLUE_GREEN"})).await;
     let mut port = 32768;
     drive(&ctx, &scheduler, &mut port).await;
-    ecs(&ctx, "UpdateService", json!({"cluster": CLUSTER, "service": "s", "forceNewDeployment": true})).await.unwrap();
+    force_new_deployment(&ctx).await;
     scheduler.activate().await;
     let rolling = |tg: &str| {
         json!({"cluster": CLUSTER, "service": "s", "deploymentConfiguration": {"strategy": "ROLLING"},
@@ -373,36 +371,22 @@ async fn back_to_rolling_registers_where_production_is_and_not_in_the_middle_of_
 #[tokio::test]
 async fn a_rollback_in_the_bake_gives_production_back_to_blue_and_the_next_deployment_uses_the_other_group() {
     let ctx = world().await;
-    let scheduler = ServiceScheduler::new(ctx.db.clone()).with_minute(Duration::from_millis(20));
-    ecs(
-        &ctx,
-        "CreateService",
-        json!({"cluster": CLUSTER, "serviceName": "s", "taskDefinition": "web", "desiredCount": 1,
-               "loadBalancers": load_balancers(), "deploymentConfiguration": {"strategy": "BLUE_GREEN",
-               "bakeTimeInMinutes": 1000}}),
-    )
-    .await
-    .unwrap();
+    let scheduler = scheduler(&ctx);
+    create(&ctx, 1, json!({"strategy": "BLUE_GREEN", "bakeTimeInMinutes": 1000})).await;
     let mut port = 32768;
     drive(&ctx, &scheduler, &mut port).await;
-    ecs(&ctx, "UpdateService", json!({"cluster": CLUSTER, "service": "s", "forceNewDeployment": true})).await.unwrap();
-    for _ in 0..100 {
-        scheduler.activate().await;
-        play(&ctx, &mut port).await;
-        if service(&ctx).await.deployments[0].shift.as_ref().is_some_and(|s| s.stage == LifecycleStage::BakeTime) {
-            break;
-        }
-    }
-    assert_eq!(weights(&ctx).await, vec![("web-a".into(), 0), ("web-b".into(), 100)]);
+    force_new_deployment(&ctx).await;
+    play_until(&ctx, &scheduler, &mut port, |svc, _| in_stage(svc, LifecycleStage::BakeTime)).await;
+    assert_eq!(weights(&ctx).await, split(0, 100));
     let svc = service(&ctx).await;
     let arn = wharf_core::deployments::deployment_arn(&ctx, &svc, &svc.deployments[0].id);
     ecs(&ctx, "StopServiceDeployment", json!({"serviceDeploymentArn": arn, "stopType": "ROLLBACK"})).await.unwrap();
     scheduler.activate().await;
-    assert_eq!(weights(&ctx).await, vec![("web-a".into(), 100), ("web-b".into(), 0)]);
+    assert_eq!(weights(&ctx).await, split(100, 0));
     assert_eq!(service(&ctx).await.live_target_groups, vec![tg_arn("web-a")]);
     drive(&ctx, &scheduler, &mut port).await;
     // The next deployment's green goes to web-b, not into the group production is on.
-    ecs(&ctx, "UpdateService", json!({"cluster": CLUSTER, "service": "s", "forceNewDeployment": true})).await.unwrap();
+    force_new_deployment(&ctx).await;
     let svc = service(&ctx).await;
     assert_eq!(svc.deployments[0].load_balancers[0]["targetGroupArn"], json!(tg_arn("web-b")));
 }
@@ -410,15 +394,8 @@ async fn a_rollback_in_the_bake_gives_production_back_to_blue_and_the_next_deplo
 #[tokio::test]
 async fn the_load_balancers_of_a_shifting_service_keep_the_group_production_is_on() {
     let ctx = world().await;
-    let scheduler = ServiceScheduler::new(ctx.db.clone()).with_minute(Duration::from_millis(20));
-    ecs(
-        &ctx,
-        "CreateService",
-        json!({"cluster": CLUSTER, "serviceName": "s", "taskDefinition": "web", "desiredCount": 1,
-               "loadBalancers": load_balancers(), "deploymentConfiguration": {"strategy": "BLUE_GREEN"}}),
-    )
-    .await
-    .unwrap();
+    let scheduler = scheduler(&ctx);
+    create(&ctx, 1, json!({"strategy": "BLUE_GREEN"})).await;
     let mut port = 32768;
     drive(&ctx, &scheduler, &mut port).await;
     // Production is on web-a: a pair without it is refused, the same pair swapped is fine.
@@ -449,15 +426,8 @@ async fn the_load_balancers_of_a_shifting_service_keep_the_group_production_is_o
 #[tokio::test]
 async fn a_deployment_replacing_an_unfinished_first_one_keeps_its_tasks_as_blue() {
     let ctx = world().await;
-    let scheduler = ServiceScheduler::new(ctx.db.clone()).with_minute(Duration::from_millis(20));
-    ecs(
-        &ctx,
-        "CreateService",
-        json!({"cluster": CLUSTER, "serviceName": "s", "taskDefinition": "web", "desiredCount": 2,
-               "loadBalancers": load_balancers(), "deploymentConfiguration": {"strategy": "BLUE_GREEN"}}),
-    )
-    .await
-    .unwrap();
+    let scheduler = scheduler(&ctx);
+    create(&ctx, 2, json!({"strategy": "BLUE_GREEN"})).await;
     // The first deployment's tasks run, registered in web-a, not yet healthy.
     scheduler.activate().await;
     for (port, t) in (32768..).zip(tasks(&ctx).await) {
@@ -474,7 +444,7 @@ async fn a_deployment_replacing_an_unfinished_first_one_keeps_its_tasks_as_blue(
     scheduler.activate().await;
     let first = service(&ctx).await.deployments[0].clone();
     assert_eq!(first.running_count, 2);
-    ecs(&ctx, "UpdateService", json!({"cluster": CLUSTER, "service": "s", "forceNewDeployment": true})).await.unwrap();
+    force_new_deployment(&ctx).await;
     let svc = service(&ctx).await;
     assert_eq!(svc.deployments[0].shift.as_ref().unwrap().blue.as_deref(), Some(first.id.as_str()));
     assert_eq!(svc.deployments[0].load_balancers[0]["targetGroupArn"], json!(tg_arn("web-b")));
@@ -484,5 +454,5 @@ async fn a_deployment_replacing_an_unfinished_first_one_keeps_its_tasks_as_blue(
     // Its tasks keep serving (production is routed to them) until the new one's CLEAN_UP.
     let kept = tasks(&ctx).await.into_iter().filter(|t| t.started_by.as_deref() == Some(first.id.as_str()));
     assert!(kept.into_iter().all(|t| t.desired_status == TaskStatus::Running));
-    assert_eq!(weights(&ctx).await, vec![("web-a".into(), 100), ("web-b".into(), 0)]);
+    assert_eq!(weights(&ctx).await, split(100, 0));
 }

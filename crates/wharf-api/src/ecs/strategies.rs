@@ -204,9 +204,10 @@ pub(super) async fn check_load_balancers(ctx: &Ctx, dc: &DeploymentConfiguration
                 "alternateTargetGroupArn must differ from targetGroupArn.",
             ));
         }
-        let (Some(a), Some(b)) =
-            (traffic_target_group(ctx, primary).await?, traffic_target_group(ctx, alternate).await?)
-        else {
+        let (Some(a), Some(b)) = (
+            wharf_core::targets::target_group(ctx, primary).await?,
+            wharf_core::targets::target_group(ctx, alternate).await?,
+        ) else {
             return Err(Error::invalid(
                 "loadBalancers.advancedConfiguration.alternateTargetGroupArn",
                 format!("alternateTargetGroupArn: the target group {alternate} does not exist."),
@@ -283,10 +284,6 @@ fn missing(name: &str) -> Error {
         format!("loadBalancers.advancedConfiguration.{name}"),
         format!("advancedConfiguration.{name} must be specified for a deployment strategy that shifts traffic."),
     )
-}
-
-async fn traffic_target_group(ctx: &Ctx, arn: &str) -> Result<Option<wharf_types::elb::TargetGroup>> {
-    wharf_core::targets::target_group(ctx, arn).await
 }
 
 /// A rule the deployment re-weights: it exists, only forwards, and only to the pair.
