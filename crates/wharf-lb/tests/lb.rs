@@ -632,10 +632,12 @@ async fn draining_finishes_in_flight_then_removes_the_target() {
     for p in [a.port, b.port] {
         wait_for(|| async { env.health_doc("tg", p).await.is_some_and(|h| h.state == "healthy") }).await;
     }
-    // Slow requests in flight on both targets.
+    // Slow requests in flight on both targets (the listener's readiness probe may have hit
+    // one of them already).
+    let (a0, b0) = (a.hits.load(SeqCst), b.hits.load(SeqCst));
     let slow: Vec<_> =
         (0..4).map(|_| tokio::spawn(async move { http_get(port, "/slow?ms=2500", &[]).await })).collect();
-    wait_for(|| async { a.hits.load(SeqCst) >= 1 && b.hits.load(SeqCst) >= 1 }).await;
+    wait_for(|| async { a.hits.load(SeqCst) > a0 && b.hits.load(SeqCst) > b0 }).await;
     env.deregister("tg", a.port).await;
     tokio::time::sleep(Duration::from_millis(300)).await;
     let before = a.hits.load(SeqCst);
@@ -661,8 +663,10 @@ async fn draining_ends_at_the_deregistration_delay() {
     env.register("tg", a.port).await;
     let port = free_port();
     env.listener("l1", port, forward(&[("tg", 1)])).await;
+    // The listener's readiness probe may have hit the target already: wait for this request.
+    let before = a.hits.load(SeqCst);
     let slow = tokio::spawn(async move { http_get(port, "/slow?ms=8000", &[]).await });
-    wait_for(|| async { a.hits.load(SeqCst) >= 1 }).await;
+    wait_for(|| async { a.hits.load(SeqCst) > before }).await;
     env.deregister("tg", a.port).await;
     wait_for(|| async { !env.target_exists("tg", a.port).await }).await;
     assert!(!slow.is_finished(), "removed at the delay although a request was still in flight");
