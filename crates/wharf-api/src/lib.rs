@@ -28,6 +28,7 @@ macro_rules! operations {
 }
 
 pub mod agent_api;
+pub mod codedeploy;
 pub mod ecr;
 pub mod ecs;
 pub mod elb;
@@ -220,6 +221,7 @@ services! {
     ELBV2: elb, model "elbv2", Query, body KIB_256;
     SSM: ssm, model "ssm", Json, body KIB_256;
     SECRETS_MANAGER: secretsmanager, model "secretsmanager", Json, body KIB_256;
+    CODEDEPLOY: codedeploy, model "codedeploy", Json, body KIB_256;
 }
 
 // Requests that carry only settings are small: an ECS task definition is at most 64 KiB, a

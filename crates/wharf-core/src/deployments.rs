@@ -9,7 +9,8 @@ use serde_json::{Map, Value, json};
 use wharf_store::{Compare, Op, Txn};
 use wharf_types::Result;
 use wharf_types::ecs::{
-    Deployment, DeploymentControllerType, DeploymentStatus, LifecycleStage, RolloutState, Service, TrafficShift,
+    Deployment, DeploymentControllerType, DeploymentStatus, LifecycleStage, RolloutState, Service, ShiftPlan,
+    StageMark, TrafficShift,
 };
 
 /// A new deployment id: `ecs-svc/` and 19 digits, as ECS prints them.
@@ -28,8 +29,9 @@ pub fn deployment_load_balancers(d: &Deployment) -> Vec<Value> {
 /// `deployments[]`, and its history — the service revision and the deployment record, with
 /// any IN_PROGRESS record superseded or, for a rollback of `rollback_of`, marked
 /// ROLLBACK_IN_PROGRESS — is appended to `txn`, which the caller commits with the service.
-/// The one way a deployment comes to be: CreateService, UpdateService, StopServiceDeployment
-/// and the circuit breaker's rollback all go through it.
+/// The one way a deployment comes to be: CreateService, UpdateService, StopServiceDeployment,
+/// the circuit breaker's rollback and (through [`start_codedeploy`]) CodeDeploy all go
+/// through it.
 pub async fn start(
     s: &Scoped,
     svc: &mut Service,
@@ -38,8 +40,38 @@ pub async fn start(
     rollback_of: Option<&str>,
     txn: &mut Txn,
 ) -> Result<()> {
+    let shift = shifts_traffic(svc).then(|| (svc.load_balancers.clone(), None));
+    begin(s, svc, td, now, rollback_of, shift, txn).await.map(|_| ())
+}
+
+/// Starts the green deployment (task set) of CodeDeploy deployment `plan` names for a
+/// CODE_DEPLOY service: `load_balancers` are the service's with the deployment group's target
+/// group pair and listeners as `advancedConfiguration`. Returns the new deployment's id.
+pub async fn start_codedeploy(
+    s: &Scoped,
+    svc: &mut Service,
+    td: &str,
+    now: f64,
+    load_balancers: Vec<Value>,
+    plan: ShiftPlan,
+    txn: &mut Txn,
+) -> Result<String> {
+    begin(s, svc, td, now, None, Some((load_balancers, Some(plan))), txn).await
+}
+
+/// [`start`], shifting traffic when `shift` gives the load balancers (and the plan, when the
+/// service's configuration does not decide the steps).
+async fn begin(
+    s: &Scoped,
+    svc: &mut Service,
+    td: &str,
+    now: f64,
+    rollback_of: Option<&str>,
+    shift: Option<(Vec<Value>, Option<ShiftPlan>)>,
+    txn: &mut Txn,
+) -> Result<String> {
     let mut dep = new_deployment(svc, td, now);
-    if shifts_traffic(svc) {
+    if let Some((load_balancers, plan)) = shift {
         // Blue: what serves production now — the PRIMARY deployment once it completed, else
         // the one it was replacing, else (it replaced nothing: a service's first deployment,
         // still in progress) the PRIMARY itself while it has tasks.
@@ -49,7 +81,7 @@ pub async fn start(
             }
             p.shift.as_ref().and_then(|s| s.blue.clone()).or_else(|| (p.running_count > 0).then(|| p.id.clone()))
         });
-        dep.load_balancers = green_load_balancers(svc);
+        dep.load_balancers = green_load_balancers(svc, &load_balancers);
         dep.shift = Some(TrafficShift {
             stage: LifecycleStage::ReconcileService,
             stage_started_at: now,
@@ -60,6 +92,8 @@ pub async fn start(
             step_at: now,
             hooks: vec![],
             rollback: None,
+            stages: vec![StageMark { stage: LifecycleStage::ReconcileService, at: now }],
+            plan,
         });
     }
     for d in svc.deployments.iter_mut().filter(|d| d.status == DeploymentStatus::Primary) {
@@ -68,8 +102,9 @@ pub async fn start(
     }
     record(s, svc, &dep, rollback_of, txn).await?;
     svc.task_definition = Some(td.to_string());
+    let id = dep.id.clone();
     svc.deployments.insert(0, dep);
-    Ok(())
+    Ok(id)
 }
 
 /// Whether `svc` deploys by shifting traffic (BLUE_GREEN, LINEAR, CANARY with the ECS
@@ -79,13 +114,20 @@ pub fn shifts_traffic(svc: &Service) -> bool {
         && svc.deployment_controller.is_none_or(|c| c.kind == DeploymentControllerType::Ecs)
 }
 
+/// Whether CodeDeploy deploys `svc` (the CODE_DEPLOY deployment controller): its
+/// deployments are task sets, the first started by CreateService, the others by CodeDeploy
+/// deployments that shift traffic.
+pub fn by_codedeploy(svc: &Service) -> bool {
+    svc.deployment_controller.is_some_and(|c| c.kind == DeploymentControllerType::CodeDeploy)
+}
+
 /// The service's `loadBalancers` as a new deployment of a service that shifts traffic
 /// registers: in each entry's target group that does not serve production. What serves
 /// production is what the last shift moved it to, else (the first deployment after ROLLING)
 /// the group the running PRIMARY deployment registered in.
-fn green_load_balancers(svc: &Service) -> Vec<Value> {
+fn green_load_balancers(svc: &Service, load_balancers: &[Value]) -> Vec<Value> {
     let running = svc.deployments.iter().find(|d| d.status == DeploymentStatus::Primary && d.running_count > 0);
-    svc.load_balancers
+    load_balancers
         .iter()
         .enumerate()
         .map(|(i, lb)| {
@@ -312,6 +354,9 @@ pub async fn finish(
     }
     txn.compares.push(Compare::ModRevision(key.clone(), current.rev));
     txn.ops.push(Op::put(&key, encode(&doc)?));
+    if let Some(id) = dep.shift.as_ref().and_then(|s| s.codedeploy()) {
+        crate::codedeploy::finish(s, id, dep, status, reason, txn).await?;
+    }
     if status == "SUCCESSFUL" && doc.get("rollback").is_some() {
         for old in s.db.list::<Value>(&keys.service_deployments(cluster_of(svc), &svc.service_name)).await? {
             if old.doc.get("status").and_then(Value::as_str) == Some("ROLLBACK_IN_PROGRESS") {

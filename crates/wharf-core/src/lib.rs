@@ -11,6 +11,7 @@
 
 mod assignment_index;
 pub mod capacity;
+pub mod codedeploy;
 pub mod db;
 pub mod deployments;
 mod doc_cache;

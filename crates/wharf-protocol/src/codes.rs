@@ -21,6 +21,7 @@ pub fn wire_error(err: &Error, service: &str, protocol: Protocol) -> WireError {
     let elb = service == "elasticloadbalancing";
     let code = match (err, service) {
         (Error::InvalidParameter { .. }, _) if query => "ValidationError",
+        (Error::InvalidParameter { field, .. }, "codedeploy") => codedeploy_invalid(field),
         (Error::InvalidParameter { .. }, "ecs" | "logs" | "api.ecr" | "secretsmanager") => "InvalidParameterException",
         (Error::InvalidParameter { .. }, _) => "ValidationException",
         (Error::Invalid { what, .. }, _) => match what {
@@ -33,6 +34,8 @@ pub fn wire_error(err: &Error, service: &str, protocol: Protocol) -> WireError {
             Invalid::LayerPart => "InvalidLayerPartException",
             Invalid::EmptyUpload => "EmptyUploadException",
             Invalid::ImageDigest => "ImageDigestDoesNotMatchException",
+            Invalid::DeploymentCompleted => "DeploymentAlreadyCompletedException",
+            Invalid::DeploymentNotReady => "DeploymentIsNotInReadyStateException",
         },
         (Error::Serialization(_), _) if query => "MalformedInput",
         (Error::Serialization(_), _) => "SerializationException",
@@ -61,6 +64,11 @@ pub fn wire_error(err: &Error, service: &str, protocol: Protocol) -> WireError {
             Resource::Parameter => "ParameterNotFound",
             Resource::ParameterVersion => "ParameterVersionNotFound",
             Resource::Secret => "ResourceNotFoundException",
+            Resource::Application => "ApplicationDoesNotExistException",
+            Resource::DeploymentGroup => "DeploymentGroupDoesNotExistException",
+            Resource::DeploymentConfig => "DeploymentConfigDoesNotExistException",
+            Resource::Deployment => "DeploymentDoesNotExistException",
+            Resource::DeploymentTarget => "DeploymentTargetDoesNotExistException",
             Resource::Other => "ResourceNotFoundException",
         },
         (Error::AlreadyExists { resource, .. }, _) => match resource {
@@ -73,6 +81,9 @@ pub fn wire_error(err: &Error, service: &str, protocol: Protocol) -> WireError {
             Resource::ImageTag => "ImageTagAlreadyExistsException",
             Resource::Parameter => "ParameterAlreadyExists",
             Resource::Secret => "ResourceExistsException",
+            Resource::Application => "ApplicationAlreadyExistsException",
+            Resource::DeploymentGroup => "DeploymentGroupAlreadyExistsException",
+            Resource::DeploymentConfig => "DeploymentConfigAlreadyExistsException",
             // CloudWatch Logs' groups and streams, and any kind without a code of its own.
             _ => "ResourceAlreadyExistsException",
         },
@@ -84,6 +95,7 @@ pub fn wire_error(err: &Error, service: &str, protocol: Protocol) -> WireError {
             InUse::RulePriority => "PriorityInUse",
             InUse::Resource if elb => "ResourceInUse",
             InUse::Resource => "ResourceInUseException",
+            InUse::DeploymentConfig => "DeploymentConfigInUseException",
         },
         (Error::NotActive(_), _) => "ServiceNotActiveException",
         (Error::Conflict(_), _) => "ConflictException",
@@ -100,9 +112,11 @@ pub fn wire_error(err: &Error, service: &str, protocol: Protocol) -> WireError {
             Limit::TargetGroupAssociations => "TargetGroupAssociationLimit",
             Limit::ParameterVersions => "ParameterMaxVersionLimitExceeded",
             Limit::ParameterLabels => "ParameterVersionLabelLimitExceeded",
+            Limit::ActiveDeployments => "DeploymentLimitExceededException",
         },
         (Error::NotPermitted(_), _) => "OperationNotPermitted",
         (Error::Unsupported(_), "ecs") => "UnsupportedFeatureException",
+        (Error::Unsupported(_), "codedeploy") => "UnsupportedActionForDeploymentTypeException",
         // ELBv2's one code for a protocol, load balancer type or action it does not serve.
         (Error::Unsupported(_), "elasticloadbalancing") => "UnsupportedProtocol",
         (Error::Unsupported(_), _) => "UnsupportedOperation",
@@ -117,6 +131,34 @@ pub fn wire_error(err: &Error, service: &str, protocol: Protocol) -> WireError {
     };
     let client = err.is_client_fault();
     WireError { status: if client { 400 } else { 500 }, code, message: err.to_string(), sender_fault: client }
+}
+
+/// CodeDeploy names a bad parameter by its own exception: the field decides it.
+fn codedeploy_invalid(field: &str) -> &'static str {
+    match field.split(['.', '[']).next().unwrap_or(field) {
+        "applicationName" => "InvalidApplicationNameException",
+        "deploymentGroupName" | "newDeploymentGroupName" => "InvalidDeploymentGroupNameException",
+        "deploymentConfigName" => "InvalidDeploymentConfigNameException",
+        "deploymentId" | "deploymentIds" => "InvalidDeploymentIdException",
+        "targetId" | "targetIds" => "InvalidDeploymentTargetIdException",
+        "computePlatform" => "InvalidComputePlatformException",
+        "deploymentStyle" => "InvalidDeploymentStyleException",
+        "blueGreenDeploymentConfiguration" => "InvalidBlueGreenDeploymentConfigurationException",
+        "loadBalancerInfo" if field.contains("targetGroupPairInfoList") => "InvalidTargetGroupPairException",
+        "loadBalancerInfo" => "InvalidLoadBalancerInfoException",
+        "ecsServices" => "InvalidECSServiceException",
+        "revision" => "InvalidRevisionException",
+        "trafficRoutingConfig" => "InvalidTrafficRoutingConfigurationException",
+        "minimumHealthyHosts" => "InvalidMinimumHealthyHostValueException",
+        "serviceRoleArn" => "InvalidRoleException",
+        "autoRollbackConfiguration" => "InvalidAutoRollbackConfigException",
+        "alarmConfiguration" => "InvalidAlarmConfigException",
+        "deploymentWaitType" => "InvalidDeploymentWaitTypeException",
+        "description" => "DescriptionTooLongException",
+        "tags" => "InvalidTagsToAddException",
+        "nextToken" => "InvalidNextTokenException",
+        _ => "InvalidInputException",
+    }
 }
 
 #[cfg(test)]

@@ -312,6 +312,59 @@ pub struct TrafficShift {
     /// Set when the deployment is to roll back: why.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub rollback: Option<String>,
+    /// When each stage was entered, in order (what CodeDeploy reports as lifecycle events).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub stages: Vec<StageMark>,
+    /// The shift's own steps, bake and hooks when something other than the service's
+    /// `deploymentConfiguration` decides them (a CodeDeploy deployment).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub plan: Option<ShiftPlan>,
+}
+
+impl TrafficShift {
+    /// The production steps: green's share after each, and the minutes of bake after it.
+    pub fn steps(&self, dc: &DeploymentConfiguration) -> Vec<(f64, f64)> {
+        self.plan.as_ref().map_or_else(|| dc.traffic_steps(), |p| p.steps.clone())
+    }
+
+    /// Minutes both revisions run once production is green's, before blue stops.
+    pub fn bake_minutes(&self, dc: &DeploymentConfiguration) -> f64 {
+        self.plan.as_ref().map_or(dc.bake_time_in_minutes.unwrap_or(0) as f64, |p| p.bake_minutes)
+    }
+
+    /// The lifecycle hooks that hold its stages.
+    pub fn hooks_of<'a>(&'a self, dc: &'a DeploymentConfiguration) -> &'a [LifecycleHook] {
+        self.plan.as_ref().map_or(dc.hooks(), |p| &p.hooks)
+    }
+
+    /// The CodeDeploy deployment this shift carries out, if one does.
+    pub fn codedeploy(&self) -> Option<&str> {
+        self.plan.as_ref().and_then(|p| p.codedeploy_deployment.as_deref())
+    }
+}
+
+/// A stage of a shift and when it was entered.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct StageMark {
+    pub stage: LifecycleStage,
+    pub at: Timestamp,
+}
+
+/// How a shift moves when a CodeDeploy deployment (its group and deployment config) decides
+/// rather than the service.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ShiftPlan {
+    /// Green's share of production after each step, and the minutes until the next.
+    pub steps: Vec<(f64, f64)>,
+    /// Minutes blue is kept once production is green's (`terminationWaitTimeInMinutes`).
+    pub bake_minutes: f64,
+    /// PAUSE hooks (CodeDeploy's `STOP_DEPLOYMENT` ready wait is one before production).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub hooks: Vec<LifecycleHook>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub codedeploy_deployment: Option<String>,
 }
 
 /// One run of a lifecycle hook at one stage.

@@ -95,6 +95,16 @@ pub enum Resource {
     ParameterVersion,
     /// A Secrets Manager secret.
     Secret,
+    /// A CodeDeploy application.
+    Application,
+    /// A CodeDeploy deployment group.
+    DeploymentGroup,
+    /// A CodeDeploy deployment configuration.
+    DeploymentConfig,
+    /// A CodeDeploy deployment.
+    Deployment,
+    /// A CodeDeploy deployment's target (an ECS service).
+    DeploymentTarget,
     /// Generic `ResourceNotFoundException` (CloudWatch Logs' groups and streams, tagged
     /// resources).
     Other,
@@ -111,6 +121,8 @@ pub enum InUse {
     RulePriority,
     /// Another resource refers to it (a target group a listener or rule forwards to).
     Resource,
+    /// A deployment group uses the CodeDeploy deployment configuration.
+    DeploymentConfig,
 }
 
 /// Which limit a request would exceed; decides the AWS error code.
@@ -136,6 +148,8 @@ pub enum Limit {
     ParameterVersions,
     /// Labels on one SSM parameter version (10).
     ParameterLabels,
+    /// Active CodeDeploy deployments of one deployment group (one).
+    ActiveDeployments,
 }
 
 /// What in a request breaks a rule of the service's own; decides the AWS error code.
@@ -159,6 +173,10 @@ pub enum Invalid {
     EmptyUpload,
     /// An image digest that does not match the manifest given.
     ImageDigest,
+    /// A CodeDeploy deployment that has already finished.
+    DeploymentCompleted,
+    /// A CodeDeploy deployment that is not waiting in the state the request needs.
+    DeploymentNotReady,
 }
 
 impl fmt::Display for Resource {
@@ -184,6 +202,11 @@ impl fmt::Display for Resource {
             Resource::Parameter => "parameter",
             Resource::ParameterVersion => "parameter version",
             Resource::Secret => "secret",
+            Resource::Application => "application",
+            Resource::DeploymentGroup => "deployment group",
+            Resource::DeploymentConfig => "deployment configuration",
+            Resource::Deployment => "deployment",
+            Resource::DeploymentTarget => "deployment target",
             Resource::Other => "resource",
         })
     }

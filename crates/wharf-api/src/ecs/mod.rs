@@ -15,6 +15,7 @@ mod settings;
 mod strategies;
 mod tags;
 pub mod task_definitions;
+pub mod task_sets;
 pub mod tasks;
 mod td_fields;
 
@@ -52,6 +53,11 @@ operations! {
     "DescribeServiceRevisions" => history::describe_revisions,
     "StopServiceDeployment" => history::stop,
     "ContinueServiceDeployment" => history::continue_deployment,
+    "DescribeTaskSets" => task_sets::describe,
+    "CreateTaskSet" => task_sets::refuse,
+    "UpdateTaskSet" => task_sets::refuse,
+    "DeleteTaskSet" => task_sets::refuse,
+    "UpdateServicePrimaryTaskSet" => task_sets::refuse,
     "RunTask" => tasks::run,
     "StartTask" => tasks::start,
     "StopTask" => tasks::stop,

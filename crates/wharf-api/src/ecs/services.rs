@@ -13,8 +13,8 @@ use serde_json::{Map, Value, json};
 use wharf_core::deployments;
 use wharf_store::Txn;
 use wharf_types::ecs::{
-    DeploymentConfiguration, DeploymentController, DeploymentControllerType, DeploymentStatus, Failure, LaunchType,
-    SchedulingStrategy, Service, ServiceStatus, Tag, TaskDefinition,
+    DeploymentConfiguration, DeploymentController, DeploymentControllerType, DeploymentStatus, DeploymentStrategy,
+    Failure, LaunchType, SchedulingStrategy, Service, ServiceStatus, Tag, TaskDefinition,
 };
 use wharf_types::{Error, Result, elb};
 
@@ -196,15 +196,45 @@ fn check_network(td: Option<&TaskDefinition>, network: Option<&Value>) -> Result
     Ok(())
 }
 
-/// Services rolled by CodeDeploy or by an external controller (task sets) are not served yet:
-/// refused rather than silently rolled by the ECS controller.
-fn refuse_external_controllers(controller: DeploymentControllerType) -> Result<()> {
-    if controller == DeploymentControllerType::Ecs {
-        return Ok(());
+/// Services rolled by an external controller (task sets a third party manages) are not served:
+/// refused rather than silently rolled by the ECS controller. A CODE_DEPLOY service needs a
+/// load balancer (CodeDeploy moves its listeners) and rolls no way of its own.
+fn check_controller(
+    controller: DeploymentControllerType,
+    load_balancers: &[Value],
+    dc: Option<&DeploymentConfiguration>,
+) -> Result<()> {
+    match controller {
+        DeploymentControllerType::Ecs => Ok(()),
+        DeploymentControllerType::CodeDeploy => {
+            if load_balancers.is_empty() {
+                return Err(Error::invalid(
+                    "loadBalancers",
+                    "A service using the CODE_DEPLOY deployment controller must be configured with a load balancer.",
+                ));
+            }
+            if dc.is_some_and(|d| d.strategy.is_some_and(|s| s != DeploymentStrategy::Rolling)) {
+                return Err(Error::invalid(
+                    "deploymentConfiguration.strategy",
+                    "The deployment strategy can only be set for services that use the ECS deployment controller.",
+                ));
+            }
+            Ok(())
+        }
+        DeploymentControllerType::External => Err(Error::Unsupported(
+            "The EXTERNAL deployment controller (task sets a third party manages) is not supported by Wharf; use ECS or CODE_DEPLOY."
+                .into(),
+        )),
     }
-    Err(Error::Unsupported(format!(
-        "The {controller} deployment controller is not supported by Wharf yet (no CodeDeploy or task sets); use ECS."
-    )))
+}
+
+/// A service as the API shows it: with its current revisions, and a CODE_DEPLOY service's
+/// deployments as task sets.
+fn render(ctx: &Ctx, svc: &Service) -> Result<Value> {
+    let mut v = output(svc)?;
+    current_revisions(ctx, svc, &mut v);
+    super::task_sets::show_task_sets(ctx, svc, &mut v);
+    Ok(v)
 }
 
 pub async fn create(ctx: &Ctx, v: Value) -> Result<Value> {
@@ -213,7 +243,11 @@ pub async fn create(ctx: &Ctx, v: Value) -> Result<Value> {
     tags::validate(&req.tags)?;
     let cluster = active_cluster(ctx, req.cluster.as_deref()).await?;
     let daemon = req.scheduling_strategy == Some(SchedulingStrategy::Daemon);
-    refuse_external_controllers(req.deployment_controller.map_or(DeploymentControllerType::Ecs, |c| c.kind))?;
+    check_controller(
+        req.deployment_controller.map_or(DeploymentControllerType::Ecs, |c| c.kind),
+        &req.load_balancers,
+        req.deployment_configuration.as_ref(),
+    )?;
     let td = match &req.task_definition {
         Some(r) => Some(require(ctx, r, "taskDefinition").await?.doc),
         None => {
@@ -342,7 +376,7 @@ pub async fn create(ctx: &Ctx, v: Value) -> Result<Value> {
         .await?;
     let mut service = service;
     service.tags = req.tags;
-    output(json!({ "service": service }))
+    output(json!({ "service": render(ctx, &service)? }))
 }
 
 /// Finds a service by name or ARN in the (resolved) cluster, any status.
@@ -395,8 +429,7 @@ pub async fn describe(ctx: &Ctx, v: Value) -> Result<Value> {
                 if req.include.iter().any(|i| i == "TAGS") {
                     doc.tags = tags::read(ctx, &doc.service_arn).await?;
                 }
-                let mut v = output(&doc)?;
-                current_revisions(ctx, &doc, &mut v);
+                let mut v = render(ctx, &doc)?;
                 if !req.include.iter().any(|i| i == "TAGS")
                     && let Some(o) = v.as_object_mut()
                 {
@@ -471,6 +504,48 @@ struct UpdateRequest {
     extra: Map<String, Value>,
 }
 
+/// What UpdateService may not change on a CODE_DEPLOY service: anything that needs new
+/// tasks, which only a CodeDeploy deployment starts (ECS's words).
+fn check_codedeploy_update(r: &UpdateRequest, svc: &Service, td: Option<&TaskDefinition>) -> Result<()> {
+    let refuse = |field: &str, what: &str| {
+        Err(Error::invalid(
+            field,
+            format!(
+                "Unable to update {what} on services with a CODE_DEPLOY deployment controller. Use AWS CodeDeploy to trigger a new deployment."
+            ),
+        ))
+    };
+    if td.is_some_and(|t| Some(&t.task_definition_arn) != svc.task_definition.as_ref()) {
+        return refuse("taskDefinition", "task definition");
+    }
+    if r.force_new_deployment {
+        return refuse("forceNewDeployment", "forceNewDeployment");
+    }
+    if r.load_balancers.as_ref().is_some_and(|l| l != &svc.load_balancers) {
+        return refuse("loadBalancers", "load balancers");
+    }
+    if r.network_configuration.is_some() && r.network_configuration != svc.network_configuration {
+        return refuse("networkConfiguration", "network configuration");
+    }
+    if r.platform_version.is_some() && r.platform_version != svc.platform_version {
+        return refuse("platformVersion", "platform version");
+    }
+    if r.capacity_provider_strategy.is_some() && r.capacity_provider_strategy != svc.capacity_provider_strategy {
+        return refuse("capacityProviderStrategy", "capacity provider strategy");
+    }
+    if r.deployment_controller.is_some_and(|c| c.kind != DeploymentControllerType::CodeDeploy) {
+        return refuse("deploymentController", "the deployment controller");
+    }
+    if r.deployment_configuration.as_ref().is_some_and(|d| d.strategy.is_some_and(|s| s != DeploymentStrategy::Rolling))
+    {
+        return Err(Error::invalid(
+            "deploymentConfiguration.strategy",
+            "The deployment strategy can only be set for services that use the ECS deployment controller.",
+        ));
+    }
+    Ok(())
+}
+
 pub async fn update(ctx: &Ctx, v: Value) -> Result<Value> {
     let req: UpdateRequest = input(v)?;
     let cluster = active_cluster(ctx, req.cluster.as_deref()).await?;
@@ -498,6 +573,9 @@ pub async fn update(ctx: &Ctx, v: Value) -> Result<Value> {
             }
             let r = req.clone();
             let mut doc = s.doc.clone();
+            if deployments::by_codedeploy(&doc) {
+                check_codedeploy_update(&r, &doc, new_td.as_ref())?;
+            }
             let daemon = doc.scheduling_strategy == SchedulingStrategy::Daemon;
             if let Some(d) = r.desired_count {
                 if daemon {
@@ -583,7 +661,7 @@ pub async fn update(ctx: &Ctx, v: Value) -> Result<Value> {
                 doc.service_registries = sr;
             }
             if let Some(c) = r.deployment_controller {
-                refuse_external_controllers(c.kind)?;
+                check_controller(c.kind, &doc.load_balancers, Some(&doc.deployment_configuration))?;
                 doc.deployment_controller = Some(c);
             }
             strategies::check_load_balancers(ctx, &doc.deployment_configuration, &doc.load_balancers).await?;
@@ -622,7 +700,7 @@ pub async fn update(ctx: &Ctx, v: Value) -> Result<Value> {
             Ok((Some(txn), doc))
         })
         .await?;
-    let mut v = output(&service)?;
+    let mut v = render(ctx, &service)?;
     if let Some(o) = v.as_object_mut() {
         o.remove("tags");
     }
@@ -665,7 +743,7 @@ pub async fn delete(ctx: &Ctx, v: Value) -> Result<Value> {
             Ok((Some(cas_put(&s.key, s.rev, &doc)?), doc))
         })
         .await?;
-    let mut v = output(&service)?;
+    let mut v = render(ctx, &service)?;
     if let Some(o) = v.as_object_mut() {
         o.remove("tags");
     }

@@ -18,8 +18,8 @@ use wharf_core::deployments;
 use wharf_core::traffic;
 use wharf_types::Error;
 use wharf_types::ecs::{
-    DeploymentStatus, HookAction, HookRun, HookStatus, LifecycleHook, LifecycleStage, RolloutState, TaskStatus,
-    TrafficShift,
+    DeploymentStatus, HookAction, HookRun, HookStatus, LifecycleHook, LifecycleStage, RolloutState, StageMark,
+    TaskStatus, TrafficShift,
 };
 
 /// The hook point ECS runs before production traffic moves (a stage of hooks, not of
@@ -91,10 +91,10 @@ pub(super) fn next_due(svc: &wharf_types::ecs::Service, minute: f64) -> Option<f
     let dc = &svc.deployment_configuration;
     let stage = match shift.stage {
         LifecycleStage::ProductionTrafficShift => {
-            let steps = dc.traffic_steps();
+            let steps = shift.steps(dc);
             shift.steps_done.checked_sub(1).and_then(|i| steps.get(i)).map(|(_, bake)| shift.step_at + bake * minute)
         }
-        LifecycleStage::BakeTime => Some(shift.stage_started_at + dc.bake_time_in_minutes.unwrap_or(0) as f64 * minute),
+        LifecycleStage::BakeTime => Some(shift.stage_started_at + shift.bake_minutes(dc) * minute),
         LifecycleStage::CleanUp => Some(shift.stage_started_at + SETTLE_SECS),
         _ => None,
     };
@@ -107,6 +107,7 @@ fn advance_stage(w: &World, shift: &mut TrafficShift, now: f64, out: &mut Activa
     let Some(next) = shift.stage.next() else { return false };
     shift.stage = next;
     shift.stage_started_at = now;
+    shift.stages.push(StageMark { stage: next, at: now });
     out.events.push(format!(
         "(service {}) (deployment {}) entered the {} lifecycle stage.",
         w.svc.service_name, w.primary_id, shift.stage
@@ -138,7 +139,7 @@ fn work(w: &mut World, shift: &mut TrafficShift, now: f64, minute: f64) -> bool 
         }
         LifecycleStage::ProductionTrafficShift => {
             // With no blue (a service's first deployment) there is nothing to step from.
-            let steps = if shift.blue.is_some() { dc.traffic_steps() } else { vec![(100.0, 0.0)] };
+            let steps = if shift.blue.is_some() { shift.steps(dc) } else { vec![(100.0, 0.0)] };
             let bake_done = match shift.steps_done.checked_sub(1).and_then(|i| steps.get(i)) {
                 Some((_, bake)) => now - shift.step_at >= bake * minute,
                 None => true,
@@ -157,7 +158,7 @@ fn work(w: &mut World, shift: &mut TrafficShift, now: f64, minute: f64) -> bool 
             true
         }
         LifecycleStage::BakeTime => {
-            shift.blue.is_none() || now - shift.stage_started_at >= dc.bake_time_in_minutes.unwrap_or(0) as f64 * minute
+            shift.blue.is_none() || now - shift.stage_started_at >= shift.bake_minutes(dc) * minute
         }
         // Blue stops in the plan; the deployment completes when it is gone (`account`).
         LifecycleStage::CleanUp => false,
@@ -180,12 +181,11 @@ fn gate(w: &World, shift: &mut TrafficShift, now: f64, minute: f64, out: &mut Ac
         LifecycleStage::ProductionTrafficShift => return Gate::Go,
         s => s.as_str(),
     };
-    let hooks: Vec<&LifecycleHook> = w
-        .svc
-        .deployment_configuration
-        .hooks()
+    let hooks: Vec<LifecycleHook> = shift
+        .hooks_of(&w.svc.deployment_configuration)
         .iter()
         .filter(|h| h.lifecycle_stages.iter().any(|s| s == point))
+        .cloned()
         .collect();
     if hooks.is_empty() {
         return Gate::Go;

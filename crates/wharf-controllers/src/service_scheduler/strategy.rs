@@ -45,7 +45,7 @@ pub(super) trait Strategy: Sync {
 pub(super) fn of(svc: &Service) -> &'static dyn Strategy {
     if svc.scheduling_strategy == SchedulingStrategy::Daemon {
         &Daemon
-    } else if wharf_core::deployments::shifts_traffic(svc) {
+    } else if wharf_core::deployments::shifts_traffic(svc) || wharf_core::deployments::by_codedeploy(svc) {
         &Shift
     } else {
         &Rolling
