@@ -15,7 +15,7 @@ import pytest
 from botocore.exceptions import ClientError
 
 from agentutil import wait_until
-from conftest import CliError
+from test_blue_green import versions
 from test_zero_downtime import Load, check, free_port, task_definition
 
 CONTAINER = "web"
@@ -182,3 +182,199 @@ def test_all_at_once_with_the_cli_under_load_and_roles_swap(cd):
     assert s.weights(s.listeners[0]) == {0: 100}
     listed = w.aws("deploy", "list-deployments", "--application-name", s.app, "--deployment-group-name", s.group)
     assert listed["deployments"] == [dep3, dep]
+
+
+def test_canary_share_then_stop_deployment_rolls_back_with_no_failed_request(cd):
+    """A custom 10 % canary with a 300-minute interval (300 s here): during the interval ~10 % of
+    production answers are green's and the test listener is all green's; `aws deploy
+    stop-deployment --auto-rollback-enabled` returns all traffic to blue at once."""
+    w = cd
+    s = Stack(w, "cdcan", count=2)
+    w.aws("deploy", "create-deployment-config", "--deployment-config-name", "Canary10Percent300Minutes",
+          "--compute-platform", "ECS", "--traffic-routing-config",
+          "type=TimeBasedCanary,timeBasedCanary={canaryPercentage=10,canaryInterval=300}")
+    load = Load(s.prod_url, 100)
+    try:
+        time.sleep(1)
+        dep = s.start(s.register("v2"), config="Canary10Percent300Minutes")
+        wait_until("the canary step", lambda: (s.weights(s.listeners[0]) == {0: 90, 1: 10}, s.weights(s.listeners[0])),
+                   120)
+        info = s.target(dep)
+        assert {t["taskSetLabel"]: t["trafficWeight"] for t in info["taskSetsInfo"]} == {"Blue": 90.0, "Green": 10.0}
+        assert [e["status"] for e in info["lifecycleEvents"]][-2:] == ["InProgress", "Pending"], info
+        # 400 answers: one standard deviation of the share is 1.5 points.
+        share = versions(s.prod_url, 400)
+        assert abs(share["v2"] / 4 - 10) <= 5, share
+        assert versions(s.test_url, 50) == {"v2": 50}
+        assert s.status(dep) == "InProgress" and s.weights(s.listeners[0]) == {0: 90, 1: 10}
+        stopped = w.aws("deploy", "stop-deployment", "--deployment-id", dep, "--auto-rollback-enabled")
+        assert stopped["status"] == "Pending"
+        seen = s.statuses(dep, {"Succeeded", "Failed", "Stopped"})
+        assert seen[-1] == "Stopped", seen
+        assert s.weights(s.listeners[0]) == {0: 100} and s.weights(s.listeners[1]) == {0: 100}
+        s.wait_serving(1)
+        time.sleep(1)
+    finally:
+        result = load.stop()
+    check(w, result, "CodeDeploy canary stopped and rolled back")
+    info = w.aws("deploy", "get-deployment", "--deployment-id", dep)["deploymentInfo"]
+    assert "rollbackInfo" in info and info["errorInformation"]["code"] == "MANUAL_STOP", info
+    with pytest.raises(ClientError) as e:
+        s.deploy.stop_deployment(deploymentId=dep)
+    assert e.value.response["Error"]["Code"] == "DeploymentAlreadyCompletedException"
+    # The next deployment goes where the stopped one went (production never left the first group).
+    dep2 = s.start(s.register("v3"), config="CodeDeployDefault.ECSAllAtOnce")
+    assert s.statuses(dep2, {"Succeeded", "Failed", "Stopped"})[-1] == "Succeeded"
+    s.wait_serving(3)
+    assert s.weights(s.listeners[0]) == {1: 100}
+
+
+def test_ready_wait_and_termination_wait_hold_until_continue_deployment(cd):
+    """deploymentReadyOption STOP_DEPLOYMENT: the deployment is Ready with green behind the
+    test listener only, until ContinueDeployment; the termination wait keeps both task sets
+    until ContinueDeployment TERMINATION_WAIT ends it early."""
+    w = cd
+    s = Stack(w, "cdready", count=1, termination=600,
+              ready={"actionOnTimeout": "STOP_DEPLOYMENT", "waitTimeInMinutes": 600})
+    group = w.aws("deploy", "get-deployment-group", "--application-name", s.app, "--deployment-group-name", s.group)
+    bg = group["deploymentGroupInfo"]["blueGreenDeploymentConfiguration"]
+    assert bg["deploymentReadyOption"]["waitTimeInMinutes"] == 600
+    assert bg["terminateBlueInstancesOnDeploymentSuccess"]["terminationWaitTimeInMinutes"] == 600
+    dep = s.start(s.register("v2"))
+    assert s.statuses(dep, {"Ready"}, timeout=120)[-1] == "Ready"
+    assert versions(s.test_url, 20) == {"v2": 20} and versions(s.prod_url, 20) == {"v1": 20}
+    info = w.aws("deploy", "get-deployment", "--deployment-id", dep)["deploymentInfo"]
+    assert info["deploymentOverview"]["Ready"] == 1
+    with pytest.raises(ClientError) as e:
+        s.deploy.continue_deployment(deploymentId=dep, deploymentWaitType="TERMINATION_WAIT")
+    assert e.value.response["Error"]["Code"] == "DeploymentIsNotInReadyStateException"
+    w.aws("deploy", "continue-deployment", "--deployment-id", dep)
+    wait_until("the termination wait", lambda: (
+        w.aws("deploy", "get-deployment", "--deployment-id", dep)["deploymentInfo"]
+        .get("instanceTerminationWaitTimeStarted"), None), 120)
+    assert s.status(dep) == "InProgress" and versions(s.prod_url, 20) == {"v2": 20}
+    assert len(s.service()["taskSets"]) == 2
+    w.aws("deploy", "continue-deployment", "--deployment-id", dep, "--deployment-wait-type", "TERMINATION_WAIT")
+    assert s.statuses(dep, {"Succeeded", "Failed", "Stopped"})[-1] == "Succeeded"
+    s.wait_serving(2)
+
+
+def test_an_unhealthy_replacement_fails_and_rolls_back_and_a_restart_resumes(cd):
+    """Green failing its health checks: the deployment Failed, traffic never left blue, no
+    failed request. Then a server killed -9 in the middle of a canary: the deployment
+    finishes after the restart."""
+    w = cd
+    s = Stack(w, "cdfail", count=2)
+    load = Load(s.prod_url, 100)
+    try:
+        time.sleep(1)
+        dep = s.start(s.register("v2", UNHEALTHY="1"))
+        seen = s.statuses(dep, {"Succeeded", "Failed", "Stopped"}, timeout=240)
+        s.wait_serving(1)
+        time.sleep(1)
+    finally:
+        result = load.stop()
+    check(w, result, "CodeDeploy to an unhealthy replacement")
+    assert seen[-1] == "Failed" and result["versions"].keys() == {"v1"}, (seen, result["versions"])
+    info = s.deploy.get_deployment(deploymentId=dep)["deploymentInfo"]
+    assert info["errorInformation"]["code"] == "ECS_UPDATE_ERROR" and "rollbackInfo" in info, info
+    events = {e["lifecycleEventName"]: e["status"] for e in s.target(dep)["lifecycleEvents"]}
+    assert events["Install"] == "Failed" and events["AllowTraffic"] == "Skipped", events
+
+    dep = s.start(s.register("v3"), config="CodeDeployDefault.ECSCanary10Percent5Minutes")
+    wait_until("the canary step", lambda: (s.weights(s.listeners[0]) == {0: 90, 1: 10}, s.weights(s.listeners[0])),
+               120)
+    w.kill9_and_restart()
+    assert s.statuses(dep, {"Succeeded", "Failed", "Stopped"})[-1] == "Succeeded"
+    s.wait_serving(3)
+    assert s.weights(s.listeners[0]) == {1: 100}
+
+
+def test_codedeploy_api_refuses_bad_input_with_its_own_errors(cd):
+    w = cd
+    s = Stack(w, "cdapi", count=1)
+    d = s.deploy
+
+    def error(call, **kw):
+        with pytest.raises(ClientError) as e:
+            call(**kw)
+        return e.value.response["Error"]["Code"], e.value.response["Error"]["Message"]
+
+    assert error(d.create_application, applicationName="srv", computePlatform="Server")[0] == \
+        "InvalidComputePlatformException"
+    assert error(d.create_application, applicationName=s.app, computePlatform="ECS")[0] == \
+        "ApplicationAlreadyExistsException"
+    assert error(d.get_application, applicationName="ghost") == (
+        "ApplicationDoesNotExistException", "No application found for name: ghost")
+    assert error(d.get_deployment_group, applicationName=s.app, deploymentGroupName="ghost") == (
+        "DeploymentGroupDoesNotExistException", "No Deployment Group found for name: ghost")
+    base = dict(applicationName=s.app, serviceRoleArn=ROLE,
+                deploymentStyle={"deploymentType": "BLUE_GREEN", "deploymentOption": "WITH_TRAFFIC_CONTROL"},
+                ecsServices=[{"serviceName": "cdapi", "clusterName": w.cluster}],
+                loadBalancerInfo={"targetGroupPairInfoList": [{"targetGroups": [{"name": n} for n in s.tg_names],
+                                                               "prodTrafficRoute": {"listenerArns": [s.listeners[0]]}}]})
+    cases = [
+        (dict(deploymentStyle={"deploymentType": "IN_PLACE", "deploymentOption": "WITHOUT_TRAFFIC_CONTROL"}),
+         "InvalidDeploymentStyleException"),
+        (dict(ecsServices=[{"serviceName": "ghost", "clusterName": w.cluster}]), "InvalidECSServiceException"),
+        (dict(loadBalancerInfo={"targetGroupPairInfoList": [{"targetGroups": [{"name": "ghost"}, {"name": "x"}],
+                                                             "prodTrafficRoute": {"listenerArns": [s.listeners[0]]}}]}),
+         "InvalidTargetGroupPairException"),
+        (dict(deploymentConfigName="ghost"), "DeploymentConfigDoesNotExistException"),
+        (dict(blueGreenDeploymentConfiguration={"deploymentReadyOption": {"actionOnTimeout": "STOP_DEPLOYMENT",
+                                                                          "waitTimeInMinutes": 0}}),
+         "InvalidBlueGreenDeploymentConfigurationException"),
+        (dict(alarmConfiguration={"enabled": True, "alarms": [{"name": "cpu"}]}), "InvalidAlarmConfigException"),
+    ]
+    for change, code in cases:
+        assert error(d.create_deployment_group, **dict(base, deploymentGroupName="bad", **change))[0] == code, change
+    assert d.list_deployment_groups(applicationName=s.app)["deploymentGroups"] == [s.group]
+
+    configs = d.list_deployment_configs()["deploymentConfigsList"]
+    assert {"CodeDeployDefault.ECSAllAtOnce", "CodeDeployDefault.ECSLinear10PercentEvery1Minutes",
+            "CodeDeployDefault.ECSLinear10PercentEvery3Minutes", "CodeDeployDefault.ECSCanary10Percent5Minutes",
+            "CodeDeployDefault.ECSCanary10Percent15Minutes"} <= set(configs)
+    canary = d.get_deployment_config(deploymentConfigName="CodeDeployDefault.ECSCanary10Percent15Minutes")
+    assert canary["deploymentConfigInfo"]["trafficRoutingConfig"] == {
+        "type": "TimeBasedCanary", "timeBasedCanary": {"canaryPercentage": 10, "canaryInterval": 15}}
+    assert error(d.create_deployment_config, deploymentConfigName="x", computePlatform="ECS",
+                 trafficRoutingConfig={"type": "TimeBasedLinear",
+                                       "timeBasedLinear": {"linearPercentage": 0, "linearInterval": 1}})[0] == \
+        "InvalidTrafficRoutingConfigurationException"
+    assert error(d.delete_deployment_config, deploymentConfigName="CodeDeployDefault.ECSAllAtOnce")[0] == \
+        "InvalidDeploymentConfigNameException"
+
+    td = s.register("v2")
+    revision = {"revisionType": "AppSpecContent", "appSpecContent": {"content": appspec(td), "sha256": "0" * 64}}
+    assert error(d.create_deployment, applicationName=s.app, deploymentGroupName=s.group, revision=revision)[0] == \
+        "InvalidRevisionException"
+    hooks = appspec(td, "yaml") + "Hooks:\n  - BeforeAllowTraffic: \"arn:aws:lambda:us-east-1:123456789012:function:f\"\n"
+    code, message = error(d.create_deployment, applicationName=s.app, deploymentGroupName=s.group,
+                          revision={"revisionType": "AppSpecContent", "appSpecContent": {"content": hooks}})
+    assert code == "InvalidRevisionException" and "Lambda" in message
+    no_td = json.dumps({"version": 0.0, "Resources": [{"TargetService": {"Type": "AWS::ECS::Service",
+                                                                         "Properties": {}}}]})
+    assert error(d.create_deployment, applicationName=s.app, deploymentGroupName=s.group,
+                 revision={"revisionType": "AppSpecContent", "appSpecContent": {"content": no_td}})[0] == \
+        "InvalidRevisionException"
+    assert error(d.get_deployment, deploymentId="d-ABCDEFGHI")[0] == "DeploymentDoesNotExistException"
+    assert d.list_deployments(applicationName=s.app)["deployments"] == []
+
+    # ECS refuses what only CodeDeploy may change on the service, and shows task sets.
+    ecs = s.ecs
+    assert error(ecs.update_service, cluster=w.cluster, service="cdapi", taskDefinition=td) == (
+        "InvalidParameterException", "Unable to update task definition on services with a CODE_DEPLOY deployment "
+        "controller. Use AWS CodeDeploy to trigger a new deployment.")
+    svc = s.service()
+    assert svc["deployments"] == [] and svc["deploymentController"] == {"type": "CODE_DEPLOY"}
+    (ts,) = svc["taskSets"]
+    assert ts["id"].startswith("ecs-svc/") and ts["status"] == "PRIMARY" and ts["scale"] == {
+        "value": 100.0, "unit": "PERCENT"}
+    assert ts["taskSetArn"].endswith(f"task-set/{w.cluster}/cdapi/{ts['id']}")
+    described = ecs.describe_task_sets(cluster=w.cluster, service="cdapi", taskSets=[ts["taskSetArn"], "ghost"])
+    assert described["taskSets"][0]["id"] == ts["id"] and described["failures"][0]["reason"] == "MISSING"
+    assert error(ecs.create_task_set, cluster=w.cluster, service="cdapi", taskDefinition=td)[0] == \
+        "InvalidParameterException"
+    ecs.update_service(cluster=w.cluster, service="cdapi", desiredCount=2)
+    s.count = 2
+    s.wait_serving(1)

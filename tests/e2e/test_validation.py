@@ -246,13 +246,23 @@ TARGETED = [
     ("RunTask", {"cluster": "c1", "taskDefinition": "ghost"}, "ClientException", "Unable to describe"),
     ("RunTask", {"cluster": "c1", "taskDefinition": "web", "launchType": "EXTERNAL"},
      "UnsupportedFeatureException", "EXTERNAL"),
-    # Until CodeDeploy and task sets land, such services are refused rather than rolled by ECS.
+    # CodeDeploy moves a CODE_DEPLOY service's listeners, so it needs a load balancer;
+    # task sets a third party manages (EXTERNAL) are not served.
     ("CreateService", {"cluster": "c1", "serviceName": "cd", "taskDefinition": "web",
-                       "deploymentController": {"type": "CODE_DEPLOY"}}, "UnsupportedFeatureException", "CODE_DEPLOY"),
+                       "deploymentController": {"type": "CODE_DEPLOY"}}, "InvalidParameterException", "load balancer"),
     ("CreateService", {"cluster": "c1", "serviceName": "ext", "deploymentController": {"type": "EXTERNAL"}},
      "UnsupportedFeatureException", "EXTERNAL"),
     ("UpdateService", {"cluster": "c1", "service": "s1", "deploymentController": {"type": "CODE_DEPLOY"}},
-     "UnsupportedFeatureException", "CODE_DEPLOY"),
+     "InvalidParameterException", "load balancer"),
+    ("DescribeTaskSets", {"cluster": "c1", "service": "s1"}, "InvalidParameterException", "external deployment"),
+    ("CreateTaskSet", {"cluster": "c1", "service": "s1", "taskDefinition": "web"}, "InvalidParameterException",
+     "external deployment"),
+    ("DeleteTaskSet", {"cluster": "c1", "service": "ghost", "taskSet": "ts"}, "ServiceNotFoundException",
+     "not found"),
+    ("UpdateTaskSet", {"cluster": "c1", "service": "s1", "taskSet": "ts", "scale": {"value": 50, "unit": "PERCENT"}},
+     "InvalidParameterException", "external deployment"),
+    ("UpdateServicePrimaryTaskSet", {"cluster": "c1", "service": "s1", "primaryTaskSet": "ts"},
+     "InvalidParameterException", "external deployment"),
     # Blue/green settings belong to their strategies (test_blue_green.py has the rest);
     # deployment alarms Wharf does not carry out yet are refused, not ignored.
     ("UpdateService", {"cluster": "c1", "service": "s1", "deploymentConfiguration": {"bakeTimeInMinutes": 5}},
