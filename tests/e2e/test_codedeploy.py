@@ -170,6 +170,10 @@ def test_all_at_once_with_the_cli_under_load_and_roles_swap(cd):
     assert all(e["status"] == "Succeeded" for e in events), events
     starts = [e["startTime"] for e in events]
     assert starts == sorted(starts), events
+    group = w.aws("deploy", "get-deployment-group", "--application-name", s.app, "--deployment-group-name",
+                  s.group)["deploymentGroupInfo"]
+    assert group["lastAttemptedDeployment"]["deploymentId"] == dep, group
+    assert group["lastSuccessfulDeployment"]["status"] == "Succeeded", group
 
     # The next deployment starts in the first group again (the roles swapped), with the CLI.
     td3 = s.register("v3")

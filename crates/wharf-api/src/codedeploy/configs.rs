@@ -224,3 +224,51 @@ pub async fn delete(ctx: &Ctx, v: Value) -> Result<Value> {
     ctx.db.commit(txn).await?;
     Ok(json!({}))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn routing(name: &str) -> Value {
+        let (_, r) = predefined().into_iter().find(|(n, _)| *n == name).unwrap();
+        info(name, &r, 0.0)
+    }
+
+    #[test]
+    fn predefined_configs_become_the_engines_steps() {
+        assert_eq!(steps(&routing("CodeDeployDefault.ECSAllAtOnce")), vec![(100.0, 0.0)]);
+        assert_eq!(steps(&routing("CodeDeployDefault.ECSCanary10Percent15Minutes")), vec![(10.0, 15.0), (100.0, 0.0)]);
+        let linear = steps(&routing("CodeDeployDefault.ECSLinear10PercentEvery3Minutes"));
+        assert_eq!(linear.len(), 10);
+        assert_eq!(linear[0], (10.0, 3.0));
+        assert_eq!(linear[9].0, 100.0);
+        // 30 % steps end at 100, not 120.
+        let custom = info(
+            "c",
+            &json!({"type": "TimeBasedLinear", "timeBasedLinear": {"linearPercentage": 30, "linearInterval": 2}}),
+            0.0,
+        );
+        assert_eq!(steps(&custom).iter().map(|s| s.0).collect::<Vec<_>>(), vec![30.0, 60.0, 90.0, 100.0]);
+    }
+
+    #[test]
+    fn routing_configs_are_checked() {
+        assert!(check_routing(&json!({"type": "AllAtOnce"})).is_ok());
+        assert!(
+            check_routing(
+                &json!({"type": "TimeBasedCanary", "timeBasedCanary": {"canaryPercentage": 10, "canaryInterval": 5}})
+            )
+            .is_ok()
+        );
+        for bad in [
+            json!({"type": "TimeBasedCanary", "timeBasedCanary": {"canaryPercentage": 100, "canaryInterval": 5}}),
+            json!({"type": "TimeBasedLinear", "timeBasedLinear": {"linearPercentage": 10, "linearInterval": 0}}),
+            json!({"type": "TimeBasedLinear"}),
+            json!({"type": "Sometimes"}),
+        ] {
+            assert!(matches!(check_routing(&bad), Err(Error::InvalidParameter { .. })), "{bad}");
+        }
+        assert_eq!(config_id("x"), config_id("x"));
+        assert_ne!(config_id("x"), config_id("y"));
+    }
+}

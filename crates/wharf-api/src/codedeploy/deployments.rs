@@ -395,6 +395,12 @@ pub async fn create(ctx: &Ctx, v: Value) -> Result<Value> {
                 },
             });
             let mut gdoc = g.doc.clone();
+            if let Some(previous) = g.doc.get("wharfActiveDeployment").and_then(Value::as_str)
+                && let Some(info) = last_deployment_info(ctx, previous).await?
+                && info["status"] == "Succeeded"
+            {
+                gdoc["lastSuccessfulDeployment"] = info;
+            }
             gdoc["wharfActiveDeployment"] = json!(id);
             gdoc["lastAttemptedDeployment"] = json!({"deploymentId": id, "status": "Created", "createTime": now});
             let key = CdKeys::new(ctx).deployment(&id);
@@ -501,6 +507,21 @@ async fn load(ctx: &Ctx, id: &str) -> Result<Live> {
         }
     }
     Ok(live)
+}
+
+/// A deployment as a group's `lastAttemptedDeployment` shows it (`LastDeploymentInfo`), with
+/// its live status.
+pub async fn last_deployment_info(ctx: &Ctx, id: &str) -> Result<Option<Value>> {
+    let live = match load(ctx, id).await {
+        Ok(l) => l,
+        Err(Error::NotFound { .. }) => return Ok(None),
+        Err(e) => return Err(e),
+    };
+    let mut info = json!({"deploymentId": id, "status": live.status(), "createTime": live.doc["createTime"]});
+    if let Some(end) = live.doc["completeTime"].as_f64() {
+        info["endTime"] = json!(end);
+    }
+    Ok(Some(info))
 }
 
 #[derive(Deserialize)]
@@ -845,4 +866,60 @@ pub async fn stop(ctx: &Ctx, v: Value) -> Result<Value> {
     Ok(
         json!({ "status": "Pending", "statusMessage": "Stop deployment requested; traffic returns to the original task set." }),
     )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn appspecs_in_yaml_and_json_whatever_the_case_of_their_keys() {
+        let yaml = "version: 0.0\nResources:\n  - TargetService:\n      Type: AWS::ECS::Service\n      Properties:\n        TaskDefinition: \"arn:aws:ecs:us-east-1:1:task-definition/web:3\"\n        LoadBalancerInfo:\n          ContainerName: \"web\"\n          ContainerPort: \"8080\"\n        PlatformVersion: \"LATEST\"\n        NetworkConfiguration:\n          AwsvpcConfiguration:\n            Subnets: [\"subnet-1\"]\n            AssignPublicIp: \"ENABLED\"\n";
+        let spec = parse_appspec(yaml).unwrap();
+        assert_eq!(spec.task_definition, "arn:aws:ecs:us-east-1:1:task-definition/web:3");
+        assert_eq!((spec.container_name.as_deref(), spec.container_port), (Some("web"), Some(8080)));
+        assert_eq!(spec.platform_version.as_deref(), Some("LATEST"));
+        assert_eq!(
+            spec.network_configuration,
+            Some(
+                json!({"awsvpcConfiguration": {"subnets": ["subnet-1"], "securityGroups": [], "assignPublicIp": "ENABLED"}})
+            )
+        );
+        // The deploy action sends compact JSON with the keys as the user wrote them.
+        let json = r#"{"version":0,"resources":[{"svc":{"type":"AWS::ECS::Service","properties":{"taskDefinition":"web:4","loadBalancerInfo":{"containerName":"web","containerPort":80}}}}]}"#;
+        let spec = parse_appspec(json).unwrap();
+        assert_eq!((spec.task_definition.as_str(), spec.container_port), ("web:4", Some(80)));
+    }
+
+    #[test]
+    fn appspecs_without_what_ecs_needs_are_refused() {
+        let refused = |s: &str| match parse_appspec(s) {
+            Err(Error::InvalidParameter { field, message }) => {
+                assert_eq!(field, "revision");
+                message
+            }
+            other => panic!("{s}: {other:?}"),
+        };
+        assert!(refused("Resources: [{svc: {Type: AWS::ECS::Service, Properties: {}}}]").contains("TaskDefinition"));
+        assert!(refused("Resources: []").contains("exactly one"));
+        assert!(
+            refused("Resources: [{svc: {Type: AWS::Lambda::Function, Properties: {TaskDefinition: x}}}]")
+                .contains("AWS::ECS::Service")
+        );
+        let hooks = "Resources: [{svc: {Properties: {TaskDefinition: x}}}]\nHooks: [{BeforeAllowTraffic: f}]";
+        assert!(refused(hooks).contains("Lambda"));
+        assert!(refused("{not yaml").contains("YAML"));
+    }
+
+    #[test]
+    fn revisions_are_appspec_content_with_a_matching_sha256() {
+        let content = "Resources: []";
+        let sum = hex::encode(sha2::Sha256::digest(content.as_bytes()));
+        let ok = json!({"revisionType": "AppSpecContent", "appSpecContent": {"content": content, "sha256": sum}});
+        assert_eq!(appspec_content(&ok).unwrap(), content);
+        let bad = json!({"revisionType": "AppSpecContent", "appSpecContent": {"content": content, "sha256": "00"}});
+        assert!(appspec_content(&bad).is_err());
+        assert!(appspec_content(&json!({"revisionType": "S3", "s3Location": {}})).is_err());
+        assert!(deployment_id().starts_with("d-") && deployment_id().len() == 11);
+    }
 }

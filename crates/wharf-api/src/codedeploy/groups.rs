@@ -356,13 +356,22 @@ fn listener_groups(l: &Listener) -> Vec<String> {
         .collect()
 }
 
-/// `deploymentGroupInfo` as the API shows it.
-pub fn group_info(doc: &Value) -> Value {
+/// `deploymentGroupInfo` as the API shows it: its last deployment with its live status (and
+/// as the last successful one once it succeeded).
+pub async fn group_info(ctx: &Ctx, doc: &Value) -> Result<Value> {
     let mut d = doc.clone();
+    if let Some(id) = doc.get("wharfActiveDeployment").and_then(Value::as_str)
+        && let Some(info) = super::deployments::last_deployment_info(ctx, id).await?
+    {
+        if info["status"] == "Succeeded" {
+            d["lastSuccessfulDeployment"] = info.clone();
+        }
+        d["lastAttemptedDeployment"] = info;
+    }
     if let Some(o) = d.as_object_mut() {
         o.retain(|k, _| !k.starts_with("wharf"));
     }
-    d
+    Ok(d)
 }
 
 pub async fn create_group(ctx: &Ctx, v: Value) -> Result<Value> {
@@ -410,7 +419,7 @@ struct GroupRequest {
 pub async fn get_group(ctx: &Ctx, v: Value) -> Result<Value> {
     let req: GroupRequest = input(v)?;
     let g = group(ctx, &req.application_name, &req.deployment_group_name).await?;
-    Ok(json!({ "deploymentGroupInfo": group_info(&g.doc) }))
+    Ok(json!({ "deploymentGroupInfo": group_info(ctx, &g.doc).await? }))
 }
 
 pub async fn batch_get_groups(ctx: &Ctx, v: Value) -> Result<Value> {
@@ -425,7 +434,7 @@ pub async fn batch_get_groups(ctx: &Ctx, v: Value) -> Result<Value> {
     let (mut infos, mut missing) = (vec![], vec![]);
     for name in &req.deployment_group_names {
         match ctx.db.get::<Value>(&CdKeys::new(ctx).group(&req.application_name, name)).await? {
-            Some(g) => infos.push(group_info(&g.doc)),
+            Some(g) => infos.push(group_info(ctx, &g.doc).await?),
             None => missing.push(name.clone()),
         }
     }
