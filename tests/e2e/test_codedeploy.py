@@ -382,3 +382,64 @@ def test_codedeploy_api_refuses_bad_input_with_its_own_errors(cd):
     ecs.update_service(cluster=w.cluster, service="cdapi", desiredCount=2)
     s.count = 2
     s.wait_serving(1)
+
+
+def test_external_task_sets_are_made_scaled_promoted_and_deleted(cd):
+    """The EXTERNAL controller: a third party's task sets, each kept at ceil(desiredCount ×
+    scale / 100) tasks, registered with its own target group; promote, scale, delete."""
+    w = cd
+    ecs, elb = w.client("ecs"), w.client("elbv2")
+    tg = elb.create_target_group(Name="ext-tg", Protocol="HTTP", Port=8080, VpcId="vpc-0123456789abcdef0",
+                                 TargetType="instance", HealthCheckPath="/health")["TargetGroups"][0]["TargetGroupArn"]
+    lb = elb.create_load_balancer(Name="ext-alb", Subnets=["subnet-0a", "subnet-0b"])["LoadBalancers"][0]
+    elb.create_listener(LoadBalancerArn=lb["LoadBalancerArn"], Protocol="HTTP", Port=free_port(),
+                        DefaultActions=[{"Type": "forward", "TargetGroupArn": tg}])
+    svc = ecs.create_service(cluster=w.cluster, serviceName="ext", desiredCount=4,
+                             deploymentController={"type": "EXTERNAL"})["service"]
+    assert svc["taskSets"] == [] and svc["deployments"] == [] and "taskDefinition" not in svc
+
+    def register(version):
+        return ecs.register_task_definition(**task_definition("ext", "bridge", "EC2", version))["taskDefinition"][
+            "taskDefinitionArn"]
+
+    def sets():
+        return {t["externalId"]: t for t in ecs.describe_task_sets(cluster=w.cluster, service="ext")["taskSets"]}
+
+    def counts():
+        got = {k: (t["status"], t["computedDesiredCount"], t["runningCount"]) for k, t in sets().items()}
+        return got
+
+    lbs = [{"targetGroupArn": tg, "containerName": CONTAINER, "containerPort": 8080}]
+    a = ecs.create_task_set(cluster=w.cluster, service="ext", taskDefinition=register("v1"), externalId="a",
+                            launchType="EC2", loadBalancers=lbs)["taskSet"]
+    assert a["status"] == "ACTIVE" and a["scale"] == {"value": 100.0, "unit": "PERCENT"} and a["id"].startswith(
+        "ecs-svc/")
+    wait_until("task set a at 4", lambda: (counts() == {"a": ("ACTIVE", 4, 4)}, counts()), 120)
+    b = ecs.create_task_set(cluster=w.cluster, service="ext", taskDefinition=register("v2"), externalId="b",
+                            launchType="EC2", loadBalancers=lbs, scale={"value": 50.0, "unit": "PERCENT"})["taskSet"]
+    wait_until("task set b at 2", lambda: (counts() == {"a": ("ACTIVE", 4, 4), "b": ("ACTIVE", 2, 2)}, counts()), 120)
+    ecs.update_service_primary_task_set(cluster=w.cluster, service="ext", primaryTaskSet=b["taskSetArn"])
+    assert ecs.describe_services(cluster=w.cluster, services=["ext"])["services"][0]["taskDefinition"].endswith(
+        "ext:2")
+    ecs.update_task_set(cluster=w.cluster, service="ext", taskSet=b["id"], scale={"value": 100.0, "unit": "PERCENT"})
+    ecs.update_task_set(cluster=w.cluster, service="ext", taskSet=a["id"], scale={"value": 0.0, "unit": "PERCENT"})
+    wait_until("b at 4, a at 0", lambda: (counts() == {"a": ("ACTIVE", 0, 0), "b": ("PRIMARY", 4, 4)}, counts()), 120)
+    with pytest.raises(ClientError) as e:
+        ecs.delete_task_set(cluster=w.cluster, service="ext", taskSet=b["id"])
+    assert e.value.response["Error"]["Code"] == "InvalidParameterException"
+    gone = ecs.delete_task_set(cluster=w.cluster, service="ext", taskSet=a["id"])["taskSet"]
+    assert gone["status"] == "DRAINING"
+    wait_until("a gone", lambda: (set(sets()) == {"b"}, counts()), 60)
+    with pytest.raises(ClientError) as e:
+        ecs.update_task_set(cluster=w.cluster, service="ext", taskSet=a["id"], scale={"value": 1.0, "unit": "PERCENT"})
+    assert e.value.response["Error"]["Code"] == "TaskSetNotFoundException"
+    ecs.update_service(cluster=w.cluster, service="ext", desiredCount=2)
+    wait_until("b at 2", lambda: (counts() == {"b": ("PRIMARY", 2, 2)}, counts()), 60)
+
+    def registered():
+        targets = elb.describe_target_health(TargetGroupArn=tg)["TargetHealthDescriptions"]
+        return len([t for t in targets if t["TargetHealth"]["State"] != "draining"]) == 2, targets
+    wait_until("b's two tasks registered", registered, 60)
+    with pytest.raises(ClientError) as e:
+        ecs.update_service(cluster=w.cluster, service="ext", taskDefinition=register("v3"))
+    assert e.value.response["Error"]["Code"] == "InvalidParameterException"

@@ -246,12 +246,12 @@ TARGETED = [
     ("RunTask", {"cluster": "c1", "taskDefinition": "ghost"}, "ClientException", "Unable to describe"),
     ("RunTask", {"cluster": "c1", "taskDefinition": "web", "launchType": "EXTERNAL"},
      "UnsupportedFeatureException", "EXTERNAL"),
-    # CodeDeploy moves a CODE_DEPLOY service's listeners, so it needs a load balancer;
-    # task sets a third party manages (EXTERNAL) are not served.
+    # CodeDeploy moves a CODE_DEPLOY service's listeners, so it needs a load balancer; an
+    # EXTERNAL service's task sets carry its task definition.
     ("CreateService", {"cluster": "c1", "serviceName": "cd", "taskDefinition": "web",
                        "deploymentController": {"type": "CODE_DEPLOY"}}, "InvalidParameterException", "load balancer"),
-    ("CreateService", {"cluster": "c1", "serviceName": "ext", "deploymentController": {"type": "EXTERNAL"}},
-     "UnsupportedFeatureException", "EXTERNAL"),
+    ("CreateService", {"cluster": "c1", "serviceName": "ext", "taskDefinition": "web",
+                       "deploymentController": {"type": "EXTERNAL"}}, "InvalidParameterException", "EXTERNAL"),
     ("UpdateService", {"cluster": "c1", "service": "s1", "deploymentController": {"type": "CODE_DEPLOY"}},
      "InvalidParameterException", "load balancer"),
     ("DescribeTaskSets", {"cluster": "c1", "service": "s1"}, "InvalidParameterException", "external deployment"),

@@ -150,6 +150,24 @@ fn green_load_balancers(svc: &Service, load_balancers: &[Value]) -> Vec<Value> {
         .collect()
 }
 
+/// Whether a third party deploys `svc` through task sets (the EXTERNAL deployment controller).
+pub fn by_external(svc: &Service) -> bool {
+    svc.deployment_controller.is_some_and(|c| c.kind == DeploymentControllerType::External)
+}
+
+/// A new task set of `td` for EXTERNAL service `service`: ACTIVE, no rollout of its own, kept
+/// at `state`'s scale by the scheduler. The caller sets its launch settings and load balancers.
+pub fn new_task_set(service: &Service, td: &str, now: f64, state: wharf_types::ecs::TaskSetState) -> Deployment {
+    let mut d = new_deployment(service, td, now);
+    d.status = DeploymentStatus::Active;
+    d.rollout_state = None;
+    d.rollout_state_reason = None;
+    d.load_balancers = vec![];
+    d.desired_count = state.computed(service.desired_count);
+    d.task_set = Some(state);
+    d
+}
+
 /// A new PRIMARY deployment of `td` for `service` (also the scheduler's rollback).
 fn new_deployment(service: &Service, td: &str, now: f64) -> Deployment {
     let id = deployment_id();
@@ -171,6 +189,7 @@ fn new_deployment(service: &Service, td: &str, now: f64) -> Deployment {
         rollout_state: Some(RolloutState::InProgress),
         load_balancers: service.load_balancers.clone(),
         shift: None,
+        task_set: None,
         extra: Map::new(),
     }
 }

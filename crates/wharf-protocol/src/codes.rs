@@ -69,6 +69,7 @@ pub fn wire_error(err: &Error, service: &str, protocol: Protocol) -> WireError {
             Resource::DeploymentConfig => "DeploymentConfigDoesNotExistException",
             Resource::Deployment => "DeploymentDoesNotExistException",
             Resource::DeploymentTarget => "DeploymentTargetDoesNotExistException",
+            Resource::TaskSet => "TaskSetNotFoundException",
             Resource::Other => "ResourceNotFoundException",
         },
         (Error::AlreadyExists { resource, .. }, _) => match resource {

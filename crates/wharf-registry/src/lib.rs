@@ -157,8 +157,11 @@ impl Registry {
             tokio::select! {
                 _ = tokio::time::sleep(std::time::Duration::from_secs(600)) => {}
                 _ = self.inner.gc_wake.notified() => {
-                    // Let a burst of deletes settle into one pass.
-                    tokio::time::sleep(std::time::Duration::from_secs(5)).await;
+                    // Let a burst of deletes settle into one pass (a shutdown does not wait).
+                    tokio::select! {
+                        _ = tokio::time::sleep(std::time::Duration::from_secs(5)) => {}
+                        _ = shutdown.changed() => return,
+                    }
                 }
                 _ = shutdown.changed() => return,
             }

@@ -417,8 +417,33 @@ pub struct Deployment {
     /// CANARY).
     #[serde(rename = "wharfShift", default, skip_serializing_if = "Option::is_none")]
     pub shift: Option<TrafficShift>,
+    /// Wharf's own, for a service whose task sets a third party manages (the EXTERNAL
+    /// deployment controller): the task set's scale, and who made it.
+    #[serde(rename = "wharfTaskSet", default, skip_serializing_if = "Option::is_none")]
+    pub task_set: Option<TaskSetState>,
     #[serde(flatten)]
     pub extra: Extra,
+}
+
+/// A task set of an EXTERNAL service beyond what every deployment has.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct TaskSetState {
+    /// Percent of the service's `desiredCount` it keeps running.
+    pub scale: f64,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub external_id: Option<String>,
+    /// DeleteTaskSet was called: its tasks stop, then it goes.
+    #[serde(default, skip_serializing_if = "is_false")]
+    pub draining: bool,
+}
+
+impl TaskSetState {
+    /// Tasks the task set keeps running for a service of `desired` tasks:
+    /// `ceil(desired × scale / 100)`, none while it drains.
+    pub fn computed(&self, desired: i64) -> i64 {
+        if self.draining { 0 } else { (desired as f64 * self.scale / 100.0 - 1e-9).ceil().max(0.0) as i64 }
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -675,6 +700,17 @@ pub struct Setting {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn task_sets_run_their_scale_of_desired_count_rounded_up() {
+        let set = |scale| TaskSetState { scale, external_id: None, draining: false };
+        assert_eq!(set(100.0).computed(4), 4);
+        assert_eq!(set(50.0).computed(3), 2);
+        assert_eq!(set(10.0).computed(4), 1);
+        assert_eq!(set(0.0).computed(4), 0);
+        assert_eq!(set(25.0).computed(4), 1);
+        assert_eq!(TaskSetState { draining: true, ..set(100.0) }.computed(4), 0);
+    }
     use serde_json::json;
 
     /// Documents stored while these states were strings read back into the typed fields and

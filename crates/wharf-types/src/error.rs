@@ -105,6 +105,8 @@ pub enum Resource {
     Deployment,
     /// A CodeDeploy deployment's target (an ECS service).
     DeploymentTarget,
+    /// An ECS task set.
+    TaskSet,
     /// Generic `ResourceNotFoundException` (CloudWatch Logs' groups and streams, tagged
     /// resources).
     Other,
@@ -207,6 +209,7 @@ impl fmt::Display for Resource {
             Resource::DeploymentConfig => "deployment configuration",
             Resource::Deployment => "deployment",
             Resource::DeploymentTarget => "deployment target",
+            Resource::TaskSet => "task set",
             Resource::Other => "resource",
         })
     }

@@ -86,7 +86,7 @@ async fn has_load_balancer(ctx: &Ctx, arn: &str) -> Result<bool> {
 /// Checks load balancer entries as ECS does: target groups (not Classic Load Balancers) that
 /// exist, are attached to a load balancer and suit the task's network mode, and a container
 /// and container port of the task definition.
-async fn check_load_balancers(ctx: &Ctx, lbs: &[Value], td: Option<&TaskDefinition>) -> Result<()> {
+pub(super) async fn check_load_balancers(ctx: &Ctx, lbs: &[Value], td: Option<&TaskDefinition>) -> Result<()> {
     if lbs.len() > MAX_LOAD_BALANCERS {
         return Err(Error::invalid(
             "loadBalancers",
@@ -172,7 +172,7 @@ async fn check_load_balancers(ctx: &Ctx, lbs: &[Value], td: Option<&TaskDefiniti
 }
 
 /// A service on Fargate needs a task definition that can run there.
-fn check_compatible(td: Option<&TaskDefinition>, launch_type: Option<LaunchType>) -> Result<()> {
+pub(super) fn check_compatible(td: Option<&TaskDefinition>, launch_type: Option<LaunchType>) -> Result<()> {
     if launch_type == Some(LaunchType::Fargate) && td.is_some_and(|t| !t.compatibilities.iter().any(|c| c == "FARGATE"))
     {
         return Err(Error::invalid("launchType", "Task definition does not support launch_type FARGATE."));
@@ -180,7 +180,7 @@ fn check_compatible(td: Option<&TaskDefinition>, launch_type: Option<LaunchType>
     Ok(())
 }
 
-fn check_network(td: Option<&TaskDefinition>, network: Option<&Value>) -> Result<()> {
+pub(super) fn check_network(td: Option<&TaskDefinition>, network: Option<&Value>) -> Result<()> {
     if td.and_then(|t| t.network_mode.as_deref()) == Some("awsvpc") && network.is_none() {
         return Err(Error::invalid(
             "networkConfiguration",
@@ -196,36 +196,38 @@ fn check_network(td: Option<&TaskDefinition>, network: Option<&Value>) -> Result
     Ok(())
 }
 
-/// Services rolled by an external controller (task sets a third party manages) are not served:
-/// refused rather than silently rolled by the ECS controller. A CODE_DEPLOY service needs a
-/// load balancer (CodeDeploy moves its listeners) and rolls no way of its own.
+/// What each deployment controller asks of a new service: a CODE_DEPLOY service needs a load
+/// balancer (CodeDeploy moves its listeners) and rolls no way of its own; an EXTERNAL one
+/// leaves everything its task sets carry to them.
 fn check_controller(
     controller: DeploymentControllerType,
     load_balancers: &[Value],
     dc: Option<&DeploymentConfiguration>,
 ) -> Result<()> {
+    let rolls_itself = dc.is_some_and(|d| d.strategy.is_some_and(|s| s != DeploymentStrategy::Rolling));
     match controller {
         DeploymentControllerType::Ecs => Ok(()),
-        DeploymentControllerType::CodeDeploy => {
-            if load_balancers.is_empty() {
-                return Err(Error::invalid(
-                    "loadBalancers",
-                    "A service using the CODE_DEPLOY deployment controller must be configured with a load balancer.",
-                ));
-            }
-            if dc.is_some_and(|d| d.strategy.is_some_and(|s| s != DeploymentStrategy::Rolling)) {
-                return Err(Error::invalid(
-                    "deploymentConfiguration.strategy",
-                    "The deployment strategy can only be set for services that use the ECS deployment controller.",
-                ));
-            }
-            Ok(())
-        }
-        DeploymentControllerType::External => Err(Error::Unsupported(
-            "The EXTERNAL deployment controller (task sets a third party manages) is not supported by Wharf; use ECS or CODE_DEPLOY."
-                .into(),
+        DeploymentControllerType::CodeDeploy if load_balancers.is_empty() => Err(Error::invalid(
+            "loadBalancers",
+            "A service using the CODE_DEPLOY deployment controller must be configured with a load balancer.",
         )),
+        _ if rolls_itself => Err(Error::invalid(
+            "deploymentConfiguration.strategy",
+            "The deployment strategy can only be set for services that use the ECS deployment controller.",
+        )),
+        DeploymentControllerType::External if !load_balancers.is_empty() => Err(external_field("loadBalancers")),
+        _ => Ok(()),
     }
+}
+
+/// A setting an EXTERNAL service's task sets carry, given to the service.
+fn external_field(field: &str) -> Error {
+    Error::invalid(
+        field,
+        format!(
+            "{field} cannot be specified for a service that uses the EXTERNAL deployment controller: each task set has its own."
+        ),
+    )
 }
 
 /// A service as the API shows it: with its current revisions, and a CODE_DEPLOY service's
@@ -248,8 +250,21 @@ pub async fn create(ctx: &Ctx, v: Value) -> Result<Value> {
         &req.load_balancers,
         req.deployment_configuration.as_ref(),
     )?;
+    let external = req.deployment_controller.is_some_and(|c| c.kind == DeploymentControllerType::External);
+    if external {
+        let given = [
+            ("taskDefinition", req.task_definition.is_some()),
+            ("networkConfiguration", req.network_configuration.is_some()),
+            ("serviceRegistries", !req.service_registries.is_empty()),
+            ("platformVersion", req.platform_version.is_some()),
+        ];
+        if let Some((field, _)) = given.iter().find(|(_, g)| *g) {
+            return Err(external_field(field));
+        }
+    }
     let td = match &req.task_definition {
         Some(r) => Some(require(ctx, r, "taskDefinition").await?.doc),
+        None if external => None,
         None => {
             return Err(Error::invalid(
                 "taskDefinition",
@@ -576,6 +591,19 @@ pub async fn update(ctx: &Ctx, v: Value) -> Result<Value> {
             if deployments::by_codedeploy(&doc) {
                 check_codedeploy_update(&r, &doc, new_td.as_ref())?;
             }
+            if deployments::by_external(&doc) {
+                let given = [
+                    ("taskDefinition", r.task_definition.is_some()),
+                    ("networkConfiguration", r.network_configuration.is_some()),
+                    ("loadBalancers", r.load_balancers.is_some()),
+                    ("serviceRegistries", r.service_registries.is_some()),
+                    ("platformVersion", r.platform_version.is_some()),
+                    ("forceNewDeployment", r.force_new_deployment),
+                ];
+                if let Some((field, _)) = given.iter().find(|(_, g)| *g) {
+                    return Err(external_field(field));
+                }
+            }
             let daemon = doc.scheduling_strategy == SchedulingStrategy::Daemon;
             if let Some(d) = r.desired_count {
                 if daemon {
@@ -693,6 +721,13 @@ pub async fn update(ctx: &Ctx, v: Value) -> Result<Value> {
             } else if let Some(primary) = doc.deployments.iter_mut().find(|d| d.status == DeploymentStatus::Primary) {
                 primary.desired_count = doc.desired_count;
                 primary.updated_at = now;
+            }
+            // Task sets of an EXTERNAL service follow desiredCount by their scale.
+            let desired = doc.desired_count;
+            for d in &mut doc.deployments {
+                if let Some(ts) = &d.task_set {
+                    d.desired_count = ts.computed(desired);
+                }
             }
             let mut txn = cas_put(&s.key, s.rev, &doc)?;
             txn.compares.extend(history.compares);

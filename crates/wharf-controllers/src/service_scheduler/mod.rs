@@ -33,8 +33,8 @@ use wharf_core::{Db, Scoped};
 use wharf_store::Txn;
 use wharf_types::Error;
 use wharf_types::ecs::{
-    Cluster, ContainerInstance, DeploymentStatus, Failure, HealthStatus, RolloutState, Service, ServiceEvent,
-    ServiceStatus, Task, TaskDefinition, TaskStatus,
+    Cluster, ContainerInstance, Deployment, DeploymentStatus, Failure, HealthStatus, RolloutState, Service,
+    ServiceEvent, ServiceStatus, Task, TaskDefinition, TaskStatus,
 };
 
 /// ECS keeps the newest 100 service events.
@@ -166,9 +166,10 @@ impl World {
         let instances = ctx.db.list::<ContainerInstance>(&keys.instances(&cluster_name)).await?;
         let targets_changed = targets::sync_targets(ctx, svc, &cluster_name, &all, &instances).await?;
         let all = if targets_changed { read_tasks().await? } else { all };
-        let Some(primary_id) =
-            svc.deployments.iter().find(|d| d.status == DeploymentStatus::Primary).map(|d| d.id.clone())
-        else {
+        // An EXTERNAL service may have task sets and no PRIMARY one yet.
+        let primary = svc.deployments.iter().find(|d| d.status == DeploymentStatus::Primary);
+        let primary = primary.or_else(|| deployments::by_external(svc).then(|| svc.deployments.first()).flatten());
+        let Some(primary_id) = primary.map(|d| d.id.clone()) else {
             return Ok(None);
         };
         let mut definitions: HashMap<String, TaskDefinition> = HashMap::new();
@@ -387,9 +388,24 @@ async fn start(
 ) -> Result<(), Error> {
     let Some(primary) = w.svc.deployments.iter().find(|d| d.id == w.primary_id) else { return Ok(()) };
     let Some(td) = w.definitions.get(&primary.task_definition) else { return Ok(()) };
-    let request = launch_request(&w.svc, &primary.task_definition, &w.primary_id);
+    let request = launch_request(&w.svc, primary);
     let (started, failures) = match starts {
         Starts::Count(0) => (vec![], vec![]),
+        Starts::Each(counts) => {
+            let mut all = (vec![], vec![]);
+            for (id, n) in counts {
+                let Some(d) = w.svc.deployments.iter().find(|d| d.id == id) else { continue };
+                let Some(td) = w.definitions.get(&d.task_definition) else { continue };
+                match launch(ctx, &w.cluster, td, &launch_request(&w.svc, d), n).await {
+                    Ok((t, f)) => {
+                        all.0.extend(t);
+                        all.1.extend(f);
+                    }
+                    Err(e) => all.1.push(failure(e)),
+                }
+            }
+            all
+        }
         Starts::Count(n) => match launch(ctx, &w.cluster, td, &request, n).await {
             Ok(r) => r,
             Err(e) => (vec![], vec![failure(e)]),
@@ -417,16 +433,24 @@ async fn start(
     Ok(())
 }
 
-/// What the service launches for its PRIMARY deployment: its task definition, network and
-/// placement (by default ECS's for services: spread across zones, then instances).
-fn launch_request(svc: &Service, task_definition: &str, deployment_id: &str) -> RunRequest {
+/// What the service launches for deployment `d`: its task definition, network and placement
+/// (by default ECS's for services: spread across zones, then instances). A task set (of an
+/// EXTERNAL service, or a CodeDeploy replacement) launches with its own launch type, capacity
+/// providers, platform version and network; other deployments with the service's.
+fn launch_request(svc: &Service, d: &Deployment) -> RunRequest {
+    let own = d.task_set.is_some() || d.shift.as_ref().is_some_and(|s| s.plan.is_some());
+    let (launch_type, capacity, platform, network) = if own {
+        (d.launch_type, &d.capacity_provider_strategy, &d.platform_version, &d.network_configuration)
+    } else {
+        (svc.launch_type, &svc.capacity_provider_strategy, &svc.platform_version, &svc.network_configuration)
+    };
     RunRequest {
-        task_definition: task_definition.to_string(),
-        launch_type: svc.launch_type,
-        capacity_provider_strategy: svc.capacity_provider_strategy.clone().filter(|s| !s.is_empty()),
+        task_definition: d.task_definition.clone(),
+        launch_type,
+        capacity_provider_strategy: capacity.clone().filter(|s| !s.is_empty()),
         group: Some(format!("service:{}", svc.service_name)),
-        started_by: Some(deployment_id.to_string()),
-        network_configuration: svc.network_configuration.clone(),
+        started_by: Some(d.id.clone()),
+        network_configuration: network.clone(),
         placement_constraints: svc.placement_constraints.clone(),
         placement_strategy: if svc.placement_strategy.is_empty() {
             vec![
@@ -436,7 +460,7 @@ fn launch_request(svc: &Service, task_definition: &str, deployment_id: &str) -> 
         } else {
             svc.placement_strategy.clone()
         },
-        platform_version: svc.platform_version.clone(),
+        platform_version: platform.clone(),
         enable_execute_command: svc.enable_execute_command,
         ..Default::default()
     }
@@ -506,14 +530,17 @@ async fn account(
             v.primary && v.healthy
         })
         .count() as i64;
-    let (now, primary_id) = (w.now, w.primary_id.as_str());
+    let wanted: Vec<(i64, bool)> =
+        w.svc.deployments.iter().map(|d| (strategy.desired_of(w, d), strategy.keeps(w, d))).collect();
+    let now = w.now;
     let svc = &mut w.svc;
-    for d in &mut svc.deployments {
+    for (d, (desired, _)) in svc.deployments.iter_mut().zip(&wanted) {
         d.running_count = count(&d.id, true);
         d.pending_count = count(&d.id, false);
-        d.desired_count = if d.id == primary_id { target } else { 0 };
+        d.desired_count = *desired;
     }
-    svc.deployments.retain(|d| d.id == primary_id || d.running_count + d.pending_count > 0);
+    let mut keep = wanted.iter().map(|(_, k)| *k);
+    svc.deployments.retain(|d| keep.next().unwrap_or(false) || d.running_count + d.pending_count > 0);
     svc.running_count = fresh.iter().filter(|t| t.last_status == TaskStatus::Running).count() as i64;
     svc.pending_count = fresh.len() as i64 - svc.running_count;
     if strategy.owns_desired_count() {

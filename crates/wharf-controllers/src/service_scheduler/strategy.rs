@@ -8,7 +8,7 @@
 use super::{World, blue_green};
 use crate::planner::{max_total, min_healthy, plan};
 use std::sync::Arc;
-use wharf_types::ecs::{LifecycleStage, SchedulingStrategy, Service, ServiceStatus, Task, TaskStatus};
+use wharf_types::ecs::{Deployment, LifecycleStage, SchedulingStrategy, Service, ServiceStatus, Task, TaskStatus};
 
 /// What one activation does to the service's tasks.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -18,11 +18,13 @@ pub(super) struct Plan {
     pub start: Starts,
 }
 
-/// What to start: a number of PRIMARY tasks placed by strategy, or one on each instance.
+/// What to start: a number of PRIMARY tasks placed by strategy, one on each instance, or a
+/// number for each of several deployments (task sets).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(super) enum Starts {
     Count(usize),
     On(Vec<String>),
+    Each(Vec<(String, usize)>),
 }
 
 pub(super) trait Strategy: Sync {
@@ -39,11 +41,22 @@ pub(super) trait Strategy: Sync {
     fn may_complete(&self, _w: &World) -> bool {
         true
     }
+    /// How many tasks deployment `d` is to run: the target for the PRIMARY one, none for the
+    /// others (they drain).
+    fn desired_of(&self, w: &World, d: &Deployment) -> i64 {
+        if d.id == w.primary_id { self.target(w) } else { 0 }
+    }
+    /// Whether deployment `d` stays listed with no task left (the PRIMARY one always does).
+    fn keeps(&self, w: &World, d: &Deployment) -> bool {
+        d.id == w.primary_id
+    }
 }
 
 /// The strategy of `svc`.
 pub(super) fn of(svc: &Service) -> &'static dyn Strategy {
-    if svc.scheduling_strategy == SchedulingStrategy::Daemon {
+    if wharf_core::deployments::by_external(svc) {
+        &External
+    } else if svc.scheduling_strategy == SchedulingStrategy::Daemon {
         &Daemon
     } else if wharf_core::deployments::shifts_traffic(svc) || wharf_core::deployments::by_codedeploy(svc) {
         &Shift
@@ -88,6 +101,44 @@ impl Strategy for Shift {
         let excess = green.len().saturating_sub(w.desired().max(0) as usize);
         stop.extend(green.iter().take(excess).map(|t| t.task_arn.clone()));
         Plan { stop, start: Starts::Count(start) }
+    }
+}
+
+/// EXTERNAL: a third party manages the task sets; each runs `ceil(desiredCount × scale /
+/// 100)` tasks, a deleted one drains and goes, and tasks of no task set stop. Nothing rolls:
+/// moving from one task set to another is the third party's scale changes.
+struct External;
+
+impl Strategy for External {
+    fn target(&self, w: &World) -> i64 {
+        w.desired()
+    }
+
+    fn desired_of(&self, w: &World, d: &Deployment) -> i64 {
+        d.task_set.as_ref().map_or(0, |s| s.computed(w.desired()))
+    }
+
+    fn keeps(&self, _w: &World, d: &Deployment) -> bool {
+        d.task_set.as_ref().is_some_and(|s| !s.draining)
+    }
+
+    fn plan(&self, w: &World) -> Plan {
+        let mut stop = vec![];
+        let mut each = vec![];
+        for d in &w.svc.deployments {
+            let want = self.desired_of(w, d).max(0) as usize;
+            let mut mine: Vec<&Arc<Task>> = w.live.iter().filter(|t| t.started_by.as_deref() == Some(&d.id)).collect();
+            if mine.len() > want {
+                // Tasks not yet running go first.
+                mine.sort_by_key(|t| t.last_status == TaskStatus::Running);
+                stop.extend(mine.iter().take(mine.len() - want).map(|t| t.task_arn.clone()));
+            } else if mine.len() < want {
+                each.push((d.id.clone(), want - mine.len()));
+            }
+        }
+        let known = |t: &Task| w.svc.deployments.iter().any(|d| t.started_by.as_deref() == Some(d.id.as_str()));
+        stop.extend(w.live.iter().filter(|t| !known(t)).map(|t| t.task_arn.clone()));
+        Plan { stop, start: Starts::Each(each) }
     }
 }
 
