@@ -134,8 +134,8 @@ fn parse_appspec(content: &str) -> Result<AppSpec> {
 /// Refuses a new deployment while the group's last one is still going.
 pub async fn refuse_if_active(ctx: &Ctx, group: &Value) -> Result<()> {
     let Some(active) = group.get("wharfActiveDeployment").and_then(Value::as_str) else { return Ok(()) };
-    let Some(doc) = ctx.db.get::<Value>(&CdKeys::new(ctx).deployment(active)).await? else { return Ok(()) };
-    if !is_terminal(text(&doc.doc, "status")) {
+    let Some(info) = last_deployment_info(ctx, active).await? else { return Ok(()) };
+    if !info["status"].as_str().is_some_and(is_terminal) {
         return Err(Error::limit_exceeded(
             Limit::ActiveDeployments,
             format!(
@@ -456,6 +456,8 @@ impl Live {
             Some(_) if self.ready() => "Ready".into(),
             Some(s) if s.stages.len() <= 1 => "Created".into(),
             Some(_) => "InProgress".into(),
+            // The task set went without the scheduler finishing it (its service was deleted).
+            None if self.task_set().is_none() => "Stopped".into(),
             None => stored,
         }
     }

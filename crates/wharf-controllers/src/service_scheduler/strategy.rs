@@ -1,9 +1,9 @@
 //! How a service's tasks move from its older deployments to its PRIMARY one. The scheduler
 //! observes a service ([`World`]), asks its strategy what to do in this activation, does it,
 //! and accounts for it: a strategy only decides. `Rolling` (REPLICA services, ECS's ROLLING
-//! deployment controller) and `Daemon` are the two today; blue/green, linear and canary
-//! deployments (traffic shifted between target groups) and an external controller (task sets,
-//! which plans nothing itself) are further implementations of [`Strategy`].
+//! deployment controller), `Daemon`, `Shift` (BLUE_GREEN, LINEAR and CANARY, and every
+//! CODE_DEPLOY service: traffic shifted between target groups) and `External` (task sets a
+//! third party scales) are the implementations of [`Strategy`].
 
 use super::{World, blue_green};
 use crate::planner::{max_total, min_healthy, plan};
