@@ -26,7 +26,12 @@ fn render() -> String {
             meta.endpoint_prefix.to_uppercase(),
             meta.target_prefix.as_deref().unwrap_or(&meta.endpoint_prefix),
             meta.api_version,
-            meta.protocol,
+            // What Wharf serves (a model may list a newer protocol first, as CodeDeploy's lists
+            // RPC v2 CBOR before the JSON its SDKs speak).
+            match service.protocol {
+                wharf_protocol::Protocol::Json => "json",
+                wharf_protocol::Protocol::Query => "query",
+            },
             service.operations.len(),
             all.len()
         );
