@@ -443,3 +443,17 @@ def test_external_task_sets_are_made_scaled_promoted_and_deleted(cd):
     with pytest.raises(ClientError) as e:
         ecs.update_service(cluster=w.cluster, service="ext", taskDefinition=register("v3"))
     assert e.value.response["Error"]["Code"] == "InvalidParameterException"
+
+
+def test_a_ready_wait_that_runs_out_stops_the_deployment(cd):
+    """STOP_DEPLOYMENT with a 1-minute wait (1 s here) and nobody continuing: the deployment is
+    Stopped (TIMEOUT) and production never left blue."""
+    w = cd
+    s = Stack(w, "cdwait", count=1, ready={"actionOnTimeout": "STOP_DEPLOYMENT", "waitTimeInMinutes": 1})
+    dep = s.start(s.register("v2"))
+    seen = s.statuses(dep, {"Succeeded", "Failed", "Stopped"})
+    assert seen[-1] == "Stopped" and "Ready" in seen, seen
+    info = s.deploy.get_deployment(deploymentId=dep)["deploymentInfo"]
+    assert info["errorInformation"]["code"] == "TIMEOUT", info
+    s.wait_serving(1)
+    assert s.weights(s.listeners[0]) == {0: 100} and versions(s.prod_url, 10) == {"v1": 10}
