@@ -487,10 +487,7 @@ impl Live {
             "Skipped": 0,
             "Ready": count("Ready"),
         });
-        if let Some(o) = d.as_object_mut() {
-            o.retain(|k, v| !k.starts_with("wharf") && !v.is_null());
-        }
-        d
+        super::public(d)
     }
 }
 

@@ -54,11 +54,7 @@ pub async fn create_application(ctx: &Ctx, v: Value) -> Result<Value> {
 }
 
 fn application_info(doc: &Value) -> Value {
-    let mut d = doc.clone();
-    if let Some(o) = d.as_object_mut() {
-        o.retain(|k, _| !k.starts_with("wharf"));
-    }
-    d
+    super::public(doc.clone())
 }
 
 #[derive(Deserialize)]
@@ -368,10 +364,7 @@ pub async fn group_info(ctx: &Ctx, doc: &Value) -> Result<Value> {
         }
         d["lastAttemptedDeployment"] = info;
     }
-    if let Some(o) = d.as_object_mut() {
-        o.retain(|k, _| !k.starts_with("wharf"));
-    }
-    Ok(d)
+    Ok(super::public(d))
 }
 
 pub async fn create_group(ctx: &Ctx, v: Value) -> Result<Value> {

@@ -79,3 +79,11 @@ async fn group(ctx: &Ctx, app: &str, name: &str) -> Result<Versioned<Value>> {
 fn text<'a>(doc: &'a Value, key: &str) -> &'a str {
     doc.get(key).and_then(Value::as_str).unwrap_or_default()
 }
+
+/// A stored document as the API shows it: without Wharf's own members (`wharf…`) and nulls.
+fn public(mut doc: Value) -> Value {
+    if let Some(o) = doc.as_object_mut() {
+        o.retain(|k, v| !k.starts_with("wharf") && !v.is_null());
+    }
+    doc
+}

@@ -100,15 +100,19 @@ pub fn show_task_sets(ctx: &Ctx, svc: &Service, out: &mut Value) {
     out["deployments"] = json!([]);
 }
 
-/// The service a task set request names, ACTIVE.
-async fn service(ctx: &Ctx, cluster: &str, service: &str) -> Result<crate::db::Versioned<Service>> {
+/// The service a task set request names, in any status.
+async fn lookup(ctx: &Ctx, cluster: &str, service: &str) -> Result<crate::db::Versioned<Service>> {
     let cluster = active_cluster(ctx, Some(cluster)).await?;
     let (_, name) = split_ref(ctx, service, "service", "service")?;
-    let s = ctx
-        .db
+    ctx.db
         .get::<Service>(&Keys::new(ctx).service(&cluster.doc.cluster_name, name))
         .await?
-        .ok_or_else(Error::service_not_found)?;
+        .ok_or_else(Error::service_not_found)
+}
+
+/// The service a task set request names, ACTIVE.
+async fn service(ctx: &Ctx, cluster: &str, service: &str) -> Result<crate::db::Versioned<Service>> {
+    let s = lookup(ctx, cluster, service).await?;
     if s.doc.status != ServiceStatus::Active {
         return Err(Error::NotActive("Service was not ACTIVE.".into()));
     }
@@ -151,14 +155,7 @@ struct DescribeRequest {
 
 pub async fn describe(ctx: &Ctx, v: Value) -> Result<Value> {
     let req: DescribeRequest = input(v)?;
-    let cluster = active_cluster(ctx, Some(&req.cluster)).await?;
-    let (_, name) = split_ref(ctx, &req.service, "service", "service")?;
-    let svc = ctx
-        .db
-        .get::<Service>(&Keys::new(ctx).service(&cluster.doc.cluster_name, name))
-        .await?
-        .ok_or_else(Error::service_not_found)?
-        .doc;
+    let svc = lookup(ctx, &req.cluster, &req.service).await?.doc;
     if !has_task_sets(&svc) {
         return Err(Error::invalid("service", EXTERNAL_ONLY));
     }
@@ -356,18 +353,4 @@ pub async fn delete(ctx: &Ctx, v: Value) -> Result<Value> {
         Ok(())
     })
     .await
-}
-
-/// CreateTaskSet and the others on a CODE_DEPLOY (or ECS) service: the service must exist; its
-/// controller does not let anyone else manage its task sets.
-pub async fn refuse(ctx: &Ctx, v: Value) -> Result<Value> {
-    let cluster = v.get("cluster").and_then(Value::as_str).map(str::to_string);
-    let service = v.get("service").and_then(Value::as_str).unwrap_or_default().to_string();
-    let cluster = active_cluster(ctx, cluster.as_deref()).await?;
-    let (_, name) = split_ref(ctx, &service, "service", "service")?;
-    ctx.db
-        .get::<Service>(&Keys::new(ctx).service(&cluster.doc.cluster_name, name))
-        .await?
-        .ok_or_else(Error::service_not_found)?;
-    Err(Error::invalid("service", EXTERNAL_ONLY))
 }
