@@ -28,6 +28,7 @@ macro_rules! operations {
 }
 
 pub mod agent_api;
+pub mod cloudwatch;
 pub mod codedeploy;
 pub mod ecr;
 pub mod ecs;
@@ -39,6 +40,7 @@ pub mod ssm;
 pub mod sts;
 
 pub use logs::LogStore;
+pub use wharf_core::metrics::MetricStore;
 pub use wharf_core::{Db, Scoped, Vault, db};
 
 use serde_json::Value;
@@ -55,6 +57,8 @@ pub struct State {
     pub db: Db,
     /// CloudWatch Logs groups, streams and events (their own database, not the store).
     pub logs: LogStore,
+    /// CloudWatch metric datapoints and alarm history (their own database, not the store).
+    pub metrics: MetricStore,
     /// ECR's repositories, images and blobs (metadata in the store, content on disk).
     pub registry: wharf_registry::Registry,
     /// Seals SecureString parameters and secrets before they reach the store.
@@ -68,6 +72,7 @@ impl State {
             scoped: Scoped::new(scope, self.db.clone()),
             access_key_id,
             logs: self.logs.clone(),
+            metrics: self.metrics.clone(),
             registry: self.registry.clone(),
             vault: self.vault.clone(),
         }
@@ -83,6 +88,7 @@ pub struct Ctx {
     scoped: Scoped,
     access_key_id: String,
     logs: LogStore,
+    metrics: MetricStore,
     registry: wharf_registry::Registry,
     vault: Vault,
 }
@@ -94,6 +100,7 @@ impl Ctx {
         let state = State {
             db: Db::new(store.clone()),
             logs: LogStore::open_in_memory().expect("in-memory log store"),
+            metrics: MetricStore::open_in_memory().expect("in-memory metric store"),
             registry: wharf_registry::Registry::ephemeral(store).expect("temporary registry dir"),
             vault: Vault::ephemeral(),
         };
@@ -108,6 +115,11 @@ impl Ctx {
     /// CloudWatch Logs' log store.
     pub fn logs(&self) -> &LogStore {
         &self.logs
+    }
+
+    /// CloudWatch's metric store.
+    pub fn metrics(&self) -> &MetricStore {
+        &self.metrics
     }
 
     /// ECR's registry.
@@ -222,6 +234,10 @@ services! {
     SSM: ssm, model "ssm", Json, body KIB_256;
     SECRETS_MANAGER: secretsmanager, model "secretsmanager", Json, body KIB_256;
     CODEDEPLOY: codedeploy, model "codedeploy", Json, body KIB_256;
+    CLOUDWATCH: cloudwatch, model "cloudwatch", Json, body KIB_256, larger [
+        // 1,000 datums of 150 values each, with dimensions.
+        "PutMetricData": 1 << 20,
+    ];
 }
 
 // Requests that carry only settings are small: an ECS task definition is at most 64 KiB, a

@@ -13,7 +13,8 @@ use wharf_types::Scope;
 fn ctx_with(logs: LogStore) -> Ctx {
     let store = wharf_store::SqliteStore::open_in_memory().unwrap();
     let registry = wharf_registry::Registry::ephemeral(store.clone()).unwrap();
-    let state = State { db: Db::new(store), logs, registry, vault: wharf_api::Vault::ephemeral() };
+    let metrics = wharf_api::MetricStore::open_in_memory().unwrap();
+    let state = State { db: Db::new(store), logs, metrics, registry, vault: wharf_api::Vault::ephemeral() };
     state.context(Scope::new("123456789012", "us-east-1"), "AKIA".into())
 }
 

@@ -20,6 +20,8 @@ pub mod expr;
 pub mod fargate;
 pub mod keys;
 pub mod logs;
+pub mod metrics;
+mod sidedb;
 pub mod placement;
 pub mod tags;
 pub mod targets;

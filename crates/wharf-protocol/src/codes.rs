@@ -20,6 +20,8 @@ pub fn wire_error(err: &Error, service: &str, protocol: Protocol) -> WireError {
     let query = protocol == Protocol::Query;
     let elb = service == "elasticloadbalancing";
     let code = match (err, service) {
+        // CloudWatch answers its Query codes in every protocol it speaks.
+        (Error::InvalidParameter { .. }, "monitoring") => "InvalidParameterValue",
         (Error::InvalidParameter { .. }, _) if query => "ValidationError",
         (Error::InvalidParameter { field, .. }, "codedeploy") => codedeploy_invalid(field),
         (Error::InvalidParameter { .. }, "ecs" | "logs" | "api.ecr" | "secretsmanager") => "InvalidParameterException",
@@ -36,6 +38,11 @@ pub fn wire_error(err: &Error, service: &str, protocol: Protocol) -> WireError {
             Invalid::ImageDigest => "ImageDigestDoesNotMatchException",
             Invalid::DeploymentCompleted => "DeploymentAlreadyCompletedException",
             Invalid::DeploymentNotReady => "DeploymentIsNotInReadyStateException",
+            Invalid::Combination if service == "monitoring" => "InvalidParameterCombination",
+            Invalid::MissingParameter if service == "monitoring" => "MissingParameter",
+            Invalid::Combination | Invalid::MissingParameter => "ValidationException",
+            Invalid::NextToken if service == "monitoring" => "InvalidNextToken",
+            Invalid::NextToken => "InvalidNextTokenException",
         },
         (Error::Serialization(_), _) if query => "MalformedInput",
         (Error::Serialization(_), _) => "SerializationException",

@@ -179,6 +179,13 @@ pub enum Invalid {
     DeploymentCompleted,
     /// A CodeDeploy deployment that is not waiting in the state the request needs.
     DeploymentNotReady,
+    /// Parameters that cannot be given together, or one that needs another (CloudWatch's
+    /// `InvalidParameterCombination`).
+    Combination,
+    /// A parameter the operation needs in this case (CloudWatch's `MissingParameter`).
+    MissingParameter,
+    /// A pagination token this listing did not hand out.
+    NextToken,
 }
 
 impl fmt::Display for Resource {

@@ -18,7 +18,7 @@ use std::convert::Infallible;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 use tokio::net::TcpListener;
-use wharf_api::{Ctx, Db, LogStore, Service};
+use wharf_api::{Ctx, Db, LogStore, MetricStore, Service};
 use wharf_protocol::sigv4::{Credential, RequestParts, Verifier};
 use wharf_protocol::{MAX_BODY_BYTES, Protocol, WireError, json, query, wire_error, xml};
 use wharf_types::{Error, Scope};
@@ -160,7 +160,7 @@ pub async fn run(args: ServerArgs, embedded: Option<EmbeddedAgent>) -> anyhow::R
     let creds = config::credentials(&args.data_dir)
         .with_context(|| format!("data dir {} is unusable (credentials)", args.data_dir.display()))?;
     let db_path = args.data_dir.join("wharf.db");
-    private_files(&args.data_dir, &["wharf.db", "logs.db"])
+    private_files(&args.data_dir, &["wharf.db", "logs.db", "metrics.db"])
         .with_context(|| format!("data dir {} is unusable (its databases' modes)", args.data_dir.display()))?;
     let store = wharf_store::SqliteStore::open(&db_path).with_context(|| {
         format!(
@@ -172,6 +172,14 @@ pub async fn run(args: ServerArgs, embedded: Option<EmbeddedAgent>) -> anyhow::R
     let logs_path = args.data_dir.join("logs.db");
     let logs = LogStore::open(&logs_path).with_context(|| {
         format!("data dir {} is unusable: cannot open the log store {}", args.data_dir.display(), logs_path.display())
+    })?;
+    let metrics_path = args.data_dir.join("metrics.db");
+    let metrics = MetricStore::open(&metrics_path).with_context(|| {
+        format!(
+            "data dir {} is unusable: cannot open the metric store {}",
+            args.data_dir.display(),
+            metrics_path.display()
+        )
     })?;
     let listener = TcpListener::bind(args.listen)
         .await
@@ -231,7 +239,13 @@ pub async fn run(args: ServerArgs, embedded: Option<EmbeddedAgent>) -> anyhow::R
     let local_agents = embedded.as_ref().map(|e| LocalAgents::new(regions_tx, &args.region, &e.cluster));
     let app = Arc::new(App {
         verifier: Verifier::new(keys),
-        state: wharf_api::State { db: db.clone(), logs: logs.clone(), registry: registry.clone(), vault },
+        state: wharf_api::State {
+            db: db.clone(),
+            logs: logs.clone(),
+            metrics: metrics.clone(),
+            registry: registry.clone(),
+            vault,
+        },
         agent_timeout,
         shutdown: shutdown_rx.clone(),
         lb,

@@ -8,9 +8,8 @@
 //! retention: `(group, timestamp, id)`). Groups carry the account and region, so everything is
 //! partitioned by the caller's scope like the rest of Wharf.
 //!
-//! Concurrency: one writer connection and one reader connection, each behind a mutex and used
-//! only from `tokio::task::spawn_blocking`, so SQLite never blocks the async runtime. WAL lets
-//! reads run while a write is in progress. Every `PutLogEvents` batch is one transaction.
+//! Concurrency: a [`SideDb`] (one writer, one reader, never on the async runtime). Every
+//! `PutLogEvents` batch is one transaction.
 //!
 //! Durability: WAL with `synchronous=FULL`, as the resource store: an acknowledged
 //! `PutLogEvents` survives a power loss. Batching makes this cheap (one fsync per batch, and a
@@ -18,13 +17,12 @@
 //! `tests/logs.rs`.
 
 use super::filter::Pattern;
+use crate::sidedb::{R, SideDb};
 use rusqlite::types::Value as SqlValue;
-use rusqlite::{Connection, OpenFlags, OptionalExtension, TransactionBehavior, params, params_from_iter};
+use rusqlite::{Connection, OptionalExtension, TransactionBehavior, params, params_from_iter};
 use std::collections::{BTreeMap, HashMap};
 use std::ops::Range;
 use std::path::Path;
-use std::sync::{Arc, Mutex, MutexGuard};
-use std::time::Duration;
 use wharf_types::{Error, Resource, Result, Scope};
 
 /// Milliseconds in a day (retention periods are whole days).
@@ -72,46 +70,9 @@ CREATE INDEX IF NOT EXISTS log_event_by_group ON log_event (group_id, timestamp)
 const PURGE_CHUNK: usize = 5_000;
 
 /// A handle on the log store; cheap to clone.
-#[derive(Clone)]
+#[derive(Clone, Debug)]
 pub struct LogStore {
-    inner: Arc<Inner>,
-}
-
-struct Inner {
-    writer: Mutex<Connection>,
-    /// `None` for an in-memory store, whose one connection serves reads too.
-    reader: Option<Mutex<Connection>>,
-    location: String,
-}
-
-impl std::fmt::Debug for LogStore {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("LogStore").field("location", &self.inner.location).finish_non_exhaustive()
-    }
-}
-
-/// A failure inside a store closure: SQLite's, or a domain error to hand back as is.
-enum Fail {
-    Sql(rusqlite::Error),
-    Domain(Error),
-}
-
-impl From<rusqlite::Error> for Fail {
-    fn from(e: rusqlite::Error) -> Self {
-        Fail::Sql(e)
-    }
-}
-
-impl From<Error> for Fail {
-    fn from(e: Error) -> Self {
-        Fail::Domain(e)
-    }
-}
-
-type R<T> = std::result::Result<T, Fail>;
-
-fn lock(m: &Mutex<Connection>) -> MutexGuard<'_, Connection> {
-    m.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+    db: SideDb,
 }
 
 pub fn group_not_found() -> Error {
@@ -291,72 +252,23 @@ pub fn retention_cutoff(days: Option<i64>, now: i64) -> Option<i64> {
     days.map(|d| now.saturating_sub(d.saturating_mul(DAY_MS)))
 }
 
-fn configure(conn: &Connection) -> rusqlite::Result<()> {
-    conn.busy_timeout(Duration::from_secs(10))?;
-    let mode: String = conn.query_row("PRAGMA journal_mode = WAL", [], |r| r.get(0))?;
-    if mode != "wal" && mode != "memory" {
-        tracing::warn!(mode, "SQLite refused WAL mode for the log store");
-    }
-    conn.pragma_update(None, "synchronous", "FULL")?;
-    Ok(())
-}
-
 impl LogStore {
     /// Opens (creating if needed) the log database at `path`.
     pub fn open(path: &Path) -> std::result::Result<LogStore, rusqlite::Error> {
-        let writer = Connection::open(path)?;
-        configure(&writer)?;
-        writer.execute_batch(SCHEMA)?;
-        let reader = Connection::open_with_flags(
-            path,
-            OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX | OpenFlags::SQLITE_OPEN_URI,
-        )?;
-        reader.busy_timeout(Duration::from_secs(10))?;
-        Ok(LogStore {
-            inner: Arc::new(Inner {
-                writer: Mutex::new(writer),
-                reader: Some(Mutex::new(reader)),
-                location: path.display().to_string(),
-            }),
-        })
+        Ok(LogStore { db: SideDb::open(path, SCHEMA, "log store")? })
     }
 
     /// A private in-memory store (tests).
     pub fn open_in_memory() -> std::result::Result<LogStore, rusqlite::Error> {
-        let conn = Connection::open_in_memory()?;
-        configure(&conn)?;
-        conn.execute_batch(SCHEMA)?;
-        Ok(LogStore { inner: Arc::new(Inner { writer: Mutex::new(conn), reader: None, location: ":memory:".into() }) })
-    }
-
-    async fn run<T: Send + 'static>(
-        &self,
-        write: bool,
-        f: impl FnOnce(&mut Connection) -> R<T> + Send + 'static,
-    ) -> Result<T> {
-        let inner = self.inner.clone();
-        let joined = tokio::task::spawn_blocking(move || {
-            let m = match (&inner.reader, write) {
-                (Some(r), false) => r,
-                _ => &inner.writer,
-            };
-            f(&mut lock(m))
-        })
-        .await;
-        match joined {
-            Ok(Ok(v)) => Ok(v),
-            Ok(Err(Fail::Domain(e))) => Err(e),
-            Ok(Err(Fail::Sql(e))) => Err(Error::Internal(format!("log store failure: {e}"))),
-            Err(e) => Err(Error::Internal(format!("log store task failed: {e}"))),
-        }
+        Ok(LogStore { db: SideDb::open_in_memory(SCHEMA, "log store")? })
     }
 
     async fn write<T: Send + 'static>(&self, f: impl FnOnce(&mut Connection) -> R<T> + Send + 'static) -> Result<T> {
-        self.run(true, f).await
+        self.db.write(f).await
     }
 
     async fn read<T: Send + 'static>(&self, f: impl FnOnce(&mut Connection) -> R<T> + Send + 'static) -> Result<T> {
-        self.run(false, f).await
+        self.db.read(f).await
     }
 
     pub async fn create_group(&self, scope: &Scope, g: NewGroup, now: i64) -> Result<()> {

@@ -1,0 +1,7 @@
+//! CloudWatch metrics: the metric store ([`store`]) beside the resource store.
+
+pub mod store;
+
+pub use store::{
+    Bucket, Datum, HistoryItem, HistoryQuery, MetricKey, MetricListing, MetricStore, NO_UNIT, StatSet, Window,
+};
