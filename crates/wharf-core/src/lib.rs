@@ -9,6 +9,7 @@
 
 #![forbid(unsafe_code)]
 
+pub mod alarms;
 mod assignment_index;
 pub mod capacity;
 pub mod codedeploy;

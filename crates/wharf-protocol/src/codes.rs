@@ -43,6 +43,8 @@ pub fn wire_error(err: &Error, service: &str, protocol: Protocol) -> WireError {
             Invalid::Combination | Invalid::MissingParameter => "ValidationException",
             Invalid::NextToken if service == "monitoring" => "InvalidNextToken",
             Invalid::NextToken => "InvalidNextTokenException",
+            Invalid::Format if service == "monitoring" => "InvalidFormat",
+            Invalid::Format => "ValidationException",
         },
         (Error::Serialization(_), _) if query => "MalformedInput",
         (Error::Serialization(_), _) => "SerializationException",
@@ -77,6 +79,8 @@ pub fn wire_error(err: &Error, service: &str, protocol: Protocol) -> WireError {
             Resource::Deployment => "DeploymentDoesNotExistException",
             Resource::DeploymentTarget => "DeploymentTargetDoesNotExistException",
             Resource::TaskSet => "TaskSetNotFoundException",
+            Resource::Alarm => "ResourceNotFound",
+            Resource::ScalingObject => "ObjectNotFoundException",
             Resource::Other => "ResourceNotFoundException",
         },
         (Error::AlreadyExists { resource, .. }, _) => match resource {

@@ -107,6 +107,10 @@ pub enum Resource {
     DeploymentTarget,
     /// An ECS task set.
     TaskSet,
+    /// A CloudWatch alarm.
+    Alarm,
+    /// An Application Auto Scaling scalable target, scaling policy or scheduled action.
+    ScalingObject,
     /// Generic `ResourceNotFoundException` (CloudWatch Logs' groups and streams, tagged
     /// resources).
     Other,
@@ -186,6 +190,8 @@ pub enum Invalid {
     MissingParameter,
     /// A pagination token this listing did not hand out.
     NextToken,
+    /// A document member that is not in the format it must be (CloudWatch's `InvalidFormat`).
+    Format,
 }
 
 impl fmt::Display for Resource {
@@ -217,6 +223,8 @@ impl fmt::Display for Resource {
             Resource::Deployment => "deployment",
             Resource::DeploymentTarget => "deployment target",
             Resource::TaskSet => "task set",
+            Resource::Alarm => "alarm",
+            Resource::ScalingObject => "scaling object",
             Resource::Other => "resource",
         })
     }

@@ -8,6 +8,7 @@
 //! Timestamps arrive as epoch seconds whatever the protocol (the protocol layer turns Query's
 //! ISO 8601 and CBOR's tagged times into numbers) and leave the same way.
 
+mod alarms;
 mod expr;
 mod metrics;
 
@@ -19,6 +20,14 @@ operations! {
     "GetMetricStatistics" => metrics::statistics,
     "GetMetricData" => metrics::data,
     "ListMetrics" => metrics::list,
+    "PutMetricAlarm" => alarms::put,
+    "DescribeAlarms" => alarms::describe,
+    "DescribeAlarmsForMetric" => alarms::describe_for_metric,
+    "DeleteAlarms" => alarms::delete,
+    "SetAlarmState" => alarms::set_state,
+    "DescribeAlarmHistory" => alarms::history,
+    "EnableAlarmActions" => alarms::enable_actions,
+    "DisableAlarmActions" => alarms::disable_actions,
 }
 
 /// `Dimensions` as the wire carries them.
