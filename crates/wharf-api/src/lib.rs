@@ -28,6 +28,7 @@ macro_rules! operations {
 }
 
 pub mod agent_api;
+pub mod autoscaling;
 pub mod cloudwatch;
 pub mod codedeploy;
 pub mod ecr;
@@ -238,6 +239,7 @@ services! {
         // 1,000 datums of 150 values each, with dimensions.
         "PutMetricData": 1 << 20,
     ];
+    AUTOSCALING: autoscaling, model "application-autoscaling", Json, body KIB_256;
 }
 
 // Requests that carry only settings are small: an ECS task definition is at most 64 KiB, a

@@ -8,17 +8,21 @@
 
 #![forbid(unsafe_code)]
 
+mod alarms;
 mod ecr_lifecycle;
 mod instance_liveness;
 
 mod log_retention;
 mod planner;
+mod scheduled_scaling;
 mod service_reaper;
 mod service_scheduler;
 
+pub use alarms::AlarmEvaluator;
 pub use ecr_lifecycle::EcrLifecycle;
 pub use instance_liveness::InstanceLiveness;
-pub use log_retention::LogRetention;
+pub use log_retention::{LogRetention, MetricRetention};
+pub use scheduled_scaling::ScheduledScaling;
 pub use service_reaper::ServiceReaper;
 pub use service_scheduler::ServiceScheduler;
 
@@ -27,6 +31,7 @@ use tokio::sync::watch;
 use tokio::task::JoinHandle;
 use wharf_core::Db;
 use wharf_core::logs::LogStore;
+use wharf_core::metrics::MetricStore;
 use wharf_store::{Store, Watch};
 
 /// What the controllers of a control plane work on.
@@ -34,11 +39,15 @@ use wharf_store::{Store, Watch};
 pub struct Env {
     pub db: Db,
     pub logs: LogStore,
+    pub metrics: MetricStore,
     pub registry: wharf_registry::Registry,
     /// How long an agent may be silent before its instance counts as disconnected.
     pub agent_timeout: Duration,
     /// How long a minute of AWS's deployment timers lasts (60 s; shorter for tests).
     pub aws_minute: Duration,
+    /// How long a minute of CloudWatch's clock lasts: alarm periods, scaling cooldowns
+    /// (`--metrics-period`; 60 s, shorter for demos and tests).
+    pub metrics_minute: Duration,
 }
 
 /// The controllers of a running control plane; [`Running::stopped`] waits for all of them
@@ -56,6 +65,9 @@ pub fn start(env: &Env, shutdown: &watch::Receiver<bool>) -> Running {
     running.drive(ServiceScheduler::new(env.db.clone()).with_minute(env.aws_minute), env, shutdown);
     running.drive(InstanceLiveness::new(env.db.clone(), env.agent_timeout), env, shutdown);
     running.drive(LogRetention::new(env.logs.clone()), env, shutdown);
+    running.drive(MetricRetention::new(env.metrics.clone()), env, shutdown);
+    running.drive(AlarmEvaluator::new(env.db.clone(), env.metrics.clone(), env.metrics_minute), env, shutdown);
+    running.drive(ScheduledScaling::new(env.db.clone()), env, shutdown);
     running.drive(EcrLifecycle::new(env.db.clone()), env, shutdown);
     // The registry's own upkeep (upload expiry, garbage collection) keeps its own clock.
     let (registry, stop) = (env.registry.clone(), shutdown.clone());

@@ -251,12 +251,8 @@ pub fn evaluate(alarm: &MetricAlarm, points: &[(i64, Option<f64>)], now_ms: i64)
         }
     }
     let present: Vec<(i64, f64)> = points.iter().filter_map(|(t, v)| v.map(|v| (*t, v))).collect();
-    let listed = present
-        .iter()
-        .rev()
-        .map(|(t, v)| format!("{v:?} ({})", fmt_reason_time(*t)))
-        .collect::<Vec<_>>()
-        .join(", ");
+    let listed =
+        present.iter().rev().map(|(t, v)| format!("{v:?} ({})", fmt_reason_time(*t))).collect::<Vec<_>>().join(", ");
     let n = points.len();
     let to_alarm = alarm.datapoints_to_alarm();
     let (state, reason) = if breaching >= to_alarm {
@@ -328,88 +324,6 @@ pub fn iso(ms: i64) -> String {
     format!("{}+0000", t.trim_end_matches('Z'))
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn alarm(periods: i64, to_alarm: Option<i64>, treat: MissingData) -> MetricAlarm {
-        MetricAlarm {
-            alarm_name: "cpu-high".into(),
-            alarm_arn: "arn:aws:cloudwatch:ap-northeast-2:123456789012:alarm:cpu-high".into(),
-            alarm_description: None,
-            alarm_configuration_updated_timestamp: 0.0,
-            actions_enabled: true,
-            ok_actions: vec![],
-            alarm_actions: vec![],
-            insufficient_data_actions: vec![],
-            state_value: AlarmState::InsufficientData,
-            state_reason: "Unchecked: Initial alarm creation".into(),
-            state_reason_data: None,
-            state_updated_timestamp: 0.0,
-            state_transitioned_timestamp: 0.0,
-            metric_name: "CPUUtilization".into(),
-            namespace: "AWS/ECS".into(),
-            statistic: "Average".into(),
-            dimensions: vec![],
-            period: 60,
-            unit: None,
-            evaluation_periods: periods,
-            datapoints_to_alarm: to_alarm,
-            threshold: 70.0,
-            comparison_operator: Comparison::GreaterThanThreshold,
-            treat_missing_data: treat,
-            tags: vec![],
-        }
-    }
-
-    fn pts(v: &[Option<f64>]) -> Vec<(i64, Option<f64>)> {
-        v.iter().enumerate().map(|(i, v)| (1_800_000_000_000 + i as i64 * 60_000, *v)).collect()
-    }
-
-    #[test]
-    fn all_periods_breaching_alarm_and_say_so() {
-        let a = alarm(3, None, MissingData::Missing);
-        let v = evaluate(&a, &pts(&[Some(95.0), Some(99.5), Some(100.0)]), 0).unwrap();
-        assert_eq!(v.state, AlarmState::Alarm);
-        assert!(v.reason.starts_with("Threshold Crossed: 3 datapoints [100.0 ("), "{}", v.reason);
-        assert!(v.reason.ends_with("were greater than the threshold (70.0)."), "{}", v.reason);
-        assert_eq!(v.latest, Some(100.0));
-        let v = evaluate(&a, &pts(&[Some(95.0), Some(50.0), Some(100.0)]), 0).unwrap();
-        assert_eq!(v.state, AlarmState::Ok);
-    }
-
-    #[test]
-    fn m_out_of_n() {
-        let a = alarm(5, Some(3), MissingData::Missing);
-        let v = evaluate(&a, &pts(&[Some(80.0), Some(10.0), Some(80.0), Some(10.0), Some(80.0)]), 0).unwrap();
-        assert_eq!(v.state, AlarmState::Alarm);
-        assert!(v.reason.contains("3 out of the last 5 datapoints"), "{}", v.reason);
-        let v = evaluate(&a, &pts(&[Some(80.0), Some(10.0), None, Some(10.0), Some(80.0)]), 0).unwrap();
-        assert_eq!(v.state, AlarmState::Ok);
-    }
-
-    #[test]
-    fn missing_data_counts_as_told() {
-        let none = pts(&[None, None, None]);
-        let v = evaluate(&alarm(3, None, MissingData::Missing), &none, 0).unwrap();
-        assert_eq!(v.state, AlarmState::InsufficientData);
-        assert_eq!(evaluate(&alarm(3, None, MissingData::Breaching), &none, 0).unwrap().state, AlarmState::Alarm);
-        assert_eq!(evaluate(&alarm(3, None, MissingData::NotBreaching), &none, 0).unwrap().state, AlarmState::Ok);
-        assert_eq!(evaluate(&alarm(3, None, MissingData::Ignore), &none, 0), None);
-        // Two breaching and one missing: not three of three under `missing`…
-        let gap = pts(&[Some(90.0), None, Some(90.0)]);
-        assert_eq!(evaluate(&alarm(3, None, MissingData::Missing), &gap, 0).unwrap().state, AlarmState::Ok);
-        // …but under `breaching` the gap breaches too.
-        assert_eq!(evaluate(&alarm(3, None, MissingData::Breaching), &gap, 0).unwrap().state, AlarmState::Alarm);
-    }
-
-    #[test]
-    fn reason_times_are_cloudwatchs() {
-        assert_eq!(fmt_reason_time(1_796_676_600_000), "07/12/26 20:50:00");
-        assert_eq!(iso(1_796_676_600_000), "2026-12-07T20:50:00.000+0000");
-    }
-}
-
 /// The reason a new alarm starts with.
 pub const INITIAL_REASON: &str = "Unchecked: Initial alarm creation";
 
@@ -417,9 +331,8 @@ pub const INITIAL_REASON: &str = "Unchecked: Initial alarm creation";
 /// as CloudWatch keeps it), and records the change in its history.
 pub async fn put(s: &Scoped, metrics: &crate::metrics::MetricStore, mut alarm: MetricAlarm, now_ms: i64) -> Result<()> {
     let key = AlarmKeys::new(s).alarm(&alarm.alarm_name);
-    let created = s
-        .db
-        .update(|| {
+    let created =
+        s.db.update(|| {
             let (key, alarm) = (&key, &alarm);
             async move {
                 let current = s.db.get::<MetricAlarm>(key).await?;
@@ -523,4 +436,86 @@ pub async fn transition(
     };
     metrics.record(&s.scope, vec![item]).await?;
     Ok(true)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn alarm(periods: i64, to_alarm: Option<i64>, treat: MissingData) -> MetricAlarm {
+        MetricAlarm {
+            alarm_name: "cpu-high".into(),
+            alarm_arn: "arn:aws:cloudwatch:ap-northeast-2:123456789012:alarm:cpu-high".into(),
+            alarm_description: None,
+            alarm_configuration_updated_timestamp: 0.0,
+            actions_enabled: true,
+            ok_actions: vec![],
+            alarm_actions: vec![],
+            insufficient_data_actions: vec![],
+            state_value: AlarmState::InsufficientData,
+            state_reason: "Unchecked: Initial alarm creation".into(),
+            state_reason_data: None,
+            state_updated_timestamp: 0.0,
+            state_transitioned_timestamp: 0.0,
+            metric_name: "CPUUtilization".into(),
+            namespace: "AWS/ECS".into(),
+            statistic: "Average".into(),
+            dimensions: vec![],
+            period: 60,
+            unit: None,
+            evaluation_periods: periods,
+            datapoints_to_alarm: to_alarm,
+            threshold: 70.0,
+            comparison_operator: Comparison::GreaterThanThreshold,
+            treat_missing_data: treat,
+            tags: vec![],
+        }
+    }
+
+    fn pts(v: &[Option<f64>]) -> Vec<(i64, Option<f64>)> {
+        v.iter().enumerate().map(|(i, v)| (1_800_000_000_000 + i as i64 * 60_000, *v)).collect()
+    }
+
+    #[test]
+    fn all_periods_breaching_alarm_and_say_so() {
+        let a = alarm(3, None, MissingData::Missing);
+        let v = evaluate(&a, &pts(&[Some(95.0), Some(99.5), Some(100.0)]), 0).unwrap();
+        assert_eq!(v.state, AlarmState::Alarm);
+        assert!(v.reason.starts_with("Threshold Crossed: 3 datapoints [100.0 ("), "{}", v.reason);
+        assert!(v.reason.ends_with("were greater than the threshold (70.0)."), "{}", v.reason);
+        assert_eq!(v.latest, Some(100.0));
+        let v = evaluate(&a, &pts(&[Some(95.0), Some(50.0), Some(100.0)]), 0).unwrap();
+        assert_eq!(v.state, AlarmState::Ok);
+    }
+
+    #[test]
+    fn m_out_of_n() {
+        let a = alarm(5, Some(3), MissingData::Missing);
+        let v = evaluate(&a, &pts(&[Some(80.0), Some(10.0), Some(80.0), Some(10.0), Some(80.0)]), 0).unwrap();
+        assert_eq!(v.state, AlarmState::Alarm);
+        assert!(v.reason.contains("3 out of the last 5 datapoints"), "{}", v.reason);
+        let v = evaluate(&a, &pts(&[Some(80.0), Some(10.0), None, Some(10.0), Some(80.0)]), 0).unwrap();
+        assert_eq!(v.state, AlarmState::Ok);
+    }
+
+    #[test]
+    fn missing_data_counts_as_told() {
+        let none = pts(&[None, None, None]);
+        let v = evaluate(&alarm(3, None, MissingData::Missing), &none, 0).unwrap();
+        assert_eq!(v.state, AlarmState::InsufficientData);
+        assert_eq!(evaluate(&alarm(3, None, MissingData::Breaching), &none, 0).unwrap().state, AlarmState::Alarm);
+        assert_eq!(evaluate(&alarm(3, None, MissingData::NotBreaching), &none, 0).unwrap().state, AlarmState::Ok);
+        assert_eq!(evaluate(&alarm(3, None, MissingData::Ignore), &none, 0), None);
+        // Two breaching and one missing: not three of three under `missing`…
+        let gap = pts(&[Some(90.0), None, Some(90.0)]);
+        assert_eq!(evaluate(&alarm(3, None, MissingData::Missing), &gap, 0).unwrap().state, AlarmState::Ok);
+        // …but under `breaching` the gap breaches too.
+        assert_eq!(evaluate(&alarm(3, None, MissingData::Breaching), &gap, 0).unwrap().state, AlarmState::Alarm);
+    }
+
+    #[test]
+    fn reason_times_are_cloudwatchs() {
+        assert_eq!(fmt_reason_time(1_796_676_600_000), "07/12/26 20:50:00");
+        assert_eq!(iso(1_796_676_600_000), "2026-12-07T20:50:00.000+0000");
+    }
 }

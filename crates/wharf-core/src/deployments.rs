@@ -390,3 +390,44 @@ pub async fn finish(
     }
     Ok(())
 }
+
+/// Sets a service's desired count where the scheduler reads it: the service, its primary
+/// deployment (unless `new_deployment` just started one, which took it already), and each
+/// task set by its scale.
+pub fn apply_desired_count(doc: &mut Service, desired: i64, now: f64, new_deployment: bool) {
+    doc.desired_count = desired;
+    if !new_deployment && let Some(primary) = doc.deployments.iter_mut().find(|d| d.status == DeploymentStatus::Primary)
+    {
+        primary.desired_count = desired;
+        primary.updated_at = now;
+    }
+    for d in &mut doc.deployments {
+        if let Some(ts) = &d.task_set {
+            d.desired_count = ts.computed(desired);
+        }
+    }
+}
+
+/// Changes the desired count of service `name` in `cluster` to what `to` makes of the current
+/// one (`None`: leave it): Application Auto Scaling's way in. Returns (before, after), or
+/// `None` when the service is gone or not ACTIVE, or `to` declined.
+pub async fn scale(
+    s: &Scoped,
+    cluster: &str,
+    name: &str,
+    to: impl Fn(i64) -> Option<i64>,
+) -> Result<Option<(i64, i64)>> {
+    let key = Keys::new(s).service(cluster, name);
+    s.db.update(|| async {
+        let Some(v) = s.db.get::<Service>(&key).await? else { return Ok((None, None)) };
+        if v.doc.status != wharf_types::ecs::ServiceStatus::Active {
+            return Ok((None, None));
+        }
+        let before = v.doc.desired_count;
+        let Some(after) = to(before).filter(|a| *a != before && *a >= 0) else { return Ok((None, None)) };
+        let mut doc = v.doc.clone();
+        apply_desired_count(&mut doc, after, wharf_types::now(), false);
+        Ok((Some(crate::db::cas_put(&key, v.rev, &doc)?), Some((before, after))))
+    })
+    .await
+}

@@ -11,6 +11,7 @@
 
 pub mod alarms;
 mod assignment_index;
+pub mod autoscaling;
 pub mod capacity;
 pub mod codedeploy;
 pub mod db;
@@ -22,8 +23,9 @@ pub mod fargate;
 pub mod keys;
 pub mod logs;
 pub mod metrics;
-mod sidedb;
 pub mod placement;
+pub mod schedule;
+mod sidedb;
 pub mod tags;
 pub mod targets;
 pub mod task_definitions;

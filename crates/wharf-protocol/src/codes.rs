@@ -110,7 +110,9 @@ pub fn wire_error(err: &Error, service: &str, protocol: Protocol) -> WireError {
             InUse::DeploymentConfig => "DeploymentConfigInUseException",
         },
         (Error::NotActive(_), _) => "ServiceNotActiveException",
+        (Error::Conflict(_), "application-autoscaling") => "ConcurrentUpdateException",
         (Error::Conflict(_), _) => "ConflictException",
+        (Error::LimitExceeded { .. }, "monitoring") => "LimitExceeded",
         (Error::LimitExceeded { limit, .. }, _) => match limit {
             Limit::Tags if elb => "TooManyTags",
             Limit::Tags if service == "ssm" => "TooManyTagsError",

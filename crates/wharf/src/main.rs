@@ -95,6 +95,10 @@ pub struct ServerArgs {
     /// bakes, lifecycle hook timeouts). 60 is AWS's; tests and demos use 1.
     #[arg(long, env = "WHARF_AWS_MINUTE_SECS", default_value_t = 60.0, value_parser = parse_minute)]
     aws_minute_secs: f64,
+    /// Seconds in a minute of CloudWatch's clock: alarm periods and auto scaling cooldowns
+    /// (a 60-second period lasts this long). 60 is AWS's; demos and tests use a few seconds.
+    #[arg(long, env = "WHARF_METRICS_PERIOD", default_value_t = 60.0, value_parser = parse_minute)]
+    metrics_period: f64,
     /// Host address every load balancer listener binds (a listener on port P serves on
     /// `<this address>:P`). Default: the address of `--listen`.
     #[arg(long, env = "WHARF_LB_BIND_IP")]

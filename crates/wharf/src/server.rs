@@ -257,9 +257,11 @@ pub async fn run(args: ServerArgs, embedded: Option<EmbeddedAgent>) -> anyhow::R
         &wharf_controllers::Env {
             db,
             logs,
+            metrics,
             registry: registry.clone(),
             agent_timeout,
             aws_minute: Duration::from_secs_f64(args.aws_minute_secs),
+            metrics_minute: Duration::from_secs_f64(args.metrics_period),
         },
         &shutdown_rx,
     );

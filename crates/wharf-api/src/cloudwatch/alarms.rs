@@ -215,7 +215,7 @@ pub async fn describe(ctx: &Ctx, v: Value) -> Result<Value> {
                     .iter()
                     .any(|l| l.iter().any(|x| x.starts_with(p.as_str())))
             });
-            Ok((named && prefixed && in_state && acting).then(|| wire(a)).transpose()?)
+            (named && prefixed && in_state && acting).then(|| wire(a)).transpose()
         })
         .await?
     };
@@ -245,7 +245,8 @@ pub async fn describe_for_metric(ctx: &Ctx, v: Value) -> Result<Value> {
     }
     let all: Vec<wharf_core::db::Versioned<MetricAlarm>> = ctx.db.list(&AlarmKeys::new(ctx).alarms()).await?;
     let dims: Option<Vec<AlarmDimension>> = req.dimensions.map(|d| {
-        let mut d: Vec<AlarmDimension> = d.into_iter().map(|d| AlarmDimension { name: d.name, value: d.value }).collect();
+        let mut d: Vec<AlarmDimension> =
+            d.into_iter().map(|d| AlarmDimension { name: d.name, value: d.value }).collect();
         d.sort_by(|a, b| a.name.cmp(&b.name));
         d
     });

@@ -714,21 +714,16 @@ pub async fn update(ctx: &Ctx, v: Value) -> Result<Value> {
             let now = wharf_types::now();
             let mut history = Txn::default();
             // New target groups need new tasks (ECS starts them, then stops the old ones).
-            if td_changed || r.force_new_deployment || network_changed || lbs_changed {
-                if let Some(td) = doc.task_definition.clone() {
-                    deployments::start(ctx, &mut doc, &td, now, None, &mut history).await?;
-                }
-            } else if let Some(primary) = doc.deployments.iter_mut().find(|d| d.status == DeploymentStatus::Primary) {
-                primary.desired_count = doc.desired_count;
-                primary.updated_at = now;
+            let mut started = false;
+            if (td_changed || r.force_new_deployment || network_changed || lbs_changed)
+                && let Some(td) = doc.task_definition.clone()
+            {
+                deployments::start(ctx, &mut doc, &td, now, None, &mut history).await?;
+                started = true;
             }
             // Task sets of an EXTERNAL service follow desiredCount by their scale.
             let desired = doc.desired_count;
-            for d in &mut doc.deployments {
-                if let Some(ts) = &d.task_set {
-                    d.desired_count = ts.computed(desired);
-                }
-            }
+            deployments::apply_desired_count(&mut doc, desired, now, started);
             let mut txn = cas_put(&s.key, s.rev, &doc)?;
             txn.compares.extend(history.compares);
             txn.ops.extend(history.ops);
