@@ -195,8 +195,19 @@ pub struct DeploymentConfiguration {
     /// `None`: not given (UpdateService keeps the service's); an empty list clears them.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub lifecycle_hooks: Option<Vec<LifecycleHook>>,
+    /// CloudWatch alarms that fail (and optionally roll back) a deployment in ALARM.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub alarms: Option<DeploymentAlarms>,
     #[serde(flatten)]
     pub extra: Extra,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct DeploymentAlarms {
+    pub alarm_names: Vec<String>,
+    pub enable: bool,
+    pub rollback: bool,
 }
 
 impl DeploymentConfiguration {

@@ -637,6 +637,7 @@ pub async fn update(ctx: &Ctx, v: Value) -> Result<Value> {
                 merged.linear_configuration = dc.linear_configuration.or(merged.linear_configuration);
                 merged.canary_configuration = dc.canary_configuration.or(merged.canary_configuration);
                 merged.lifecycle_hooks = dc.lifecycle_hooks.or(merged.lifecycle_hooks);
+                merged.alarms = dc.alarms.or(merged.alarms);
                 merged.extra.extend(dc.extra);
                 doc.deployment_configuration = deployment_configuration(Some(merged), daemon)?;
             }

@@ -24,9 +24,13 @@ pub(super) fn deployment_configuration(
     let breaker =
         dc.deployment_circuit_breaker.get_or_insert(DeploymentCircuitBreaker { enable: false, rollback: false }).enable;
     let strategy = *dc.strategy.get_or_insert(DeploymentStrategy::Rolling);
-    if dc.extra.get("alarms").and_then(|a| a.get("enable")).and_then(Value::as_bool) == Some(true) {
-        return Err(Error::Unsupported(
-            "deploymentConfiguration.alarms: Wharf has no CloudWatch alarms yet, so a deployment could not be rolled back on one; disable them or use the deployment circuit breaker.".into(),
+    if let Some(a) = &dc.alarms
+        && a.enable
+        && a.alarm_names.is_empty()
+    {
+        return Err(Error::invalid(
+            "deploymentConfiguration.alarms.alarmNames",
+            "At least one alarm name is required when deployment alarms are enabled.",
         ));
     }
     if !(0..=100).contains(&min) {

@@ -284,9 +284,10 @@ enum Breaker {
     RolledBack,
 }
 
-/// The deployment circuit breaker: PRIMARY tasks that stopped on their own count as failures;
-/// at `clamp(ceil(desired / 2), 3, 200)` of them during a rollout the deployment FAILED, and
-/// with rollback on, the last COMPLETED task definition is deployed again.
+/// The deployment circuit breaker and the deployment alarms. PRIMARY tasks that stopped on
+/// their own count as failures: at `clamp(ceil(desired / 2), 3, 200)` of them during a rollout
+/// the deployment FAILED; so it is when one of `deploymentConfiguration.alarms` is in ALARM
+/// while it rolls out. With rollback on, the last COMPLETED task definition is deployed again.
 async fn breaker(ctx: &Scoped, w: &mut World, out: &mut Activation) -> Result<Breaker, Error> {
     let (now, primary_id) = (w.now, w.primary_id.clone());
     let failed = w
@@ -310,37 +311,61 @@ async fn breaker(ctx: &Scoped, w: &mut World, out: &mut Activation) -> Result<Br
     // It watches a deployment only while it rolls out: crashes after COMPLETED are replaced.
     let in_progress =
         svc.deployments.iter().any(|d| d.id == primary_id && d.rollout_state == Some(RolloutState::InProgress));
-    if !(breaker.as_ref().is_some_and(|b| b.enable) && in_progress && failed >= threshold) {
-        return Ok(Breaker::Watching);
-    }
+    let alarms = svc.deployment_configuration.alarms.clone().filter(|a| a.enable);
+    let alarm = match &alarms {
+        Some(a) if in_progress => alarm_in_alarm(ctx, &a.alarm_names).await?,
+        _ => None,
+    };
+    let tasks_failed = breaker.as_ref().is_some_and(|b| b.enable) && in_progress && failed >= threshold;
+    let (reason, what, rollback, after) = match (&alarm, tasks_failed) {
+        (Some(name), _) => (
+            format!("ECS deployment alarm {name} went into ALARM state."),
+            "alarm detected",
+            alarms.as_ref().is_some_and(|a| a.rollback),
+            "an alarm failure",
+        ),
+        (None, true) => (
+            "ECS deployment circuit breaker: tasks failed to start.".to_string(),
+            "tasks failed to start",
+            breaker.as_ref().is_some_and(|b| b.rollback),
+            "a circuit breaker failure",
+        ),
+        (None, false) => return Ok(Breaker::Watching),
+    };
     w.primary_failed = true;
     out.changed = true;
-    let reason = "ECS deployment circuit breaker: tasks failed to start.";
     for d in svc.deployments.iter_mut().filter(|d| d.id == primary_id) {
         d.rollout_state = Some(RolloutState::Failed);
-        d.rollout_state_reason = Some(reason.into());
+        d.rollout_state_reason = Some(reason.clone());
         d.updated_at = now;
     }
-    out.events.push(format!(
-        "(service {}) (deployment {primary_id}) deployment failed: tasks failed to start.",
-        svc.service_name
-    ));
+    out.events.push(format!("(service {}) (deployment {primary_id}) deployment failed: {what}.", svc.service_name));
     let rollback_to = svc.last_completed_task_definition.clone();
-    if breaker.as_ref().is_some_and(|b| b.rollback)
-        && let Some(td) = rollback_to
-    {
+    if rollback && let Some(td) = rollback_to {
         deployments::start(ctx, svc, &td, now, Some(&primary_id), &mut out.history).await?;
         out.events.push(format!(
-            "(service {}) rolling back to deployment {} ({td}) after a circuit breaker failure.",
+            "(service {}) rolling back to deployment {} ({td}) after {after}.",
             svc.service_name, svc.deployments[0].id
         ));
         svc.steady = false;
         return Ok(Breaker::RolledBack);
     }
     if let Some(p) = svc.deployments.iter().find(|d| d.id == primary_id) {
-        deployments::finish(ctx, svc, p, "STOPPED", reason, &mut out.history).await?;
+        deployments::finish(ctx, svc, p, "STOPPED", &reason, &mut out.history).await?;
     }
     Ok(Breaker::Watching)
+}
+
+/// The first of `names` that is an alarm in ALARM state.
+async fn alarm_in_alarm(ctx: &Scoped, names: &[String]) -> Result<Option<String>, Error> {
+    let keys = wharf_core::alarms::AlarmKeys::new(ctx);
+    for name in names {
+        let a = ctx.db.get::<wharf_core::alarms::MetricAlarm>(&keys.alarm(name)).await?;
+        if a.is_some_and(|a| a.doc.state_value == wharf_core::alarms::AlarmState::Alarm) {
+            return Ok(Some(name.clone()));
+        }
+    }
+    Ok(None)
 }
 
 /// Stops the planned tasks (deregistering them from load balancers first), each with ECS's
@@ -611,6 +636,8 @@ impl Reconciler for ServiceScheduler {
             all_of_kind("instance"),
             "/elb/health/".to_string(),
             "/elb/target/".to_string(),
+            // A deployment alarm going to ALARM fails the deployment it watches.
+            wharf_core::alarms::ALL.to_string(),
         ]
     }
     fn period(&self) -> Duration {
