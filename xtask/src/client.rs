@@ -41,11 +41,24 @@ impl Endpoint {
         self.signed_for("ecs", TARGET_PREFIX, op, body)
     }
 
-    /// `POST /` for operation `op` of the JSON service with `target_prefix`, signed now for
-    /// `signing_name` in us-east-1.
+    /// `POST /` for operation `op` of the JSON 1.1 service with `target_prefix`, signed now
+    /// for `signing_name` in us-east-1.
     pub fn signed_for(
         &self,
         signing_name: &str,
+        target_prefix: &str,
+        op: &str,
+        body: &Bytes,
+    ) -> anyhow::Result<Request<Full<Bytes>>> {
+        self.signed_json(signing_name, "application/x-amz-json-1.1", target_prefix, op, body)
+    }
+
+    /// [`Endpoint::signed_for`] with the JSON version's content type (`application/x-amz-json-1.0`
+    /// for CloudWatch).
+    pub fn signed_json(
+        &self,
+        signing_name: &str,
+        content_type: &str,
         target_prefix: &str,
         op: &str,
         body: &Bytes,
@@ -55,14 +68,11 @@ impl Endpoint {
             .method(Method::POST)
             .uri("/")
             .header(http::header::HOST, &self.host)
-            .header(http::header::CONTENT_TYPE, "application/x-amz-json-1.1")
+            .header(http::header::CONTENT_TYPE, content_type)
             .header("x-amz-target", &target)
             .body(Full::new(body.clone()))?;
-        let headers = [
-            ("host", self.host.as_str()),
-            ("content-type", "application/x-amz-json-1.1"),
-            ("x-amz-target", target.as_str()),
-        ];
+        let headers =
+            [("host", self.host.as_str()), ("content-type", content_type), ("x-amz-target", target.as_str())];
         self.sign(&mut req, signing_name, &headers, body)?;
         Ok(req)
     }

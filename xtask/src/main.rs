@@ -6,6 +6,7 @@
 //! * `bench-scheduler`: one service of 10,000 tasks on 1,000 agents with a simulated runtime.
 //! * `bench-registry`: docker push and pull of a 512 MB image, Wharf against Distribution.
 //! * `bench-lb`: the load balancer's listener against HAProxy and the backends directly.
+//! * `bench-metrics`: CloudWatch PutMetricData/GetMetricData against moto; alarm evaluation.
 //! * `bench-rollout`: the listener through rolling deployments under load, against its own
 //!   steady state and HAProxy's.
 
@@ -13,6 +14,7 @@ mod bench_agent;
 mod bench_api;
 mod bench_deploy;
 mod bench_lb;
+mod bench_metrics;
 mod bench_registry;
 mod bench_rollout;
 mod bench_scheduler;
@@ -49,6 +51,8 @@ enum Task {
     /// Benchmark the load balancer: 4 wharf-echo containers behind Wharf's listener and
     /// behind HAProxy, and directly, with the same wrk load.
     BenchLb(bench_lb::Args),
+    /// CloudWatch PutMetricData/GetMetricData against moto, and alarm evaluation at scale.
+    BenchMetrics(bench_metrics::Args),
     /// Benchmark a rolling deployment on real Docker: `wharf up`, 4 wharf-echo tasks with a
     /// health check, UpdateService (100/200, then 50/100) until the service is stable.
     BenchDeploy(bench_deploy::Args),
@@ -65,6 +69,7 @@ fn main() -> ExitCode {
         Task::BenchScheduler(args) => bench_scheduler::run(args),
         Task::BenchRegistry(args) => bench_registry::run(args),
         Task::BenchLb(args) => bench_lb::run(args),
+        Task::BenchMetrics(args) => bench_metrics::run(args),
         Task::BenchDeploy(args) => bench_deploy::run(args),
         Task::BenchRollout(args) => bench_rollout::run(args),
     };
