@@ -255,8 +255,7 @@ mod tests {
             "m2" => Some(&m2),
             _ => None,
         };
-        // The closure borrows locals: evaluate here and hand back an owned series.
-        evaluate(text, &resolve).map(|s| s.clone())
+        evaluate(text, &resolve)
     }
 
     #[test]

@@ -354,7 +354,7 @@ pub async fn data(ctx: &Ctx, v: Value) -> Result<Value> {
     }
     let descending = req.scan_by.as_deref() != Some("TimestampAscending");
     let series = evaluate(ctx, &req.metric_data_queries, start, end).await?;
-    let max = req.max_datapoints.unwrap_or(MAX_DATA_POINTS).min(MAX_DATA_POINTS).max(1) as usize;
+    let max = req.max_datapoints.unwrap_or(MAX_DATA_POINTS).clamp(1, MAX_DATA_POINTS) as usize;
     let mut left = max;
     let mut results = Vec::new();
     for (q, (id, s)) in req.metric_data_queries.iter().zip(series) {
