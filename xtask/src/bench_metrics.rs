@@ -143,7 +143,8 @@ async fn api_parts(args: &Args, parts: &[&'static str]) -> anyhow::Result<()> {
     let bin = servers::wharf_bin(args.wharf_bin.as_ref(), &root)?;
     let moto_bin = args.moto_bin.clone().unwrap_or_else(|| root.join(".venv/bin/moto_server"));
     let scratch = tempfile::tempdir()?;
-    let (wharf, _) = servers::start_wharf(&bin, &scratch.path().join("data"), &scratch.path().join("wharf.log")).await?;
+    let (wharf, _) =
+        servers::start_wharf(&bin, &scratch.path().join("data"), &scratch.path().join("wharf.log")).await?;
     let moto = servers::start_moto(&moto_bin, &scratch.path().join("moto.log")).await.context("moto")?;
     let servers_: [&Server; 2] = [&wharf, &moto];
     for s in servers_ {
@@ -157,12 +158,7 @@ async fn api_parts(args: &Args, parts: &[&'static str]) -> anyhow::Result<()> {
             let w = cell(&wharf.endpoint, op, c, measure).await?;
             let m = cell(&moto.endpoint, op, c, measure).await?;
             let (wt, mt) = (w.ok as f64 / w.elapsed.as_secs_f64(), m.ok as f64 / m.elapsed.as_secs_f64());
-            println!(
-                "| {op} | {c} | {wt:.0} | {mt:.0} | {:.1}× | {}, {} |",
-                wt / mt.max(1e-9),
-                w.errors,
-                m.errors
-            );
+            println!("| {op} | {c} | {wt:.0} | {mt:.0} | {:.1}× | {}, {} |", wt / mt.max(1e-9), w.errors, m.errors);
             for (name, cell) in [("wharf", &w), ("moto", &m)] {
                 if let Some(e) = &cell.first_error {
                     println!("    first {name} error: {e}");
@@ -183,7 +179,7 @@ async fn alarms_part(n: usize) -> anyhow::Result<()> {
     use wharf_core::{Db, Scoped};
     use wharf_types::Scope;
     let dir = tempfile::tempdir()?;
-    let store = wharf_store::SqliteStore::open(&dir.path().join("wharf.db"))?;
+    let store = wharf_store::SqliteStore::open(dir.path().join("wharf.db"))?;
     let db = Db::new(store);
     let metrics = MetricStore::open(&dir.path().join("metrics.db"))?;
     let scope = Scope::new("123456789012", "us-east-1");

@@ -71,8 +71,7 @@ impl Endpoint {
             .header(http::header::CONTENT_TYPE, content_type)
             .header("x-amz-target", &target)
             .body(Full::new(body.clone()))?;
-        let headers =
-            [("host", self.host.as_str()), ("content-type", content_type), ("x-amz-target", target.as_str())];
+        let headers = [("host", self.host.as_str()), ("content-type", content_type), ("x-amz-target", target.as_str())];
         self.sign(&mut req, signing_name, &headers, body)?;
         Ok(req)
     }

@@ -155,7 +155,8 @@ pub type Dispatched<'a> = Pin<Box<dyn Future<Output = Option<Result<Value>>> + S
 #[derive(Debug)]
 pub struct Service {
     pub model: &'static Model,
-    pub protocol: Protocol,
+    /// The protocols Wharf serves it in (each one its model lists).
+    pub protocols: &'static [Protocol],
     /// Operations Wharf implements, in the order the compatibility doc lists them.
     pub operations: &'static [&'static str],
     /// The largest request body this service accepts for an operation not in `larger`.
@@ -175,6 +176,31 @@ impl Service {
     /// The largest request body operation `op` accepts.
     pub fn max_body_bytes_for(&self, op: &str) -> usize {
         self.larger.iter().find(|(name, _)| *name == op).map_or(self.max_body_bytes, |&(_, n)| n)
+    }
+
+    /// The largest request body any of its operations accepts: the limit for a Query
+    /// request, whose operation is named only inside its body.
+    pub fn largest_body_bytes(&self) -> usize {
+        self.larger.iter().map(|&(_, n)| n).fold(self.max_body_bytes, usize::max)
+    }
+
+    pub fn speaks(&self, protocol: Protocol) -> bool {
+        self.protocols.contains(&protocol)
+    }
+
+    /// Whose error codes it answers with, in every protocol it speaks: Query's when it speaks
+    /// Query or its model says it is query-compatible (CloudWatch), else JSON's.
+    pub fn error_codes(&self) -> Protocol {
+        if self.speaks(Protocol::Query) || self.model.metadata.aws_query_compatible {
+            Protocol::Query
+        } else {
+            Protocol::Json
+        }
+    }
+
+    /// Its JSON content type, by the model's `jsonVersion`.
+    pub fn json_content_type(&self) -> &'static str {
+        wharf_protocol::json::content_type(self.model.metadata.json_version.as_deref())
     }
 
     pub fn implements(&self, op: &str) -> bool {
@@ -198,12 +224,12 @@ fn load(json: &str, name: &str) -> &'static Model {
 
 /// Declares the table of services: a static per service and [`services`], all of them.
 macro_rules! services {
-    ($($static:ident: $module:ident, model $model:literal, $protocol:ident, body $body:expr
+    ($($static:ident: $module:ident, model $model:literal, [$($protocol:ident),+], body $body:expr
         $(, larger [$($op:literal: $limit:expr),* $(,)?])?;)*) => {
         $(
             pub static $static: LazyLock<Service> = LazyLock::new(|| Service {
                 model: load(include_str!(concat!("../models/", $model, ".json")), $model),
-                protocol: Protocol::$protocol,
+                protocols: &[$(Protocol::$protocol),+],
                 operations: $module::OPERATIONS,
                 max_body_bytes: $body,
                 larger: &[$($(($op, $limit)),*)?],
@@ -221,25 +247,28 @@ macro_rules! services {
 
 // The services Wharf serves. Adding one: a module with its handlers and `operations!` table,
 // its botocore model in `models/`, and one line here (docs/architecture.md has the checklist).
+// The protocols are those Wharf serves it in, each one its model lists: CodeDeploy's model
+// lists RPC v2 CBOR first, but its SDKs speak JSON 1.1, so it stays JSON.
 services! {
-    ECS: ecs, model "ecs", Json, body KIB_256;
-    STS: sts, model "sts", Query, body KIB_64;
-    LOGS: logs, model "logs", Json, body KIB_256, larger ["PutLogEvents": logs::PUT_LOG_EVENTS_BODY_BYTES];
-    ECR: ecr, model "ecr", Json, body KIB_256, larger [
+    ECS: ecs, model "ecs", [Json], body KIB_256;
+    STS: sts, model "sts", [Query], body KIB_64;
+    LOGS: logs, model "logs", [Json], body KIB_256, larger ["PutLogEvents": logs::PUT_LOG_EVENTS_BODY_BYTES];
+    ECR: ecr, model "ecr", [Json], body KIB_256, larger [
         // A layer part is base64 in JSON: 20 MiB of layer is 27 MiB of body.
         "UploadLayerPart": 28 << 20,
         // Image manifests are at most 4 MiB.
         "PutImage": 6 << 20,
     ];
-    ELBV2: elb, model "elbv2", Query, body KIB_256;
-    SSM: ssm, model "ssm", Json, body KIB_256;
-    SECRETS_MANAGER: secretsmanager, model "secretsmanager", Json, body KIB_256;
-    CODEDEPLOY: codedeploy, model "codedeploy", Json, body KIB_256;
-    CLOUDWATCH: cloudwatch, model "cloudwatch", Json, body KIB_256, larger [
+    ELBV2: elb, model "elbv2", [Query], body KIB_256;
+    SSM: ssm, model "ssm", [Json], body KIB_256;
+    SECRETS_MANAGER: secretsmanager, model "secretsmanager", [Json], body KIB_256;
+    CODEDEPLOY: codedeploy, model "codedeploy", [Json], body KIB_256;
+    // botocore speaks JSON 1.0 to it, AWS CLI v2 and older SDKs Query, newer SDKs RPC v2 CBOR.
+    CLOUDWATCH: cloudwatch, model "cloudwatch", [Json, Query, Cbor], body KIB_256, larger [
         // 1,000 datums of 150 values each, with dimensions.
         "PutMetricData": 1 << 20,
     ];
-    AUTOSCALING: autoscaling, model "application-autoscaling", Json, body KIB_256;
+    AUTOSCALING: autoscaling, model "application-autoscaling", [Json], body KIB_256;
 }
 
 // Requests that carry only settings are small: an ECS task definition is at most 64 KiB, a
@@ -248,30 +277,41 @@ services! {
 const KIB_64: usize = 64 << 10;
 const KIB_256: usize = 256 << 10;
 
-/// The largest request body accepted for a request with this `X-Amz-Target` (if any), signed
-/// for service `signing_name`: the JSON operation's own limit; a Query request names its
-/// operation inside the body, so it gets its service's limit; anything else (the agent API)
-/// [`wharf_protocol::MAX_BODY_BYTES`].
-pub fn max_body_bytes(target: Option<&str>, signing_name: &str) -> usize {
-    match target.and_then(|t| t.split_once('.')) {
-        Some((prefix, op)) => json_service(prefix).map(|s| s.max_body_bytes_for(op)),
-        None => query_service(signing_name).map(|s| s.max_body_bytes),
+/// The largest request body accepted for a request to `service` (when its headers name one:
+/// JSON's target prefix, CBOR's path, Query's credential scope) and operation `op` (when its
+/// headers name it: JSON's target, CBOR's path): the operation's own limit; a Query request
+/// names its operation only inside its body, so it gets its service's largest (the server
+/// checks the operation's own once the body is read); anything else (the agent API, an
+/// unknown service) [`wharf_protocol::MAX_BODY_BYTES`].
+pub fn max_body_bytes(service: Option<&Service>, op: Option<&str>) -> usize {
+    match (service, op) {
+        (Some(s), Some(op)) => s.max_body_bytes_for(op),
+        (Some(s), None) => s.largest_body_bytes(),
+        (None, _) => wharf_protocol::MAX_BODY_BYTES,
     }
-    .unwrap_or(wharf_protocol::MAX_BODY_BYTES)
 }
 
-/// The JSON 1.1 service whose `X-Amz-Target` prefix this is.
+/// The JSON service whose `X-Amz-Target` prefix this is.
 pub fn json_service(target_prefix: &str) -> Option<&'static Service> {
     services()
         .iter()
         .copied()
-        .find(|s| s.protocol == Protocol::Json && s.model.metadata.target_prefix.as_deref() == Some(target_prefix))
+        .find(|s| s.speaks(Protocol::Json) && s.model.metadata.target_prefix.as_deref() == Some(target_prefix))
+}
+
+/// The RPC v2 CBOR service a request path names (its shape name, which botocore models keep
+/// as the target prefix).
+pub fn cbor_service(name: &str) -> Option<&'static Service> {
+    services()
+        .iter()
+        .copied()
+        .find(|s| s.speaks(Protocol::Cbor) && s.model.metadata.target_prefix.as_deref() == Some(name))
 }
 
 /// The Query service a signed request is for, by its credential scope's service name.
 pub fn query_service(signing_name: &str) -> Option<&'static Service> {
     services().iter().copied().find(|s| {
-        s.protocol == Protocol::Query
+        s.speaks(Protocol::Query)
             && (s.model.metadata.signing_name.as_deref() == Some(signing_name)
                 || s.model.metadata.endpoint_prefix == signing_name)
     })

@@ -4,6 +4,16 @@
 #![allow(clippy::unwrap_used)]
 
 use std::fmt::Write;
+use wharf_protocol::Protocol;
+
+/// A protocol as the doc names it: JSON with its version, RPC v2 CBOR by its model name.
+fn served(protocol: Protocol, meta: &wharf_protocol::model::Metadata) -> String {
+    match protocol {
+        Protocol::Json => format!("json {}", meta.json_version.as_deref().unwrap_or("1.1")),
+        Protocol::Query => "query".into(),
+        Protocol::Cbor => "smithy-rpc-v2-cbor".into(),
+    }
+}
 
 fn render() -> String {
     let mut out = String::from(
@@ -14,7 +24,8 @@ fn render() -> String {
          An operation listed as implemented accepts the model's full request shape (validated\n\
          against the model: required members, types, enums, ranges) and answers with its response\n\
          shape. Operations of the model that are not implemented answer `UnknownOperationException`\n\
-         (JSON) or `InvalidAction` (Query).\n",
+         (JSON, RPC v2 CBOR) or `InvalidAction` (Query, and every protocol of a service that answers\n\
+         Query's error codes, as CloudWatch does).\n",
     );
     for service in wharf_api::services() {
         let meta = &service.model.metadata;
@@ -22,16 +33,13 @@ fn render() -> String {
         all.sort_unstable();
         let _ = write!(
             out,
-            "\n## {} (`{}`, API version {}, {} protocol)\n\nImplemented: {} of {} operations.\n\n| Operation | Status |\n| --- | --- |\n",
+            "\n## {} (`{}`, API version {}, protocols: {})\n\nImplemented: {} of {} operations.\n\n| Operation | Status |\n| --- | --- |\n",
             meta.endpoint_prefix.to_uppercase(),
             meta.target_prefix.as_deref().unwrap_or(&meta.endpoint_prefix),
             meta.api_version,
             // What Wharf serves (a model may list a newer protocol first, as CodeDeploy's lists
             // RPC v2 CBOR before the JSON its SDKs speak).
-            match service.protocol {
-                wharf_protocol::Protocol::Json => "json",
-                wharf_protocol::Protocol::Query => "query",
-            },
+            service.protocols.iter().map(|p| served(*p, meta)).collect::<Vec<_>>().join(", "),
             service.operations.len(),
             all.len()
         );
@@ -52,6 +60,18 @@ fn every_dispatched_operation_exists_in_its_model() {
                 "{op} is dispatched but not in the {} model",
                 service.name()
             );
+        }
+    }
+}
+
+#[test]
+fn every_served_protocol_is_one_its_model_lists() {
+    for service in wharf_api::services() {
+        let meta = &service.model.metadata;
+        for protocol in service.protocols {
+            let listed =
+                meta.protocols.iter().any(|p| p == protocol.model_name()) || meta.protocol == protocol.model_name();
+            assert!(listed, "{} is served in {protocol:?}, which its model does not list", service.name());
         }
     }
 }

@@ -180,7 +180,7 @@ fn generated_and_mutated_requests_for_every_operation_get_no_server_fault() {
                             &shown[..shown.len().min(600)]
                         );
                         // The wire mapping of every refusal is a 4xx with a code.
-                        let wire = wharf_protocol::codes::wire_error(&e, service.name(), service.protocol);
+                        let wire = wharf_protocol::codes::wire_error(&e, service.name(), service.error_codes());
                         assert!(wire.status < 500 && !wire.code.is_empty());
                         f.refused += 1;
                     }

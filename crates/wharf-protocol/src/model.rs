@@ -29,6 +29,23 @@ pub struct Metadata {
     pub endpoint_prefix: String,
     #[serde(default)]
     pub xml_namespace: Option<String>,
+    /// Every protocol the service speaks, most preferred first (`protocol` is the first).
+    #[serde(default)]
+    pub protocols: Vec<String>,
+    /// AWS JSON's version (`1.0` or `1.1`): it names the content type.
+    #[serde(default)]
+    pub json_version: Option<String>,
+    /// Present when the service once spoke Query only and keeps Query's error codes in its
+    /// newer protocols (the `x-amzn-query-error` header carries them).
+    #[serde(default, deserialize_with = "present")]
+    pub aws_query_compatible: bool,
+    #[serde(default)]
+    pub service_id: Option<String>,
+}
+
+/// A metadata flag whose value is an object (`"awsQueryCompatible": {}`): there or not.
+fn present<'de, D: serde::Deserializer<'de>>(d: D) -> Result<bool, D::Error> {
+    Value::deserialize(d).map(|v| !v.is_null())
 }
 
 #[derive(Debug, Deserialize)]
@@ -74,6 +91,19 @@ struct RawShape {
     max: Option<f64>,
     #[serde(default)]
     flattened: Option<bool>,
+    #[serde(default)]
+    exception: bool,
+    #[serde(default)]
+    error: Option<RawError>,
+}
+
+/// An exception shape's wire identity.
+#[derive(Debug, Deserialize)]
+struct RawError {
+    /// The code Query answers (and query-compatible services put in `x-amzn-query-error`);
+    /// absent when it is the shape's name.
+    #[serde(default)]
+    code: Option<String>,
 }
 
 mod indexmap_like {
@@ -123,6 +153,8 @@ pub struct Model {
     pub metadata: Metadata,
     operations: HashMap<String, Operation>,
     shapes: HashMap<String, Shape>,
+    /// Error code → the exception shape that answers it.
+    errors: HashMap<String, String>,
 }
 
 /// How deep a request may nest before it is refused (guards the recursive walk).
@@ -133,6 +165,7 @@ impl Model {
     /// failure here is a build defect, reported as a string.
     pub fn from_json(text: &str) -> Result<Model, String> {
         let raw: RawModel = serde_json::from_str(text).map_err(|e| format!("invalid service model: {e}"))?;
+        let errors = error_shapes(&raw.shapes);
         let shapes = raw
             .shapes
             .into_iter()
@@ -166,7 +199,21 @@ impl Model {
             .into_iter()
             .map(|(name, op)| (name.clone(), Operation { name, input: op.input, output: op.output }))
             .collect();
-        Ok(Model { metadata: raw.metadata, operations, shapes })
+        Ok(Model { metadata: raw.metadata, operations, shapes, errors })
+    }
+
+    /// The exception shape whose error code is `code` (`InvalidParameterValue` →
+    /// `InvalidParameterValueException` in CloudWatch's model), if the model has one.
+    pub fn error_shape(&self, code: &str) -> Option<&str> {
+        self.errors.get(code).map(String::as_str)
+    }
+
+    /// The absolute Smithy shape id of shape `name`. botocore models drop Smithy namespaces;
+    /// AWS's services live in `com.amazonaws.<service id in lower case, without spaces>`.
+    pub fn shape_id(&self, name: &str) -> String {
+        let service = self.metadata.service_id.as_deref().unwrap_or(&self.metadata.endpoint_prefix);
+        let namespace: String = service.chars().filter(|c| !c.is_whitespace()).collect();
+        format!("com.amazonaws.{}#{name}", namespace.to_lowercase())
     }
 
     pub fn operation(&self, name: &str) -> Option<&Operation> {
@@ -329,6 +376,28 @@ impl Model {
     }
 }
 
+/// Error code → exception shape. Several shapes may share a code (CloudWatch's
+/// `DashboardNotFoundError` and `ResourceNotFound` both answer `ResourceNotFound`): the one
+/// named like the code wins, then the first by name, so the choice never depends on map order.
+fn error_shapes(shapes: &HashMap<String, RawShape>) -> HashMap<String, String> {
+    let mut names: Vec<&String> = shapes.keys().collect();
+    names.sort_unstable();
+    let mut errors: HashMap<String, String> = HashMap::new();
+    for name in names {
+        let shape = &shapes[name];
+        if !shape.exception && shape.error.is_none() {
+            continue;
+        }
+        let code = shape.error.as_ref().and_then(|e| e.code.clone()).unwrap_or_else(|| name.clone());
+        if *name == code {
+            errors.insert(code, name.clone());
+        } else {
+            errors.entry(code).or_insert_with(|| name.clone());
+        }
+    }
+    errors
+}
+
 fn join(path: &str, name: &str) -> String {
     if path.is_empty() { name.to_string() } else { format!("{path}.{name}") }
 }
@@ -468,5 +537,31 @@ mod tests {
             v = json!({"name": "a", "items": [v]});
         }
         assert!(matches!(model().validate("Op", v), Err(Error::Serialization(_))));
+    }
+
+    #[test]
+    fn error_codes_name_their_exception_shapes() {
+        let m = Model::from_json(
+            r#"{"metadata": {"apiVersion": "1", "protocol": "smithy-rpc-v2-cbor", "endpointPrefix": "monitoring",
+                  "protocols": ["smithy-rpc-v2-cbor", "json", "query"], "jsonVersion": "1.0",
+                  "awsQueryCompatible": {}, "serviceId": "CloudWatch"},
+                "operations": {},
+                "shapes": {
+                  "InvalidParameterValueException": {"type": "structure", "exception": true,
+                    "error": {"code": "InvalidParameterValue", "httpStatusCode": 400, "senderFault": true}},
+                  "DashboardNotFoundError": {"type": "structure", "exception": true, "error": {"code": "ResourceNotFound"}},
+                  "ResourceNotFound": {"type": "structure", "exception": true, "error": {"code": "ResourceNotFound"}},
+                  "ConflictException": {"type": "structure", "exception": true, "error": {"httpStatusCode": 409}},
+                  "S": {"type": "string"}}}"#,
+        )
+        .unwrap();
+        assert_eq!(m.error_shape("InvalidParameterValue"), Some("InvalidParameterValueException"));
+        assert_eq!(m.error_shape("ResourceNotFound"), Some("ResourceNotFound"));
+        assert_eq!(m.error_shape("ConflictException"), Some("ConflictException"));
+        assert_eq!(m.error_shape("S"), None);
+        assert_eq!(m.shape_id("ResourceNotFound"), "com.amazonaws.cloudwatch#ResourceNotFound");
+        assert!(m.metadata.aws_query_compatible);
+        assert_eq!(m.metadata.json_version.as_deref(), Some("1.0"));
+        assert!(!model().metadata.aws_query_compatible);
     }
 }

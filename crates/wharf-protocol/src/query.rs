@@ -1,6 +1,7 @@
 //! The AWS Query protocol's request side: form parameters (`Action`, `Version`, and members
 //! flattened as `Tags.member.1.Key=…`) walked into a JSON value by the operation's input
-//! shape, then validated by the model like any JSON request.
+//! shape, then validated by the model like any JSON request. Timestamps (ISO 8601 on the
+//! wire) become epoch seconds, as the JSON protocols carry them.
 
 use crate::model::{Model, Shape};
 use serde_json::{Map, Number, Value};
@@ -121,7 +122,16 @@ impl Walker<'_> {
                 }
                 Value::Object(obj)
             }
-            Shape::String { .. } | Shape::Timestamp | Shape::Blob => match scalar() {
+            // Handlers take timestamps as epoch seconds, as JSON clients send them.
+            Shape::Timestamp => match scalar() {
+                Some(s) => wharf_types::parse_iso8601(s)
+                    .or_else(|| s.trim().parse::<f64>().ok())
+                    .and_then(Number::from_f64)
+                    .map(Value::Number)
+                    .ok_or_else(|| bad("timestamp"))?,
+                None => return Ok(None),
+            },
+            Shape::String { .. } | Shape::Blob => match scalar() {
                 Some(s) => Value::String(s.to_string()),
                 None => return Ok(None),
             },
@@ -243,6 +253,29 @@ mod tests {
                     {"Field": "query-string", "QueryStringConfig": {"Values": [{"Key": "v", "Value": "2"}]}}
                 ]
             })
+        );
+    }
+
+    #[test]
+    fn timestamps_become_epoch_seconds() {
+        let model = Model::from_json(
+            r#"{
+          "metadata": {"apiVersion": "2010-08-01", "protocol": "query", "endpointPrefix": "monitoring"},
+          "operations": {"Get": {"input": {"shape": "In"}}},
+          "shapes": {
+            "In": {"type": "structure", "members": {"StartTime": {"shape": "T"}, "EndTime": {"shape": "T"}}},
+            "T": {"type": "timestamp"}
+          }}"#,
+        )
+        .unwrap();
+        let req = parse_form(b"Action=Get&StartTime=2026-11-24T21%3A25%3A18.250Z&EndTime=1795555600").unwrap();
+        assert_eq!(
+            decode_input(&model, &req).unwrap(),
+            json!({"StartTime": 1_795_555_518.25, "EndTime": 1_795_555_600.0})
+        );
+        let req = parse_form(b"Action=Get&StartTime=yesterday").unwrap();
+        assert!(
+            matches!(decode_input(&model, &req), Err(Error::InvalidParameter { field, .. }) if field == "StartTime")
         );
     }
 

@@ -53,7 +53,8 @@ fn write_value(
     flattened: bool,
     depth: usize,
 ) {
-    if depth > 64 {
+    // An absent member (handlers write `null` for one, as JSON drops it) is no element.
+    if depth > 64 || v.is_null() {
         return;
     }
     let Some(shape) = model.shape(shape_name) else { return };
@@ -138,6 +139,20 @@ mod tests {
         assert_eq!(iso8601(0.0), "1970-01-01T00:00:00.000Z");
         assert_eq!(iso8601(1_795_555_518.25), "2026-11-24T21:25:18.250Z");
         assert_eq!(iso8601(951_782_400.0), "2000-02-29T00:00:00.000Z");
+    }
+
+    #[test]
+    fn null_members_are_left_out() {
+        let model = Model::from_json(
+            r#"{"metadata": {"apiVersion": "2010-08-01", "protocol": "query", "endpointPrefix": "monitoring",
+                  "xmlNamespace": "urn:x"},
+                "operations": {"List": {"output": {"shape": "Out", "resultWrapper": "ListResult"}}},
+                "shapes": {"Out": {"type": "structure", "members": {"Items": {"shape": "L"}, "NextToken": {"shape": "S"}}},
+                           "L": {"type": "list", "member": {"shape": "S"}}, "S": {"type": "string"}}}"#,
+        )
+        .unwrap();
+        let xml = response(&model, "List", &serde_json::json!({"Items": ["a", null], "NextToken": null}), "r");
+        assert!(xml.contains("<ListResult><Items><member>a</member></Items></ListResult>"), "{xml}");
     }
 
     #[test]

@@ -49,6 +49,59 @@ pub fn iso8601(ts: f64) -> String {
     format!("{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}.{ms:03}Z", rem / 3600, rem % 3600 / 60, rem % 60)
 }
 
+/// `2026-11-24T21:35:18.123Z` (or `+01:00` for `Z`, a date alone, no zone as UTC) → epoch
+/// seconds; the inverse of [`iso8601`] for the timestamps AWS Query clients send. `None` for
+/// anything else.
+pub fn parse_iso8601(text: &str) -> Option<f64> {
+    let b = text.trim().as_bytes();
+    let num = |from: usize, len: usize| -> Option<i64> {
+        let digits = b.get(from..from + len)?;
+        digits.iter().all(u8::is_ascii_digit).then(|| digits.iter().fold(0, |n, d| n * 10 + i64::from(d - b'0')))
+    };
+    let (y, m, d) = (num(0, 4)?, num(5, 2)?, num(8, 2)?);
+    if b.get(4) != Some(&b'-') || b.get(7) != Some(&b'-') || !(1..=12).contains(&m) || !(1..=31).contains(&d) {
+        return None;
+    }
+    let days = days_from_civil(y, m, d);
+    if b.len() == 10 {
+        return Some((days * 86_400) as f64);
+    }
+    if !matches!(b.get(10), Some(b'T' | b't' | b' ')) || b.get(13) != Some(&b':') || b.get(16) != Some(&b':') {
+        return None;
+    }
+    let (hh, mm, ss) = (num(11, 2)?, num(14, 2)?, num(17, 2)?);
+    if hh > 23 || mm > 59 || ss > 60 {
+        return None;
+    }
+    let mut i = 19;
+    let mut fraction = 0.0;
+    if b.get(i) == Some(&b'.') {
+        let start = i + 1;
+        i = start;
+        while b.get(i).is_some_and(u8::is_ascii_digit) {
+            i += 1;
+        }
+        let digits = std::str::from_utf8(&b[start..i]).ok().filter(|d| !d.is_empty())?;
+        fraction = format!("0.{digits}").parse::<f64>().ok()?;
+    }
+    let offset = match &b[i..] {
+        [] | [b'Z' | b'z'] => 0,
+        [sign @ (b'+' | b'-'), ..] => {
+            let rest = &b[i + 1..];
+            let (oh, om) = match rest.len() {
+                5 if rest[2] == b':' => (num(i + 1, 2)?, num(i + 4, 2)?),
+                4 => (num(i + 1, 2)?, num(i + 3, 2)?),
+                2 => (num(i + 1, 2)?, 0),
+                _ => return None,
+            };
+            let secs = oh * 3600 + om * 60;
+            if *sign == b'+' { secs } else { -secs }
+        }
+        _ => return None,
+    };
+    Some((days * 86_400 + hh * 3600 + mm * 60 + ss - offset) as f64 + fraction)
+}
+
 /// Days since 1970-01-01 of a proleptic Gregorian date (Howard Hinnant's algorithm).
 pub fn days_from_civil(y: i64, m: i64, d: i64) -> i64 {
     let y = if m <= 2 { y - 1 } else { y };
@@ -70,4 +123,34 @@ pub fn civil_from_days(days: i64) -> (i64, i64, i64) {
     let d = doy - (153 * mp + 2) / 5 + 1;
     let m = if mp < 10 { mp + 3 } else { mp - 9 };
     (yoe + era * 400 + i64::from(m <= 2), m, d)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn iso8601_parses_what_it_formats_and_what_clients_send() {
+        for ts in [0.0, 1_795_555_518.25, 951_782_400.0, -86_400.5] {
+            assert_eq!(parse_iso8601(&iso8601(ts)), Some(ts));
+        }
+        assert_eq!(parse_iso8601("2026-11-24T21:25:18Z"), Some(1_795_555_518.0));
+        assert_eq!(parse_iso8601("2026-11-24T21:25:18.250000Z"), Some(1_795_555_518.25));
+        assert_eq!(parse_iso8601("2026-11-24T22:25:18+01:00"), Some(1_795_555_518.0));
+        assert_eq!(parse_iso8601("2026-11-24T20:25:18-0100"), Some(1_795_555_518.0));
+        assert_eq!(parse_iso8601("2026-11-24T21:25:18"), Some(1_795_555_518.0));
+        assert_eq!(parse_iso8601("1970-01-02"), Some(86_400.0));
+        for bad in [
+            "",
+            "yesterday",
+            "2026-13-01",
+            "2026-11-24T25:00:00Z",
+            "2026-11-24T21:25:18.Z",
+            "2026-11-24T21:25:18Q",
+            "2026-11-24T21:25:18+1",
+            "２０２６-11-24",
+        ] {
+            assert_eq!(parse_iso8601(bad), None, "{bad}");
+        }
+    }
 }

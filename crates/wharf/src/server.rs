@@ -1,7 +1,10 @@
 //! The one HTTP endpoint: routes each request to its protocol by what AWS clients send
-//! (`X-Amz-Target` → JSON 1.1, form `Action=` → Query), verifies SigV4, validates against the
-//! service model, calls the handler and writes the service's envelope. Domain errors become
-//! wire errors here and nowhere else.
+//! (`smithy-protocol: rpc-v2-cbor` → RPC v2 CBOR, service and operation in the path;
+//! `X-Amz-Target` → JSON 1.0/1.1; form `Action=` → Query, the service by the credential
+//! scope), verifies SigV4, validates against the service model, calls the handler and writes
+//! the envelope of the request's protocol. A service may speak several (CloudWatch speaks all
+//! three); the handler never knows which. Domain errors become wire errors here and nowhere
+//! else.
 
 use crate::ServerArgs;
 use crate::config;
@@ -20,7 +23,7 @@ use std::time::{Duration, SystemTime};
 use tokio::net::TcpListener;
 use wharf_api::{Ctx, Db, LogStore, MetricStore, Service};
 use wharf_protocol::sigv4::{Credential, RequestParts, Verifier};
-use wharf_protocol::{MAX_BODY_BYTES, Protocol, WireError, json, query, wire_error, xml};
+use wharf_protocol::{MAX_BODY_BYTES, Protocol, WireError, cbor, json, query, wire_error, xml};
 use wharf_types::{Error, Scope};
 
 type Body = BoxBody<Bytes, Infallible>;
@@ -505,26 +508,73 @@ fn respond(status: u16, content_type: &'static str, body: impl Into<Bytes>, requ
     resp
 }
 
-fn error_response(protocol: Protocol, err: &WireError, request_id: &str) -> Response<Body> {
+/// An RPC v2 CBOR answer: every one names the protocol; one without a body has no type.
+fn cbor_respond(status: u16, body: Option<Vec<u8>>, request_id: &str) -> Response<Body> {
+    let mut resp = match body {
+        Some(body) => respond(status, cbor::CONTENT_TYPE, body, request_id),
+        None => {
+            let mut resp = respond(status, cbor::CONTENT_TYPE, Bytes::new(), request_id);
+            resp.headers_mut().remove(http::header::CONTENT_TYPE);
+            resp
+        }
+    };
+    resp.headers_mut().insert(cbor::PROTOCOL_HEADER, HeaderValue::from_static(cbor::PROTOCOL));
+    resp
+}
+
+/// An error in the envelope of the request's protocol, for `service` when it is known: its
+/// JSON version, its exception shapes' names in `__type`, and for a query-compatible service
+/// the Query code in `x-amzn-query-error`, where botocore looks first.
+fn error_response(protocol: Protocol, service: Option<&Service>, err: &WireError, request_id: &str) -> Response<Body> {
     if err.status >= 500 {
         tracing::error!(code = err.code, message = %err.message, request_id, "server fault");
     }
-    match protocol {
+    let shape = service.and_then(|s| s.model.error_shape(err.code));
+    let mut resp = match protocol {
         Protocol::Json => {
-            let mut resp = respond(err.status, json::CONTENT_TYPE, json::error_body(err), request_id);
+            let content_type = service.map_or(json::CONTENT_TYPE, Service::json_content_type);
+            let body = json::error_body(shape.unwrap_or(err.code), &err.message);
+            let mut resp = respond(err.status, content_type, body, request_id);
             resp.headers_mut().insert("x-amzn-errortype", HeaderValue::from_static(err.code));
             resp
         }
+        Protocol::Cbor => {
+            // `__type` is an absolute shape id.
+            let type_id = service.map_or_else(|| err.code.to_string(), |s| s.model.shape_id(shape.unwrap_or(err.code)));
+            cbor_respond(err.status, Some(cbor::error_body(&type_id, &err.message)), request_id)
+        }
         Protocol::Query => respond(err.status, "text/xml", xml::error_response(err, request_id), request_id),
+    };
+    if protocol != Protocol::Query
+        && service.is_some_and(|s| s.model.metadata.aws_query_compatible)
+        && let Ok(v) =
+            HeaderValue::from_str(&format!("{};{}", err.code, if err.sender_fault { "Sender" } else { "Receiver" }))
+    {
+        resp.headers_mut().insert("x-amzn-query-error", v);
     }
+    resp
 }
 
 fn wire(code: &'static str, status: u16, message: impl Into<String>) -> WireError {
     WireError { status, code, message: message.into(), sender_fault: status < 500 }
 }
 
+/// An operation the request names that `service` (when known) does not have or Wharf does
+/// not implement: in the code set the service answers with.
+fn unknown_operation(service: Option<&Service>, message: impl Into<String>) -> WireError {
+    let code = match service.map(Service::error_codes) {
+        Some(Protocol::Query) => "InvalidAction",
+        _ => "UnknownOperationException",
+    };
+    wire(code, 400, message)
+}
+
 /// Which protocol a request speaks, from what AWS clients send.
 fn protocol_of(method: &Method, headers: &HeaderMap, query: Option<&str>) -> Option<Protocol> {
+    let smithy = headers.get(cbor::PROTOCOL_HEADER).map(HeaderValue::as_bytes);
+    if smithy.is_some_and(|v| v.eq_ignore_ascii_case(cbor::PROTOCOL.as_bytes())) {
+        return Some(Protocol::Cbor);
+    }
     if headers.contains_key("x-amz-target") {
         return Some(Protocol::Json);
     }
@@ -538,6 +588,45 @@ fn protocol_of(method: &Method, headers: &HeaderMap, query: Option<&str>) -> Opt
     None
 }
 
+/// Where a request goes, as far as its headers tell (before its body is read).
+#[derive(Debug, Clone, Copy)]
+struct Route<'a> {
+    protocol: Protocol,
+    /// The service, when the request names one Wharf serves in its protocol: JSON's target
+    /// prefix, CBOR's path, Query's credential scope (known once the signature's headers are
+    /// checked).
+    service: Option<&'static Service>,
+    /// The operation, when the headers name it (JSON's target, CBOR's path; Query's is in
+    /// its body).
+    op: Option<&'a str>,
+    /// What the request named, for messages: the target, or the path.
+    named: &'a str,
+}
+
+impl<'a> Route<'a> {
+    fn of(protocol: Protocol, headers: &'a HeaderMap, path: &'a str) -> Route<'a> {
+        match protocol {
+            Protocol::Json => {
+                let target = headers.get("x-amz-target").and_then(|v| v.to_str().ok()).unwrap_or_default();
+                let split = json::split_target(target);
+                let service = split.and_then(|(prefix, _)| wharf_api::json_service(prefix));
+                Route { protocol, service, op: split.map(|(_, op)| op), named: target }
+            }
+            Protocol::Cbor => {
+                let split = cbor::split_path(path);
+                let service = split.and_then(|(name, _)| wharf_api::cbor_service(name));
+                Route { protocol, service, op: split.map(|(_, op)| op), named: path }
+            }
+            Protocol::Query => Route { protocol, service: None, op: None, named: "" },
+        }
+    }
+
+    /// An error in this request's envelope.
+    fn error(&self, err: &WireError, rid: &str) -> Response<Body> {
+        error_response(self.protocol, self.service, err, rid)
+    }
+}
+
 /// `resp` with `Connection: close`: the request's body was not read, so the connection
 /// cannot carry another request.
 fn closing(mut resp: Response<Body>) -> Response<Body> {
@@ -545,14 +634,13 @@ fn closing(mut resp: Response<Body>) -> Response<Body> {
     resp
 }
 
-/// A request that failed authentication, in its protocol's envelope.
-fn auth_error(protocol: Protocol, e: &wharf_protocol::sigv4::AuthError, rid: &str) -> Response<Body> {
-    let (code, message) = match protocol {
-        Protocol::Json => (e.json_code(), e.message()),
-        Protocol::Query => (e.query_code(), e.query_message()),
-    };
+/// A request that failed authentication, in its protocol's envelope and its service's codes.
+fn auth_error(route: &Route<'_>, e: &wharf_protocol::sigv4::AuthError, rid: &str) -> Response<Body> {
+    let query_codes =
+        route.protocol == Protocol::Query || route.service.is_some_and(|s| s.error_codes() == Protocol::Query);
+    let (code, message) = if query_codes { (e.query_code(), e.query_message()) } else { (e.json_code(), e.message()) };
     let status = if code.starts_with("Incomplete") { 400 } else { 403 };
-    error_response(protocol, &wire(code, status, message), rid)
+    route.error(&wire(code, status, message), rid)
 }
 
 async fn handle(
@@ -589,20 +677,30 @@ async fn handle(
     else {
         return Ok(error_response(
             Protocol::Json,
+            None,
             &wire("UnknownOperationException", 404, "No AWS operation at this path."),
             &rid,
         ));
     };
+    let mut route = Route::of(protocol, &parts.headers, parts.uri.path());
+    // RPC v2 CBOR names its operation by path only: a target header as well is malformed.
+    if protocol == Protocol::Cbor
+        && (parts.headers.contains_key("x-amz-target") || parts.headers.contains_key("x-amzn-target"))
+    {
+        let e = wire("SerializationException", 400, "An RPC v2 CBOR request must not carry X-Amz-Target.");
+        return Ok(closing(route.error(&e, &rid)));
+    }
     // The signature's header checks come before the body is read: an unsigned or badly
     // signed request costs its headers, not its body.
     let signed_for = match app.verifier.precheck(&parts.headers, query_string.as_deref(), SystemTime::now()) {
         Ok(service) => service,
-        Err(e) => return Ok(closing(auth_error(protocol, &e, &rid))),
+        Err(e) => return Ok(closing(auth_error(&route, &e, &rid))),
     };
-    let target = parts.headers.get("x-amz-target").and_then(|v| v.to_str().ok());
-    let limit = wharf_api::max_body_bytes(target, &signed_for);
-    let too_large =
-        || wire("RequestEntityTooLargeException", 413, format!("Request body is larger than {limit} bytes."));
+    if protocol == Protocol::Query {
+        route.service = wharf_api::query_service(&signed_for);
+    }
+    let limit = wharf_api::max_body_bytes(route.service, route.op);
+    let too_large = wire_too_large(limit);
     let declared = parts
         .headers
         .get(http::header::CONTENT_LENGTH)
@@ -610,18 +708,18 @@ async fn handle(
         .and_then(|v| v.parse::<usize>().ok());
     if declared.is_some_and(|n| n > limit) {
         drain(body).await;
-        return Ok(error_response(protocol, &too_large(), &rid));
+        return Ok(route.error(&too_large, &rid));
     }
     let body = match tokio::time::timeout(app.body_timeout, Limited::new(body, limit).collect()).await {
         Ok(Ok(b)) => b.to_bytes(),
-        Ok(Err(_)) => return Ok(error_response(protocol, &too_large(), &rid)),
+        Ok(Err(_)) => return Ok(route.error(&too_large, &rid)),
         Err(_) => {
             let slow = wire(
                 "RequestTimeoutException",
                 408,
                 format!("The request body did not arrive within {} s.", app.body_timeout.as_secs()),
             );
-            return Ok(closing(error_response(protocol, &slow, &rid)));
+            return Ok(closing(route.error(&slow, &rid)));
         }
     };
     let parts_ref = RequestParts {
@@ -633,7 +731,7 @@ async fn handle(
     };
     let identity = match app.verifier.verify(&parts_ref, SystemTime::now()) {
         Ok(id) => id,
-        Err(e) => return Ok(auth_error(protocol, &e, &rid)),
+        Err(e) => return Ok(auth_error(&route, &e, &rid)),
     };
     let scope = Scope::new(identity.account_id, identity.region);
     if let Some(agents) = &app.local_agents
@@ -642,18 +740,22 @@ async fn handle(
         agents.joined(&app.state.db, &scope).await;
     }
     let ctx = app.state.context(scope, identity.access_key_id);
-    if parts.uri.path().starts_with("/agent/") {
+    if agent_path {
         let (method, path, qs) = (&parts.method, parts.uri.path(), query_string.as_deref());
         return Ok(handle_agent(&app, ctx, &identity.service, method, path, qs, &body, &rid).await);
     }
     let resp = match protocol {
-        Protocol::Json => handle_json(&ctx, &parts.headers, &identity.service, &body, &rid).await,
+        Protocol::Json | Protocol::Cbor => handle_rpc(&ctx, &route, &identity.service, &body, &rid).await,
         Protocol::Query => {
-            handle_query(&ctx, &identity.service, parts.method == Method::GET, query_string.as_deref(), &body, &rid)
-                .await
+            let is_get = parts.method == Method::GET;
+            handle_query(&ctx, route.service, &identity.service, is_get, query_string.as_deref(), &body, &rid).await
         }
     };
     Ok(resp)
+}
+
+fn wire_too_large(limit: usize) -> WireError {
+    wire("RequestEntityTooLargeException", 413, format!("Request body is larger than {limit} bytes."))
 }
 
 /// Reads and discards a refused body (within bounds) so a client still sending it gets to
@@ -678,83 +780,81 @@ fn check_scope(service: &Service, signed_for: &str) -> Result<(), WireError> {
     if signed_for == expected {
         Ok(())
     } else {
-        let code =
-            if service.protocol == Protocol::Json { "InvalidSignatureException" } else { "SignatureDoesNotMatch" };
+        let code = match service.error_codes() {
+            Protocol::Query => "SignatureDoesNotMatch",
+            _ => "InvalidSignatureException",
+        };
         Err(wire(code, 403, format!("Credential should be scoped to correct service: '{expected}'.")))
     }
 }
 
-async fn handle_json(ctx: &Ctx, headers: &HeaderMap, signed_for: &str, body: &[u8], rid: &str) -> Response<Body> {
-    let target = headers.get("x-amz-target").and_then(|v| v.to_str().ok()).unwrap_or_default();
-    let unknown = || wire("UnknownOperationException", 400, format!("Unknown operation {target}"));
-    let Some((prefix, op)) = json::split_target(target) else {
-        return error_response(Protocol::Json, &unknown(), rid);
+/// A JSON or RPC v2 CBOR request: both name their operation outside the body (target header,
+/// path) and differ only in how the body is read and the answer written.
+async fn handle_rpc(ctx: &Ctx, route: &Route<'_>, signed_for: &str, body: &[u8], rid: &str) -> Response<Body> {
+    let protocol = route.protocol;
+    let (Some(service), Some(op)) = (route.service, route.op) else {
+        return route.error(&unknown_operation(None, format!("Unknown operation {}", route.named)), rid);
     };
-    let Some(service) = wharf_api::json_service(prefix) else {
-        return error_response(Protocol::Json, &unknown(), rid);
-    };
+    let fail = |e: &WireError| error_response(protocol, Some(service), e, rid);
     if let Err(e) = check_scope(service, signed_for) {
-        return error_response(Protocol::Json, &e, rid);
+        return fail(&e);
     }
     if service.model.operation(op).is_none() {
-        return error_response(Protocol::Json, &unknown(), rid);
+        return fail(&unknown_operation(Some(service), format!("Unknown operation {}", route.named)));
     }
     if !service.implements(op) {
-        let e = wire(
-            "UnknownOperationException",
-            400,
+        return fail(&unknown_operation(
+            Some(service),
             format!("Wharf does not implement {op} yet (see docs/compatibility.md)."),
-        );
-        return error_response(Protocol::Json, &e, rid);
+        ));
     }
-    let input: Value = if body.iter().all(u8::is_ascii_whitespace) {
-        Value::Object(Default::default())
-    } else {
-        match serde_json::from_slice(body) {
-            Ok(v) => v,
-            Err(e) => {
-                let err = Error::Serialization(format!("Request body is not valid JSON: {e}"));
-                return error_response(Protocol::Json, &wire_error(&err, service.name(), Protocol::Json), rid);
-            }
+    let input = match protocol {
+        Protocol::Cbor => {
+            cbor::decode(body).map_err(|e| Error::Serialization(format!("Request body is not valid CBOR: {e}")))
         }
+        _ if body.iter().all(u8::is_ascii_whitespace) => Ok(Value::Object(Default::default())),
+        _ => serde_json::from_slice(body)
+            .map_err(|e| Error::Serialization(format!("Request body is not valid JSON: {e}"))),
     };
-    let result = match service.model.validate(op, input) {
+    let result = match input.and_then(|input| service.model.validate(op, input)) {
         Ok(input) => wharf_api::call(service, ctx, op, input)
             .await
             .unwrap_or_else(|| Err(Error::Internal(format!("{op} is listed but has no handler")))),
         Err(e) => Err(e),
     };
     match result {
+        Ok(out) if protocol == Protocol::Cbor => cbor_respond(200, cbor::encode_output(service.model, op, &out), rid),
         Ok(out) => {
             let out = service.model.conform_output(op, out);
-            respond(200, json::CONTENT_TYPE, serde_json::to_vec(&out).unwrap_or_default(), rid)
+            respond(200, service.json_content_type(), serde_json::to_vec(&out).unwrap_or_default(), rid)
         }
-        Err(e) => error_response(Protocol::Json, &wire_error(&e, service.name(), Protocol::Json), rid),
+        Err(e) => fail(&wire_error(&e, service.name(), service.error_codes())),
     }
 }
 
 async fn handle_query(
     ctx: &Ctx,
+    service: Option<&'static Service>,
     signed_for: &str,
     is_get: bool,
     qs: Option<&str>,
     body: &[u8],
     rid: &str,
 ) -> Response<Body> {
+    let fail = |e: &WireError| error_response(Protocol::Query, service, e, rid);
     let source = if is_get { qs.unwrap_or_default().as_bytes() } else { body };
     let Some(req) = query::parse_form(source) else {
-        return error_response(Protocol::Query, &wire("MissingAction", 400, "Missing Action"), rid);
+        return fail(&wire("MissingAction", 400, "Missing Action"));
     };
-    let Some(service) = wharf_api::query_service(signed_for) else {
-        let e = wire(
+    let Some(service) = service else {
+        return fail(&wire(
             "InvalidAction",
             400,
             format!("Could not find operation {} for the service '{signed_for}'", req.action),
-        );
-        return error_response(Protocol::Query, &e, rid);
+        ));
     };
     if !service.implements(&req.action) {
-        let e = wire(
+        return fail(&wire(
             "InvalidAction",
             400,
             format!(
@@ -762,8 +862,12 @@ async fn handle_query(
                 req.action,
                 req.version.as_deref().unwrap_or("NO_VERSION_SPECIFIED")
             ),
-        );
-        return error_response(Protocol::Query, &e, rid);
+        ));
+    }
+    // The body was read under the service's largest limit; the operation has its own.
+    let limit = service.max_body_bytes_for(&req.action);
+    if body.len() > limit {
+        return fail(&wire_too_large(limit));
     }
     let result = match query::decode_input(service.model, &req) {
         Ok(input) => wharf_api::call(service, ctx, &req.action, input)
@@ -773,7 +877,7 @@ async fn handle_query(
     };
     match result {
         Ok(out) => respond(200, "text/xml", xml::response(service.model, &req.action, &out, rid), rid),
-        Err(e) => error_response(Protocol::Query, &wire_error(&e, service.name(), Protocol::Query), rid),
+        Err(e) => fail(&wire_error(&e, service.name(), service.error_codes())),
     }
 }
 
@@ -790,10 +894,11 @@ async fn handle_agent(
     body: &[u8],
     rid: &str,
 ) -> Response<Body> {
+    let ecs = Some(&*wharf_api::ECS);
     if let Err(e) = check_scope(&wharf_api::ECS, signed_for) {
-        return error_response(Protocol::Json, &e, rid);
+        return error_response(Protocol::Json, ecs, &e, rid);
     }
-    let fail = |e: Error| error_response(Protocol::Json, &wire_error(&e, "ecs", Protocol::Json), rid);
+    let fail = |e: Error| error_response(Protocol::Json, ecs, &wire_error(&e, "ecs", Protocol::Json), rid);
     match (method, path) {
         (&Method::GET, wharf_types::agent::ASSIGNMENTS_PATH) => {
             let params: HashMap<String, String> =
@@ -831,6 +936,7 @@ async fn handle_agent(
         }
         _ => error_response(
             Protocol::Json,
+            ecs,
             &wire("UnknownOperationException", 404, format!("No agent endpoint {method} {path}")),
             rid,
         ),
