@@ -28,7 +28,9 @@ pub(crate) fn evaluate<'a>(text: &str, resolve: &dyn Fn(&str) -> Option<&'a Seri
     match v {
         Val::Series(s) => Ok(s),
         Val::Number(_) => Err("the expression gives a number, not a time series".into()),
-        Val::Array(_) => Err("the expression gives an array of time series; combine them with SUM, AVG, MIN or MAX".into()),
+        Val::Array(_) => {
+            Err("the expression gives an array of time series; combine them with SUM, AVG, MIN or MAX".into())
+        }
     }
 }
 
@@ -189,8 +191,12 @@ impl Parser<'_, '_> {
 fn binary(a: Val, b: Val, f: impl Fn(f64, f64) -> Option<f64>) -> Result<Val, String> {
     Ok(match (a, b) {
         (Val::Number(x), Val::Number(y)) => Val::Number(f(x, y).unwrap_or(f64::NAN)),
-        (Val::Series(s), Val::Number(y)) => Val::Series(s.into_iter().filter_map(|(t, x)| Some((t, f(x, y)?))).collect()),
-        (Val::Number(x), Val::Series(s)) => Val::Series(s.into_iter().filter_map(|(t, y)| Some((t, f(x, y)?))).collect()),
+        (Val::Series(s), Val::Number(y)) => {
+            Val::Series(s.into_iter().filter_map(|(t, x)| Some((t, f(x, y)?))).collect())
+        }
+        (Val::Number(x), Val::Series(s)) => {
+            Val::Series(s.into_iter().filter_map(|(t, y)| Some((t, f(x, y)?))).collect())
+        }
         (Val::Series(a), Val::Series(b)) => {
             Val::Series(a.into_iter().filter_map(|(t, x)| Some((t, f(x, *b.get(&t)?)?))).collect())
         }
@@ -250,7 +256,7 @@ mod tests {
             _ => None,
         };
         // The closure borrows locals: evaluate here and hand back an owned series.
-        evaluate(text, &resolve).map(|s| s.clone())
+        evaluate(text, &resolve)
     }
 
     #[test]

@@ -296,7 +296,10 @@ pub(crate) async fn evaluate(ctx: &Ctx, queries: &[Query], start: i64, end: i64)
             ));
         }
         if out.iter().any(|(id, _)| *id == q.id) {
-            return Err(Error::invalid(format!("{field}.Id"), format!("The value {} for parameter {field}.Id is not unique.", q.id)));
+            return Err(Error::invalid(
+                format!("{field}.Id"),
+                format!("The value {} for parameter {field}.Id is not unique.", q.id),
+            ));
         }
         let series = match (&q.metric_stat, &q.expression) {
             (Some(ms_), None) => {
@@ -304,7 +307,12 @@ pub(crate) async fn evaluate(ctx: &Ctx, queries: &[Query], start: i64, end: i64)
                     return Err(no_percentiles(&format!("{field}.MetricStat.Stat"), &ms_.stat));
                 };
                 let m = &ms_.metric;
-                let k = key(&format!("{field}.MetricStat.Metric"), m.namespace.as_deref(), m.metric_name.as_deref(), &m.dimensions)?;
+                let k = key(
+                    &format!("{field}.MetricStat.Metric"),
+                    m.namespace.as_deref(),
+                    m.metric_name.as_deref(),
+                    &m.dimensions,
+                )?;
                 check_period(&format!("{field}.MetricStat.Period"), ms_.period)?;
                 let w = Window { start, end, period: ms_.period * 1000, unit: ms_.unit.clone() };
                 let buckets: Vec<Bucket> = ctx.metrics().series(&ctx.scope, &k, &w).await?;
@@ -318,7 +326,10 @@ pub(crate) async fn evaluate(ctx: &Ctx, queries: &[Query], start: i64, end: i64)
             (None, Some(e)) => {
                 let resolve = |id: &str| out.iter().find(|(i, _)| i == id).map(|(_, s)| s);
                 super::expr::evaluate(e, &resolve).map_err(|why| {
-                    Error::invalid(format!("{field}.Expression"), format!("Invalid metric math expression {e:?}: {why}"))
+                    Error::invalid(
+                        format!("{field}.Expression"),
+                        format!("Invalid metric math expression {e:?}: {why}"),
+                    )
                 })?
             }
             _ => {
@@ -343,7 +354,7 @@ pub async fn data(ctx: &Ctx, v: Value) -> Result<Value> {
     }
     let descending = req.scan_by.as_deref() != Some("TimestampAscending");
     let series = evaluate(ctx, &req.metric_data_queries, start, end).await?;
-    let max = req.max_datapoints.unwrap_or(MAX_DATA_POINTS).min(MAX_DATA_POINTS).max(1) as usize;
+    let max = req.max_datapoints.unwrap_or(MAX_DATA_POINTS).clamp(1, MAX_DATA_POINTS) as usize;
     let mut left = max;
     let mut results = Vec::new();
     for (q, (id, s)) in req.metric_data_queries.iter().zip(series) {

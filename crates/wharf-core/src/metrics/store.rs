@@ -302,15 +302,23 @@ impl MetricStore {
                 )?;
                 let rows = stmt.query_map(
                     params![scope.account, scope.region, q.after.unwrap_or(0), q.namespace, q.name, q.active_since],
-                    |r| Ok((r.get::<_, i64>(0)?, r.get::<_, String>(1)?, r.get::<_, String>(2)?, r.get::<_, String>(3)?)),
+                    |r| {
+                        Ok((
+                            r.get::<_, i64>(0)?,
+                            r.get::<_, String>(1)?,
+                            r.get::<_, String>(2)?,
+                            r.get::<_, String>(3)?,
+                        ))
+                    },
                 )?;
                 let mut out = Vec::new();
                 for row in rows {
                     let (id, namespace, name, dims) = row?;
                     let dims: Vec<(String, String)> = serde_json::from_str(&dims).unwrap_or_default();
-                    let matches = q.dimensions.iter().all(|(n, v)| {
-                        dims.iter().any(|(dn, dv)| dn == n && v.as_ref().is_none_or(|v| v == dv))
-                    });
+                    let matches = q
+                        .dimensions
+                        .iter()
+                        .all(|(n, v)| dims.iter().any(|(dn, dv)| dn == n && v.as_ref().is_none_or(|v| v == dv)));
                     if matches {
                         out.push((id, MetricKey { namespace, name, dimensions: dims }));
                         if out.len() >= q.limit {
