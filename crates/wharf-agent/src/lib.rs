@@ -15,6 +15,7 @@ pub mod runtime;
 mod secrets;
 mod spec;
 mod task;
+pub mod task_protection;
 pub mod tls;
 
 pub use agent::{AgentConfig, PullBehavior, run};

@@ -2,13 +2,15 @@
 //! reach it, and injected as `ECS_CONTAINER_METADATA_URI_V4`: `/v4/<token>` (the container),
 //! `/v4/<token>/task`, `/v4/<token>/stats`, `/v4/<token>/task/stats`, in ECS's shapes. A
 //! token is `<task id>-<container name>`, so a restarted agent still answers adopted
-//! containers. It serves read-only views; it must never change a task.
+//! containers. Its views are read-only; it must never change a task. The same listener
+//! serves the agent API injected as `ECS_AGENT_URI` (`/api/<token>`): task scale-in
+//! protection (`task_protection`), which asks the control plane and changes nothing here.
 
 use crate::agent::Agent;
 use crate::runtime::ContainerRuntime;
 use bytes::Bytes;
 use http::{Request, Response, StatusCode};
-use http_body_util::Full;
+use http_body_util::{BodyExt, Full};
 use hyper_util::rt::TokioIo;
 use serde_json::{Map, Value, json};
 use std::convert::Infallible;
@@ -70,6 +72,9 @@ async fn answer<R: ContainerRuntime>(
     req: Request<hyper::body::Incoming>,
 ) -> Result<Response<Full<Bytes>>, Infallible> {
     let path = req.uri().path().trim_end_matches('/').to_string();
+    if let Some(rest) = path.strip_prefix("/api/") {
+        return Ok(agent_api(&agent, req, rest).await);
+    }
     let rest = path.strip_prefix("/v4/").or_else(|| path.strip_prefix("/v3/")).unwrap_or("");
     let (token, what) = rest.split_once('/').unwrap_or((rest, ""));
     let Some((task_id, container)) = token.split_once('-') else {
@@ -100,6 +105,26 @@ async fn answer<R: ContainerRuntime>(
         Some(b) => respond(StatusCode::OK, b),
         None => respond(StatusCode::NOT_FOUND, json!({"error": "not found"})),
     })
+}
+
+/// `ECS_AGENT_URI`'s paths: `/api/<token>/task-protection/v1/state`.
+async fn agent_api<R: ContainerRuntime>(
+    agent: &Agent<R>,
+    req: Request<hyper::body::Incoming>,
+    rest: &str,
+) -> Response<Full<Bytes>> {
+    let (token, what) = rest.split_once('/').unwrap_or((rest, ""));
+    if what != crate::task_protection::PATH {
+        return respond(StatusCode::NOT_FOUND, json!({"error": "not found"}));
+    }
+    let task = token.split_once('-').and_then(|(task_id, _)| agent.assignment_by_id(task_id));
+    let method = req.method().clone();
+    let body = match req.into_body().collect().await {
+        Ok(b) => b.to_bytes(),
+        Err(_) => Bytes::new(),
+    };
+    let (status, body) = crate::task_protection::answer(&agent.client, &method, task.as_ref(), &body).await;
+    respond(status, body)
 }
 
 fn runtime_id(a: &Assignment, container: &str) -> Option<String> {

@@ -341,6 +341,7 @@ impl<R: ContainerRuntime> TaskRun<R> {
                 let token = crate::metadata::token(&a.task.task_arn, def.name.as_deref().unwrap_or_default());
                 env.push(format!("ECS_CONTAINER_METADATA_URI_V4={base}/v4/{token}"));
                 env.push(format!("ECS_CONTAINER_METADATA_URI={base}/v3/{token}"));
+                env.push(format!("ECS_AGENT_URI={base}/api/{token}"));
             }
             env.append(&mut spec.env);
             env.extend(std::mem::take(&mut secrets[i]).into_iter().map(|(k, v)| format!("{k}={v}")));

@@ -456,3 +456,48 @@ async fn a_deployment_replacing_an_unfinished_first_one_keeps_its_tasks_as_blue(
     assert!(kept.into_iter().all(|t| t.desired_status == TaskStatus::Running));
     assert_eq!(weights(&ctx).await, split(100, 0));
 }
+
+/// Task scale-in protection keeps a blue task past CLEAN_UP (ECS: "the Blue stack with
+/// protected tasks will not be removed"): the deployment waits, saying why, until it ends.
+#[tokio::test]
+async fn clean_up_waits_for_a_protected_blue_task() {
+    let ctx = world().await;
+    let scheduler = scheduler(&ctx);
+    create(&ctx, 2, json!({"strategy": "BLUE_GREEN"})).await;
+    let mut port = 32768;
+    drive(&ctx, &scheduler, &mut port).await;
+    let blue = tasks(&ctx).await.into_iter().find(|t| t.desired_status == TaskStatus::Running).unwrap();
+    let blue_deployment = blue.started_by.clone().unwrap();
+    let protect = |enabled: bool| json!({"cluster": CLUSTER, "tasks": [blue.task_arn], "protectionEnabled": enabled});
+    ecs(&ctx, "UpdateTaskProtection", protect(true)).await.unwrap();
+    force_new_deployment(&ctx).await;
+    play_until(&ctx, &scheduler, &mut port, |svc, _| in_stage(svc, LifecycleStage::CleanUp)).await;
+    // Blue stops a settle after CLEAN_UP began: the other blue task goes, this one stays.
+    let live = || async { tasks(&ctx).await.into_iter().filter(|t| t.desired_status == TaskStatus::Running) };
+    for _ in 0..300 {
+        scheduler.activate().await;
+        play(&ctx, &mut port).await;
+        if live().await.count() == 3 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    for _ in 0..5 {
+        scheduler.activate().await;
+        play(&ctx, &mut port).await;
+    }
+    let live: Vec<Task> = live().await.collect();
+    assert_eq!(live.len(), 3, "green's two and the protected blue task");
+    assert!(live.iter().any(|t| t.task_arn == blue.task_arn));
+    let svc = service(&ctx).await;
+    assert_eq!(svc.deployments.len(), 2);
+    assert_eq!(svc.deployments[0].rollout_state, Some(RolloutState::InProgress));
+    let held = format!(
+        "(service s) was unable to reach steady state because (taskSet {blue_deployment}) was unable to scale in due to (reason 1 tasks under protection)"
+    );
+    assert!(svc.events.iter().any(|e| e.message == held), "{:?}", svc.events);
+
+    ecs(&ctx, "UpdateTaskProtection", protect(false)).await.unwrap();
+    drive(&ctx, &scheduler, &mut port).await;
+    assert!(tasks(&ctx).await.iter().all(|t| t.task_arn != blue.task_arn || t.desired_status == TaskStatus::Stopped));
+}

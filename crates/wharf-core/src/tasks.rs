@@ -1,7 +1,8 @@
 //! Tasks in the domain: what a task asks of an instance, placing tasks on container
 //! instances (CPU, memory and port accounting in one transaction with the tasks), Fargate
-//! capacity, and asking a task to stop (deregistering it from load balancers first). Shared
-//! by RunTask/StartTask/StopTask and the service scheduler.
+//! capacity, asking a task to stop (deregistering it from load balancers first), and a
+//! service task's scale-in protection. Shared by RunTask/StartTask/StopTask, the task
+//! protection operations and the service scheduler.
 
 use crate::capacity::{Demand, fits, release, reserve};
 use crate::db::{Versioned, encode};
@@ -12,8 +13,8 @@ use serde::Deserialize;
 use serde_json::{Map, Value, json};
 use wharf_store::{Compare, Op, Txn};
 use wharf_types::ecs::{
-    Attribute, Cluster, Container, ContainerInstance, Failure, HealthStatus, LaunchType, Tag, Task, TaskDefinition,
-    TaskStatus,
+    Attribute, Cluster, Container, ContainerInstance, Failure, HealthStatus, LaunchType, ProtectedTask, Tag, Task,
+    TaskDefinition, TaskStatus,
 };
 use wharf_types::{Error, Result};
 
@@ -173,6 +174,7 @@ fn new_task(
         targets: vec![],
         drain_until: None,
         fargate_host: None,
+        protected_until: None,
         extra: Map::new(),
     }
 }
@@ -450,6 +452,60 @@ pub async fn stop_task(ctx: &Scoped, cluster: &str, id: &str, reason: &str, stop
             }
             txn.ops.push(Op::put(&key, encode(&doc)?));
             Ok((Some(txn), doc))
+        })
+        .await
+}
+
+/// ECS's failure reasons for task protection: the task is not one of a service's
+/// (UpdateTaskProtection's documented `TASK_NOT_VALID`), or it is stopping or stopped.
+const NOT_A_SERVICE_TASK: &str = "TASK_NOT_VALID";
+const STOPPING_OR_STOPPED: &str = "TASK_STOPPING_OR_STOPPED";
+
+/// A service task's scale-in protection (GetTaskProtection): what `task/<cluster>/<id>` has
+/// at `now`, or why ECS reports it as a failure (MISSING, TASK_NOT_VALID).
+pub async fn protection(ctx: &Scoped, cluster: &str, id: &str, now: f64) -> Result<Result<ProtectedTask, Failure>> {
+    let arn = ctx.scope.arn("ecs", format!("task/{cluster}/{id}"));
+    let Some(t) = ctx.db.get::<Task>(&Keys::new(ctx).task(cluster, id)).await? else {
+        return Ok(Err(Failure::missing(arn)));
+    };
+    if t.doc.service_name().is_none() {
+        return Ok(Err(Failure::reason(t.doc.task_arn, NOT_A_SERVICE_TASK)));
+    }
+    Ok(Ok(t.doc.protection(now)))
+}
+
+/// Turns a service task's scale-in protection on until `until` (again from now when it is
+/// already on: UpdateTaskProtection resets the expiration) or off (`None`), in the task's
+/// document, so it lasts as long as the task. The service scheduler reads it when it chooses
+/// tasks to stop for scale-in or a deployment. Failures as ECS reports them: MISSING,
+/// TASK_NOT_VALID (not a service's task), TASK_STOPPING_OR_STOPPED.
+pub async fn set_protection(
+    ctx: &Scoped,
+    cluster: &str,
+    id: &str,
+    until: Option<f64>,
+    now: f64,
+) -> Result<Result<ProtectedTask, Failure>> {
+    let key = Keys::new(ctx).task(cluster, id);
+    let arn = ctx.scope.arn("ecs", format!("task/{cluster}/{id}"));
+    ctx.db
+        .update(|| async {
+            let Some(t) = ctx.db.get::<Task>(&key).await? else {
+                return Ok((None, Err(Failure::missing(arn.clone()))));
+            };
+            if t.doc.service_name().is_none() {
+                return Ok((None, Err(Failure::reason(t.doc.task_arn.clone(), NOT_A_SERVICE_TASK))));
+            }
+            if t.doc.desired_status == TaskStatus::Stopped {
+                return Ok((None, Err(Failure::reason(t.doc.task_arn.clone(), STOPPING_OR_STOPPED))));
+            }
+            let mut doc = t.doc.clone();
+            doc.protected_until = until;
+            let reported = doc.protection(now);
+            if doc == t.doc {
+                return Ok((None, Ok(reported)));
+            }
+            Ok((Some(crate::db::cas_put(&key, t.rev, &doc)?), Ok(reported)))
         })
         .await
 }

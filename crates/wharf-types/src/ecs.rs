@@ -61,7 +61,12 @@ pub struct Failure {
 
 impl Failure {
     pub fn missing(arn: impl Into<String>) -> Self {
-        Failure { arn: Some(arn.into()), reason: "MISSING".into(), detail: None }
+        Failure::reason(arn, "MISSING")
+    }
+
+    /// A failure of the resource `arn` for `reason`, with no detail.
+    pub fn reason(arn: impl Into<String>, reason: &str) -> Self {
+        Failure { arn: Some(arn.into()), reason: reason.into(), detail: None }
     }
 }
 
@@ -646,8 +651,42 @@ pub struct Task {
     /// Wharf's own: the Fargate host a FARGATE task runs on.
     #[serde(rename = "wharfFargateHost", default, skip_serializing_if = "Option::is_none")]
     pub fargate_host: Option<String>,
+    /// Wharf's own: when the task's scale-in protection expires (UpdateTaskProtection's
+    /// `expirationDate`); `None` while protection is off. Not a member of ECS's `Task`:
+    /// GetTaskProtection reports it.
+    #[serde(rename = "wharfProtectedUntil", default, skip_serializing_if = "Option::is_none")]
+    pub protected_until: Option<Timestamp>,
     #[serde(flatten)]
     pub extra: Extra,
+}
+
+impl Task {
+    /// The service that runs the task (its group is `service:<name>`), if one does.
+    pub fn service_name(&self) -> Option<&str> {
+        self.group.as_deref().and_then(|g| g.strip_prefix("service:"))
+    }
+
+    /// Whether scale-in protection holds the task at `now`: enabled and not yet expired.
+    pub fn is_protected(&self, now: Timestamp) -> bool {
+        self.protected_until.is_some_and(|until| now < until)
+    }
+
+    /// The task's protection as GetTaskProtection reports it at `now`: an expired protection
+    /// is off, with no expiration date.
+    pub fn protection(&self, now: Timestamp) -> ProtectedTask {
+        let until = self.protected_until.filter(|_| self.is_protected(now));
+        ProtectedTask { task_arn: self.task_arn.clone(), protection_enabled: until.is_some(), expiration_date: until }
+    }
+}
+
+/// A task's scale-in protection, as UpdateTaskProtection and GetTaskProtection report it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ProtectedTask {
+    pub task_arn: String,
+    pub protection_enabled: bool,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub expiration_date: Option<Timestamp>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -813,7 +852,8 @@ mod tests {
             "connectivity": "CONNECTED",
             "wharfTargets": [{"targetGroupArn": "tg", "targetGroup": "web", "id": "10.0.0.7", "port": 32768}],
             "wharfDrainUntil": 301.5,
-            "wharfFargateHost": "h1"
+            "wharfFargateHost": "h1",
+            "wharfProtectedUntil": 7201.5
         });
         let typed: Task = serde_json::from_value(task.clone()).expect("a stored task reads");
         assert_eq!((typed.desired_status, typed.last_status), (TaskStatus::Stopped, TaskStatus::Deactivating));
@@ -822,6 +862,36 @@ mod tests {
             (typed.targets[0].port, typed.drain_until, typed.fargate_host.as_deref()),
             (32768, Some(301.5), Some("h1"))
         );
+        assert_eq!(typed.protected_until, Some(7201.5));
         assert_eq!(serde_json::to_value(&typed).ok(), Some(task));
+    }
+
+    /// Protection holds until its expiration date, then reads as off (no date), as
+    /// GetTaskProtection reports it once `expiresInMinutes` has passed.
+    #[test]
+    fn protection_holds_until_it_expires() {
+        let task = json!({
+            "taskArn": "arn:aws:ecs:us-east-1:123456789012:task/c/t",
+            "clusterArn": "arn:aws:ecs:us-east-1:123456789012:cluster/c",
+            "taskDefinitionArn": "arn:aws:ecs:us-east-1:123456789012:task-definition/f:1",
+            "containers": [],
+            "createdAt": 1.5,
+            "desiredStatus": "RUNNING",
+            "lastStatus": "RUNNING",
+            "group": "service:web",
+            "version": 1,
+            "wharfProtectedUntil": 100.0
+        });
+        let typed: Task = serde_json::from_value(task).expect("a stored task reads");
+        assert_eq!(typed.service_name(), Some("web"));
+        assert!(typed.is_protected(99.9) && !typed.is_protected(100.0));
+        let on = typed.protection(50.0);
+        assert_eq!((on.protection_enabled, on.expiration_date), (true, Some(100.0)));
+        let off = typed.protection(100.0);
+        assert_eq!((off.protection_enabled, off.expiration_date), (false, None));
+        assert_eq!(
+            serde_json::to_value(&off).ok(),
+            Some(json!({"taskArn": "arn:aws:ecs:us-east-1:123456789012:task/c/t", "protectionEnabled": false}))
+        );
     }
 }

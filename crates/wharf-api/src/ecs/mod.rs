@@ -1,5 +1,6 @@
 //! Amazon ECS (`AmazonEC2ContainerServiceV20141113`): clusters, task definitions, services,
-//! tasks, container instances, attributes, tags and account settings.
+//! tasks (and their scale-in protection), container instances, attributes, tags and account
+//! settings.
 //!
 //! Store layout (see [`Keys`]): `/ecs/<kind>/<account>/<region>/` then
 //! `cluster/<name>`, `taskdef/<family>#<revision:010>`, `service/<cluster>/<name>`,
@@ -10,6 +11,7 @@ pub mod agent;
 pub mod clusters;
 pub mod history;
 mod instances;
+mod protection;
 pub mod services;
 mod settings;
 mod strategies;
@@ -63,6 +65,8 @@ operations! {
     "StopTask" => tasks::stop,
     "DescribeTasks" => tasks::describe,
     "ListTasks" => tasks::list,
+    "UpdateTaskProtection" => protection::update,
+    "GetTaskProtection" => protection::get,
     "RegisterContainerInstance" => instances::register,
     "DeregisterContainerInstance" => instances::deregister,
     "DescribeContainerInstances" => instances::describe,

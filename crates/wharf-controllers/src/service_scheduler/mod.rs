@@ -9,9 +9,10 @@
 //!
 //! One activation of one service is five steps, each a function below: [`World::observe`]
 //! (read the service's tasks, instances and target health; register and drain targets), the
-//! circuit breaker ([`breaker`]), the strategy's plan, acting on it ([`stop`], [`start`]), and
-//! accounting for it ([`account`]: counts, completion, steady state), written in one
-//! compare-and-swap of the service with its events and deployment history.
+//! circuit breaker ([`breaker`]), the strategy's plan, acting on it ([`stop`], [`start`],
+//! and [`held_events`] for tasks scale-in protection keeps), and accounting for it
+//! ([`account`]: counts, completion, steady state), written in one compare-and-swap of the
+//! service with its events and deployment history.
 
 mod blue_green;
 mod strategy;
@@ -101,7 +102,7 @@ async fn reconcile(ctx: &Scoped, s: Versioned<Service>, minute: f64) -> Result<b
     }
     let rules_moved = blue_green::advance(ctx, &mut w, &mut out, minute).await?;
     let strategy = strategy::of(&w.svc);
-    let Plan { stop: mut to_stop, start: to_start } = strategy.plan(&w);
+    let Plan { stop: mut to_stop, start: to_start, held } = strategy.plan(&w);
     if rules_moved {
         // Traffic moves in this activation's write: what it moves from stops in a later one.
         to_stop.clear();
@@ -109,6 +110,7 @@ async fn reconcile(ctx: &Scoped, s: Versioned<Service>, minute: f64) -> Result<b
     // Tasks this activation wrote (stopped or started), for the counts.
     let mut touched = stop(ctx, &w, &to_stop, &mut out).await?;
     start(ctx, &mut w, to_start, &mut touched, &mut out).await?;
+    held_events(&w, &held, &mut out);
     account(ctx, &mut w, strategy, touched, &mut out).await?;
     let was = &s.doc;
     let counts_changed = w.svc.deployments != was.deployments
@@ -220,7 +222,9 @@ impl World {
             .map(|t| {
                 let mut v = self.view(t);
                 if t.container_instance_arn.as_deref().is_some_and(|a| leaving.contains(&a)) {
+                    // Draining an instance is not a scale-in: protection does not keep the task.
                     v.primary = false;
+                    v.protected = false;
                 }
                 v
             })
@@ -246,7 +250,15 @@ impl World {
             unhealthy: running
                 && past_grace
                 && ((checked && health == Some(HealthStatus::Unhealthy)) || lb.is_some_and(|h| h.failing.is_some())),
+            // Scale-in protection holds off scale-in and deployments of an ACTIVE service; a
+            // deleted service's tasks all stop.
+            protected: t.is_protected(self.now) && self.svc.status == ServiceStatus::Active,
         }
+    }
+
+    /// Whether scale-in protection keeps live task `arn` from a stop the plan would make.
+    fn holds(&self, arn: &str) -> bool {
+        self.live.iter().zip(&self.views).any(|(t, v)| t.task_arn == arn && v.protected && !v.unhealthy)
     }
 
     fn is_primary(&self, t: &Task) -> bool {
@@ -523,6 +535,38 @@ fn started_events(svc: &mut Service, started: &[Task], failure: Option<&Failure>
         }
     }
 }
+
+/// ECS's events for tasks scale-in protection keeps: per deployment (ECS names it a task
+/// set), how many it could not stop. For the PRIMARY one that is a scale-in waiting; for an
+/// older one, a deployment that cannot reach a steady state. Not written again while the
+/// same message is among the newest such events.
+fn held_events(w: &World, held: &[String], out: &mut Activation) {
+    let name = &w.svc.service_name;
+    let deployment_of = |arn: &String| w.live.iter().find(|t| &t.task_arn == arn).and_then(|t| t.started_by.clone());
+    let mut counts: Vec<(Option<String>, usize)> = vec![];
+    for d in held.iter().map(deployment_of) {
+        match counts.iter_mut().find(|(x, _)| *x == d) {
+            Some((_, n)) => *n += 1,
+            None => counts.push((d, 1)),
+        }
+    }
+    let recent: Vec<&str> =
+        w.svc.events.iter().map(|e| e.message.as_str()).take_while(|m| m.contains(UNABLE_TO_SCALE_IN)).collect();
+    for (deployment, n) in counts {
+        let why = format!("{UNABLE_TO_SCALE_IN} (reason {n} tasks under protection)");
+        let message = match deployment {
+            Some(d) if d == w.primary_id => format!("(service {name}, taskSet {d}) {why}"),
+            Some(d) => format!("(service {name}) was unable to reach steady state because (taskSet {d}) {why}"),
+            None => format!("(service {name}) {why}"),
+        };
+        if !recent.contains(&message.as_str()) {
+            out.events.push(message);
+        }
+    }
+}
+
+/// What ECS's events say of a task set that protected tasks keep from scaling in.
+const UNABLE_TO_SCALE_IN: &str = "was unable to scale in due to";
 
 /// Counts each deployment's tasks, drops drained deployments, and marks the rollout
 /// COMPLETED (and the service steady) once the PRIMARY deployment alone runs `target`

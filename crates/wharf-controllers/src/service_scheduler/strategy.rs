@@ -3,7 +3,9 @@
 //! and accounts for it: a strategy only decides. `Rolling` (REPLICA services, ECS's ROLLING
 //! deployment controller), `Daemon`, `Shift` (BLUE_GREEN, LINEAR and CANARY, and every
 //! CODE_DEPLOY service: traffic shifted between target groups) and `External` (task sets a
-//! third party scales) are the implementations of [`Strategy`].
+//! third party scales) are the implementations of [`Strategy`]. Whatever the strategy, a
+//! task under scale-in protection is held, not stopped, unless it fails its health checks or
+//! its instance drains (`Rolling` through the planner, the others through [`Plan::holding`]).
 
 use super::{World, blue_green};
 use crate::planner::{max_total, min_healthy, plan};
@@ -16,6 +18,16 @@ pub(super) struct Plan {
     /// ARNs of tasks to stop.
     pub stop: Vec<String>,
     pub start: Starts,
+    /// ARNs of tasks the plan would stop but for their scale-in protection.
+    pub held: Vec<String>,
+}
+
+impl Plan {
+    /// Stops `stop` but the tasks under scale-in protection, which it holds instead.
+    fn holding(w: &World, stop: Vec<String>, start: Starts) -> Plan {
+        let (held, stop) = stop.into_iter().partition(|arn| w.holds(arn));
+        Plan { stop, start, held }
+    }
 }
 
 /// What to start: a number of PRIMARY tasks placed by strategy, one on each instance, or a
@@ -100,7 +112,7 @@ impl Strategy for Shift {
         // desiredCount lowered meanwhile: green tasks beyond it go.
         let excess = green.len().saturating_sub(w.desired().max(0) as usize);
         stop.extend(green.iter().take(excess).map(|t| t.task_arn.clone()));
-        Plan { stop, start: Starts::Count(start) }
+        Plan::holding(w, stop, Starts::Count(start))
     }
 }
 
@@ -138,7 +150,7 @@ impl Strategy for External {
         }
         let known = |t: &Task| w.svc.deployments.iter().any(|d| t.started_by.as_deref() == Some(d.id.as_str()));
         stop.extend(w.live.iter().filter(|t| !known(t)).map(|t| t.task_arn.clone()));
-        Plan { stop, start: Starts::Each(each) }
+        Plan::holding(w, stop, Starts::Each(each))
     }
 }
 
@@ -165,6 +177,7 @@ impl Strategy for Rolling {
         Plan {
             stop: p.stop.into_iter().map(|i| w.live[i].task_arn.clone()).collect(),
             start: Starts::Count(p.start.min(room)),
+            held: p.held.into_iter().map(|i| w.live[i].task_arn.clone()).collect(),
         }
     }
 }
@@ -220,6 +233,6 @@ impl Strategy for Daemon {
         } else {
             vec![]
         };
-        Plan { stop, start: Starts::On(missing) }
+        Plan::holding(w, stop, Starts::On(missing))
     }
 }
