@@ -75,7 +75,10 @@ impl AlarmEvaluator {
             })
             .collect();
         let series = self.metrics.series_many(scope, queries).await.map_err(|e| e.to_string())?;
-        let mut changed = 0;
+        // Judge every due alarm, then write all state changes at once (one transaction, one
+        // history batch), then run actions.
+        let mut judged = Vec::with_capacity(due.len());
+        let mut changes = Vec::new();
         for ((stored, end, p), buckets) in due.into_iter().zip(series) {
             let a = &stored.doc;
             let Some(stat) = statistic(&a.statistic) else { continue };
@@ -87,36 +90,37 @@ impl AlarmEvaluator {
             let points: Vec<(i64, Option<f64>)> =
                 (0..a.evaluation_periods).map(|i| start + i * p).map(|t| (t, sets.get(&t).map(stat))).collect();
             let verdict = alarms::evaluate(a, &points, now);
+            let change = verdict.as_ref().filter(|v| v.state != a.state_value).map(|v| alarms::Transition {
+                stored: stored.clone(),
+                state: v.state,
+                reason: v.reason.clone(),
+                reason_data: Some(v.reason_data.clone()),
+            });
+            let index = change.map(|c| {
+                changes.push(c);
+                changes.len() - 1
+            });
+            judged.push((stored, end, verdict, index));
+        }
+        let written = alarms::transition_all(&s, &self.metrics, &changes, now).await.map_err(|e| e.to_string())?;
+        let mut changed = 0;
+        for (stored, end, verdict, index) in judged {
+            let a = &stored.doc;
+            let transitioned = match index {
+                // Changed meanwhile (SetAlarmState, PutMetricAlarm): the next activation sees it.
+                Some(i) if !written[i] => continue,
+                Some(_) => true,
+                None => false,
+            };
+            let state = if transitioned { changes[index.unwrap_or_default()].state } else { a.state_value };
+            changed += transitioned as usize;
             let mut memo = self.memo(&stored.key);
             memo.evaluated_to = end;
-            let mut state = a.state_value;
-            let mut transitioned = false;
-            if let Some(v) = &verdict
-                && v.state != a.state_value
-            {
-                let ok = alarms::transition(
-                    &s,
-                    &self.metrics,
-                    &stored,
-                    v.state,
-                    v.reason.clone(),
-                    Some(v.reason_data.clone()),
-                    now,
-                )
-                .await
-                .map_err(|e| e.to_string())?;
-                if !ok {
-                    // Changed meanwhile (SetAlarmState, PutMetricAlarm): the next activation sees it.
-                    continue;
-                }
-                state = v.state;
-                transitioned = true;
-                changed += 1;
-            }
             let set_by_hand = memo.acted_on.is_some_and(|st| st != state) && !transitioned;
             // Auto scaling actions repeat every period in ALARM; others run on a change.
             let repeat = state == AlarmState::Alarm;
-            if a.actions_enabled && (transitioned || set_by_hand || repeat || memo.acted_on.is_none()) {
+            let actions = !a.actions_of(state).is_empty();
+            if a.actions_enabled && actions && (transitioned || set_by_hand || repeat || memo.acted_on.is_none()) {
                 let value = verdict.as_ref().and_then(|v| v.latest).unwrap_or(a.threshold);
                 self.act(&s, a, state, value, now).await;
             }
@@ -201,6 +205,9 @@ impl Reconciler for AlarmEvaluator {
             Ok(a) => a,
             Err(e) => return Status { errors: vec![e.to_string()], ..Default::default() },
         };
+        // Forget alarms that are gone.
+        let live: std::collections::HashSet<&str> = all.iter().map(|a| a.key.as_str()).collect();
+        self.memo.lock().unwrap_or_else(std::sync::PoisonError::into_inner).retain(|k, _| live.contains(k.as_str()));
         let mut by_scope: HashMap<Scope, Vec<Versioned<MetricAlarm>>> = HashMap::new();
         for a in all {
             if let Some(scope) = alarms::scope_of_key(&a.key) {

@@ -397,45 +397,83 @@ pub async fn delete(s: &Scoped, metrics: &crate::metrics::MetricStore, names: &[
     Ok(())
 }
 
-/// Moves `alarm` (read at `rev`) to `state` with `reason`; returns false when the document
-/// changed meanwhile (the caller re-reads). Records the change in the history.
+/// A state change of one alarm, to write with [`transition_all`].
+#[derive(Debug, Clone)]
+pub struct Transition {
+    pub stored: crate::db::Versioned<MetricAlarm>,
+    pub state: AlarmState,
+    pub reason: String,
+    pub reason_data: Option<String>,
+}
+
+impl Transition {
+    /// The document after the change, and its history item.
+    fn apply(&self, now_ms: i64) -> (MetricAlarm, HistoryItem) {
+        let mut a = self.stored.doc.clone();
+        let old = a.state_value;
+        let now = now_ms as f64 / 1000.0;
+        a.state_value = self.state;
+        a.state_reason = self.reason.clone();
+        a.state_reason_data = self.reason_data.clone();
+        a.state_updated_timestamp = now;
+        if old != self.state {
+            a.state_transitioned_timestamp = now;
+        }
+        let item = HistoryItem {
+            alarm: a.alarm_name.clone(),
+            alarm_type: "MetricAlarm".into(),
+            timestamp: now_ms,
+            item_type: "StateUpdate".into(),
+            summary: format!("Alarm updated from {} to {}", old.as_str(), self.state.as_str()),
+            data: serde_json::json!({
+                "version": "1.0",
+                "oldState": {"stateValue": old.as_str(), "stateReason": self.stored.doc.state_reason},
+                "newState": {"stateValue": self.state.as_str(), "stateReason": self.reason},
+            })
+            .to_string(),
+        };
+        (a, item)
+    }
+}
+
+/// Writes `changes` (each compare-and-swap on the alarm as it was read) and their history:
+/// in one transaction, or — when an alarm changed meanwhile — one by one, skipping those.
+/// Returns which were written, in order.
+pub async fn transition_all(
+    s: &Scoped,
+    metrics: &crate::metrics::MetricStore,
+    changes: &[Transition],
+    now_ms: i64,
+) -> Result<Vec<bool>> {
+    let applied: Vec<(MetricAlarm, HistoryItem)> = changes.iter().map(|t| t.apply(now_ms)).collect();
+    let mut txn = Txn::default();
+    for (t, (doc, _)) in changes.iter().zip(&applied) {
+        let one = crate::db::cas_put(&t.stored.key, t.stored.rev, doc)?;
+        txn.compares.extend(one.compares);
+        txn.ops.extend(one.ops);
+    }
+    let written = if s.db.commit(txn).await? {
+        vec![true; changes.len()]
+    } else {
+        let mut written = Vec::with_capacity(changes.len());
+        for (t, (doc, _)) in changes.iter().zip(&applied) {
+            written.push(s.db.commit(crate::db::cas_put(&t.stored.key, t.stored.rev, doc)?).await?);
+        }
+        written
+    };
+    let items = applied.into_iter().zip(&written).filter(|(_, w)| **w).map(|((_, item), _)| item).collect();
+    metrics.record(&s.scope, items).await?;
+    Ok(written)
+}
+
+/// Moves one alarm to `state` (`SetAlarmState`); false when it changed since it was read.
 pub async fn transition(
     s: &Scoped,
     metrics: &crate::metrics::MetricStore,
-    stored: &crate::db::Versioned<MetricAlarm>,
-    state: AlarmState,
-    reason: String,
-    reason_data: Option<String>,
+    change: Transition,
     now_ms: i64,
 ) -> Result<bool> {
-    let mut a = stored.doc.clone();
-    let old = a.state_value;
-    let now = now_ms as f64 / 1000.0;
-    a.state_value = state;
-    a.state_reason = reason.clone();
-    a.state_reason_data = reason_data;
-    a.state_updated_timestamp = now;
-    if old != state {
-        a.state_transitioned_timestamp = now;
-    }
-    if !s.db.commit(crate::db::cas_put(&stored.key, stored.rev, &a)?).await? {
-        return Ok(false);
-    }
-    let item = HistoryItem {
-        alarm: a.alarm_name.clone(),
-        alarm_type: "MetricAlarm".into(),
-        timestamp: now_ms,
-        item_type: "StateUpdate".into(),
-        summary: format!("Alarm updated from {} to {}", old.as_str(), state.as_str()),
-        data: serde_json::json!({
-            "version": "1.0",
-            "oldState": {"stateValue": old.as_str(), "stateReason": stored.doc.state_reason},
-            "newState": {"stateValue": state.as_str(), "stateReason": reason},
-        })
-        .to_string(),
-    };
-    metrics.record(&s.scope, vec![item]).await?;
-    Ok(true)
+    Ok(transition_all(s, metrics, &[change], now_ms).await?.first().copied().unwrap_or(false))
 }
 
 #[cfg(test)]

@@ -335,8 +335,13 @@ pub async fn set_state(ctx: &Ctx, v: Value) -> Result<Value> {
         let Some(stored) = ctx.db.get::<MetricAlarm>(&key).await? else {
             return Err(Error::not_found(Resource::Alarm, format!("Alarm {} not found", req.alarm_name)));
         };
-        let (reason, data) = (req.state_reason.clone(), req.state_reason_data.clone());
-        if alarms::transition(ctx, ctx.metrics(), &stored, state, reason, data, now_ms()).await? {
+        let change = alarms::Transition {
+            stored,
+            state,
+            reason: req.state_reason.clone(),
+            reason_data: req.state_reason_data.clone(),
+        };
+        if alarms::transition(ctx, ctx.metrics(), change, now_ms()).await? {
             return Ok(json!({}));
         }
     }
