@@ -5,6 +5,7 @@
 #![forbid(unsafe_code)]
 
 pub mod agent;
+mod cgroup;
 pub mod client;
 pub mod docker;
 mod logs;
@@ -16,5 +17,6 @@ mod secrets;
 mod spec;
 mod task;
 pub mod tls;
+pub mod usage;
 
 pub use agent::{AgentConfig, PullBehavior, run};

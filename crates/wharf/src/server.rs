@@ -398,6 +398,7 @@ async fn start_embedded_agent(
             let state_dir =
                 if region == home_region { data_dir.join("agent") } else { data_dir.join(format!("agent-{region}")) };
             let agent_args = crate::agent_cmd::AgentArgs {
+                stats_interval: None,
                 cluster: Some(e.cluster.clone()),
                 endpoint: None,
                 region: None,
