@@ -39,6 +39,10 @@ pub struct Env {
     pub agent_timeout: Duration,
     /// How long a minute of AWS's deployment timers lasts (60 s; shorter for tests).
     pub aws_minute: Duration,
+    /// How long a CloudWatch metrics minute lasts (`--metrics-period`: 60 s; shorter for
+    /// demos and tests): alarm periods and evaluation intervals are counted in it. Agents
+    /// sample usage every `min(20 s, metrics_minute / 3)`.
+    pub metrics_minute: Duration,
 }
 
 /// The controllers of a running control plane; [`Running::stopped`] waits for all of them
