@@ -8,6 +8,7 @@
 //! * `bench-lb`: the load balancer's listener against HAProxy and the backends directly.
 //! * `bench-rollout`: the listener through rolling deployments under load, against its own
 //!   steady state and HAProxy's.
+//! * `bench-usage`: the agent's usage sampling of 50 running containers, CPU per round.
 
 mod bench_agent;
 mod bench_api;
@@ -16,6 +17,7 @@ mod bench_lb;
 mod bench_registry;
 mod bench_rollout;
 mod bench_scheduler;
+mod bench_usage;
 mod client;
 mod servers;
 mod sim_runtime;
@@ -55,6 +57,9 @@ enum Task {
     /// Benchmark the load balancer through rolling deployments: `wharf up`, a service behind a
     /// listener, 100 keep-alive clients steady, through HAProxy, and through UpdateServices.
     BenchRollout(bench_rollout::Args),
+    /// Benchmark the agent's usage sampling: 50 wharf-echo containers, the agent's sampling
+    /// round (cgroup reads, report, signed POST) timed in CPU, against the engine's stats API.
+    BenchUsage(bench_usage::Args),
 }
 
 fn main() -> ExitCode {
@@ -67,6 +72,7 @@ fn main() -> ExitCode {
         Task::BenchLb(args) => bench_lb::run(args),
         Task::BenchDeploy(args) => bench_deploy::run(args),
         Task::BenchRollout(args) => bench_rollout::run(args),
+        Task::BenchUsage(args) => bench_usage::run(args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

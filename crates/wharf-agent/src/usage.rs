@@ -21,8 +21,10 @@ use wharf_types::agent::{TaskUsage, USAGE_PATH, UsageAck, UsageReport};
 /// How soon an agent that was not told its interval sends its first report (which the
 /// control plane answers with the interval to keep).
 const FIRST_REPORT: Duration = Duration::from_secs(1);
-/// Engine stats calls in flight at once when cgroups cannot be read.
-const CONCURRENT_SAMPLES: usize = 8;
+/// Containers sampled at once. Cgroup reads do not wait, so this matters only when the
+/// engine's stats API answers instead: Docker answers a one-shot stats call at its stats
+/// collector's next tick (up to a second), so a round of 50 takes two ticks, not fifty.
+pub const CONCURRENT_SAMPLES: usize = 32;
 
 /// The running containers of one task: its ARN and its containers' runtime ids.
 #[derive(Debug, Clone, PartialEq, Eq)]
