@@ -91,6 +91,8 @@ fn window(
 pub(crate) async fn run<R: ContainerRuntime>(agent: Arc<Agent<R>>, mut shutdown: watch::Receiver<bool>) {
     let fixed = agent.config.stats_interval;
     let mut every = fixed.unwrap_or(FIRST_REPORT);
+    // Whether the interval is known: given, or answered by the control plane.
+    let mut known = fixed.is_some();
     let mut sampler = Sampler::default();
     let mut warned = false;
     loop {
@@ -98,19 +100,23 @@ pub(crate) async fn run<R: ContainerRuntime>(agent: Arc<Agent<R>>, mut shutdown:
         let tasks = agent.running_tasks();
         let report = UsageReport { tasks: sampler.sample(&agent.runtime, &tasks).await };
         // An empty report still asks the control plane for the interval, until it answered.
-        let ask = fixed.is_none() && every == FIRST_REPORT;
-        if !report.tasks.is_empty() || ask {
+        if !report.tasks.is_empty() || !known {
             match post(&agent, &report).await {
                 Ok(ack) => {
                     warned = false;
                     if fixed.is_none() && ack.interval_seconds.is_finite() {
                         every = Duration::from_secs_f64(ack.interval_seconds.clamp(0.1, 60.0));
+                        known = true;
                     }
                 }
                 Err(e) => {
                     if !warned {
                         tracing::warn!(error = %e, "usage report failed; its samples are dropped");
                         warned = true;
+                    }
+                    // Not answered yet: ask again at ECS's interval, not every second.
+                    if !known {
+                        every = wharf_types::agent::MAX_SAMPLING_INTERVAL;
                     }
                 }
             }
