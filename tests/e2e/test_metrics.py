@@ -3,7 +3,8 @@ sample every second), a service of one wharf-echo task (task cpu 256) behind a l
 CPU burnt in the task through the listener (`/work`) while a counting client sends requests
 through it too. The AWS CLI and boto3 then read what ECS and ALB publish: the service's
 CPUUtilization rises far above 100 % of its 256 units and its memory is above 0, and the
-target group's RequestCountPerTarget adds up to the requests the client counted."""
+target group's RequestCountPerTarget adds up to the requests the client counted. A standalone
+`wharf agent` takes its sampling interval from the server's answer to its first report."""
 
 import http.client
 import threading
@@ -13,7 +14,7 @@ from urllib.parse import urlparse
 
 import pytest
 
-from agentutil import wait_until
+from agentutil import echo, register, wait_until
 from conftest import ECHO_IMAGE
 from test_lb_service import healthy_targets, load_balanced, wait_completed
 from util import write_json
@@ -133,3 +134,31 @@ def load_balancer_dimension(w, tg_arn):
     """`app/<name>/<id>` of the load balancer the target group serves."""
     tg = w.aws("elbv2", "describe-target-groups", "--target-group-arns", tg_arn)["TargetGroups"][0]
     return "app/" + tg["LoadBalancerArns"][0].split(":loadbalancer/app/", 1)[1]
+
+
+def test_a_standalone_agent_samples_as_often_as_the_server_says(wharf_factory):
+    w = wharf_factory("--metrics-period", "3", agent=False)
+    ecs = w.client("ecs")
+    cluster = wharf_factory.cluster_name("metrics")
+    ecs.create_cluster(clusterName=cluster)
+    wharf_factory.agent(w, cluster).instance_arn()
+    # One thread spinning in a task of 512 units: about 200 %.
+    td = register(ecs, "spinner", echo(cpu=512, memory=64, env={"CPU_BURN": 1}))
+    ecs.create_service(cluster=cluster, serviceName="spinner", taskDefinition=td, desiredCount=1)
+    wait_until("the task to run", lambda: ecs.describe_services(cluster=cluster, services=["spinner"])
+               ["services"][0]["runningCount"] == 1, 60)
+    running_at = time.time()
+    cw = w.client("cloudwatch")
+
+    def datapoints():
+        return cw.get_metric_statistics(
+            Namespace="AWS/ECS", MetricName="CPUUtilization",
+            Dimensions=[{"Name": "ClusterName", "Value": cluster}, {"Name": "ServiceName", "Value": "spinner"}],
+            StartTime=running_at - 5, EndTime=time.time() + 1, Period=1,
+            Statistics=["Maximum", "SampleCount"])["Datapoints"]
+
+    # At the default 20 s there would be no second sample yet: the agent learnt the server's 1 s.
+    points = wait_until("a CPUUtilization datapoint a second", lambda: (len(datapoints()) >= 5, datapoints()), 10)
+    # One task, one sample a second (two in a second only when a report came late).
+    assert max(p["SampleCount"] for p in points) <= 2, points
+    assert max(p["Maximum"] for p in points) > 50, points
