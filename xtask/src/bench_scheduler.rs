@@ -98,6 +98,8 @@ async fn measure(endpoint: Endpoint, url: &str, pid: u32, args: &Args, dir: &Pat
             dynamic_ports: wharf_agent::AgentConfig::kernel_ephemeral_range(),
             fargate: false,
             tls: None,
+            stats_interval: None,
+            disable_metrics: false,
         };
         let runtime = SimRuntime::new(started_containers.clone());
         agents.push(tokio::spawn(wharf_agent::run(config, runtime, shutdown_rx.clone())));

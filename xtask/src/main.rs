@@ -9,6 +9,7 @@
 //! * `bench-metrics`: CloudWatch PutMetricData/GetMetricData against moto; alarm evaluation.
 //! * `bench-rollout`: the listener through rolling deployments under load, against its own
 //!   steady state and HAProxy's.
+//! * `bench-usage`: the agent's usage sampling of 50 running containers, CPU per round.
 
 mod bench_agent;
 mod bench_api;
@@ -18,6 +19,7 @@ mod bench_metrics;
 mod bench_registry;
 mod bench_rollout;
 mod bench_scheduler;
+mod bench_usage;
 mod client;
 mod servers;
 mod sim_runtime;
@@ -59,6 +61,9 @@ enum Task {
     /// Benchmark the load balancer through rolling deployments: `wharf up`, a service behind a
     /// listener, 100 keep-alive clients steady, through HAProxy, and through UpdateServices.
     BenchRollout(bench_rollout::Args),
+    /// Benchmark the agent's usage sampling: 50 wharf-echo containers, the agent's sampling
+    /// round (cgroup reads, report, signed POST) timed in CPU, against the engine's stats API.
+    BenchUsage(bench_usage::Args),
 }
 
 fn main() -> ExitCode {
@@ -72,6 +77,7 @@ fn main() -> ExitCode {
         Task::BenchMetrics(args) => bench_metrics::run(args),
         Task::BenchDeploy(args) => bench_deploy::run(args),
         Task::BenchRollout(args) => bench_rollout::run(args),
+        Task::BenchUsage(args) => bench_usage::run(args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

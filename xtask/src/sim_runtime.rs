@@ -8,7 +8,9 @@ use futures_util::stream::{self, BoxStream, StreamExt};
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
-use wharf_agent::runtime::{ContainerRuntime, ContainerSpec, ContainerStatus, LogLine, RegistryAuth, Result};
+use wharf_agent::runtime::{
+    ContainerRuntime, ContainerSpec, ContainerStatus, ContainerUsage, LogLine, RegistryAuth, Result,
+};
 
 #[derive(Debug, Default)]
 struct Inner {
@@ -110,6 +112,14 @@ impl ContainerRuntime for SimRuntime {
     }
     async fn stats(&self, _id: &str) -> Result<Option<serde_json::Value>> {
         Ok(None)
+    }
+    async fn usage(&self, id: &str) -> Result<Option<ContainerUsage>> {
+        // Every running container uses 1% of a core and 16 MiB (so agents report usage at
+        // scale as they would on real engines).
+        static EPOCH: std::sync::OnceLock<std::time::Instant> = std::sync::OnceLock::new();
+        let running = self.with(|m| m.get(id).is_some_and(|c| c.running));
+        let elapsed = EPOCH.get_or_init(std::time::Instant::now).elapsed().as_nanos() as u64;
+        Ok(running.then_some(ContainerUsage { cpu_nanos: elapsed / 100, memory_bytes: 16 << 20 }))
     }
     async fn bridge_gateway(&self) -> Result<Option<String>> {
         // No bridge: the agents serve no task metadata endpoint.

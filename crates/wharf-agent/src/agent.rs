@@ -71,6 +71,11 @@ pub struct AgentConfig {
     pub fargate: bool,
     /// How to verify an `https://` endpoint (`None`: plain HTTP only).
     pub tls: Option<std::sync::Arc<rustls::ClientConfig>>,
+    /// How often running tasks' usage is sampled and reported; `None`: as the control plane
+    /// answers the first report (its `--metrics-period`).
+    pub stats_interval: Option<Duration>,
+    /// Sample and report no usage (ECS_DISABLE_METRICS): the tasks get no `AWS/ECS` metrics.
+    pub disable_metrics: bool,
 }
 
 impl AgentConfig {
@@ -270,6 +275,29 @@ impl<R: ContainerRuntime> Agent<R> {
         let tasks = self.tasks.lock().unwrap_or_else(PoisonError::into_inner);
         let suffix = format!("/{task_id}");
         tasks.iter().find(|(arn, _)| arn.ends_with(&suffix)).map(|(_, (_, tx))| tx.borrow().clone())
+    }
+
+    /// The containers of every task that is RUNNING, for usage sampling (ECS publishes the
+    /// utilization of RUNNING tasks only).
+    pub(crate) fn running_tasks(&self) -> Vec<crate::usage::RunningTask> {
+        let tasks = self.tasks.lock().unwrap_or_else(PoisonError::into_inner);
+        tasks
+            .values()
+            .filter_map(|(_, tx)| {
+                let a = tx.borrow();
+                if a.task.last_status != TaskStatus::Running {
+                    return None;
+                }
+                let containers = a
+                    .task
+                    .containers
+                    .iter()
+                    .filter(|c| c.last_status == TaskStatus::Running)
+                    .filter_map(|c| c.runtime_id.clone())
+                    .collect();
+                Some(crate::usage::RunningTask { task_arn: a.task.task_arn.clone(), containers })
+            })
+            .collect()
     }
 
     /// The lock that makes concurrent pulls of one image a single attempt.
@@ -493,6 +521,9 @@ pub async fn run<R: ContainerRuntime>(
     let base = crate::metadata::serve(agent.clone(), shutdown.clone()).await;
     *agent.metadata_base.lock().unwrap_or_else(PoisonError::into_inner) = base;
     let fargate = agent.config.fargate.then(|| tokio::spawn(agent.clone().follow(Source::Fargate, shutdown.clone())));
+    if !agent.config.disable_metrics {
+        tokio::spawn(crate::usage::run(agent.clone(), shutdown.clone()));
+    }
     agent.clone().follow(Source::Instance, shutdown).await;
     if let Some(f) = fargate {
         let _ = f.await;

@@ -1,6 +1,9 @@
 //! `ContainerRuntime` on the Docker Engine API through bollard, negotiating the API version.
 
-use crate::runtime::{ContainerRuntime, ContainerSpec, ContainerStatus, LogLine, RegistryAuth, Result, RuntimeError};
+use crate::cgroup::{self, Cgroup};
+use crate::runtime::{
+    ContainerRuntime, ContainerSpec, ContainerStatus, ContainerUsage, LogLine, RegistryAuth, Result, RuntimeError,
+};
 use bollard::Docker;
 use bollard::auth::DockerCredentials;
 use bollard::models::{ContainerCreateBody, HealthConfig, HostConfig, PortBinding, ResourcesUlimits, RestartPolicy};
@@ -9,10 +12,17 @@ use bollard::query_parameters::{
 };
 use futures_util::StreamExt;
 use std::collections::HashMap;
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex, PoisonError};
 
 #[derive(Debug, Clone)]
 pub struct DockerRuntime {
     docker: Docker,
+    /// Each sampled container's cgroup (`None`: not readable here, ask the engine), found on
+    /// its first sample and forgotten when its files go away.
+    cgroups: Arc<Mutex<HashMap<String, Option<Cgroup>>>>,
+    /// Where the cgroup file systems are mounted.
+    cgroup_root: PathBuf,
 }
 
 fn call(call: &'static str) -> impl Fn(bollard::errors::Error) -> RuntimeError {
@@ -30,7 +40,27 @@ impl DockerRuntime {
     pub async fn connect() -> Result<Self> {
         let docker = Docker::connect_with_local_defaults().map_err(call("connect"))?;
         let docker = docker.negotiate_version().await.map_err(call("negotiate_version"))?;
-        Ok(DockerRuntime { docker })
+        Ok(DockerRuntime { docker, cgroups: Arc::default(), cgroup_root: PathBuf::from("/sys/fs/cgroup") })
+    }
+
+    /// The container's counters from the engine's stats API (what [`ContainerRuntime::usage`]
+    /// falls back to when the cgroup cannot be read).
+    pub async fn engine_usage(&self, id: &str) -> Result<Option<ContainerUsage>> {
+        Ok(self.stats(id).await?.as_ref().and_then(cgroup::from_engine_stats))
+    }
+
+    /// Whether `id`'s counters are read from its cgroup (after its first sample).
+    pub fn reads_cgroup(&self, id: &str) -> bool {
+        self.cgroups.lock().unwrap_or_else(PoisonError::into_inner).get(id).is_some_and(Option::is_some)
+    }
+
+    /// The cgroup of a running container, from its init process's `/proc/<pid>/cgroup`.
+    async fn find_cgroup(&self, id: &str) -> Option<Cgroup> {
+        let c = self.docker.inspect_container(id, None).await.ok()?;
+        let pid = c.state.and_then(|s| s.pid).filter(|p| *p > 0)?;
+        let full_id = c.id?;
+        let text = std::fs::read_to_string(format!("/proc/{pid}/cgroup")).ok()?;
+        cgroup::find(&self.cgroup_root, &text, &full_id)
     }
 
     /// Connects to the engine (`DOCKER_HOST`, else the local socket), retrying with backoff
@@ -347,6 +377,36 @@ impl ContainerRuntime for DockerRuntime {
             Some(Err(e)) => Err(call("stats")(e)),
             None => Ok(None),
         }
+    }
+
+    async fn usage(&self, id: &str) -> Result<Option<ContainerUsage>> {
+        let known = self.cgroups.lock().unwrap_or_else(PoisonError::into_inner).get(id).cloned();
+        let cg = match known {
+            Some(cg) => cg,
+            None => {
+                let cg = self.find_cgroup(id).await;
+                if cg.is_none() {
+                    tracing::debug!(container = %id, "cgroup not readable: sampling through the engine's stats");
+                }
+                self.cgroups.lock().unwrap_or_else(PoisonError::into_inner).insert(id.to_string(), cg.clone());
+                cg
+            }
+        };
+        if let Some(cg) = cg {
+            // Kernel pseudo-files answer from memory: reading them inline costs microseconds.
+            match cgroup::read(&cg) {
+                Ok(u) => return Ok(Some(u)),
+                // Gone (the container stopped) or moved: forget it; the engine knows.
+                Err(_) => {
+                    self.cgroups.lock().unwrap_or_else(PoisonError::into_inner).remove(id);
+                }
+            }
+        }
+        let usage = self.engine_usage(id).await?;
+        if usage.is_none() {
+            self.cgroups.lock().unwrap_or_else(PoisonError::into_inner).remove(id);
+        }
+        Ok(usage)
     }
 
     async fn bridge_gateway(&self) -> Result<Option<String>> {

@@ -5,6 +5,7 @@
 #![forbid(unsafe_code)]
 
 pub mod agent;
+mod cgroup;
 pub mod client;
 pub mod docker;
 mod logs;
@@ -17,5 +18,6 @@ mod spec;
 mod task;
 pub mod task_protection;
 pub mod tls;
+pub mod usage;
 
 pub use agent::{AgentConfig, PullBehavior, run};

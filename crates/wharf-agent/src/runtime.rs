@@ -129,6 +129,17 @@ pub struct LogLine {
     pub message: String,
 }
 
+/// A container's resource usage at one instant: the counters the agent turns into the
+/// `AWS/ECS` utilization metrics.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ContainerUsage {
+    /// CPU time used since the container started, in nanoseconds (cumulative).
+    pub cpu_nanos: u64,
+    /// Memory in use now, in bytes, as `docker stats` counts it: the cgroup's usage less its
+    /// inactive file cache.
+    pub memory_bytes: u64,
+}
+
 /// Credentials for pulling from a registry.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct RegistryAuth {
@@ -155,8 +166,12 @@ pub trait ContainerRuntime: Send + Sync + 'static {
     /// following until it exits. Each item is one line as the engine framed it, with the
     /// engine's timestamp (epoch ms).
     fn logs(&self, id: &str, since_secs: i64) -> futures_util::stream::BoxStream<'static, Result<LogLine>>;
-    /// One sample of the container's resource usage, in the engine's stats format.
+    /// One sample of the container's resource usage, in the engine's stats format (the task
+    /// metadata endpoint serves it as is).
     fn stats(&self, id: &str) -> impl Future<Output = Result<Option<serde_json::Value>>> + Send;
+    /// The container's CPU and memory counters now, cheaply (the agent samples every running
+    /// container every few seconds); `None` when the container is gone.
+    fn usage(&self, id: &str) -> impl Future<Output = Result<Option<ContainerUsage>>> + Send;
     /// The gateway address of the engine's default bridge network (how containers reach the
     /// host, and so the agent's metadata endpoint).
     fn bridge_gateway(&self) -> impl Future<Output = Result<Option<String>>> + Send;

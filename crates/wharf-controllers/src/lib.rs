@@ -45,8 +45,9 @@ pub struct Env {
     pub agent_timeout: Duration,
     /// How long a minute of AWS's deployment timers lasts (60 s; shorter for tests).
     pub aws_minute: Duration,
-    /// How long a minute of CloudWatch's clock lasts: alarm periods, scaling cooldowns
-    /// (`--metrics-period`; 60 s, shorter for demos and tests).
+    /// How long a CloudWatch metrics minute lasts (`--metrics-period`: 60 s; shorter for
+    /// demos and tests): alarm periods, evaluation intervals and scaling cooldowns are counted in it. Agents
+    /// sample usage every `min(20 s, metrics_minute / 3)`.
     pub metrics_minute: Duration,
 }
 

@@ -5,11 +5,13 @@
 //!
 //! Layout: [`plane`] follows the store and reconciles (listeners, probes, draining);
 //! [`model`] is the immutable snapshot a listener serves from; [`proxy`] is the request path;
-//! [`rules`] the conditions; [`health`] the probes; [`metrics`] the CloudWatch-shaped series.
+//! [`rules`] the conditions; [`health`] the probes; [`metrics`] the counters and series;
+//! [`cloudwatch`] what they become as `AWS/ApplicationELB` metrics.
 //! The request path never touches the store and never takes a lock.
 
 #![forbid(unsafe_code)]
 
+pub mod cloudwatch;
 pub mod health;
 pub mod metrics;
 pub mod model;
@@ -18,7 +20,7 @@ pub mod proxy;
 pub mod rules;
 pub mod tls;
 
-pub use metrics::{Datapoint, Metric, Metrics, Totals};
+pub use metrics::{Datapoint, Interval, Metric, Metrics, Totals};
 pub use plane::resolve_target_ip;
 
 use std::collections::BTreeMap;

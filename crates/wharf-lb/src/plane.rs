@@ -462,6 +462,17 @@ impl<S: Store + Clone> Plane<S> {
             wanted.insert(l.listener_arn.clone());
         }
         drop(lb_by_arn);
+        // Which load balancer each target group serves, for its CloudWatch dimensions.
+        let mut served_by = HashMap::new();
+        for table in &tables {
+            for rule in &table.rules {
+                if let Act::Forward(f) = &rule.action {
+                    for (g, _) in &f.groups {
+                        served_by.insert(g.arn.clone(), table.lb.arn.clone());
+                    }
+                }
+            }
+        }
         for table in tables {
             self.serve(table);
         }
@@ -476,6 +487,7 @@ impl<S: Store + Clone> Plane<S> {
         self.status.lock().unwrap_or_else(|e| e.into_inner()).retain(|arn, _| wanted.contains(arn));
         let lb_arns: HashSet<String> = self.lbs.values().map(|lb| lb.load_balancer_arn.clone()).collect();
         self.metrics.retain(|arn| lb_arns.contains(arn) || groups.contains_key(arn));
+        self.metrics.set_load_balancers(&served_by);
     }
 
     fn table(
@@ -630,13 +642,14 @@ impl<S: Store + Clone> Plane<S> {
 
     /// HealthyHostCount / UnHealthyHostCount gauges.
     fn count_hosts(&self) {
-        let mut counts: HashMap<&str, (u64, u64)> = HashMap::new();
+        let mut counts: HashMap<&str, (u64, u64, u64)> = HashMap::new();
         for (key, (t, _)) in &self.targets {
             let Some(rt) = self.rts.get(key) else { continue };
             if t.draining_since.is_some() {
                 continue;
             }
             let c = counts.entry(t.target_group_arn.as_str()).or_default();
+            c.2 += 1;
             match rt.health() {
                 Health::Healthy | Health::Unavailable => c.0 += 1,
                 Health::Unhealthy => c.1 += 1,
@@ -644,10 +657,11 @@ impl<S: Store + Clone> Plane<S> {
             }
         }
         for tg in self.tgs.values() {
-            let (h, u) = counts.get(tg.target_group_arn.as_str()).copied().unwrap_or_default();
+            let (h, u, r) = counts.get(tg.target_group_arn.as_str()).copied().unwrap_or_default();
             let m = self.metrics.target_group(&tg.target_group_arn, &tg.target_group_name);
             m.healthy.store(h, Relaxed);
             m.unhealthy.store(u, Relaxed);
+            m.registered.store(r, Relaxed);
         }
     }
 }

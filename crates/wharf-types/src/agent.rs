@@ -69,3 +69,64 @@ pub mod labels {
     /// The container name ECS gives an awsvpc task's pause container.
     pub const PAUSE_CONTAINER: &str = "~internal~ecs~pause";
 }
+
+/// The path of usage reports (POST, signed, body [`UsageReport`], answer [`UsageAck`]): what
+/// the running tasks used, which the control plane turns into the `AWS/ECS` metrics.
+pub const USAGE_PATH: &str = "/agent/v1/usage";
+
+/// The longest time between two usage samples: ECS's agent samples every 20 s.
+pub const MAX_SAMPLING_INTERVAL: std::time::Duration = std::time::Duration::from_secs(20);
+
+/// How often agents sample usage and the control plane publishes load balancer metrics, for
+/// a metrics minute (`--metrics-period`) of `minute`: `min(20 s, minute / 3)`, so every
+/// minute has at least three samples, as CloudWatch's does at AWS's 60 s.
+pub fn sampling_interval(minute: std::time::Duration) -> std::time::Duration {
+    (minute / 3).min(MAX_SAMPLING_INTERVAL)
+}
+
+/// What one task used over one sampling window, summed over its containers (not the awsvpc
+/// pause container, which ECS does not count either).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct TaskUsage {
+    pub task_arn: String,
+    /// The window's length in milliseconds (the time between the two samples).
+    pub window_ms: u64,
+    /// CPU time the task's containers used in the window, in nanoseconds.
+    pub cpu_nanos: u64,
+    /// Memory in use at the window's end, in bytes, as Docker counts it (the cgroup's usage
+    /// less its inactive file cache).
+    pub memory_bytes: u64,
+}
+
+/// One sampling round of an agent: every task it runs that is RUNNING and was sampled twice.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct UsageReport {
+    #[serde(default)]
+    pub tasks: Vec<TaskUsage>,
+}
+
+/// The control plane's answer to a usage report: how long until the next one.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct UsageAck {
+    pub interval_seconds: f64,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::Duration;
+
+    #[test]
+    fn sampling_is_a_third_of_the_minute_at_most_twenty_seconds() {
+        assert_eq!(sampling_interval(Duration::from_secs(60)), Duration::from_secs(20));
+        assert_eq!(sampling_interval(Duration::from_secs(300)), Duration::from_secs(20));
+        assert_eq!(sampling_interval(Duration::from_secs(3)), Duration::from_secs(1));
+        assert_eq!(
+            sampling_interval(Duration::from_secs(1)),
+            Duration::from_millis(333) + Duration::from_nanos(333_333)
+        );
+    }
+}

@@ -19,7 +19,8 @@ pub struct AgentArgs {
     #[arg(long, env = "AWS_REGION")]
     pub region: Option<String>,
     /// An ecs.config-style file: ECS_CLUSTER, ECS_IMAGE_PULL_BEHAVIOR, ECS_RESERVED_MEMORY,
-    /// ECS_RESERVED_PORTS, ECS_CONTAINER_STOP_TIMEOUT, ECS_INSTANCE_ATTRIBUTES.
+    /// ECS_RESERVED_PORTS, ECS_CONTAINER_STOP_TIMEOUT, ECS_INSTANCE_ATTRIBUTES,
+    /// ECS_DISABLE_METRICS.
     #[arg(long, env = "WHARF_AGENT_CONFIG", default_value = "/etc/ecs/ecs.config")]
     pub config: PathBuf,
     /// Where the agent keeps its state (its container instance ARN).
@@ -36,6 +37,11 @@ pub struct AgentArgs {
     /// AWS_CA_BUNDLE); without it the system's roots are used.
     #[arg(long, env = "AWS_CA_BUNDLE")]
     pub ca_bundle: Option<PathBuf>,
+    /// Seconds between two samples of the running tasks' CPU and memory (reported to the
+    /// control plane for the `AWS/ECS` metrics). Default: what the control plane answers the
+    /// first report, min(20, its --metrics-period / 3).
+    #[arg(long, env = "WHARF_STATS_INTERVAL", value_parser = parse_stats_interval)]
+    pub stats_interval: Option<f64>,
     /// Trust exactly the certificate (chain) in this PEM file: `wharf up`'s own agent pins the
     /// one its server serves. Not a flag.
     #[arg(skip)]
@@ -56,6 +62,12 @@ pub fn read_ecs_config(path: &Path) -> anyhow::Result<HashMap<String, String>> {
         .filter_map(|l| l.split_once('='))
         .map(|(k, v)| (k.trim().to_string(), v.trim().trim_matches('"').to_string()))
         .collect())
+}
+
+/// A stats interval: 0.1–60 seconds.
+fn parse_stats_interval(s: &str) -> Result<f64, String> {
+    let v: f64 = s.parse().map_err(|_| format!("'{s}' is not a number of seconds"))?;
+    if (0.1..=60.0).contains(&v) { Ok(v) } else { Err(format!("{v} is not between 0.1 and 60 seconds")) }
 }
 
 fn parse_seconds(v: &str) -> anyhow::Result<i64> {
@@ -109,6 +121,11 @@ pub fn agent_config(
         }
         None => vec![],
     };
+    let disable_metrics = match file.get("ECS_DISABLE_METRICS").map(String::as_str) {
+        None | Some("false") => false,
+        Some("true") => true,
+        Some(other) => anyhow::bail!("ECS_DISABLE_METRICS '{other}' is not true or false"),
+    };
     Ok(AgentConfig {
         endpoint,
         region,
@@ -125,6 +142,8 @@ pub fn agent_config(
         attributes,
         dynamic_ports: AgentConfig::kernel_ephemeral_range(),
         fargate: false,
+        stats_interval: args.stats_interval.map(std::time::Duration::from_secs_f64),
+        disable_metrics,
         tls: if endpoint_is_https {
             use wharf_agent::tls::{Trust, client_config, pinned_chain};
             let trust = match (&args.pin_certificate, &args.ca_bundle) {
@@ -177,7 +196,7 @@ mod tests {
         let path = dir.join("ecs.config");
         std::fs::write(
             &path,
-            "# comment\nECS_CLUSTER=prod\nECS_RESERVED_PORTS=[22, 8080]\nECS_CONTAINER_STOP_TIMEOUT=2m\nECS_IMAGE_PULL_BEHAVIOR=prefer-cached\nECS_INSTANCE_ATTRIBUTES={\"stack\": \"blue\"}\n",
+            "# comment\nECS_CLUSTER=prod\nECS_RESERVED_PORTS=[22, 8080]\nECS_CONTAINER_STOP_TIMEOUT=2m\nECS_IMAGE_PULL_BEHAVIOR=prefer-cached\nECS_INSTANCE_ATTRIBUTES={\"stack\": \"blue\"}\nECS_DISABLE_METRICS=true\n",
         )
         .unwrap();
         let args = AgentArgs {
@@ -189,6 +208,7 @@ mod tests {
             port_bind_ip: "0.0.0.0".into(),
             advertise_address: None,
             ca_bundle: None,
+            stats_interval: None,
             pin_certificate: None,
         };
         let c =
@@ -199,6 +219,8 @@ mod tests {
         assert_eq!(c.pull_behavior, PullBehavior::PreferCached);
         assert_eq!(c.attributes, vec![("stack".to_string(), "blue".to_string())]);
         assert_eq!(c.reachable_address(), "127.0.0.1");
+        assert!(c.disable_metrics);
+        assert_eq!(c.stats_interval, None);
         std::fs::remove_dir_all(dir).unwrap();
     }
 }

@@ -8,6 +8,7 @@
 
 mod agent_cmd;
 mod config;
+mod publish;
 mod server;
 
 use anyhow::Context;
@@ -95,10 +96,12 @@ pub struct ServerArgs {
     /// bakes, lifecycle hook timeouts). 60 is AWS's; tests and demos use 1.
     #[arg(long, env = "WHARF_AWS_MINUTE_SECS", default_value_t = 60.0, value_parser = parse_minute)]
     aws_minute_secs: f64,
-    /// Seconds in a minute of CloudWatch's clock: alarm periods and auto scaling cooldowns
-    /// (a 60-second period lasts this long). 60 is AWS's; demos and tests use a few seconds.
-    #[arg(long, env = "WHARF_METRICS_PERIOD", default_value_t = 60.0, value_parser = parse_minute)]
-    metrics_period: f64,
+    /// Seconds in a CloudWatch metrics minute: the minute alarms and scaling policies count
+    /// their periods and cooldowns in, and a third of which (at most 20 s) is how often agents sample their
+    /// tasks' CPU and memory and the load balancers' counters are published. 60 is AWS's;
+    /// demos and tests use a few seconds.
+    #[arg(long, env = "WHARF_METRICS_PERIOD", default_value_t = 60, value_parser = clap::value_parser!(u64).range(1..=60))]
+    metrics_period: u64,
     /// Host address every load balancer listener binds (a listener on port P serves on
     /// `<this address>:P`). Default: the address of `--listen`.
     #[arg(long, env = "WHARF_LB_BIND_IP")]

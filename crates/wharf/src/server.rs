@@ -51,6 +51,8 @@ pub struct App {
     body_timeout: Duration,
     /// `wharf up`'s local agents, one per region clients use (`None`: no local agent).
     local_agents: Option<LocalAgents>,
+    /// How often agents sample their tasks' usage (told in the answer to each report).
+    sampling: Duration,
 }
 
 /// Serves one accepted connection (plain or TLS) under `watcher` (graceful shutdown) until it
@@ -240,6 +242,8 @@ pub async fn run(args: ServerArgs, embedded: Option<EmbeddedAgent>) -> anyhow::R
     );
     let (regions_tx, regions_rx) = tokio::sync::mpsc::unbounded_channel();
     let local_agents = embedded.as_ref().map(|e| LocalAgents::new(regions_tx, &args.region, &e.cluster));
+    let metrics_minute = Duration::from_secs(args.metrics_period);
+    let sampling = wharf_types::agent::sampling_interval(metrics_minute);
     let app = Arc::new(App {
         verifier: Verifier::new(keys),
         state: wharf_api::State {
@@ -255,19 +259,26 @@ pub async fn run(args: ServerArgs, embedded: Option<EmbeddedAgent>) -> anyhow::R
         public_metrics: args.public_metrics,
         body_timeout: Duration::from_secs(args.http_body_timeout_secs),
         local_agents,
+        sampling,
     });
     let controllers = wharf_controllers::start(
         &wharf_controllers::Env {
             db,
             logs,
-            metrics,
+            metrics: metrics.clone(),
             registry: registry.clone(),
             agent_timeout,
             aws_minute: Duration::from_secs_f64(args.aws_minute_secs),
-            metrics_minute: Duration::from_secs_f64(args.metrics_period),
+            metrics_minute,
         },
         &shutdown_rx,
     );
+    let lb_metrics = tokio::spawn(crate::publish::load_balancer_metrics(
+        app.lb.clone(),
+        metrics.clone(),
+        sampling,
+        shutdown_rx.clone(),
+    ));
 
     // Before announcing the endpoint: a SIGTERM right after it must still shut down cleanly.
     let mut signals = Signals::new()?;
@@ -374,6 +385,7 @@ pub async fn run(args: ServerArgs, embedded: Option<EmbeddedAgent>) -> anyhow::R
     if let Some(agent) = agent {
         let _ = agent.await;
     }
+    let _ = lb_metrics.await;
     let _ = lb_task.await;
     store.close();
     say!("Wharf stopped.");
@@ -393,6 +405,7 @@ async fn start_embedded_agent(
     shutdown: tokio::sync::watch::Receiver<bool>,
 ) -> Option<tokio::task::JoinHandle<()>> {
     let home_region = args.region.clone();
+    let sampling = wharf_types::agent::sampling_interval(Duration::from_secs(args.metrics_period));
     let config_for = {
         let (endpoint, creds, data_dir, e) = (endpoint.to_string(), creds.clone(), args.data_dir.clone(), e.clone());
         // Over TLS the local agents trust exactly the certificate their server serves.
@@ -403,6 +416,7 @@ async fn start_embedded_agent(
             let state_dir =
                 if region == home_region { data_dir.join("agent") } else { data_dir.join(format!("agent-{region}")) };
             let agent_args = crate::agent_cmd::AgentArgs {
+                stats_interval: Some(sampling.as_secs_f64()),
                 cluster: Some(e.cluster.clone()),
                 endpoint: None,
                 region: None,
@@ -881,8 +895,8 @@ async fn handle_query(
     }
 }
 
-/// The private agent endpoints (signed like every ECS call): the assignment stream and
-/// health reports.
+/// The private agent endpoints (signed like every ECS call): the assignment stream, health
+/// reports and usage reports.
 #[allow(clippy::too_many_arguments)]
 async fn handle_agent(
     app: &App,
@@ -921,6 +935,19 @@ async fn handle_agent(
                 .await
             {
                 Ok(rx) => ndjson(rx),
+                Err(e) => fail(e),
+            }
+        }
+        (&Method::POST, wharf_types::agent::USAGE_PATH) => {
+            let report: wharf_types::agent::UsageReport = match serde_json::from_slice(body) {
+                Ok(r) => r,
+                Err(e) => return fail(Error::Serialization(format!("Invalid usage report: {e}"))),
+            };
+            match wharf_api::ecs::agent::report_usage(&ctx, &report).await {
+                Ok(_) => {
+                    let ack = wharf_types::agent::UsageAck { interval_seconds: app.sampling.as_secs_f64() };
+                    respond(200, json::CONTENT_TYPE, serde_json::to_vec(&ack).unwrap_or_default(), rid)
+                }
                 Err(e) => fail(e),
             }
         }

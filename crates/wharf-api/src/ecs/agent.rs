@@ -1,7 +1,7 @@
 //! What agents tell the control plane: `SubmitTaskStateChange` and
-//! `SubmitContainerStateChange` (ECS's agent operations), plus Wharf's health reports. A task
-//! only moves forward through its lifecycle ([`TaskStatus::lifecycle_rank`]); late or
-//! repeated reports are absorbed. Reported statuses arrive as strings (the model does not
+//! `SubmitContainerStateChange` (ECS's agent operations), plus Wharf's health and usage
+//! reports. A task only moves forward through its lifecycle ([`TaskStatus::lifecycle_rank`]);
+//! late or repeated reports are absorbed. Reported statuses arrive as strings (the model does not
 //! enumerate them) and are parsed here.
 
 use super::{Keys, active_cluster, input, split_ref};
@@ -12,7 +12,7 @@ use serde_json::{Value, json};
 use wharf_core::capacity::release;
 use wharf_core::tasks::demand_of;
 use wharf_store::{Compare, Op, Txn};
-use wharf_types::agent::TaskReport;
+use wharf_types::agent::{TaskReport, UsageReport};
 use wharf_types::ecs::{ContainerInstance, HealthStatus, NetworkBinding, Task, TaskStatus};
 use wharf_types::{Error, Result};
 
@@ -258,4 +258,11 @@ pub async fn report_task(ctx: &Ctx, report: &TaskReport) -> Result<()> {
             Ok((Some(crate::db::cas_put(&key, t.rev, &task)?), ()))
         })
         .await
+}
+
+/// A usage report from an agent: what its RUNNING tasks used over one sampling window,
+/// published as the `AWS/ECS` utilization metrics (see [`wharf_core::metrics::ecs`]). Returns
+/// how many datapoints it made.
+pub async fn report_usage(ctx: &Ctx, report: &UsageReport) -> Result<usize> {
+    wharf_core::metrics::ecs::record(ctx, ctx.metrics(), report, wharf_core::logs::now_ms()).await
 }

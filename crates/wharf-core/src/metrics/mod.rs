@@ -1,5 +1,6 @@
 //! CloudWatch metrics: the metric store ([`store`]) beside the resource store.
 
+pub mod ecs;
 pub mod store;
 
 pub use store::{
