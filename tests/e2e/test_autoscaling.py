@@ -14,6 +14,7 @@ from botocore.exceptions import ClientError
 
 from agentutil import wait_until
 from conftest import ECHO_IMAGE, Wharf
+from util import write_json
 
 SVC = "service/default/web"
 DIM = "ecs:service:DesiredCount"
@@ -282,3 +283,61 @@ def test_a_deployment_alarm_in_alarm_rolls_the_deployment_back(wharf_factory):
     assert any("rolling back to deployment" in m and "after an alarm failure" in m for m in messages)
     wait_until("rolled back", lambda: svc()["deployments"][0]["taskDefinition"] == v1
                and svc()["deployments"][0]["rolloutState"] == "COMPLETED" and len(svc()["deployments"]) == 1, 60)
+
+
+def test_seed000_cpu_target_tracking_scales_out_under_load_and_back_in(wharf_factory, tmp_path):
+    """Seed 000: one task (CPU 256) behind a listener, target tracking at 70 % CPU, 1 to 4
+    tasks. Load on the listener burns the task's CPU: the high alarm fires and the service
+    scales out; the load stops: the low alarm brings it back to the minimum, and a protected
+    task is never the one stopped."""
+    from test_zero_downtime import Load, healthy, listener, task_definition
+    w = wharf_factory("--metrics-period", "2")
+    tg, url = listener(w, "cpu", "instance")
+    td = task_definition("cpu", "bridge", "EC2", "v1") | {"cpu": "256", "memory": "512"}
+    w.aws("ecs", "register-task-definition", "--cli-input-json", write_json(tmp_path / "td.json", td))
+    w.aws("ecs", "create-service", "--cluster", w.cluster, "--service-name", "web", "--task-definition", "cpu",
+          "--desired-count", "1", "--load-balancers",
+          f"targetGroupArn={tg},containerName=web,containerPort=8080")
+    wait_until("one healthy target", lambda: len(healthy(w, tg)) == 1, 60)
+    resource = f"service/{w.cluster}/web"
+    scaling = ["--service-namespace", "ecs", "--resource-id", resource, "--scalable-dimension", DIM]
+    w.aws("application-autoscaling", "register-scalable-target", *scaling, "--min-capacity", "1",
+          "--max-capacity", "4")
+    w.aws("application-autoscaling", "put-scaling-policy", *scaling, "--policy-name", "cpu70",
+          "--policy-type", "TargetTrackingScaling", "--target-tracking-scaling-policy-configuration",
+          '{"TargetValue":70.0,"ScaleOutCooldown":60,"ScaleInCooldown":60,'
+          '"PredefinedMetricSpecification":{"PredefinedMetricType":"ECSServiceAverageCPUUtilization"}}')
+    ecs = w.client("ecs")
+
+    def svc():
+        return ecs.describe_services(cluster=w.cluster, services=["web"])["services"][0]
+
+    load = Load(url + "work?ms=20", connections=4)
+    try:
+        started = time.time()
+        wait_until("scale-out", lambda: svc()["desiredCount"] > 1, 90)
+        print(f"first scale-out {time.time() - started:.1f} s after the load started")
+        activity = w.aws("application-autoscaling", "describe-scaling-activities",
+                         *scaling)["ScalingActivities"][0]
+        assert activity["Cause"].startswith("monitor alarm TargetTracking-service/")
+        assert "-AlarmHigh-" in activity["Cause"] and activity["Cause"].endswith(
+            "in state ALARM triggered policy cpu70")
+        wait_until("the new tasks run", lambda: svc()["runningCount"] == svc()["desiredCount"] > 1, 60)
+    finally:
+        result = load.stop()
+    print(f"load: {result['requests']} requests, {result['failed']} failed")
+    stats = w.client("cloudwatch").get_metric_statistics(
+        Namespace="AWS/ECS", MetricName="CPUUtilization", Statistics=["Maximum"], Period=60,
+        Dimensions=[{"Name": "ClusterName", "Value": w.cluster}, {"Name": "ServiceName", "Value": "web"}],
+        StartTime=started - 60, EndTime=time.time() + 60)["Datapoints"]
+    assert max(p["Maximum"] for p in stats) > 70
+    # Protect a task that scale-in would be free to stop, then let the load go.
+    tasks = ecs.list_tasks(cluster=w.cluster, serviceName="web")["taskArns"]
+    keep = sorted(tasks)[-1]
+    w.aws("ecs", "update-task-protection", "--cluster", w.cluster, "--tasks", keep, "--protection-enabled",
+          "--expires-in-minutes", "10")
+    wait_until("scale-in to the minimum", lambda: svc()["desiredCount"] == 1 and svc()["runningCount"] == 1, 120)
+    assert ecs.list_tasks(cluster=w.cluster, serviceName="web")["taskArns"] == [keep]
+    activities = w.aws("application-autoscaling", "describe-scaling-activities", *scaling)["ScalingActivities"]
+    assert "-AlarmLow-" in activities[0]["Cause"] and activities[0]["Description"] == "Setting desired count to 1."
+    w.aws("ecs", "update-task-protection", "--cluster", w.cluster, "--tasks", keep, "--no-protection-enabled")
