@@ -264,14 +264,20 @@ TARGETED = [
     ("UpdateServicePrimaryTaskSet", {"cluster": "c1", "service": "s1", "primaryTaskSet": "ts"},
      "InvalidParameterException", "external deployment"),
     # Blue/green settings belong to their strategies (test_blue_green.py has the rest);
-    # deployment alarms Wharf does not carry out yet are refused, not ignored.
+    # enabled deployment alarms need alarms to watch (test_autoscaling.py runs one).
     ("UpdateService", {"cluster": "c1", "service": "s1", "deploymentConfiguration": {"bakeTimeInMinutes": 5}},
      "InvalidParameterException", "bakeTimeInMinutes"),
     ("UpdateService", {"cluster": "c1", "service": "s1", "deploymentConfiguration": {
         "strategy": "BLUE_GREEN", "deploymentCircuitBreaker": {"enable": True, "rollback": True}}},
      "InvalidParameterException", "deploymentCircuitBreaker"),
     ("UpdateService", {"cluster": "c1", "service": "s1", "deploymentConfiguration": {
-        "alarms": {"alarmNames": ["cpu"], "enable": True, "rollback": True}}}, "UnsupportedFeatureException", "alarms"),
+        "alarms": {"alarmNames": [], "enable": True, "rollback": True}}}, "InvalidParameterException", "alarm name"),
+    # Task protection (test_task_protection.py has the rest).
+    ("UpdateTaskProtection", {"cluster": "c1", "tasks": ["t1"], "protectionEnabled": True, "expiresInMinutes": 0},
+     "InvalidParameterException", "expiresInMinutes"),
+    ("UpdateTaskProtection", {"cluster": "c1", "tasks": [f"t{i}" for i in range(11)], "protectionEnabled": True},
+     "InvalidParameterException", "tasks"),
+    ("GetTaskProtection", {"cluster": "nope", "tasks": ["t1"]}, "ClusterNotFoundException", "not found"),
     ("StartTask", {"cluster": "c1", "taskDefinition": "web", "containerInstances": []},
      "InvalidParameterException", "container instances"),
     ("StopTask", {"cluster": "c1", "task": "0" * 32}, "InvalidParameterException", "task"),
