@@ -116,12 +116,17 @@ impl AlarmEvaluator {
             changed += transitioned as usize;
             let mut memo = self.memo(&stored.key);
             memo.evaluated_to = end;
-            let set_by_hand = memo.acted_on.is_some_and(|st| st != state) && !transitioned;
+            let value = verdict.as_ref().and_then(|v| v.latest).unwrap_or(a.threshold);
+            // A state set by SetAlarmState runs its actions, as CloudWatch's do, even when the
+            // evaluation moves the alarm on at once.
+            let set_by_hand = memo.acted_on.is_some_and(|st| st != a.state_value);
+            if set_by_hand && transitioned && a.actions_enabled {
+                self.act(&s, a, a.state_value, value, now).await;
+            }
             // Auto scaling actions repeat every period in ALARM; others run on a change.
             let repeat = state == AlarmState::Alarm;
             let actions = !a.actions_of(state).is_empty();
             if a.actions_enabled && actions && (transitioned || set_by_hand || repeat || memo.acted_on.is_none()) {
-                let value = verdict.as_ref().and_then(|v| v.latest).unwrap_or(a.threshold);
                 self.act(&s, a, state, value, now).await;
             }
             memo.acted_on = Some(state);
