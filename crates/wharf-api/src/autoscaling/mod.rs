@@ -10,7 +10,11 @@ mod policies;
 mod scheduled;
 mod targets;
 
-use wharf_core::autoscaling::ECS_DESIRED_COUNT;
+use crate::{Ctx, paging};
+use serde::de::DeserializeOwned;
+use wharf_core::autoscaling::{ECS_DESIRED_COUNT, ScalingKeys};
+use wharf_core::db::Versioned;
+use wharf_store::{Compare, Op, Txn};
 use wharf_types::{Error, Result};
 
 operations! {
@@ -86,4 +90,32 @@ fn page_size(v: Option<i64>) -> Result<usize> {
 
 fn bad_token() -> Error {
     Error::invalid_input(wharf_types::Invalid::NextToken, "Invalid token")
+}
+
+/// One page of a Describe operation: the `kind` documents of `namespace` (checked) that `keep`
+/// accepts, from the caller's `NextToken`, at most `MaxResults`.
+async fn describe_page<T: DeserializeOwned + Clone>(
+    ctx: &Ctx,
+    kind: &str,
+    namespace: &str,
+    max_results: Option<i64>,
+    next_token: Option<&str>,
+    keep: impl Fn(&T) -> bool,
+) -> Result<(Vec<T>, Option<String>)> {
+    check_namespace(namespace)?;
+    let limit = page_size(max_results)?;
+    let prefix = ScalingKeys::new(ctx).all(kind, namespace);
+    let after = paging::after_key(next_token, &prefix).map_err(|_| bad_token())?;
+    paging::scan_from(&ctx.db, &prefix, after, limit, false, |d: &T| Ok(keep(d).then(|| d.clone()))).await
+}
+
+/// Deletes the document at `key` as it is now (`missing` when there is none) and returns it;
+/// `what` names it when a concurrent change wins.
+async fn delete_doc<T: DeserializeOwned>(ctx: &Ctx, key: &str, missing: Error, what: &str) -> Result<Versioned<T>> {
+    let Some(doc) = ctx.db.get::<T>(key).await? else { return Err(missing) };
+    let txn = Txn { compares: vec![Compare::ModRevision(key.to_string(), doc.rev)], ops: vec![Op::delete(key)] };
+    if !ctx.db.commit(txn).await? {
+        return Err(Error::Conflict(format!("The {what} changed during the request; try again.")));
+    }
+    Ok(doc)
 }

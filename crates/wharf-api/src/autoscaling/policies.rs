@@ -4,8 +4,8 @@
 //! `TargetTracking-<resource id>-AlarmHigh|AlarmLow-<uuid>`, and deletes them with itself.
 
 use super::targets::ResourceInput;
-use super::{Resource, bad_token, page_size};
-use crate::{Ctx, input, paging};
+use super::{Resource, delete_doc, describe_page};
+use crate::{Ctx, input};
 use serde::Deserialize;
 use serde_json::{Value, json};
 use wharf_core::alarms::{self, AlarmDimension, AlarmKeys, AlarmState, Comparison, INITIAL_REASON, MetricAlarm};
@@ -285,16 +285,18 @@ struct DescribeInput {
 
 pub async fn describe(ctx: &Ctx, v: Value) -> Result<Value> {
     let req: DescribeInput = input(v)?;
-    super::check_namespace(&req.service_namespace)?;
-    let limit = page_size(req.max_results)?;
-    let prefix = ScalingKeys::new(ctx).all("policy", &req.service_namespace);
-    let after = paging::after_key(req.next_token.as_deref(), &prefix).map_err(|_| bad_token())?;
-    let (found, token) = paging::scan_from(&ctx.db, &prefix, after, limit, false, |p: &ScalingPolicy| {
-        let named = req.policy_names.as_ref().is_none_or(|n| n.contains(&p.policy_name));
-        let resource = req.resource_id.as_ref().is_none_or(|r| *r == p.resource_id);
-        let dim = req.scalable_dimension.as_ref().is_none_or(|d| *d == p.scalable_dimension);
-        Ok((named && resource && dim).then(|| p.clone()))
-    })
+    let (found, token) = describe_page(
+        ctx,
+        "policy",
+        &req.service_namespace,
+        req.max_results,
+        req.next_token.as_deref(),
+        |p: &ScalingPolicy| {
+            req.policy_names.as_ref().is_none_or(|n| n.contains(&p.policy_name))
+                && req.resource_id.as_ref().is_none_or(|r| *r == p.resource_id)
+                && req.scalable_dimension.as_ref().is_none_or(|d| *d == p.scalable_dimension)
+        },
+    )
     .await?;
     Ok(json!({"ScalingPolicies": found, "NextToken": token}))
 }
@@ -311,22 +313,14 @@ pub async fn delete(ctx: &Ctx, v: Value) -> Result<Value> {
     let req: DeleteInput = input(v)?;
     let r = req.resource.resource()?;
     let key = ScalingKeys::new(ctx).policy(&r.namespace, &r.resource_id, &r.dimension, &req.policy_name);
-    let Some(p) = ctx.db.get::<ScalingPolicy>(&key).await? else {
-        return Err(Error::not_found(
-            wharf_types::Resource::ScalingObject,
-            format!(
-                "No scaling policy found for service namespace: {}, resource ID: {}, scalable dimension: {}, policy name: {}",
-                r.namespace, r.resource_id, r.dimension, req.policy_name
-            ),
-        ));
-    };
-    let txn = wharf_store::Txn {
-        compares: vec![wharf_store::Compare::ModRevision(key.clone(), p.rev)],
-        ops: vec![wharf_store::Op::delete(&key)],
-    };
-    if !ctx.db.commit(txn).await? {
-        return Err(Error::Conflict("The scaling policy changed during the request; try again.".into()));
-    }
+    let missing = Error::not_found(
+        wharf_types::Resource::ScalingObject,
+        format!(
+            "No scaling policy found for service namespace: {}, resource ID: {}, scalable dimension: {}, policy name: {}",
+            r.namespace, r.resource_id, r.dimension, req.policy_name
+        ),
+    );
+    let p = delete_doc::<ScalingPolicy>(ctx, &key, missing, "scaling policy").await?;
     delete_owned_alarms(ctx, &p.doc).await?;
     Ok(json!({}))
 }

@@ -2,8 +2,8 @@
 //! `scheduled-scaling` controller runs them when they fall due.
 
 use super::targets::ResourceInput;
-use super::{Resource, bad_token, page_size};
-use crate::{Ctx, input, paging};
+use super::{Resource, delete_doc, describe_page};
+use crate::{Ctx, input};
 use serde::Deserialize;
 use serde_json::{Value, json};
 use wharf_core::autoscaling::{ScalableTarget, ScalingKeys, ScheduledAction, TargetAction, no_target};
@@ -100,16 +100,18 @@ struct DescribeInput {
 
 pub async fn describe(ctx: &Ctx, v: Value) -> Result<Value> {
     let req: DescribeInput = input(v)?;
-    super::check_namespace(&req.service_namespace)?;
-    let limit = page_size(req.max_results)?;
-    let prefix = ScalingKeys::new(ctx).all("scheduled", &req.service_namespace);
-    let after = paging::after_key(req.next_token.as_deref(), &prefix).map_err(|_| bad_token())?;
-    let (found, token) = paging::scan_from(&ctx.db, &prefix, after, limit, false, |a: &ScheduledAction| {
-        let named = req.scheduled_action_names.as_ref().is_none_or(|n| n.contains(&a.scheduled_action_name));
-        let resource = req.resource_id.as_ref().is_none_or(|r| *r == a.resource_id);
-        let dim = req.scalable_dimension.as_ref().is_none_or(|d| *d == a.scalable_dimension);
-        Ok((named && resource && dim).then(|| a.clone()))
-    })
+    let (found, token) = describe_page(
+        ctx,
+        "scheduled",
+        &req.service_namespace,
+        req.max_results,
+        req.next_token.as_deref(),
+        |a: &ScheduledAction| {
+            req.scheduled_action_names.as_ref().is_none_or(|n| n.contains(&a.scheduled_action_name))
+                && req.resource_id.as_ref().is_none_or(|r| *r == a.resource_id)
+                && req.scalable_dimension.as_ref().is_none_or(|d| *d == a.scalable_dimension)
+        },
+    )
     .await?;
     Ok(json!({"ScheduledActions": found, "NextToken": token}))
 }
@@ -126,21 +128,13 @@ pub async fn delete(ctx: &Ctx, v: Value) -> Result<Value> {
     let req: DeleteInput = input(v)?;
     let r = req.resource.resource()?;
     let key = ScalingKeys::new(ctx).scheduled(&r.namespace, &r.resource_id, &r.dimension, &req.scheduled_action_name);
-    let Some(a) = ctx.db.get::<ScheduledAction>(&key).await? else {
-        return Err(Error::not_found(
-            wharf_types::Resource::ScalingObject,
-            format!(
-                "No scheduled action found for service namespace: {}, resource ID: {}, scalable dimension: {}, scheduled action name: {}",
-                r.namespace, r.resource_id, r.dimension, req.scheduled_action_name
-            ),
-        ));
-    };
-    let txn = wharf_store::Txn {
-        compares: vec![wharf_store::Compare::ModRevision(key.clone(), a.rev)],
-        ops: vec![wharf_store::Op::delete(&key)],
-    };
-    if !ctx.db.commit(txn).await? {
-        return Err(Error::Conflict("The scheduled action changed during the request; try again.".into()));
-    }
+    let missing = Error::not_found(
+        wharf_types::Resource::ScalingObject,
+        format!(
+            "No scheduled action found for service namespace: {}, resource ID: {}, scalable dimension: {}, scheduled action name: {}",
+            r.namespace, r.resource_id, r.dimension, req.scheduled_action_name
+        ),
+    );
+    delete_doc::<ScheduledAction>(ctx, &key, missing, "scheduled action").await?;
     Ok(json!({}))
 }

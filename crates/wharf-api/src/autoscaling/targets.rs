@@ -2,7 +2,7 @@
 //! `DescribeScalingActivities`.
 
 use super::{Resource, bad_token, page_size};
-use crate::{Ctx, input, paging};
+use crate::{Ctx, input};
 use serde::Deserialize;
 use serde_json::{Value, json};
 use wharf_core::autoscaling::{
@@ -128,15 +128,17 @@ struct DescribeInput {
 
 pub async fn describe(ctx: &Ctx, v: Value) -> Result<Value> {
     let req: DescribeInput = input(v)?;
-    super::check_namespace(&req.service_namespace)?;
-    let limit = page_size(req.max_results)?;
-    let prefix = ScalingKeys::new(ctx).all("target", &req.service_namespace);
-    let after = paging::after_key(req.next_token.as_deref(), &prefix).map_err(|_| bad_token())?;
-    let (found, token) = paging::scan_from(&ctx.db, &prefix, after, limit, false, |t: &ScalableTarget| {
-        let named = req.resource_ids.as_ref().is_none_or(|ids| ids.contains(&t.resource_id));
-        let dim = req.scalable_dimension.as_ref().is_none_or(|d| *d == t.scalable_dimension);
-        Ok((named && dim).then(|| t.clone()))
-    })
+    let (found, token) = super::describe_page(
+        ctx,
+        "target",
+        &req.service_namespace,
+        req.max_results,
+        req.next_token.as_deref(),
+        |t: &ScalableTarget| {
+            req.resource_ids.as_ref().is_none_or(|ids| ids.contains(&t.resource_id))
+                && req.scalable_dimension.as_ref().is_none_or(|d| *d == t.scalable_dimension)
+        },
+    )
     .await?;
     Ok(json!({"ScalableTargets": found, "NextToken": token}))
 }
