@@ -15,7 +15,7 @@ use std::sync::Mutex;
 use std::time::Duration;
 use wharf_core::alarms::{self, AlarmState, MetricAlarm};
 use wharf_core::db::Versioned;
-use wharf_core::metrics::{HistoryItem, MetricStore, StatSet, Window};
+use wharf_core::metrics::{HistoryItem, MetricStore, StatSet, Statistic, Window};
 use wharf_core::{Db, Scoped};
 use wharf_types::Scope;
 
@@ -81,14 +81,16 @@ impl AlarmEvaluator {
         let mut changes = Vec::new();
         for ((stored, end, p), buckets) in due.into_iter().zip(series) {
             let a = &stored.doc;
-            let Some(stat) = statistic(&a.statistic) else { continue };
+            let Some(stat) = Statistic::parse(&a.statistic) else { continue };
             let start = end - a.evaluation_periods * p;
             let mut sets: HashMap<i64, StatSet> = HashMap::new();
             for b in buckets {
                 sets.entry(b.start).and_modify(|s| s.merge(&b.stats)).or_insert(b.stats);
             }
-            let points: Vec<(i64, Option<f64>)> =
-                (0..a.evaluation_periods).map(|i| start + i * p).map(|t| (t, sets.get(&t).map(stat))).collect();
+            let points: Vec<(i64, Option<f64>)> = (0..a.evaluation_periods)
+                .map(|i| start + i * p)
+                .map(|t| (t, sets.get(&t).map(|s| stat.of(s))))
+                .collect();
             let verdict = alarms::evaluate(a, &points, now);
             let change = verdict.as_ref().filter(|v| v.state != a.state_value).map(|v| alarms::Transition {
                 stored: stored.clone(),
@@ -176,17 +178,6 @@ impl AlarmEvaluator {
     fn remember(&self, key: &str, memo: Memo) {
         self.memo.lock().unwrap_or_else(std::sync::PoisonError::into_inner).insert(key.to_string(), memo);
     }
-}
-
-fn statistic(name: &str) -> Option<fn(&StatSet) -> f64> {
-    Some(match name {
-        "SampleCount" => |s: &StatSet| s.count,
-        "Average" => |s: &StatSet| s.average(),
-        "Sum" => |s: &StatSet| s.sum,
-        "Minimum" => |s: &StatSet| s.min,
-        "Maximum" => |s: &StatSet| s.max,
-        _ => return None,
-    })
 }
 
 impl Reconciler for AlarmEvaluator {

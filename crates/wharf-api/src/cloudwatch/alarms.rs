@@ -2,7 +2,7 @@
 //! `DeleteAlarms`, `SetAlarmState`, `DescribeAlarmHistory`, `Enable/DisableAlarmActions`.
 //! The `alarms` controller evaluates them; these handlers only keep the documents.
 
-use super::metrics::{Statistic, no_percentiles};
+use super::metrics::no_percentiles;
 use super::{Dimension, check_dimensions, check_period, combination, missing, ms, now_ms, seconds};
 use crate::{Ctx, input, paging};
 use serde::Deserialize;
@@ -11,6 +11,7 @@ use wharf_core::alarms::{
     self, AlarmDimension, AlarmKeys, AlarmState, AlarmTag, Comparison, INITIAL_REASON, MetricAlarm, MissingData,
 };
 use wharf_core::metrics::HistoryQuery;
+use wharf_core::metrics::Statistic;
 use wharf_types::{Error, Resource, Result};
 
 /// An alarm's total evaluation range may not exceed one day.

@@ -8,7 +8,7 @@ use crate::{Ctx, input};
 use serde::Deserialize;
 use serde_json::{Value, json};
 use std::collections::BTreeMap;
-use wharf_core::metrics::{Bucket, Datum, MetricListing, NO_UNIT, StatSet, Window};
+use wharf_core::metrics::{Bucket, Datum, MetricListing, NO_UNIT, StatSet, Statistic, Window};
 use wharf_types::{Error, Result};
 
 const HOUR_MS: i64 = 3_600_000;
@@ -125,49 +125,6 @@ fn finite(field: &str, s: StatSet) -> Result<StatSet> {
         Ok(s)
     } else {
         Err(Error::invalid(field, format!("The value for parameter {field} is out of the range CloudWatch stores.")))
-    }
-}
-
-/// One of the five statistics CloudWatch computes from statistic sets.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum Statistic {
-    SampleCount,
-    Average,
-    Sum,
-    Minimum,
-    Maximum,
-}
-
-impl Statistic {
-    pub(crate) fn parse(s: &str) -> Option<Statistic> {
-        Some(match s {
-            "SampleCount" => Statistic::SampleCount,
-            "Average" => Statistic::Average,
-            "Sum" => Statistic::Sum,
-            "Minimum" => Statistic::Minimum,
-            "Maximum" => Statistic::Maximum,
-            _ => return None,
-        })
-    }
-
-    pub(crate) fn of(self, s: &StatSet) -> f64 {
-        match self {
-            Statistic::SampleCount => s.count,
-            Statistic::Average => s.average(),
-            Statistic::Sum => s.sum,
-            Statistic::Minimum => s.min,
-            Statistic::Maximum => s.max,
-        }
-    }
-
-    fn name(self) -> &'static str {
-        match self {
-            Statistic::SampleCount => "SampleCount",
-            Statistic::Average => "Average",
-            Statistic::Sum => "Sum",
-            Statistic::Minimum => "Minimum",
-            Statistic::Maximum => "Maximum",
-        }
     }
 }
 

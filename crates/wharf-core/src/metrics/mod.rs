@@ -4,5 +4,6 @@ pub mod ecs;
 pub mod store;
 
 pub use store::{
-    Bucket, Datum, HistoryItem, HistoryQuery, MetricKey, MetricListing, MetricStore, NO_UNIT, StatSet, Window,
+    Bucket, Datum, HistoryItem, HistoryQuery, MetricKey, MetricListing, MetricStore, NO_UNIT, StatSet, Statistic,
+    Window,
 };

@@ -123,6 +123,49 @@ impl StatSet {
     }
 }
 
+/// One of the five statistics CloudWatch computes from statistic sets.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Statistic {
+    SampleCount,
+    Average,
+    Sum,
+    Minimum,
+    Maximum,
+}
+
+impl Statistic {
+    pub fn parse(s: &str) -> Option<Statistic> {
+        Some(match s {
+            "SampleCount" => Statistic::SampleCount,
+            "Average" => Statistic::Average,
+            "Sum" => Statistic::Sum,
+            "Minimum" => Statistic::Minimum,
+            "Maximum" => Statistic::Maximum,
+            _ => return None,
+        })
+    }
+
+    pub fn of(self, s: &StatSet) -> f64 {
+        match self {
+            Statistic::SampleCount => s.count,
+            Statistic::Average => s.average(),
+            Statistic::Sum => s.sum,
+            Statistic::Minimum => s.min,
+            Statistic::Maximum => s.max,
+        }
+    }
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Statistic::SampleCount => "SampleCount",
+            Statistic::Average => "Average",
+            Statistic::Sum => "Sum",
+            Statistic::Minimum => "Minimum",
+            Statistic::Maximum => "Maximum",
+        }
+    }
+}
+
 /// One datum to store.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Datum {
